@@ -1,0 +1,195 @@
+//! JSON shapes of the control API (DESIGN.md "operator interface"), shared by the server, the
+//! CLI and the console. Plain data only: no behaviour, no I/O.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::orchestrator::RunState;
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub state: RunState,
+    /// Name of the active (or last) run's plan.
+    pub plan: Option<String>,
+    /// Content hash of that plan's text in the store.
+    pub plan_hash: Option<String>,
+    pub run_id: Option<u64>,
+    /// Current step, 1-based; 0 before the first step.
+    pub step: usize,
+    /// Number of steps in the plan.
+    pub steps: usize,
+    /// Each step's weight (percent), for the console's gauge markers.
+    #[serde(default)]
+    pub step_weights: Vec<f64>,
+    /// Percent of users routed to NEW right now.
+    pub weight: f64,
+    /// Why the last automatic (or manual) decision was taken.
+    pub reason: Option<String>,
+    /// Seconds of the current step's hold still to serve, when holding.
+    pub hold_remaining_s: Option<f64>,
+    pub envs: Envs,
+    #[serde(default)]
+    pub gates: Vec<GateView>,
+    /// Id of the newest event in the log.
+    pub last_event_id: u64,
+    /// Requests NEW or OLD could not answer that were answered by FALLBACK or failed, over the
+    /// analysis window (the "displaced load" of the connection-limit incident).
+    #[serde(default)]
+    pub displaced: Displaced,
+    /// Open long-lived connections (tunnels) still on an env their user no longer belongs to.
+    #[serde(default)]
+    pub tunnels_to_move: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Envs {
+    pub old: EnvStats,
+    pub new: EnvStats,
+    pub fallback: EnvStats,
+    pub users: EnvStats,
+}
+
+/// What one scope looks like over the analysis window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EnvStats {
+    pub rps: f64,
+    pub error_rate: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub active: u64,
+    #[serde(default)]
+    pub share: f64,
+    /// Fraction of recent synthetic probes that succeeded; `None` when not probed.
+    #[serde(default)]
+    pub probe_success: Option<f64>,
+    /// Requests in the window.
+    #[serde(default)]
+    pub requests: u64,
+    /// Requests shed by admission control in the window, per second.
+    #[serde(default)]
+    pub shed_rate: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Displaced {
+    /// Requests whose env failed to answer and that FALLBACK answered.
+    pub to_fallback: u64,
+    /// Requests whose env failed to answer and that ended in an error for the user.
+    pub failed: u64,
+    /// Displaced requests over all requests in the window.
+    pub rate: f64,
+}
+
+/// A gate's latest evaluation, for status and the console.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GateView {
+    pub name: String,
+    pub metric: String,
+    /// Human form of the threshold, e.g. `<= 0.02` or `<= 2.0 x old.p99_ms`.
+    pub threshold: String,
+    pub value: Option<f64>,
+    /// `ok`, `failing`, or `not_enough_traffic`.
+    pub verdict: String,
+    /// Consecutive failing evaluations so far, and how many make it act.
+    pub failing_for: u32,
+    pub after: u32,
+    pub on_fail: String,
+}
+
+/// One entry of the append-only event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Monotonic id, starting at 1.
+    pub id: u64,
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    /// Who: `analyzer`, `orchestrator`, `cli`, `console`, a token's name, ...
+    pub actor: String,
+    /// What: `start`, `advance`, `pause`, `resume`, `approve`, `rollback`, `abort`, `weight`, ...
+    pub action: String,
+    /// Why, in words.
+    pub reason: String,
+    pub run_id: Option<u64>,
+    /// The state and weight after the event.
+    pub state: RunState,
+    pub weight: f64,
+    /// The numbers behind an automatic decision (gate, values, threshold, window), or null.
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+/// An event about to be appended (the store assigns the id).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    pub at_ms: u64,
+    pub actor: String,
+    pub action: String,
+    pub reason: String,
+    pub run_id: Option<u64>,
+    pub state: RunState,
+    pub weight: f64,
+    #[serde(default)]
+    pub data: serde_json::Value,
+}
+
+impl NewEvent {
+    pub fn with_id(self, id: u64) -> Event {
+        Event {
+            id,
+            at_ms: self.at_ms,
+            actor: self.actor,
+            action: self.action,
+            reason: self.reason,
+            run_id: self.run_id,
+            state: self.state,
+            weight: self.weight,
+            data: self.data,
+        }
+    }
+}
+
+/// Error body of every non-2xx answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+    pub hint: String,
+    /// Positioned problems (plan errors), when there are any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ErrorDetail>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub hint: String,
+}
+
+/// `POST /v1/weight`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightRequest {
+    pub weight: f64,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `POST /v1/{pause,resume,approve,rollback,abort}` (body optional).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `GET /v1/plans` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanInfo {
+    pub hash: String,
+    pub name: String,
+    pub stored_at_ms: u64,
+}
+
+/// Header by which a client names itself as the actor (`cli`, `console`, ...).
+pub const ACTOR_HEADER: &str = "x-cutover-actor";

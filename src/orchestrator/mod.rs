@@ -1,0 +1,9 @@
+//! The orchestrator: the run's state machine and the task that drives it.
+//!
+//! Owns: [`machine`] (pure transitions, time passed in) and the driver task that evaluates
+//! gates each interval, runs pre-step checks, and applies transitions — store first (flushed),
+//! router second. Must not touch: the request path.
+
+pub mod state;
+
+pub use state::RunState;

@@ -1,0 +1,128 @@
+//! The plan model: what a validated plan says, as plain data. Parsing and validation live in
+//! the sibling modules; everything downstream (state machine, analyzer) takes a [`Plan`].
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::MetricRef;
+use crate::router::{Env, Weight};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub name: String,
+    /// Bucket seed; defaults to `name`.
+    pub salt: String,
+    pub analysis: Analysis,
+    pub steps: Vec<Step>,
+    pub gates: Vec<Gate>,
+    pub rollback: Rollback,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// How often gates are evaluated.
+    pub interval: Duration,
+    /// Sliding window the metrics are taken over.
+    pub window: Duration,
+    /// Below this many requests in the window a gate does not judge.
+    pub min_requests: u64,
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            interval: Duration::from_secs(1),
+            window: Duration::from_secs(10),
+            min_requests: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Share of users on NEW; strictly increasing over the steps, 0 < weight <= 100 %.
+    pub weight: Weight,
+    /// How long the step must stay healthy before the next one (zero for the last step is fine).
+    pub hold: Duration,
+    /// Wait for an operator's approve after the hold.
+    pub approval: bool,
+    /// Run before the step's weight is applied; a failure pauses the run.
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Check {
+    /// GET `path` on one upstream of `env`; expect `expect_status` and, optionally, the JSON
+    /// value at `expect_json.pointer` (RFC 6901) to equal `expect_json.value`.
+    HttpGet {
+        env: Env,
+        path: String,
+        expect_status: u16,
+        expect_json: Option<JsonExpectation>,
+        timeout: Duration,
+    },
+    /// Run `command` with `sh -c`; it must exit 0 within `timeout`.
+    Command { command: String, timeout: Duration },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonExpectation {
+    pub pointer: String,
+    pub value: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    pub name: String,
+    pub metric: MetricRef,
+    pub condition: Condition,
+    /// Consecutive failing evaluations before acting (>= 1).
+    pub after: u32,
+    pub on_fail: OnFail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Condition {
+    /// Fails when the value is above `max`.
+    Max(f64),
+    /// Fails when the value is below `min` (e.g. `users.probe_success`).
+    Min(f64),
+    /// Fails when the value is above `ratio` × the value of `of`. With `confidence` (error-rate
+    /// gates only), fails only when the excess is statistically significant at that level.
+    RatioOf {
+        of: MetricRef,
+        ratio: f64,
+        confidence: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFail {
+    Pause,
+    Rollback,
+}
+
+impl OnFail {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFail::Pause => "pause",
+            OnFail::Rollback => "rollback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// How long a rollback takes to reach weight 0; zero returns everyone at once.
+    pub ramp: Duration,
+}
+
+impl Default for Rollback {
+    fn default() -> Self {
+        Rollback {
+            ramp: Duration::from_secs(30),
+        }
+    }
+}
