@@ -21,11 +21,36 @@ pub enum Command {
         #[arg(long, default_value = "cutover.toml")]
         config: std::path::PathBuf,
     },
+    /// Work with plan files.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate plans: exit 0, or non-zero with `file:line:col:` errors.
+    Check {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { .. } => ExitCode::SUCCESS,
+        Command::Plan {
+            command: PlanCommand::Check { files },
+        } => {
+            let mut out = std::io::stdout().lock();
+            let mut err = std::io::stderr().lock();
+            if crate::plan::check_files(&files, &mut out, &mut err) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
     }
 }
