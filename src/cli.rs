@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "cutover", version, about = "Move users from an old environment to a new one without an outage")]
+#[command(
+    name = "cutover",
+    version,
+    about = "Move users from an old environment to a new one without an outage"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

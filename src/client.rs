@@ -97,7 +97,11 @@ impl Client {
     }
 
     /// `POST /v1/weight`.
-    pub async fn set_weight(&self, weight: f64, reason: Option<&str>) -> Result<Status, ClientError> {
+    pub async fn set_weight(
+        &self,
+        weight: f64,
+        reason: Option<&str>,
+    ) -> Result<Status, ClientError> {
         let body = WeightRequest {
             weight,
             reason: reason.map(str::to_owned),
@@ -124,7 +128,11 @@ impl Client {
 
     /// The live event stream (`GET /v1/events?since=ID&follow=1`, server-sent events).
     pub async fn follow(&self, since: u64) -> Result<EventStream, ClientError> {
-        let req = self.request(Method::GET, &format!("/v1/events?since={since}&follow=1"), None)?;
+        let req = self.request(
+            Method::GET,
+            &format!("/v1/events?since={since}&follow=1"),
+            None,
+        )?;
         let resp = tokio::time::timeout(self.timeout, self.http.request(req))
             .await
             .map_err(|_| ClientError::Timeout(self.timeout))?
@@ -292,7 +300,10 @@ mod tests {
 
     #[test]
     fn sse_frames_decode() {
-        assert_eq!(sse_data(b"id: 3\ndata: {\"a\":1}\n\n").as_deref(), Some("{\"a\":1}"));
+        assert_eq!(
+            sse_data(b"id: 3\ndata: {\"a\":1}\n\n").as_deref(),
+            Some("{\"a\":1}")
+        );
         assert_eq!(sse_data(b": keep-alive\n\n"), None);
         assert_eq!(find_frame_end(b"data: x\n\nrest"), Some(7));
     }

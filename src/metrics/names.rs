@@ -94,7 +94,10 @@ impl MetricKind {
     pub fn is_rate(self) -> bool {
         matches!(
             self,
-            MetricKind::ErrorRate | MetricKind::Share | MetricKind::ProbeSuccess | MetricKind::DisplacedRate
+            MetricKind::ErrorRate
+                | MetricKind::Share
+                | MetricKind::ProbeSuccess
+                | MetricKind::DisplacedRate
         )
     }
 }
@@ -130,7 +133,10 @@ mod tests {
     fn names_round_trip() {
         for s in Scope::ALL {
             for m in MetricKind::ALL {
-                let r = MetricRef { scope: s, metric: m };
+                let r = MetricRef {
+                    scope: s,
+                    metric: m,
+                };
                 assert_eq!(MetricRef::parse(&r.to_string()), Some(r));
             }
         }

@@ -7,3 +7,7 @@
 pub mod state;
 
 pub use state::RunState;
+pub mod checks;
+pub mod handle;
+
+pub use handle::{Cmd, CommandError, Handle};

@@ -45,7 +45,10 @@ impl RunState {
     pub fn is_active(self) -> bool {
         matches!(
             self,
-            RunState::Running | RunState::Paused | RunState::AwaitingApproval | RunState::RollingBack
+            RunState::Running
+                | RunState::Paused
+                | RunState::AwaitingApproval
+                | RunState::RollingBack
         )
     }
 }

@@ -17,3 +17,18 @@ pub fn check_files(
     let _ = (files, out, err);
     false
 }
+
+/// One positioned problem in a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub hint: String,
+}
+
+/// Parse and validate plan text (placeholder until the plan branch lands).
+pub fn parse(text: &str) -> Result<Plan, Vec<Diagnostic>> {
+    let _ = text;
+    Err(Vec::new())
+}

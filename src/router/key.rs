@@ -19,7 +19,9 @@ pub enum KeySource {
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum KeySourceError {
-    #[error("unknown user key source `{0}`: use header:NAME, cookie:NAME, query:NAME or client_ip")]
+    #[error(
+        "unknown user key source `{0}`: use header:NAME, cookie:NAME, query:NAME or client_ip"
+    )]
     Unknown(String),
     #[error("`{0}` names no {1}: write {1}:NAME")]
     MissingName(String, &'static str),
@@ -140,8 +142,14 @@ fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a [u8]> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |i| i + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |i| i + 1);
     &b[start..end]
 }
 
@@ -167,9 +175,18 @@ mod tests {
     #[test]
     fn parses_sources_and_rejects_bad_ones() {
         assert_eq!("client_ip".parse::<KeySource>(), Ok(KeySource::ClientIp));
-        assert!(matches!("cookie:".parse::<KeySource>(), Err(KeySourceError::MissingName(..))));
-        assert!(matches!("hdr:x".parse::<KeySource>(), Err(KeySourceError::Unknown(..))));
-        assert!(matches!("header:a b".parse::<KeySource>(), Err(KeySourceError::BadHeader(..))));
+        assert!(matches!(
+            "cookie:".parse::<KeySource>(),
+            Err(KeySourceError::MissingName(..))
+        ));
+        assert!(matches!(
+            "hdr:x".parse::<KeySource>(),
+            Err(KeySourceError::Unknown(..))
+        ));
+        assert!(matches!(
+            "header:a b".parse::<KeySource>(),
+            Err(KeySourceError::BadHeader(..))
+        ));
     }
 
     #[test]
@@ -177,12 +194,21 @@ mod tests {
         let ip: IpAddr = "10.1.2.3".parse().expect("ip");
         let mut h = HeaderMap::new();
         h.insert(COOKIE, HeaderValue::from_static("a=1; uid=\"bob\"; z=2"));
-        assert_eq!(extract(&sources(), &h, Some("u=carol"), ip).as_bytes(), b"bob");
+        assert_eq!(
+            extract(&sources(), &h, Some("u=carol"), ip).as_bytes(),
+            b"bob"
+        );
         h.insert("x-user-id", HeaderValue::from_static("alice"));
         assert_eq!(extract(&sources(), &h, None, ip).as_bytes(), b"alice");
         let empty = HeaderMap::new();
-        assert_eq!(extract(&sources(), &empty, Some("x=1&u=carol"), ip).as_bytes(), b"carol");
-        assert_eq!(extract(&sources(), &empty, Some("u="), ip).as_bytes(), &[10, 1, 2, 3]);
+        assert_eq!(
+            extract(&sources(), &empty, Some("x=1&u=carol"), ip).as_bytes(),
+            b"carol"
+        );
+        assert_eq!(
+            extract(&sources(), &empty, Some("u="), ip).as_bytes(),
+            &[10, 1, 2, 3]
+        );
         assert_eq!(extract(&[], &empty, None, ip).as_bytes(), &[10, 1, 2, 3]);
     }
 

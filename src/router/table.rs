@@ -49,7 +49,9 @@ impl std::fmt::Display for Env {
 }
 
 /// Share of users on NEW, in basis points of the 10,000 buckets (0 ..= 10000).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Weight(u32);
 

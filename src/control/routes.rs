@@ -1,0 +1,330 @@
+//! Routing and validation of control API requests. Every answer is JSON; every error is
+//! `{"error": ..., "hint": ...}` with 400 (bad input), 401, 404, 405, 409 (state) or 413.
+//!
+//! Helpers return `Result<T, Response>` so a bad input short-circuits into its answer; the
+//! response is large but this is the admin path, not the data path.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use super::{sse, Control};
+use crate::api::{ActionRequest, ApiError, ErrorDetail, WeightRequest, ACTOR_HEADER};
+use crate::orchestrator::{Cmd, CommandError};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body the API reads (a plan is a few KiB).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    if path == "/metrics" {
+        return match *req.method() {
+            Method::GET => text(StatusCode::OK, control.handle.metrics_text()),
+            _ => method_not_allowed("GET"),
+        };
+    }
+    let auth = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    if !control.token.accepts(auth) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+            "send `Authorization: Bearer TOKEN` (the CLI reads --token-file or CUTOVER_TOKEN)",
+        );
+    }
+    let actor = actor(&req);
+    let method = req.method().clone();
+    match (path.as_str(), method) {
+        ("/v1/status", Method::GET) => json(StatusCode::OK, &control.handle.status()),
+        ("/v1/events", Method::GET) => events(control, &req).await,
+        ("/v1/plans", Method::GET) => match control.handle.plans() {
+            Ok(plans) => json(StatusCode::OK, &plans),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "check the store directory and the server log"),
+        },
+        ("/v1/start", Method::POST) => start(control, req, &actor).await,
+        ("/v1/weight", Method::POST) => {
+            let body: WeightRequest = match read_json(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            if !body.weight.is_finite() || !(0.0..=100.0).contains(&body.weight) {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("weight {} is out of range", body.weight),
+                    "give a percentage of users for NEW between 0 and 100, e.g. {\"weight\": 30}",
+                );
+            }
+            command(control, Cmd::SetWeight(body.weight), &actor, body.reason).await
+        }
+        (p, Method::POST) if action(p).is_some() => {
+            let body: ActionRequest = match read_json_optional(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            let cmd = action(p).unwrap_or(Cmd::Pause);
+            command(control, cmd, &actor, body.reason).await
+        }
+        ("/v1/status" | "/v1/events" | "/v1/plans", _) => method_not_allowed("GET"),
+        (p, _) if p == "/v1/start" || p == "/v1/weight" || action(p).is_some() => method_not_allowed("POST"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            &format!("no route {path}"),
+            "routes: /v1/status, /v1/start, /v1/{pause,resume,approve,rollback,abort}, /v1/weight, /v1/events, /v1/plans, /metrics",
+        ),
+    }
+}
+
+fn action(path: &str) -> Option<Cmd> {
+    Some(match path {
+        "/v1/pause" => Cmd::Pause,
+        "/v1/resume" => Cmd::Resume,
+        "/v1/approve" => Cmd::Approve,
+        "/v1/rollback" => Cmd::Rollback,
+        "/v1/abort" => Cmd::Abort,
+        _ => return None,
+    })
+}
+
+/// The actor a client names itself as (`cli`, `console`, a script's name), else `api`.
+fn actor(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get(ACTOR_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim())
+        .filter(|s| {
+            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+        })
+        .unwrap_or("api")
+        .to_owned()
+}
+
+async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Response<Body> {
+    let bytes = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Ok(text) = String::from_utf8(bytes.to_vec()) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the plan is not UTF-8 text",
+            "post the plan's TOML file as the body",
+        );
+    };
+    match crate::plan::parse(&text) {
+        Ok(plan) => {
+            command(
+                control,
+                Cmd::Start {
+                    plan: Box::new(plan),
+                    text,
+                },
+                actor,
+                None,
+            )
+            .await
+        }
+        Err(diags) => {
+            let first = diags.first();
+            let body = ApiError {
+                error: match first {
+                    Some(d) => format!(
+                        "invalid plan: {}:{}: {} ({} problem(s))",
+                        d.line,
+                        d.col,
+                        d.message,
+                        diags.len()
+                    ),
+                    None => "invalid plan".to_owned(),
+                },
+                hint: first.map_or_else(
+                    || "run `cutover plan check FILE` to see every problem".to_owned(),
+                    |d| d.hint.clone(),
+                ),
+                details: diags
+                    .into_iter()
+                    .map(|d| ErrorDetail {
+                        line: d.line,
+                        col: d.col,
+                        message: d.message,
+                        hint: d.hint,
+                    })
+                    .collect(),
+            };
+            json(StatusCode::BAD_REQUEST, &body)
+        }
+    }
+}
+
+async fn command(
+    control: &Control,
+    cmd: Cmd,
+    actor: &str,
+    reason: Option<String>,
+) -> Response<Body> {
+    match control.handle.command(cmd, actor, reason).await {
+        Ok(status) => json(StatusCode::OK, &status),
+        Err(CommandError::Rejected(why)) => error(
+            StatusCode::CONFLICT,
+            &why,
+            "see `cutover status` for the current state; nothing was changed",
+        ),
+        Err(e @ CommandError::Store(_)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &e.to_string(),
+            "check the store's disk and the server log; nothing was changed",
+        ),
+        Err(e @ CommandError::Stopped) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &e.to_string(),
+            "retry after the restart",
+        ),
+    }
+}
+
+async fn events(control: &Control, req: &Request<Incoming>) -> Response<Body> {
+    let mut since = 0u64;
+    let mut limit = 1000usize;
+    let mut follow = req
+        .headers()
+        .get(header::ACCEPT)
+        .is_some_and(|a| a.as_bytes().starts_with(b"text/event-stream"));
+    for pair in req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let bad = |what: &str| {
+            error(
+                StatusCode::BAD_REQUEST,
+                &format!("`{k}={v}` is not valid"),
+                &format!("{what}; e.g. /v1/events?since=42&limit=100&follow=1"),
+            )
+        };
+        match k {
+            "since" => match v.parse() {
+                Ok(n) => since = n,
+                Err(_) => return bad("since is an event id (a whole number)"),
+            },
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if n > 0 => limit = n.min(10_000),
+                _ => return bad("limit is a whole number above 0"),
+            },
+            "follow" => follow = matches!(v, "" | "1" | "true"),
+            _ => return bad("known parameters are since, limit and follow"),
+        }
+    }
+    if follow {
+        return sse::stream(control.handle.clone(), since);
+    }
+    match control.handle.events_since(since, limit) {
+        Ok(list) => json(StatusCode::OK, &list),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &e.to_string(),
+            "check the store and the server log",
+        ),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body over {MAX_BODY} bytes"),
+                "plans and commands are small; check what is being sent",
+            ))
+        }
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            &format!("could not read the body: {e}"),
+            "resend the request",
+        )),
+    }
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Response<Body>> {
+    let bytes = read_body(req).await?;
+    parse_json(&bytes)
+}
+
+/// An empty body means the defaults (e.g. no reason).
+async fn read_json_optional<T: DeserializeOwned + Default>(
+    req: Request<Incoming>,
+) -> Result<T, Response<Body>> {
+    let bytes = read_body(req).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(&bytes)
+}
+
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Response<Body>> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid JSON body: {e}"),
+            "send e.g. {\"weight\": 30} to /v1/weight or {\"reason\": \"...\"} to an action",
+        )
+    })
+}
+
+pub fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value)
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\",\"hint\":\"\"}}").into_bytes());
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+pub fn error(status: StatusCode, error: &str, hint: &str) -> Response<Body> {
+    json(
+        status,
+        &ApiError {
+            error: error.to_owned(),
+            hint: hint.to_owned(),
+            details: Vec::new(),
+        },
+    )
+}
+
+fn method_not_allowed(allowed: &'static str) -> Response<Body> {
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed on this route",
+        &format!("use {allowed}"),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, http::HeaderValue::from_static(allowed));
+    resp
+}

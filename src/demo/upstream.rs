@@ -1,0 +1,257 @@
+//! A simulated environment: a real HTTP/1.1 server on loopback with knobs for faults.
+//!
+//! - `GET /healthz` → `{"status":"ok","env":NAME,"pool_size":N}`.
+//! - `GET /ws` with a WebSocket upgrade → echoes every message, prefixed by nothing.
+//! - any other request → 200 JSON `{"env","method","path","headers","body_bytes"}` after
+//!   reading (and counting) the whole body, so header rules and uploads can be checked.
+//!
+//! Knobs ([`Behaviour`], changeable while running): extra latency, a 5xx rate, a concurrency
+//! limit past which requests get 503 (or connections are refused while `refuse` is set).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+/// Live-tunable behaviour of a simulated environment.
+#[derive(Debug, Default)]
+pub struct Behaviour {
+    /// Added to every answer.
+    pub latency_ms: AtomicU64,
+    /// Per mille of requests answered 500.
+    pub error_permille: AtomicU32,
+    /// Requests in flight past this answer 503 (0 = unlimited).
+    pub max_inflight: AtomicUsize,
+    /// Accept and immediately drop connections (a crashed process behind a live socket).
+    pub reset: AtomicBool,
+    /// Read each request, then close the connection without answering.
+    pub close_without_answer: AtomicBool,
+    /// Reported as `pool_size` by /healthz (the "half-configured database" check).
+    pub pool_size: AtomicU64,
+    pub inflight: AtomicUsize,
+    pub peak_inflight: AtomicUsize,
+    pub served: AtomicU64,
+}
+
+/// A running simulated env. Dropping it does not stop it; call [`SimEnv::stop`].
+pub struct SimEnv {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub behaviour: Arc<Behaviour>,
+    stop: watch::Sender<bool>,
+}
+
+impl SimEnv {
+    /// Start `name` on `addr` (use port 0 for any free port).
+    pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<SimEnv> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let behaviour = Arc::new(Behaviour {
+            pool_size: AtomicU64::new(40),
+            ..Default::default()
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(accept_loop(
+            listener,
+            name.to_owned(),
+            behaviour.clone(),
+            stop_rx,
+        ));
+        Ok(SimEnv {
+            name: name.to_owned(),
+            addr,
+            behaviour,
+            stop,
+        })
+    }
+
+    /// Stop accepting; the port is closed (connections are then refused).
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    name: String,
+    b: Arc<Behaviour>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name: Arc<str> = Arc::from(name);
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(_) => continue,
+            },
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        if b.reset.load(SeqCst) {
+            let _ = stream.set_zero_linger();
+            drop(stream);
+            continue;
+        }
+        let (name, b) = (name.clone(), b.clone());
+        let mut stop = stop.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let (name, b) = (name.clone(), b.clone());
+                async move {
+                    let resp = answer(req, &name, &b).await;
+                    if b.close_without_answer.load(SeqCst) {
+                        // A service error makes hyper drop the connection without a response.
+                        return Err(std::io::Error::other("closing without an answer"));
+                    }
+                    Ok(resp)
+                }
+            });
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.wait_for(|s| *s) => {}
+            }
+        });
+    }
+}
+
+struct Inflight<'a>(&'a Behaviour);
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, SeqCst);
+    }
+}
+
+async fn answer(req: Request<Incoming>, name: &str, b: &Behaviour) -> Response<Full<Bytes>> {
+    let now = b.inflight.fetch_add(1, SeqCst) + 1;
+    let _guard = Inflight(b);
+    b.peak_inflight.fetch_max(now, SeqCst);
+    let limit = b.max_inflight.load(SeqCst);
+    if limit > 0 && now > limit {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{{\"env\":\"{name}\",\"error\":\"overloaded\"}}"),
+        );
+    }
+    let latency = b.latency_ms.load(SeqCst);
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    b.served.fetch_add(1, SeqCst);
+    let permille = b.error_permille.load(SeqCst);
+    if permille > 0 && rand::random::<u32>() % 1000 < permille {
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{{\"env\":\"{name}\",\"error\":\"injected\"}}"),
+        );
+    }
+    if req.uri().path() == "/healthz" {
+        let pool = b.pool_size.load(SeqCst);
+        return reply(
+            StatusCode::OK,
+            format!("{{\"status\":\"ok\",\"env\":\"{name}\",\"pool_size\":{pool}}}"),
+        );
+    }
+    if req.headers().contains_key(header::UPGRADE) {
+        return websocket(req, name);
+    }
+    let method = req.method().to_string();
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let headers: BTreeMap<String, String> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = req.into_body();
+    let mut body_bytes = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => body_bytes += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(_) => return reply(StatusCode::BAD_REQUEST, "{\"error\":\"body\"}".into()),
+        }
+    }
+    let json = serde_json::json!({
+        "env": name,
+        "method": method,
+        "path": path,
+        "headers": headers,
+        "body_bytes": body_bytes,
+    });
+    reply(StatusCode::OK, json.to_string())
+}
+
+fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn websocket(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>> {
+    let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
+        return reply(
+            StatusCode::BAD_REQUEST,
+            "{\"error\":\"no sec-websocket-key\"}".into(),
+        );
+    };
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let upgrade = hyper::upgrade::on(&mut req);
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else { return };
+        let mut ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        let _ = ws
+            .send(tokio_tungstenite::tungstenite::Message::text(format!(
+                "hello from {name}"
+            )))
+            .await;
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                break;
+            }
+            if (msg.is_text() || msg.is_binary()) && ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    h.insert(
+        header::CONNECTION,
+        http::HeaderValue::from_static("upgrade"),
+    );
+    if let Ok(v) = http::HeaderValue::from_str(&accept) {
+        h.insert("sec-websocket-accept", v);
+    }
+    r
+}

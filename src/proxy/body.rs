@@ -1,0 +1,172 @@
+//! Bodies of the data path, streamed frame by frame (never buffered whole).
+//!
+//! - [`ReqBody`]: a client's request body on its way upstream. It remembers whether anything
+//!   of it was sent: if an attempt fails before the first frame was polled (connect refused,
+//!   connect timeout), the untouched body is taken back and replayed on FALLBACK.
+//! - [`RespBody`]: what the client gets — an upstream's streamed body (holding the in-flight
+//!   and active-connection gauges until it ends) or a small answer of the proxy's own.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::upstream::InflightGuard;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A request body that can be taken back while none of it has been sent.
+#[derive(Debug)]
+pub enum ReqBody {
+    Empty,
+    Stream {
+        unsent: Arc<Mutex<Option<Incoming>>>,
+        sending: Option<Incoming>,
+    },
+}
+
+impl ReqBody {
+    /// Wrap a client's body. Returns the body and, for a non-empty body, the handle through
+    /// which it can be taken back while unsent.
+    pub fn new(body: Incoming) -> (ReqBody, Option<Unsent>) {
+        if body.is_end_stream() {
+            return (ReqBody::Empty, None);
+        }
+        let unsent = Arc::new(Mutex::new(Some(body)));
+        (
+            ReqBody::Stream {
+                unsent: unsent.clone(),
+                sending: None,
+            },
+            Some(Unsent(unsent)),
+        )
+    }
+
+    /// A body for a replay of what `Unsent` took back.
+    pub fn replay(body: Incoming) -> (ReqBody, Unsent) {
+        let unsent = Arc::new(Mutex::new(Some(body)));
+        (
+            ReqBody::Stream {
+                unsent: unsent.clone(),
+                sending: None,
+            },
+            Unsent(unsent),
+        )
+    }
+}
+
+/// Handle to take an unsent request body back after a failed attempt.
+#[derive(Debug)]
+pub struct Unsent(Arc<Mutex<Option<Incoming>>>);
+
+impl Unsent {
+    /// The body, if not a byte of it was polled by the failed attempt.
+    pub fn take(self) -> Option<Incoming> {
+        self.0.lock().ok().and_then(|mut g| g.take())
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Stream { unsent, sending } => {
+                if sending.is_none() {
+                    // First poll: from now on the body counts as sent. The lock is taken once
+                    // per request, never across an await.
+                    *sending = unsent.lock().ok().and_then(|mut g| g.take());
+                }
+                match sending {
+                    Some(body) => Pin::new(body).poll_frame(cx),
+                    None => Poll::Ready(None),
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self, ReqBody::Empty)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Stream { unsent, sending } => match sending {
+                Some(b) => b.size_hint(),
+                None => unsent
+                    .lock()
+                    .ok()
+                    .and_then(|g| g.as_ref().map(Body::size_hint))
+                    .unwrap_or_default(),
+            },
+        }
+    }
+}
+
+/// The body a client receives.
+pub enum RespBody {
+    Upstream {
+        body: Incoming,
+        _inflight: InflightGuard,
+    },
+    Own(Full<Bytes>),
+}
+
+impl RespBody {
+    pub fn text(s: impl Into<Bytes>) -> RespBody {
+        RespBody::Own(Full::new(s.into()))
+    }
+
+    pub fn empty() -> RespBody {
+        RespBody::Own(Full::new(Bytes::new()))
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            RespBody::Upstream { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            RespBody::Own(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Upstream { body, .. } => body.is_end_stream(),
+            RespBody::Own(full) => full.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Upstream { body, .. } => body.size_hint(),
+            RespBody::Own(full) => full.size_hint(),
+        }
+    }
+}
+
+/// Collect a small body (used by checks and tests, never on the data path).
+pub async fn collect_limited(body: Incoming, limit: usize) -> Option<Bytes> {
+    let bytes = http_body_util::Limited::new(body, limit)
+        .collect()
+        .await
+        .ok()?;
+    Some(bytes.to_bytes())
+}

@@ -1,0 +1,149 @@
+//! Builders for integration tests: simulated envs, a proxy under test, and helpers.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cutover::config::Config;
+use cutover::demo::upstream::SimEnv;
+use cutover::metrics::Metrics;
+use cutover::proxy::Proxy;
+use cutover::router::{Router, RoutingTable, Weight};
+use tokio::sync::oneshot;
+
+pub struct TestProxy {
+    pub addr: SocketAddr,
+    pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
+    pub proxy: Arc<Proxy>,
+    pub old: SimEnv,
+    pub new: SimEnv,
+    pub fallback: SimEnv,
+    pub stop: Option<oneshot::Sender<()>>,
+    pub done: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn any_port() -> SocketAddr {
+    "127.0.0.1:0".parse().expect("addr")
+}
+
+/// A port nothing listens on (bound, then released).
+pub fn dead_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let a = l.local_addr().expect("addr");
+    drop(l);
+    a
+}
+
+pub fn config_text(old: SocketAddr, new: SocketAddr, fallback: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[envs.old]
+upstreams = ["{old}"]
+request_timeout = "5s"
+[envs.new]
+upstreams = ["{new}"]
+request_timeout = "5s"
+[envs.fallback]
+upstreams = ["{fallback}"]
+request_timeout = "5s"
+{extra}
+"#
+    )
+}
+
+impl TestProxy {
+    /// Three simulated envs and a proxy in front of them at `weight` percent.
+    pub async fn start(weight: f64, extra: &str) -> TestProxy {
+        let old = SimEnv::start("old", any_port()).await.expect("old");
+        let new = SimEnv::start("new", any_port()).await.expect("new");
+        let fallback = SimEnv::start("fallback", any_port())
+            .await
+            .expect("fallback");
+        let text = config_text(old.addr, new.addr, fallback.addr, extra);
+        let cfg = Config::parse(&text, "test.toml").expect("config");
+        let router = Arc::new(Router::new(RoutingTable::new(
+            Weight::from_percent(weight),
+            "test-salt",
+        )));
+        let metrics = Arc::new(Metrics::new());
+        let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
+        let listener = tokio::net::TcpListener::bind(any_port())
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let done = tokio::spawn(cutover::proxy::serve(
+            listener,
+            proxy.clone(),
+            Duration::from_secs(5),
+            async {
+                let _ = stop_rx.await;
+            },
+        ));
+        TestProxy {
+            addr,
+            router,
+            metrics,
+            proxy,
+            old,
+            new,
+            fallback,
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client")
+}
+
+/// GET `path` as `user`; returns (status, env that answered).
+pub async fn get_as(c: &reqwest::Client, url: &str, user: &str) -> (u16, String) {
+    let resp = c
+        .get(url)
+        .header("x-user-id", user)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let env = resp
+        .headers()
+        .get("x-cutover-served-by")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, env)
+}
+
+/// Poll `f` until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
