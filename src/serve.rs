@@ -1,1 +1,131 @@
-//! TODO
+//! `cutover serve`: wires the parts into one process and runs it until a signal.
+//!
+//! Order matters: the store opens first (a locked, foreign or unreadable store stops the start);
+//! the driver loads the persisted run and publishes its routing table; only then do the
+//! listeners accept. On SIGTERM/SIGINT: stop accepting, drain in-flight requests and tunnels
+//! within the drain timeout, save the run's progress, exit 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::control::{self, Control, Token, TokenError};
+use crate::metrics::Metrics;
+use crate::orchestrator::driver::{self, DriverError, Parts};
+use crate::proxy::{self, Proxy};
+use crate::router::{Env, Router, RoutingTable, Weight};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("store {path}: {source}")]
+    Store { path: String, source: StoreError },
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+}
+
+/// Addresses actually bound (useful with port 0).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+/// Run everything until `shutdown` resolves. `on_ready` is told the bound addresses.
+pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static, on_ready: impl FnOnce(Bound, &Token)) -> Result<(), ServeError> {
+    let store = Store::open(&cfg.store_path).map_err(|source| ServeError::Store {
+        path: cfg.store_path.display().to_string(),
+        source,
+    })?;
+    let store = Arc::new(store);
+    let token = Token::resolve(
+        cfg.token_file.as_deref(),
+        std::env::var("CUTOVER_TOKEN").ok(),
+        store.dir(),
+        cfg.admin,
+    )?;
+    let bind = |what, addr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { what, addr, source })
+    };
+    let proxy_listener = bind("proxy", cfg.listen).await?;
+    let admin_listener = bind("admin", cfg.admin).await?;
+    let bound = Bound {
+        proxy: proxy_listener.local_addr().unwrap_or(cfg.listen),
+        admin: admin_listener.local_addr().unwrap_or(cfg.admin),
+    };
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let router = Arc::new(Router::new(RoutingTable::new(Weight::ZERO, &cfg.salt)));
+    let metrics = Arc::new(Metrics::new());
+    let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
+    let (handle, driver_task) = driver::start(
+        Parts {
+            store,
+            router,
+            metrics: metrics.clone(),
+            tunnels: proxy.tunnels.clone(),
+            env_addrs: Env::ALL.map(|e| cfg.env(e).upstreams.clone()),
+            default_salt: cfg.salt.clone(),
+        },
+        stopped(),
+    )?;
+    crate::analyzer::probe::spawn_for(&cfg, metrics, stopped());
+
+    let control = Arc::new(Control { handle, token });
+    let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
+    let proxy_task = tokio::spawn(proxy::serve(proxy_listener, proxy, cfg.drain_timeout, stopped()));
+    on_ready(bound, &control.token);
+
+    shutdown.await;
+    tracing::info!("shutting down: draining");
+    let _ = stop_tx.send(true);
+    let _ = proxy_task.await;
+    let _ = admin_task.await;
+    let _ = driver_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

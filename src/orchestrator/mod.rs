@@ -11,3 +11,5 @@ pub mod checks;
 pub mod handle;
 
 pub use handle::{Cmd, CommandError, Handle};
+pub mod driver;
+pub mod status;

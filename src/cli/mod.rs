@@ -1,0 +1,164 @@
+//! The command line: flags, sub-commands, and their dispatch to the library.
+//!
+//! Owns: argument parsing, finding the control API and its token, turning results into exit
+//! codes and human or `--json` output. Must not touch: server internals — operator commands go
+//! through [`crate::client`] like any other client.
+
+mod ops;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cutover",
+    version,
+    about = "Move the users of a live service from an old environment to a new one without an outage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How to reach the control API.
+#[derive(Debug, Clone, Args)]
+pub struct Conn {
+    /// Control API URL [default: the config's admin.addr, else http://127.0.0.1:9900]
+    #[arg(long, env = "CUTOVER_ADMIN", global = true)]
+    pub admin: Option<String>,
+    /// File holding the bearer token (else CUTOVER_TOKEN, else the config's token)
+    #[arg(long, global = true)]
+    pub token_file: Option<PathBuf>,
+    /// Server config to find the admin address and token from
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy, the orchestrator and the control API.
+    Serve {
+        #[arg(long, default_value = "cutover.toml")]
+        config: PathBuf,
+    },
+    /// Work with plan files.
+    Plan {
+        #[command(subcommand)]
+        command: PlanCommand,
+    },
+    /// Start a run of PLAN_FILE.
+    Start {
+        plan_file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show the state of the run and the environments.
+    Status {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Pause the run where it is.
+    Pause(ActionArgs),
+    /// Resume a paused run.
+    Resume(ActionArgs),
+    /// Approve the step that awaits approval.
+    Approve(ActionArgs),
+    /// Roll back to OLD (ramped as the plan says).
+    Rollback(ActionArgs),
+    /// Stop the run; the weight stays where it is.
+    Abort(ActionArgs),
+    /// Set the share of users on NEW (percent); during a run this also pauses it.
+    SetWeight {
+        pct: f64,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the event log (or follow it live).
+    Events {
+        /// Only events after this id
+        #[arg(long, default_value_t = 0)]
+        since: u64,
+        /// Keep printing new events as they happen
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List the plans in the store.
+    Plans {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// The terminal dashboard.
+    Console {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ActionArgs {
+    /// Why (recorded in the event log)
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[command(flatten)]
+    pub conn: Conn,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PlanCommand {
+    /// Validate plans: exit 0, or non-zero with `file:line:col:` errors.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Console { .. }));
+    match cli.command {
+        Command::Plan {
+            command: PlanCommand::Check { files },
+        } => {
+            let mut out = std::io::stdout().lock();
+            let mut err = std::io::stderr().lock();
+            if crate::plan::check_files(&files, &mut out, &mut err) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Serve { config } => runtime(ops::serve(config)),
+        other => runtime(ops::operator(other)),
+    }
+}
+
+fn runtime(fut: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(fut),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if quiet { "off" } else { "info" };
+    let filter = EnvFilter::try_from_env("CUTOVER_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,169 @@
+//! What each sub-command does: `serve` runs the server; the operator commands call the API.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use super::{render, Command, Conn};
+use crate::client::{Client, ClientError};
+use crate::config::Config;
+
+/// Exit code for bad usage or config (EX_USAGE / EX_CONFIG style).
+const EXIT_CONFIG: u8 = 78;
+/// Exit code when the API refused the command (409 and friends).
+const EXIT_REFUSED: u8 = 2;
+
+pub async fn serve(path: PathBuf) -> ExitCode {
+    let cfg = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            eprintln!("cutover: not started: fix the config above");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = crate::serve::run(cfg, crate::serve::signal(), |bound, token| {
+        println!("cutover: proxy listening on {}", bound.proxy);
+        println!("cutover: admin API on http://{}", bound.admin);
+        if let crate::control::auth::TokenSource::Generated(p) = &token.source {
+            println!("cutover: admin token in {}", p.display());
+        }
+    })
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cutover: not started: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Find the API URL and token: flags, then environment, then the server config.
+fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
+    let cfg_path = conn
+        .config
+        .clone()
+        .or_else(|| Path::new("cutover.toml").exists().then(|| PathBuf::from("cutover.toml")));
+    let cfg = match &cfg_path {
+        Some(p) => Some(Config::load(p).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let admin = conn.admin.clone().unwrap_or_else(|| match &cfg {
+        Some(c) => format!("http://{}", c.admin),
+        None => "http://127.0.0.1:9900".to_owned(),
+    });
+    let token_path = conn.token_file.clone().or_else(|| {
+        if std::env::var("CUTOVER_TOKEN").is_ok_and(|t| !t.trim().is_empty()) {
+            return None;
+        }
+        cfg.as_ref()
+            .map(|c| c.token_file.clone().unwrap_or_else(|| c.store_path.join("admin.token")))
+    });
+    let token = match token_path {
+        Some(p) => Some(
+            std::fs::read_to_string(&p)
+                .map_err(|e| format!("cannot read the token file {}: {e}", p.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        None => std::env::var("CUTOVER_TOKEN").ok().map(|t| t.trim().to_owned()),
+    };
+    Client::new(&admin, token, actor).map_err(|e| e.to_string())
+}
+
+pub async fn operator(cmd: Command) -> ExitCode {
+    let conn = match &cmd {
+        Command::Start { conn, .. }
+        | Command::Status { conn }
+        | Command::SetWeight { conn, .. }
+        | Command::Events { conn, .. }
+        | Command::Plans { conn }
+        | Command::Console { conn } => conn.clone(),
+        Command::Pause(a) | Command::Resume(a) | Command::Approve(a) | Command::Rollback(a) | Command::Abort(a) => {
+            a.conn.clone()
+        }
+        Command::Serve { .. } | Command::Plan { .. } => return ExitCode::FAILURE,
+    };
+    let actor = if matches!(cmd, Command::Console { .. }) { "console" } else { "cli" };
+    let client = match connect(&conn, actor) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let json = conn.json;
+    let result = match cmd {
+        Command::Status { .. } => client.status().await.map(|s| render::status(&s, json)),
+        Command::Start { plan_file, .. } => match std::fs::read_to_string(&plan_file) {
+            Ok(text) => client.start(text).await.map(|s| render::status(&s, json)),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", plan_file.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        Command::Pause(a) => client.action("pause", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
+        Command::Resume(a) => client.action("resume", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
+        Command::Approve(a) => client.action("approve", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
+        Command::Rollback(a) => client.action("rollback", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
+        Command::Abort(a) => client.action("abort", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
+        Command::SetWeight { pct, reason, .. } => client.set_weight(pct, reason.as_deref()).await.map(|s| render::status(&s, json)),
+        Command::Plans { .. } => client.plans().await.map(|p| render::plans(&p, json)),
+        Command::Events { since, follow, .. } => events(&client, since, follow, json).await,
+        Command::Console { .. } => return console(client).await,
+        Command::Serve { .. } | Command::Plan { .. } => return ExitCode::FAILURE,
+    };
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => report(&e, json),
+    }
+}
+
+async fn events(client: &Client, since: u64, follow: bool, json: bool) -> Result<String, ClientError> {
+    if !follow {
+        return client.events(since).await.map(|list| render::events(&list, json));
+    }
+    let mut stream = client.follow(since).await?;
+    while let Some(ev) = stream.next().await {
+        print!("{}", render::events(&[ev?], json));
+    }
+    Ok(String::new())
+}
+
+async fn console(client: Client) -> ExitCode {
+    match crate::console::run(client).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn report(e: &ClientError, json: bool) -> ExitCode {
+    match e {
+        ClientError::Api { status, body } => {
+            if json {
+                println!("{}", serde_json::to_string(body).unwrap_or_default());
+            } else {
+                eprintln!("error: {}", body.error);
+                for d in &body.details {
+                    eprintln!("  {}:{}: {} — {}", d.line, d.col, d.message, d.hint);
+                }
+                eprintln!("hint: {}", body.hint);
+            }
+            if *status == 409 {
+                ExitCode::from(EXIT_REFUSED)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        other => {
+            eprintln!("error: {other}");
+            ExitCode::FAILURE
+        }
+    }
+}

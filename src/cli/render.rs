@@ -1,0 +1,102 @@
+//! Human (and `--json`) output of the operator commands: short, aligned, readable at 3 a.m.
+
+use std::fmt::Write;
+
+use crate::api::{EnvStats, Event, PlanInfo, Status};
+
+pub fn status(s: &Status, json: bool) -> String {
+    if json {
+        return format!("{}\n", serde_json::to_string_pretty(s).unwrap_or_default());
+    }
+    let mut o = String::new();
+    let plan = s.plan.as_deref().unwrap_or("-");
+    let _ = writeln!(o, "state    {}   plan {plan}{}", s.state, s.run_id.map(|r| format!(" (run {r})")).unwrap_or_default());
+    let mut line = format!("weight   {}% on NEW", fmt_num(s.weight));
+    if s.steps > 0 {
+        let _ = write!(line, "   step {}/{}", s.step, s.steps);
+    }
+    if let Some(h) = s.hold_remaining_s {
+        let _ = write!(line, "   hold {:.0}s left", h);
+    }
+    let _ = writeln!(o, "{line}");
+    if let Some(r) = &s.reason {
+        let _ = writeln!(o, "why      {r}");
+    }
+    let _ = writeln!(o, "\n{:<9} {:>8} {:>7} {:>8} {:>8} {:>7} {:>6}", "", "rps", "errors", "p50 ms", "p99 ms", "active", "share");
+    for (name, e) in [("old", &s.envs.old), ("new", &s.envs.new), ("fallback", &s.envs.fallback), ("users", &s.envs.users)] {
+        let _ = writeln!(o, "{}", env_row(name, e));
+    }
+    if s.displaced.to_fallback + s.displaced.failed > 0 {
+        let _ = writeln!(
+            o,
+            "displaced {} to fallback, {} failed ({:.1}% of user requests)",
+            s.displaced.to_fallback,
+            s.displaced.failed,
+            s.displaced.rate * 100.0
+        );
+    }
+    if !s.gates.is_empty() {
+        let _ = writeln!(o, "\ngates");
+        for g in &s.gates {
+            let value = g.value.map_or("-".to_owned(), fmt_num);
+            let verdict = match g.verdict.as_str() {
+                "failing" => format!("FAILING {}/{}", g.failing_for, g.after),
+                "not_enough_traffic" => "not enough traffic".to_owned(),
+                v => v.to_owned(),
+            };
+            let _ = writeln!(o, "  {:<24} {:<20} {:>10} {:<22} {}", g.name, verdict, value, g.threshold, g.on_fail);
+        }
+    }
+    o
+}
+
+fn env_row(name: &str, e: &EnvStats) -> String {
+    format!(
+        "{:<9} {:>8.1} {:>6.2}% {:>8.1} {:>8.1} {:>7} {:>5.1}%",
+        name,
+        e.rps,
+        e.error_rate * 100.0,
+        e.p50_ms,
+        e.p99_ms,
+        e.active,
+        e.share * 100.0
+    )
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+pub fn events(list: &[Event], json: bool) -> String {
+    let mut o = String::new();
+    for e in list {
+        if json {
+            let _ = writeln!(o, "{}", serde_json::to_string(e).unwrap_or_default());
+        } else {
+            let secs = e.at_ms / 1000;
+            let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+            let _ = writeln!(
+                o,
+                "#{:<5} {h:02}:{m:02}:{s:02}Z {:<12} {:<14} {:<18} {:>5}%  {}",
+                e.id,
+                e.actor,
+                e.action,
+                e.state.as_str(),
+                fmt_num(e.weight),
+                e.reason
+            );
+        }
+    }
+    o
+}
+
+pub fn plans(list: &[PlanInfo], json: bool) -> String {
+    if json {
+        return format!("{}\n", serde_json::to_string_pretty(list).unwrap_or_default());
+    }
+    list.iter().map(|p| format!("{}  {}\n", &p.hash[..p.hash.len().min(12)], p.name)).collect()
+}

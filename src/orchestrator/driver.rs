@@ -1,0 +1,336 @@
+//! The driver task: the only writer of the run's state.
+//!
+//! Each analysis interval it takes a metrics window, asks the analyzer for an observation,
+//! and lets the pure machine decide; operator commands arrive over the handle's channel and
+//! are applied one at a time. Every transition is committed to the store (one transaction,
+//! flushed) BEFORE its weight is published to the router; if the store fails, the transition
+//! is not taken and the command answers an error. Pre-step checks run as separate tasks and
+//! come back as commands.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use super::checks::{self, EnvAddrs};
+use super::handle::{Cmd, CommandError, Handle, Request};
+use super::machine::{self, Command, Control, Effect, Tick, Transition};
+use super::status;
+use crate::analyzer::{self, GateTracker};
+use crate::api::{GateView, NewEvent, Status};
+use crate::metrics::Metrics;
+use crate::plan::Analysis;
+use crate::proxy::tunnel::Tunnels;
+use crate::router::{Router, RoutingTable, Weight};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Error)]
+pub enum DriverError {
+    #[error("cannot load the run state from the store: {0}")]
+    Load(#[from] StoreError),
+}
+
+/// What the driver needs from the rest of the process.
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub router: Arc<Router>,
+    pub metrics: Arc<Metrics>,
+    pub tunnels: Arc<Tunnels>,
+    pub env_addrs: EnvAddrs,
+    /// Salt used while no run has set one.
+    pub default_salt: String,
+}
+
+struct CheckResult {
+    run_id: u64,
+    step: usize,
+    result: Result<String, String>,
+}
+
+struct Driver {
+    parts: Parts,
+    control: Control,
+    tracker: GateTracker,
+    gates: Vec<GateView>,
+    last_event_id: u64,
+    last_eval: Instant,
+    last_saved: Instant,
+    status_tx: watch::Sender<Status>,
+    events_tx: broadcast::Sender<crate::api::Event>,
+    checks_tx: mpsc::Sender<CheckResult>,
+}
+
+/// Load the persisted state, publish its routing table, and start the driver.
+///
+/// The routing table is published before this returns, so a proxy started afterwards
+/// serves the resumed weight from its first request (never 0 or 100 by accident).
+pub fn start(
+    parts: Parts,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(Handle, tokio::task::JoinHandle<()>), DriverError> {
+    let control: Control = parts.store.load_state()?.unwrap_or_default();
+    let last_event_id = parts.store.last_event_id()?;
+    let salt = control
+        .run()
+        .map_or(parts.default_salt.clone(), |r| r.plan().salt.clone());
+    parts.router.publish(RoutingTable::new(control.weight(), &salt));
+    let (tx, rx) = mpsc::channel(64);
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let (events_tx, _) = broadcast::channel(1024);
+    let (checks_tx, checks_rx) = mpsc::channel(16);
+    let metrics = parts.metrics.clone();
+    let status_for_metrics = status_rx.clone();
+    let handle = Handle {
+        tx,
+        status: status_rx,
+        events: events_tx.clone(),
+        store: parts.store.clone(),
+        metrics_text: Arc::new(move || status::prometheus(&metrics, &status_for_metrics.borrow())),
+    };
+    let mut driver = Driver {
+        parts,
+        control,
+        tracker: GateTracker::default(),
+        gates: Vec::new(),
+        last_event_id,
+        last_eval: Instant::now(),
+        last_saved: Instant::now(),
+        status_tx,
+        events_tx,
+        checks_tx,
+    };
+    if let Some(run) = driver.control.run() {
+        tracing::info!(
+            run = run.id(),
+            state = %driver.control.state(),
+            step = driver.control.step(),
+            weight = driver.control.weight().percent(),
+            "resumed the run from the store"
+        );
+        if let Some(step) = run.checks_pending() {
+            driver.spawn_checks(step);
+        }
+    }
+    driver.publish_status();
+    let task = tokio::spawn(driver.run(rx, checks_rx, shutdown));
+    Ok((handle, task))
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        mut checks_rx: mpsc::Receiver<CheckResult>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut status_tick = tokio::time::interval(Duration::from_millis(250));
+        status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut eval_at = tokio::time::Instant::now() + self.analysis().interval;
+        loop {
+            tokio::select! {
+                Some(req) = rx.recv() => {
+                    let answer = self.command(req.cmd, &req.actor, req.reason).await;
+                    let _ = req.reply.send(answer);
+                }
+                Some(done) = checks_rx.recv() => self.checks_done(done).await,
+                _ = tokio::time::sleep_until(eval_at) => {
+                    self.evaluate().await;
+                    eval_at = tokio::time::Instant::now() + self.analysis().interval;
+                }
+                _ = status_tick.tick() => self.publish_status(),
+                _ = &mut shutdown => break,
+            }
+        }
+        // Keep the hold progress of the last interval.
+        if self.control.is_active() {
+            let _ = self.save().await;
+        }
+    }
+
+    fn analysis(&self) -> Analysis {
+        self.control
+            .run()
+            .map(|r| r.plan().analysis.clone())
+            .unwrap_or_default()
+    }
+
+    async fn command(&mut self, cmd: Cmd, actor: &str, reason: Option<String>) -> Result<Status, CommandError> {
+        let command = match cmd {
+            Cmd::Start { plan, text } => {
+                // Refuse early (nothing stored) when a run is active.
+                if self.control.is_active() {
+                    return Err(CommandError::Rejected(format!(
+                        "a run is already {}: finish, roll back or abort it before starting another",
+                        self.control.state()
+                    )));
+                }
+                let store = self.parts.store.clone();
+                let name = plan.name.clone();
+                let now = now_ms();
+                let (hash, run_id) = tokio::task::spawn_blocking(move || {
+                    let hash = store.put_plan(&name, &text, now)?;
+                    Ok::<_, StoreError>((hash, store.next_run_id()?))
+                })
+                .await
+                .map_err(|e| CommandError::Store(e.to_string()))?
+                .map_err(|e| CommandError::Store(e.to_string()))?;
+                Command::Start {
+                    plan: *plan,
+                    plan_hash: hash,
+                    run_id,
+                }
+            }
+            Cmd::Pause => Command::Pause,
+            Cmd::Resume => Command::Resume,
+            Cmd::Approve => Command::Approve,
+            Cmd::Rollback => Command::Rollback,
+            Cmd::Abort => Command::Abort,
+            Cmd::SetWeight(pct) => Command::SetWeight(Weight::from_percent(pct)),
+        };
+        let starting = matches!(command, Command::Start { .. });
+        let transition = machine::apply(&self.control, command, actor, reason.as_deref())
+            .map_err(|r| CommandError::Rejected(r.reason))?;
+        if starting {
+            self.tracker = GateTracker::default();
+            self.gates.clear();
+        }
+        self.commit(transition, actor).await?;
+        Ok(self.status_tx.borrow().clone())
+    }
+
+    async fn checks_done(&mut self, done: CheckResult) {
+        if self.control.run().map(|r| r.id()) != Some(done.run_id) {
+            return;
+        }
+        let cmd = match done.result {
+            Ok(_) => Command::ChecksPassed { step: done.step },
+            Err(output) => Command::ChecksFailed { step: done.step, output },
+        };
+        // A stale result (the run moved on meanwhile) is rejected by the machine: ignore it.
+        if let Ok(t) = machine::apply(&self.control, cmd, "orchestrator", None) {
+            if let Err(e) = self.commit(t, "orchestrator").await {
+                tracing::error!(error = %e, "could not record a check result");
+            }
+        }
+    }
+
+    async fn evaluate(&mut self) {
+        let now = Instant::now();
+        let dt = now.duration_since(self.last_eval).min(self.analysis().interval * 3);
+        self.last_eval = now;
+        let Some(run) = self.control.run().filter(|_| self.control.is_active()) else {
+            return;
+        };
+        let plan = run.plan().clone();
+        let snap = self.parts.metrics.window(now, plan.analysis.window);
+        let evaluation = analyzer::evaluate(&plan, &snap, &mut self.tracker);
+        self.gates = evaluation.gates;
+        match machine::tick(&self.control, dt, &evaluation.observation) {
+            Tick::Nothing => {}
+            Tick::Progress(control) => {
+                self.control = control;
+                if self.last_saved.elapsed() >= Duration::from_secs(1) {
+                    if let Err(e) = self.save().await {
+                        tracing::error!(error = %e, "could not save the hold progress");
+                    }
+                }
+            }
+            Tick::Transition(t) => {
+                if let Err(e) = self.commit(t, "analyzer").await {
+                    tracing::error!(error = %e, "could not record an automatic decision; it was not taken");
+                }
+            }
+        }
+    }
+
+    async fn save(&mut self) -> Result<(), StoreError> {
+        let store = self.parts.store.clone();
+        let control = self.control.clone();
+        let run_id = control.run().map(|r| r.id());
+        let result = tokio::task::spawn_blocking(move || store.save_state(&control, run_id))
+            .await
+            .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
+        self.last_saved = Instant::now();
+        result
+    }
+
+    /// Persist (flushed), then publish the weight, then tell the world.
+    async fn commit(&mut self, t: Transition, actor: &str) -> Result<(), CommandError> {
+        let Transition { control, event, effects } = t;
+        let run_id = control.run().map(|r| r.id());
+        let new_event = NewEvent {
+            at_ms: now_ms(),
+            actor: actor.to_owned(),
+            action: event.action,
+            reason: event.reason,
+            run_id,
+            state: control.state(),
+            weight: control.weight().percent(),
+            data: event.data,
+        };
+        let store = self.parts.store.clone();
+        let to_store = control.clone();
+        let stored = tokio::task::spawn_blocking(move || store.commit(&to_store, run_id, new_event))
+            .await
+            .map_err(|e| CommandError::Store(e.to_string()))?
+            .map_err(|e| CommandError::Store(e.to_string()))?;
+        // Durable: now it may take effect.
+        let table = self.parts.router.snapshot();
+        let salt = control.run().map_or(table.salt().to_owned(), |r| r.plan().salt.clone());
+        if table.weight() != control.weight() || table.salt() != salt {
+            self.parts.router.publish(table.with_salt(&salt).with_weight(control.weight()));
+        }
+        self.control = control;
+        self.last_saved = Instant::now();
+        tracing::info!(
+            id = stored.id,
+            actor = %stored.actor,
+            action = %stored.action,
+            state = %stored.state,
+            weight = stored.weight,
+            reason = %stored.reason,
+            "event"
+        );
+        self.last_event_id = stored.id;
+        let _ = self.events_tx.send(stored);
+        for effect in effects {
+            match effect {
+                Effect::RunChecks { step } => self.spawn_checks(step),
+            }
+        }
+        self.publish_status();
+        Ok(())
+    }
+
+    fn spawn_checks(&self, step: usize) {
+        let Some(run) = self.control.run() else { return };
+        let run_id = run.id();
+        let list = run.plan().steps.get(step).map(|s| s.checks.clone()).unwrap_or_default();
+        let addrs = self.parts.env_addrs.clone();
+        let tx = self.checks_tx.clone();
+        tokio::spawn(async move {
+            let result = checks::run_all(&list, &addrs).await;
+            let _ = tx.send(CheckResult { run_id, step, result }).await;
+        });
+    }
+
+    fn publish_status(&self) {
+        let window = self.analysis().window;
+        let snap = self.parts.metrics.window(Instant::now(), window);
+        let s = status::build(
+            &self.control,
+            &snap,
+            &self.gates,
+            self.last_event_id,
+        );
+        self.status_tx.send_replace(s);
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -1,0 +1,179 @@
+//! The real `cutover` binary as a child process, for end-to-end tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: String,
+    pub config: PathBuf,
+    pub dir: PathBuf,
+    pub token: String,
+    pub stderr_lines: mpsc::Receiver<String>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_cutover")
+}
+
+/// Write a config for the given env addresses into `dir` (store inside it).
+pub fn write_config(dir: &Path, old: SocketAddr, new: SocketAddr, fallback: SocketAddr, extra: &str) -> PathBuf {
+    let text = format!(
+        r#"
+[listen]
+addr = "127.0.0.1:0"
+[admin]
+addr = "127.0.0.1:0"
+[store]
+path = "store"
+[envs.old]
+upstreams = ["{old}"]
+[envs.new]
+upstreams = ["{new}"]
+[envs.fallback]
+upstreams = ["{fallback}"]
+[proxy]
+drain_timeout = "5s"
+{extra}
+"#
+    );
+    let path = dir.join("cutover.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+impl Server {
+    /// Start `cutover serve --config CONFIG` and wait until it reports its addresses.
+    pub fn start(config: &Path) -> Server {
+        let mut child = Command::new(bin())
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("CUTOVER_LOG", "info")
+            .env_remove("CUTOVER_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn cutover");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if etx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut proxy, mut admin) = (None, None);
+        while proxy.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let _ = child.kill();
+                    let errs: Vec<String> = erx.try_iter().collect();
+                    panic!("cutover did not start: {}", errs.join("\n"));
+                }
+            };
+            if let Some(a) = line.strip_prefix("cutover: proxy listening on ") {
+                proxy = a.trim().parse().ok();
+            }
+            if let Some(a) = line.strip_prefix("cutover: admin API on ") {
+                admin = Some(a.trim().to_owned());
+            }
+        }
+        let dir = config.parent().expect("dir").to_path_buf();
+        let token = std::fs::read_to_string(dir.join("store/admin.token"))
+            .expect("generated token")
+            .trim()
+            .to_owned();
+        Server {
+            child,
+            proxy: proxy.expect("proxy addr"),
+            admin: admin.expect("admin addr"),
+            config: config.to_path_buf(),
+            dir,
+            token,
+            stderr_lines: erx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.admin, path)
+    }
+
+    pub fn proxy_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn api(&self) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", self.token).parse().expect("header"),
+        );
+        headers.insert("x-cutover-actor", "test".parse().expect("header"));
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client")
+    }
+
+    /// Run the CLI against this server; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(bin())
+            .args(args)
+            .arg("--admin")
+            .arg(&self.admin)
+            .env("CUTOVER_TOKEN", &self.token)
+            .current_dir(&self.dir)
+            .output()
+            .expect("run cli");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; returns the exit status code once it has exited (or None after `timeout`).
+    pub fn sigterm(&mut self, timeout: Duration) -> Option<i32> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
