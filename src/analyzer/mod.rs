@@ -3,8 +3,20 @@
 //! Owns: gate evaluation (pure, over a [`crate::metrics::WindowSnapshot`] and the gates'
 //! failure streaks) and the synthetic probe task. Must not touch: the store, the router, or
 //! the run's state — it only says what it saw; the orchestrator decides.
+//!
+//! Layout: [`judge`] judges one gate over one window (sample sizes, conditions, the words of
+//! a verdict), [`stats`] holds the significance test of `confidence` ratio gates, [`gates`]
+//! keeps failure streaks and turns verdicts into [`Health`], [`probe`] is the probe task.
+
+pub mod gates;
+pub mod judge;
+pub mod probe;
+pub mod stats;
 
 use serde::{Deserialize, Serialize};
+
+pub use gates::{evaluate, Evaluation, GateTracker};
+pub use probe::{run_probes, ProbeTarget};
 
 /// The analyzer's verdict on one evaluation, the state machine's input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

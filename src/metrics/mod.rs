@@ -5,13 +5,29 @@
 //! Must not touch: routing, the store, or anything that blocks — `record*` is called on the
 //! request path and only does atomic adds.
 
+//!
+//! Layout: [`ring`] keeps one-second slots (counts and a log-scale latency histogram,
+//! [`histogram`]) for windows and histories; [`totals`] keeps since-start counters for
+//! Prometheus ([`prometheus`]); [`window`] turns slots into [`WindowSnapshot`]s and
+//! [`HistoryPoint`]s. Time always comes in as an argument (`now: Instant`), measured from the
+//! `origin` the metrics were created with, so tests drive it with synthetic instants.
+
+pub mod histogram;
 pub mod names;
+pub mod prometheus;
+pub mod ring;
+pub mod totals;
+mod window;
 
 use std::time::{Duration, Instant};
 
 pub use names::{MetricKind, MetricRef, Scope};
+pub use prometheus::{render_prometheus, GateGauge, RunGauges};
+pub use window::{HistoryPoint, ScopeHistory};
 
 use crate::router::Env;
+use ring::{Counter, Ring};
+use totals::{GlobalTotals, ScopeTotals};
 
 /// How a request (or one attempt of it) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,11 +64,16 @@ pub struct ScopeWindow {
     pub active: u64,
     pub share: f64,
     pub probe_success: Option<f64>,
+    /// Probes in the window (what `probe_success` gates count instead of requests). For
+    /// `users`: the probes of all envs together.
+    pub probes: u64,
+    /// Requests refused by admission control in the window, and per second.
     pub shed: u64,
     pub shed_rate: f64,
     /// Requests of this env answered elsewhere (fallback) or failed because it could not answer.
     pub displaced_to_fallback: u64,
     pub displaced_failed: u64,
+    /// Displaced over this env's requests (for `users`: all displaced over users' requests).
     pub displaced_rate: f64,
 }
 
@@ -61,6 +82,10 @@ pub struct ScopeWindow {
 pub struct WindowSnapshot {
     pub window: Duration,
     pub scopes: [ScopeWindow; 4],
+    /// Retries the proxy sent to FALLBACK in the window.
+    pub retries: u64,
+    /// Retries the retry budget refused in the window.
+    pub budget_exhausted: u64,
 }
 
 impl WindowSnapshot {
@@ -85,10 +110,64 @@ impl WindowSnapshot {
     }
 }
 
+impl ScopeWindow {
+    /// This scope as the control API shows it.
+    pub fn to_env_stats(&self) -> crate::api::EnvStats {
+        crate::api::EnvStats {
+            rps: self.rps,
+            error_rate: self.error_rate,
+            p50_ms: self.p50_ms,
+            p99_ms: self.p99_ms,
+            active: self.active,
+            share: self.share,
+            probe_success: self.probe_success,
+            requests: self.requests,
+            shed_rate: self.shed_rate,
+        }
+    }
+}
+
+impl WindowSnapshot {
+    /// Every scope as `GET /v1/status` shows it.
+    pub fn envs(&self) -> crate::api::Envs {
+        crate::api::Envs {
+            old: self.scope(Scope::Old).to_env_stats(),
+            new: self.scope(Scope::New).to_env_stats(),
+            fallback: self.scope(Scope::Fallback).to_env_stats(),
+            users: self.scope(Scope::Users).to_env_stats(),
+        }
+    }
+
+    /// The displaced load of all envs over what users asked for, as status shows it.
+    pub fn displaced(&self) -> crate::api::Displaced {
+        let u = self.scope(Scope::Users);
+        crate::api::Displaced {
+            to_fallback: u.displaced_to_fallback,
+            failed: u.displaced_failed,
+            rate: u.displaced_rate,
+        }
+    }
+}
+
 /// The process-wide metrics. Cheap to share behind an `Arc`.
-#[derive(Debug)]
+///
+/// Every `record*` is a handful of relaxed atomic adds into preallocated memory: no lock, no
+/// allocation. Reading (`window`, `history`, Prometheus) sums the slots and may allocate.
 pub struct Metrics {
     origin: Instant,
+    rings: [Ring; 4],
+    totals: [ScopeTotals; 4],
+    global: GlobalTotals,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("origin", &self.origin)
+            .field("totals", &self.totals)
+            .field("global", &self.global)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -99,62 +178,106 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::with_origin(Instant::now())
+    }
+
+    /// Metrics whose second 0 starts at `origin` (tests pass `origin + offset` as `now`).
+    pub fn with_origin(origin: Instant) -> Self {
         Metrics {
-            origin: Instant::now(),
+            origin,
+            rings: std::array::from_fn(|_| Ring::new()),
+            totals: Default::default(),
+            global: GlobalTotals::default(),
         }
     }
 
-    /// One finished request (or attempt) on `scope`.
+    pub fn origin(&self) -> Instant {
+        self.origin
+    }
+
+    /// The ring second `now` falls in (instants before the origin count as second 0).
+    fn second(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.origin).as_secs()
+    }
+
+    /// One finished request (or attempt) on `scope`. Shed requests count as requests and errors
+    /// but not in the latency histogram: they were never served, and their ~0 ms would hide
+    /// real latency.
     pub fn record(&self, scope: Scope, outcome: Outcome, latency: Duration, now: Instant) {
-        let _ = (scope, outcome, latency, now, self.origin);
+        let sec = self.second(now);
+        let shed = outcome == Outcome::Shed;
+        let secs = (!shed).then_some(latency.as_secs_f64());
+        self.rings[scope.index()].request(sec, outcome.is_error(), shed, secs.map(|s| s * 1e3));
+        self.totals[scope.index()].request(outcome, secs);
     }
 
     /// A request of `env` that `env` could not answer; `by_fallback` when FALLBACK answered it.
     pub fn record_displaced(&self, env: Env, by_fallback: bool, now: Instant) {
-        let _ = (env, by_fallback, now);
+        let scope = Scope::from(env).index();
+        let (counter, total) = if by_fallback {
+            (
+                Counter::DisplacedToFallback,
+                &self.totals[scope].displaced_to_fallback,
+            )
+        } else {
+            (
+                Counter::DisplacedFailed,
+                &self.totals[scope].displaced_failed,
+            )
+        };
+        self.rings[scope].add(self.second(now), counter, 1);
+        total.fetch_add(1, Relaxed);
     }
 
     /// The proxy retried a request on FALLBACK.
     pub fn record_retry(&self, now: Instant) {
-        let _ = now;
+        self.rings[Scope::Fallback.index()].add(self.second(now), Counter::Retries, 1);
+        self.global.retries.fetch_add(1, Relaxed);
     }
 
     /// The retry budget refused a retry.
     pub fn record_budget_exhausted(&self, now: Instant) {
-        let _ = now;
+        self.rings[Scope::Fallback.index()].add(self.second(now), Counter::BudgetExhausted, 1);
+        self.global.budget_exhausted.fetch_add(1, Relaxed);
     }
 
     /// A synthetic probe of `env`.
     pub fn record_probe(&self, env: Env, ok: bool, now: Instant) {
-        let _ = (env, ok, now);
+        let scope = Scope::from(env).index();
+        let counter = if ok {
+            Counter::ProbeOk
+        } else {
+            Counter::ProbeFail
+        };
+        self.rings[scope].add(self.second(now), counter, 1);
+        self.totals[scope].probe(ok);
     }
 
     /// An open connection or tunnel on `scope`; the gauge drops when the guard does.
     pub fn active(&self, scope: Scope) -> ActiveGuard<'_> {
+        self.totals[scope.index()].active.fetch_add(1, Relaxed);
         ActiveGuard {
             metrics: self,
             scope,
         }
     }
 
-    /// One more open connection, request in flight or tunnel on `scope` (pair with `active_dec`).
-    pub fn active_inc(&self, scope: Scope) {
-        let _ = scope;
-    }
-
-    pub fn active_dec(&self, scope: Scope) {
-        let _ = scope;
-    }
-
-    /// Every scope over the `window` ending at `now`.
-    pub fn window(&self, now: Instant, window: Duration) -> WindowSnapshot {
-        let _ = now;
-        WindowSnapshot {
-            window,
-            ..Default::default()
+    /// Like [`Metrics::active`], for guards that must outlive a borrow (spawned tunnel tasks).
+    pub fn active_owned(self: &std::sync::Arc<Self>, scope: Scope) -> OwnedActiveGuard {
+        self.totals[scope.index()].active.fetch_add(1, Relaxed);
+        OwnedActiveGuard {
+            metrics: std::sync::Arc::clone(self),
+            scope,
         }
     }
+
+    /// Open connections and tunnels on `scope` right now.
+    pub fn active_now(&self, scope: Scope) -> u64 {
+        self.totals[scope.index()].active_now()
+    }
 }
+
+use std::sync::atomic::Ordering::Relaxed;
 
 /// Decrements the active gauge of its scope on drop.
 #[derive(Debug)]
@@ -165,6 +288,26 @@ pub struct ActiveGuard<'a> {
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        let _ = (self.metrics, self.scope);
+        self.metrics.totals[self.scope.index()]
+            .active
+            .fetch_sub(1, Relaxed);
     }
 }
+
+/// [`ActiveGuard`] holding an `Arc` of the metrics.
+#[derive(Debug)]
+pub struct OwnedActiveGuard {
+    metrics: std::sync::Arc<Metrics>,
+    scope: Scope,
+}
+
+impl Drop for OwnedActiveGuard {
+    fn drop(&mut self) {
+        self.metrics.totals[self.scope.index()]
+            .active
+            .fetch_sub(1, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -129,8 +129,9 @@ pub async fn open(
     let metrics = proxy.metrics.clone();
     let mut close = tunnels.close_all.subscribe();
     tunnels.open[env as usize].fetch_add(1, SeqCst);
-    metrics.active_inc(scope);
+    let active = metrics.active_owned(scope);
     tokio::spawn(async move {
+        let _active = active;
         let pipe = async {
             let (c, u) = tokio::try_join!(client_upgrade, upstream_upgrade)?;
             let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
@@ -144,7 +145,6 @@ pub async fn open(
             _ = close.wait_for(|c| *c) => tracing::debug!(env = %env, "tunnel closed by drain"),
         }
         tunnels.open[env as usize].fetch_sub(1, SeqCst);
-        metrics.active_dec(scope);
     });
     Response::from_parts(rparts, RespBody::empty())
 }

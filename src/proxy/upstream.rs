@@ -15,7 +15,7 @@ use rand::Rng;
 
 use super::body::ReqBody;
 use crate::config::EnvConfig;
-use crate::metrics::{Metrics, Scope};
+use crate::metrics::{Metrics, OwnedActiveGuard, Scope};
 use crate::router::Env;
 
 #[derive(Debug)]
@@ -96,18 +96,15 @@ impl Pool {
 #[derive(Debug)]
 pub struct InflightGuard {
     upstream: Arc<Upstream>,
-    metrics: Arc<Metrics>,
-    scope: Scope,
+    _active: OwnedActiveGuard,
 }
 
 impl InflightGuard {
     pub fn new(upstream: &Arc<Upstream>, metrics: &Arc<Metrics>, env: Env) -> InflightGuard {
         upstream.inflight.fetch_add(1, Relaxed);
-        metrics.active_inc(Scope::from(env));
         InflightGuard {
             upstream: upstream.clone(),
-            metrics: metrics.clone(),
-            scope: Scope::from(env),
+            _active: metrics.active_owned(Scope::from(env)),
         }
     }
 }
@@ -115,7 +112,6 @@ impl InflightGuard {
 impl Drop for InflightGuard {
     fn drop(&mut self) {
         self.upstream.inflight.fetch_sub(1, Relaxed);
-        self.metrics.active_dec(self.scope);
     }
 }
 

@@ -1,0 +1,184 @@
+//! From verdicts to a decision: failure streaks, `after`, and the run's [`Health`].
+//!
+//! Owns: [`GateTracker`] (consecutive failures per gate) and [`evaluate`], the analyzer's one
+//! entry point per tick. Pure: the window and the streaks come in, the decision goes out; the
+//! caller owns the clock and persists the tracker if it wants to.
+//!
+//! Streak rules: a failing evaluation adds one, a passing one resets to zero, and one without
+//! enough traffic does neither — a lull in traffic must neither wipe the evidence of a regression
+//! nor manufacture it. A gate *acts* when it fails now and its streak has reached `after`.
+//!
+//! Health: Rollback if a rollback gate acts (it wins over pause), else Pause if a pause gate acts,
+//! else NotJudged if a gate could not judge or is failing but has not reached `after` yet (a step
+//! must not advance on a gate that is failing), else Healthy.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::judge::{judge, pct, threshold_text, Kind, Verdict};
+use super::{Health, Observation};
+use crate::api::GateView;
+use crate::metrics::{Scope, WindowSnapshot};
+use crate::plan::model::{OnFail, Plan};
+
+/// Consecutive failing evaluations per gate name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateTracker {
+    streaks: BTreeMap<String, u32>,
+}
+
+impl GateTracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Consecutive failing evaluations of `gate` so far.
+    pub fn streak(&self, gate: &str) -> u32 {
+        self.streaks.get(gate).copied().unwrap_or(0)
+    }
+
+    /// Forget every streak (a new run, a resume after an operator's decision).
+    pub fn reset(&mut self) {
+        self.streaks.clear();
+    }
+
+    /// Applies one verdict to `gate`'s streak and returns the new streak.
+    fn apply(&mut self, gate: &str, kind: Kind) -> u32 {
+        let s = self.streaks.entry(gate.to_string()).or_insert(0);
+        match kind {
+            Kind::Failing => *s = s.saturating_add(1),
+            Kind::Ok => *s = 0,
+            Kind::NotEnoughTraffic => {}
+        }
+        *s
+    }
+}
+
+/// What one tick of the analyzer decided, and every gate's view for status and the console.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub observation: Observation,
+    pub gates: Vec<GateView>,
+}
+
+/// Human form of a window: `10s`, `1m 30s`, `500ms`.
+fn window_text(snap: &WindowSnapshot) -> String {
+    humantime::format_duration(snap.window).to_string()
+}
+
+/// `; displaced from new: 8 to fallback, 2 failed (10% of its requests)`, or empty.
+fn displaced_text(snap: &WindowSnapshot) -> String {
+    let mut out = String::new();
+    for scope in [Scope::New, Scope::Old] {
+        let s = snap.scope(scope);
+        if s.displaced_to_fallback + s.displaced_failed > 0 {
+            out.push_str(&format!(
+                "; displaced from {}: {} to fallback, {} failed ({}% of its requests)",
+                scope.as_str(),
+                s.displaced_to_fallback,
+                s.displaced_failed,
+                pct(s.displaced_rate)
+            ));
+        }
+    }
+    out
+}
+
+fn displaced_data(snap: &WindowSnapshot) -> Value {
+    let one = |scope: Scope| {
+        let s = snap.scope(scope);
+        json!({ "to_fallback": s.displaced_to_fallback, "failed": s.displaced_failed, "rate": s.displaced_rate })
+    };
+    json!({ "old": one(Scope::Old), "new": one(Scope::New), "users": one(Scope::Users) })
+}
+
+/// Judges every gate of `plan` over `snap`, advancing `tracker`'s streaks.
+pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -> Evaluation {
+    let window = window_text(snap);
+    tracker
+        .streaks
+        .retain(|name, _| plan.gates.iter().any(|g| &g.name == name));
+
+    let mut views = Vec::with_capacity(plan.gates.len());
+    let mut acting: [Option<(String, Value)>; 2] = [None, None]; // [rollback, pause]
+    let mut unjudged: Vec<String> = Vec::new();
+    let mut old_degraded = None;
+
+    for gate in &plan.gates {
+        let Verdict {
+            kind,
+            value,
+            text,
+            mut data,
+        } = judge(gate, snap, plan.analysis.min_requests, &window);
+        let streak = tracker.apply(&gate.name, kind);
+        let after = gate.after.max(1);
+        views.push(GateView {
+            name: gate.name.clone(),
+            metric: gate.metric.to_string(),
+            threshold: threshold_text(&gate.condition),
+            value,
+            verdict: kind.as_str().to_string(),
+            failing_for: streak,
+            after,
+            on_fail: gate.on_fail.as_str().to_string(),
+        });
+        match kind {
+            Kind::Ok => {}
+            Kind::NotEnoughTraffic => unjudged.push(format!("gate \"{}\": {text}", gate.name)),
+            Kind::Failing => {
+                if gate.metric.scope == Scope::Old && old_degraded.is_none() {
+                    old_degraded = Some(format!(
+                        "gate \"{}\" failing: {text} over {window}",
+                        gate.name
+                    ));
+                }
+                if streak < after {
+                    unjudged.push(format!(
+                        "gate \"{}\" failing {streak} of {after} before it acts: {text}",
+                        gate.name
+                    ));
+                    continue;
+                }
+                let slot = match gate.on_fail {
+                    OnFail::Rollback => &mut acting[0],
+                    OnFail::Pause => &mut acting[1],
+                };
+                if slot.is_none() {
+                    let reason = format!(
+                        "gate \"{}\" failed {streak}x: {text} over {window}{}",
+                        gate.name,
+                        displaced_text(snap)
+                    );
+                    data.insert("after".into(), json!(after));
+                    data.insert("failed_for".into(), json!(streak));
+                    data.insert("on_fail".into(), json!(gate.on_fail.as_str()));
+                    data.insert("displaced".into(), displaced_data(snap));
+                    *slot = Some((reason, Value::Object(data)));
+                }
+            }
+        }
+    }
+
+    let [rollback, pause] = acting;
+    let health = if let Some((reason, data)) = rollback {
+        Health::Rollback { reason, data }
+    } else if let Some((reason, data)) = pause {
+        Health::Pause { reason, data }
+    } else if !unjudged.is_empty() {
+        Health::NotJudged {
+            reason: unjudged.join("; "),
+        }
+    } else {
+        Health::Healthy
+    };
+    Evaluation {
+        observation: Observation {
+            health,
+            old_degraded,
+        },
+        gates: views,
+    }
+}

@@ -1,0 +1,342 @@
+//! `GET /metrics`: the since-start totals and the run's gauges in Prometheus text format 0.0.4.
+//!
+//! Owns: metric names, HELP/TYPE lines, label escaping. Must not touch: windows (Prometheus
+//! computes its own rates from counters) or the run itself — the caller passes [`RunGauges`].
+//!
+//! Hand-rendered rather than through `prometheus-client`: our numbers already live in our own
+//! atomics, so a registry would only mirror them (or need a custom collector whose API has
+//! changed across that crate's releases), while the text format is a few lines of `writeln!`.
+//! The one subtle part, label-value escaping (`\`, `"`, newline), is in [`escape_label`] and
+//! tested.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use super::totals::{ERROR_KINDS, PROBE_FAIL, PROBE_NONE, PROM_BUCKETS};
+use super::{Metrics, Scope};
+use crate::api::GateView;
+use crate::orchestrator::RunState;
+use crate::router::Env;
+
+/// The run's numbers for Prometheus, filled by whoever owns the run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunGauges {
+    pub state: RunState,
+    /// Current step, 1-based; 0 before the first.
+    pub step: usize,
+    /// Percent of users routed to NEW.
+    pub weight_percent: f64,
+    pub gates: Vec<GateGauge>,
+}
+
+/// One gate's latest verdict.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateGauge {
+    pub name: String,
+    /// False only when the gate is failing (a gate without enough traffic is not failing).
+    pub ok: bool,
+    /// The measured value, when there was one.
+    pub value: Option<f64>,
+}
+
+impl GateGauge {
+    pub fn from_view(v: &GateView) -> Self {
+        GateGauge {
+            name: v.name.clone(),
+            ok: v.verdict != "failing",
+            value: v.value,
+        }
+    }
+}
+
+/// `\` → `\\`, `"` → `\"`, newline → `\n` (the exposition format's label-value escapes).
+pub fn escape_label(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// The whole exposition.
+pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
+    let mut o = String::with_capacity(8 * 1024);
+    let t = |s: Scope| &metrics.totals[s.index()];
+
+    header(
+        &mut o,
+        "cutover_requests_total",
+        "counter",
+        "Requests (or attempts) finished, per scope; users is what users finally got.",
+    );
+    for s in Scope::ALL {
+        let _ = writeln!(
+            o,
+            "cutover_requests_total{{scope=\"{}\"}} {}",
+            s.as_str(),
+            t(s).requests.load(Relaxed)
+        );
+    }
+
+    header(
+        &mut o,
+        "cutover_errors_total",
+        "counter",
+        "Failed requests per scope and kind (5xx, timeout, refused, reset, shed).",
+    );
+    for s in Scope::ALL {
+        for (k, kind) in ERROR_KINDS.iter().enumerate() {
+            let v = t(s).errors[k].load(Relaxed);
+            let _ = writeln!(
+                o,
+                "cutover_errors_total{{scope=\"{}\",kind=\"{kind}\"}} {v}",
+                s.as_str()
+            );
+        }
+    }
+
+    header(
+        &mut o,
+        "cutover_request_duration_seconds",
+        "histogram",
+        "Latency of served requests per scope (shed requests are not timed).",
+    );
+    for s in Scope::ALL {
+        let mut cumulative = 0u64;
+        for (i, b) in t(s).latency_buckets.iter().enumerate() {
+            cumulative += b.load(Relaxed);
+            let le = PROM_BUCKETS.get(i).map_or("+Inf".to_string(), |v| num(*v));
+            let _ = writeln!(
+                o,
+                "cutover_request_duration_seconds_bucket{{scope=\"{}\",le=\"{le}\"}} {cumulative}",
+                s.as_str()
+            );
+        }
+        let sum = t(s).latency_sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(
+            o,
+            "cutover_request_duration_seconds_sum{{scope=\"{}\"}} {}",
+            s.as_str(),
+            num(sum)
+        );
+        let _ = writeln!(
+            o,
+            "cutover_request_duration_seconds_count{{scope=\"{}\"}} {cumulative}",
+            s.as_str()
+        );
+    }
+
+    header(
+        &mut o,
+        "cutover_active_connections",
+        "gauge",
+        "Open connections and tunnels per scope.",
+    );
+    for s in Scope::ALL {
+        let _ = writeln!(
+            o,
+            "cutover_active_connections{{scope=\"{}\"}} {}",
+            s.as_str(),
+            t(s).active_now()
+        );
+    }
+
+    header(
+        &mut o,
+        "cutover_shed_total",
+        "counter",
+        "Requests refused by admission control, per scope.",
+    );
+    for s in Scope::ALL {
+        let _ = writeln!(
+            o,
+            "cutover_shed_total{{scope=\"{}\"}} {}",
+            s.as_str(),
+            t(s).errors[4].load(Relaxed)
+        );
+    }
+
+    header(
+        &mut o,
+        "cutover_displaced_total",
+        "counter",
+        "Requests an env could not answer, by where they went (fallback answered, or failed).",
+    );
+    for env in Env::ALL {
+        let tt = t(Scope::from(env));
+        let _ = writeln!(
+            o,
+            "cutover_displaced_total{{env=\"{}\",to=\"fallback\"}} {}",
+            env.as_str(),
+            tt.displaced_to_fallback.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "cutover_displaced_total{{env=\"{}\",to=\"failed\"}} {}",
+            env.as_str(),
+            tt.displaced_failed.load(Relaxed)
+        );
+    }
+
+    header(
+        &mut o,
+        "cutover_fallback_retries_total",
+        "counter",
+        "Requests the proxy retried on FALLBACK.",
+    );
+    let _ = writeln!(
+        o,
+        "cutover_fallback_retries_total {}",
+        metrics.global.retries.load(Relaxed)
+    );
+    header(
+        &mut o,
+        "cutover_retry_budget_exhausted_total",
+        "counter",
+        "Retries refused by the retry budget.",
+    );
+    let _ = writeln!(
+        o,
+        "cutover_retry_budget_exhausted_total {}",
+        metrics.global.budget_exhausted.load(Relaxed)
+    );
+
+    header(
+        &mut o,
+        "cutover_probes_total",
+        "counter",
+        "Synthetic probes per env and result.",
+    );
+    for env in Env::ALL {
+        let tt = t(Scope::from(env));
+        let _ = writeln!(
+            o,
+            "cutover_probes_total{{env=\"{}\",result=\"ok\"}} {}",
+            env.as_str(),
+            tt.probes_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "cutover_probes_total{{env=\"{}\",result=\"failed\"}} {}",
+            env.as_str(),
+            tt.probes_failed.load(Relaxed)
+        );
+    }
+    header(&mut o, "cutover_probe_up", "gauge", "1 when the last synthetic probe of the env succeeded, 0 when it failed; absent before the first probe.");
+    for env in Env::ALL {
+        match t(Scope::from(env)).last_probe.load(Relaxed) {
+            PROBE_NONE => {}
+            last => {
+                let up = u8::from(last != PROBE_FAIL);
+                let _ = writeln!(o, "cutover_probe_up{{env=\"{}\"}} {up}", env.as_str());
+            }
+        }
+    }
+
+    header(
+        &mut o,
+        "cutover_gate_ok",
+        "gauge",
+        "1 unless the gate is failing (not enough traffic counts as 1).",
+    );
+    for g in &run.gates {
+        let _ = writeln!(
+            o,
+            "cutover_gate_ok{{gate=\"{}\"}} {}",
+            escape_label(&g.name),
+            u8::from(g.ok)
+        );
+    }
+    header(
+        &mut o,
+        "cutover_gate_value",
+        "gauge",
+        "The value each gate measured at its latest evaluation.",
+    );
+    for g in &run.gates {
+        if let Some(v) = g.value {
+            let _ = writeln!(
+                o,
+                "cutover_gate_value{{gate=\"{}\"}} {}",
+                escape_label(&g.name),
+                num(v)
+            );
+        }
+    }
+
+    header(
+        &mut o,
+        "cutover_run_state",
+        "gauge",
+        "1 for the run's current state, 0 for the others.",
+    );
+    for s in RunState::ALL {
+        let _ = writeln!(
+            o,
+            "cutover_run_state{{state=\"{}\"}} {}",
+            s.as_str(),
+            u8::from(s == run.state)
+        );
+    }
+    header(
+        &mut o,
+        "cutover_run_step",
+        "gauge",
+        "Current step of the run, 1-based; 0 before the first.",
+    );
+    let _ = writeln!(o, "cutover_run_step {}", run.step);
+    header(
+        &mut o,
+        "cutover_weight_percent",
+        "gauge",
+        "Percent of users routed to NEW.",
+    );
+    let _ = writeln!(o, "cutover_weight_percent {}", num(run.weight_percent));
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape_label(r#"a"b\c"#), r#"a\"b\\c"#);
+        assert_eq!(escape_label("x\ny"), "x\\ny");
+        let run = RunGauges {
+            gates: vec![GateGauge {
+                name: "say \"hi\"\n".into(),
+                ok: false,
+                value: Some(f64::INFINITY),
+            }],
+            ..Default::default()
+        };
+        let text = render_prometheus(&Metrics::new(), &run);
+        assert!(
+            text.contains("cutover_gate_ok{gate=\"say \\\"hi\\\"\\n\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("cutover_gate_value{gate=\"say \\\"hi\\\"\\n\"} +Inf\n"));
+        assert!(text.lines().all(|l| !l.is_empty()));
+    }
+}

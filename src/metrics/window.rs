@@ -1,0 +1,181 @@
+//! Turning one-second slots into what the analyzer and the console read.
+//!
+//! Owns: the window arithmetic (which seconds, over how long a span), the derived rates, shares
+//! and percentiles, and the per-second history for sparklines. Must not touch: recording.
+//!
+//! A window of `w` seconds ending at `now` is the current (partial) second plus the `w - 1`
+//! before it. Rates divide by the span those seconds really cover — `w - 1` plus the elapsed
+//! part of the current second, never more than the time since the origin, at least 1 s — so a
+//! steady 100 rps reads 100 whatever the sub-second phase of `now`, and a fresh process does not
+//! read as quiet.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::histogram::quantile;
+use super::ring::{Counter, Sum, MAX_WINDOW_SECONDS};
+use super::{Metrics, Scope, ScopeWindow, WindowSnapshot};
+
+/// One second of one scope, for the console's sparklines.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryPoint {
+    /// Requests in that second.
+    pub rps: f64,
+    pub error_rate: f64,
+    /// 0 when the second had no timed requests.
+    pub p99_ms: f64,
+}
+
+/// Per-second points of every scope, oldest first, all the same length.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScopeHistory {
+    pub old: Vec<HistoryPoint>,
+    pub new: Vec<HistoryPoint>,
+    pub fallback: Vec<HistoryPoint>,
+    pub users: Vec<HistoryPoint>,
+}
+
+impl ScopeHistory {
+    pub fn scope(&self, scope: Scope) -> &[HistoryPoint] {
+        match scope {
+            Scope::Old => &self.old,
+            Scope::New => &self.new,
+            Scope::Fallback => &self.fallback,
+            Scope::Users => &self.users,
+        }
+    }
+
+    fn scope_mut(&mut self, scope: Scope) -> &mut Vec<HistoryPoint> {
+        match scope {
+            Scope::Old => &mut self.old,
+            Scope::New => &mut self.new,
+            Scope::Fallback => &mut self.fallback,
+            Scope::Users => &mut self.users,
+        }
+    }
+}
+
+fn ratio(num: u64, den: u64) -> f64 {
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
+}
+
+impl Metrics {
+    /// Every scope over the `window` ending at `now` (at most 126 s; longer is capped).
+    pub fn window(&self, now: Instant, window: Duration) -> WindowSnapshot {
+        let w = (window.as_secs_f64().ceil() as u64).clamp(1, MAX_WINDOW_SECONDS);
+        let elapsed = now.saturating_duration_since(self.origin).as_secs_f64();
+        let now_s = self.second(now);
+        let frac = elapsed - now_s as f64;
+        let span = ((w - 1) as f64 + frac).min(elapsed).max(1.0);
+
+        let sums: [Sum; 4] = std::array::from_fn(|i| {
+            let mut sum = Sum::new();
+            for sec in now_s.saturating_sub(w - 1)..=now_s {
+                self.rings[i].read_into(sec, &mut sum);
+            }
+            sum
+        });
+
+        let env_requests: u64 = [Scope::Old, Scope::New, Scope::Fallback]
+            .iter()
+            .map(|s| sums[s.index()].get(Counter::Requests))
+            .sum();
+        let env_sum = |c: Counter| -> u64 {
+            [Scope::Old, Scope::New, Scope::Fallback]
+                .iter()
+                .map(|s| sums[s.index()].get(c))
+                .sum()
+        };
+
+        let scopes = std::array::from_fn(|i| {
+            let scope = Scope::ALL[i];
+            let s = &sums[i];
+            let requests = s.get(Counter::Requests);
+            let (probe_ok, probe_fail, to_fb, failed) = if scope == Scope::Users {
+                (
+                    env_sum(Counter::ProbeOk),
+                    env_sum(Counter::ProbeFail),
+                    env_sum(Counter::DisplacedToFallback),
+                    env_sum(Counter::DisplacedFailed),
+                )
+            } else {
+                (
+                    s.get(Counter::ProbeOk),
+                    s.get(Counter::ProbeFail),
+                    s.get(Counter::DisplacedToFallback),
+                    s.get(Counter::DisplacedFailed),
+                )
+            };
+            let probes = probe_ok + probe_fail;
+            let displaced = to_fb + failed;
+            let shed = s.get(Counter::Shed);
+            ScopeWindow {
+                requests,
+                errors: s.get(Counter::Errors),
+                rps: requests as f64 / span,
+                error_rate: ratio(s.get(Counter::Errors), requests),
+                p50_ms: quantile(&s.latency, 0.50),
+                p99_ms: quantile(&s.latency, 0.99),
+                active: self.active_now(scope),
+                share: if scope == Scope::Users {
+                    if env_requests + requests > 0 {
+                        1.0
+                    } else {
+                        0.0
+                    }
+                } else {
+                    ratio(requests, env_requests)
+                },
+                probe_success: (probes > 0).then(|| ratio(probe_ok, probes)),
+                probes,
+                shed,
+                shed_rate: shed as f64 / span,
+                displaced_to_fallback: to_fb,
+                displaced_failed: failed,
+                // Never above 1, even if the proxy recorded displacement without the attempt.
+                displaced_rate: ratio(displaced, requests.max(displaced)),
+            }
+        });
+
+        let fallback = &sums[Scope::Fallback.index()];
+        WindowSnapshot {
+            window,
+            scopes,
+            retries: fallback.get(Counter::Retries),
+            budget_exhausted: fallback.get(Counter::BudgetExhausted),
+        }
+    }
+
+    /// The last `seconds` completed seconds before `now` (the partial current second would
+    /// always look like a dip), oldest first; capped at 126.
+    pub fn history(&self, now: Instant, seconds: usize) -> ScopeHistory {
+        let n = (seconds as u64).min(MAX_WINDOW_SECONDS);
+        let now_s = self.second(now);
+        let mut out = ScopeHistory::default();
+        let mut sum = Sum::new();
+        for scope in Scope::ALL {
+            let points = out.scope_mut(scope);
+            points.reserve(n as usize);
+            for back in (1..=n).rev() {
+                let Some(sec) = now_s.checked_sub(back) else {
+                    points.push(HistoryPoint::default());
+                    continue;
+                };
+                sum.clear();
+                self.rings[scope.index()].read_into(sec, &mut sum);
+                let requests = sum.get(Counter::Requests);
+                points.push(HistoryPoint {
+                    rps: requests as f64,
+                    error_rate: ratio(sum.get(Counter::Errors), requests),
+                    p99_ms: quantile(&sum.latency, 0.99),
+                });
+            }
+        }
+        out
+    }
+}
