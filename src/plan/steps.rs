@@ -1,0 +1,109 @@
+//! `[[steps]]`: weights that rise strictly within (0, 100] %, holds, approvals, and the
+//! pre-flight checks of each step (read by [`super::checks`]).
+
+use std::time::Duration;
+
+use super::checks;
+use super::model::Step;
+use super::reader::{Reader, Section};
+use crate::router::Weight;
+
+const STEP_KEYS: &[&str] = &["weight", "hold", "approval", "checks"];
+
+/// Every step of the plan; reports a missing or empty `steps`.
+pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
+    let Some(field) = root.field("steps") else {
+        r.error(
+            0,
+            "the plan has no steps",
+            "add at least one `[[steps]]` table, e.g. `[[steps]]` then `weight = 100`",
+        );
+        return Vec::new();
+    };
+    let Some(sections) = r.tables(&field, "[[steps]]") else {
+        return Vec::new();
+    };
+    if sections.is_empty() {
+        r.error(
+            field.at,
+            "`steps` is empty",
+            "add at least one `[[steps]]` table, e.g. `[[steps]]` then `weight = 100`",
+        );
+    }
+    // The highest valid weight so far, as written (for messages) and in basis points.
+    let mut previous: Option<(f64, Weight)> = None;
+    let mut steps = Vec::with_capacity(sections.len());
+    for (i, section) in sections.iter().enumerate() {
+        section.check_keys(r, STEP_KEYS);
+        let n = i + 1;
+        let weight = read_weight(r, section, n, &mut previous);
+        let hold = section
+            .field("hold")
+            .and_then(|f| r.duration(&f))
+            .unwrap_or(Duration::ZERO);
+        let approval = section
+            .field("approval")
+            .and_then(|f| r.boolean(&f))
+            .unwrap_or(false);
+        let checks = match section.field("checks") {
+            Some(f) => r
+                .tables(&f, "[[steps.checks]]")
+                .map(|cs| cs.iter().filter_map(|c| checks::read(r, c)).collect())
+                .unwrap_or_default(),
+            None => Vec::new(),
+        };
+        steps.push(Step {
+            weight: weight.unwrap_or(Weight::ZERO),
+            hold,
+            approval,
+            checks,
+        });
+    }
+    steps
+}
+
+fn read_weight(
+    r: &mut Reader<'_>,
+    section: &Section<'_>,
+    n: usize,
+    previous: &mut Option<(f64, Weight)>,
+) -> Option<Weight> {
+    let Some(f) = section.field("weight") else {
+        r.error(
+            section.at,
+            format!("step {n} has no `weight`"),
+            "add `weight = <percent of users on NEW>`, e.g. `weight = 10`",
+        );
+        return None;
+    };
+    let pct = r.number(&f, "10")?;
+    if pct <= 0.0 || pct > 100.0 {
+        r.error(
+            f.at,
+            format!("step {n}: `weight` {pct} is outside 0 < weight <= 100"),
+            "weights are percent of users on NEW: use a value above 0 and at most 100",
+        );
+        return None;
+    }
+    let weight = Weight::from_percent(pct);
+    if weight == Weight::ZERO {
+        r.error(
+            f.at,
+            format!("step {n}: `weight` {pct} rounds to 0 (weights are kept to 0.01 %)"),
+            "use a weight of at least 0.01",
+        );
+        return None;
+    }
+    if let Some((prev_pct, prev)) = *previous {
+        if weight <= prev {
+            r.error(
+                f.at,
+                format!("step {n}: `weight` {pct} is not above the previous step's weight {prev_pct}"),
+                format!("weights must rise from step to step: use a weight above {prev_pct}, or reorder the steps"),
+            );
+            return None;
+        }
+    }
+    *previous = Some((pct, weight));
+    Some(weight)
+}
