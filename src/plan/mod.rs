@@ -78,17 +78,3 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// One positioned problem in a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    pub line: usize,
-    pub col: usize,
-    pub message: String,
-    pub hint: String,
-}
-
-/// Parse and validate plan text (placeholder until the plan branch lands).
-pub fn parse(text: &str) -> Result<Plan, Vec<Diagnostic>> {
-    let _ = text;
-    Err(Vec::new())
-}
