@@ -13,6 +13,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::analyzer::{run_probes, ProbeTarget};
 use crate::config::Config;
 use crate::control::{self, Control, Token, TokenError};
 use crate::metrics::Metrics;
@@ -70,8 +71,9 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_for = stop_rx.clone();
     let stopped = move || {
-        let mut rx = stop_rx.clone();
+        let mut rx = stop_for.clone();
         async move {
             let _ = rx.wait_for(|s| *s).await;
         }
@@ -90,7 +92,20 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         },
         stopped(),
     )?;
-    crate::analyzer::probe::spawn_for(&cfg, metrics, stopped());
+    let targets: Vec<ProbeTarget> = Env::ALL
+        .iter()
+        .filter_map(|e| {
+            let env = cfg.env(*e);
+            env.probe_path.as_ref().map(|path| ProbeTarget {
+                env: *e,
+                addrs: env.upstreams.iter().map(|a| a.to_string()).collect(),
+                path: path.clone(),
+            })
+        })
+        .collect();
+    if !targets.is_empty() {
+        tokio::spawn(run_probes(targets, cfg.probe_interval, cfg.probe_timeout, metrics, stop_rx.clone()));
+    }
 
     let control = Arc::new(Control { handle, token });
     let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
