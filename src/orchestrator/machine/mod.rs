@@ -2,8 +2,8 @@
 //!
 //! Owns: [`Control`] (the whole persisted orchestrator state: the current or last run and the
 //! routing weight in effect), [`apply`] for operator and driver commands, [`tick`] for the
-//! passage of time and the analyzer's [`Observation`](crate::analyzer::Observation). Must not touch: clocks, the store, the
-//! router, tokio. Time enters only as the `dt` argument of [`tick`]; the driver persists each
+//! passage of time and the analyzer's [`Observation`](crate::analyzer::Observation).
+//! Must not touch: clocks, the store, the router, tokio. Time enters only as the `dt` argument of [`tick`]; the driver persists each
 //! returned [`Control`] (JSON in sled, flushed) and only then publishes
 //! [`Control::weight`] to the router and runs the [`Effect`]s.
 //!
