@@ -4,8 +4,13 @@
 //! gates each interval, runs pre-step checks, and applies transitions — store first (flushed),
 //! router second. Must not touch: the request path.
 
+pub mod machine;
 pub mod state;
 
+pub use machine::{
+    apply, tick, Command, Control, Effect, EventDraft, Rejection, Resume, ResumeTo, Run, Tick,
+    Transition,
+};
 pub use state::RunState;
 pub mod checks;
 pub mod handle;

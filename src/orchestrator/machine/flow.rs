@@ -1,0 +1,163 @@
+//! Moves shared by commands and ticks: entering a step, advancing, pausing, rolling back.
+//!
+//! Each works on a `Control` the caller already cloned; none decides whether the move is
+//! allowed (the callers do) and none builds events (the callers word them).
+
+use std::time::Duration;
+
+use super::{pct, Control, Effect, Ramp, Resume, ResumeTo, RunState};
+use crate::router::Weight;
+
+/// Enter the current step (`run.step`): its checks first, or its weight at once when it has
+/// none. Returns the effects and a phrase saying which, e.g. `step 2 at 25%`.
+pub(super) fn enter_step(ctl: &mut Control) -> (Vec<Effect>, String) {
+    let Some(run) = ctl.run.as_mut() else {
+        return (Vec::new(), String::new());
+    };
+    run.state = RunState::Running;
+    run.paused = None;
+    run.waiting = None;
+    run.hold_served = Duration::ZERO;
+    let index = run.step;
+    let n = index + 1;
+    let (has_checks, weight) = match run.current_step() {
+        Some(step) => (!step.checks.is_empty(), step.weight),
+        None => return (Vec::new(), format!("step {n} is not in the plan")),
+    };
+    if has_checks {
+        run.checks_pending = Some(index);
+        (
+            vec![Effect::RunChecks { step: index }],
+            format!("step {n}: running pre-step checks before {}", pct(weight)),
+        )
+    } else {
+        run.checks_pending = None;
+        ctl.weight = weight;
+        (Vec::new(), format!("step {n} at {}", pct(weight)))
+    }
+}
+
+/// What the hold of the current step led to.
+pub(super) struct Moved {
+    pub action: &'static str,
+    pub phrase: String,
+    pub effects: Vec<Effect>,
+}
+
+/// The next step (checks first), or `completed` at the last step's weight after the last one.
+pub(super) fn next_or_complete(ctl: &mut Control) -> Moved {
+    let Some(run) = ctl.run.as_mut() else {
+        return Moved {
+            action: "advance",
+            phrase: String::new(),
+            effects: Vec::new(),
+        };
+    };
+    run.waiting = None;
+    run.paused = None;
+    run.checks_pending = None;
+    if run.is_last_step() {
+        run.state = RunState::Completed;
+        if let Some(w) = run.step_weight() {
+            ctl.weight = w;
+        }
+        return Moved {
+            action: "complete",
+            phrase: format!("run completed at {}", pct(ctl.weight)),
+            effects: Vec::new(),
+        };
+    }
+    run.step += 1;
+    let (effects, phrase) = enter_step(ctl);
+    Moved {
+        action: "advance",
+        phrase,
+        effects,
+    }
+}
+
+/// After a served hold: wait for approval when the step asks for it, else move on.
+pub(super) fn after_hold(ctl: &mut Control) -> Moved {
+    let approval = ctl
+        .run
+        .as_ref()
+        .and_then(|r| r.current_step())
+        .is_some_and(|s| s.approval);
+    match ctl.run.as_mut() {
+        Some(run) if approval => {
+            run.state = RunState::AwaitingApproval;
+            run.waiting = None;
+            Moved {
+                action: "await_approval",
+                phrase: format!(
+                    "waiting for an operator's approve before leaving step {}",
+                    run.step + 1
+                ),
+                effects: Vec::new(),
+            }
+        }
+        _ => next_or_complete(ctl),
+    }
+}
+
+/// What `resume` would go back to if the run were paused now (None when not active).
+pub(super) fn resume_target(ctl: &Control) -> Option<ResumeTo> {
+    let run = ctl.run.as_ref()?;
+    match run.state {
+        RunState::Running if run.checks_pending.is_some() => Some(ResumeTo::Checks),
+        RunState::Running => Some(ResumeTo::Hold),
+        RunState::AwaitingApproval => Some(ResumeTo::Approval),
+        RunState::RollingBack => Some(ResumeTo::Rollback),
+        RunState::Paused => run.paused.map(|p| p.to),
+        _ => None,
+    }
+}
+
+/// Pause the run; `resume` goes back to `to`. Pending checks are dropped (re-run on resume).
+pub(super) fn pause(ctl: &mut Control, to: ResumeTo, reapply_weight: bool) {
+    if let Some(run) = ctl.run.as_mut() {
+        run.state = RunState::Paused;
+        run.checks_pending = None;
+        run.waiting = None;
+        run.paused = Some(Resume { to, reapply_weight });
+    }
+}
+
+/// Enter (or continue) the rollback: `rolling_back` from the weight in effect, or straight to
+/// `rolled_back` at weight 0 for a zero ramp or a weight already at 0. An unfinished ramp of
+/// this run is continued; otherwise a new one starts from the weight in effect.
+pub(super) fn rollback(ctl: &mut Control, cause: &str) {
+    let weight = ctl.weight;
+    let Some(run) = ctl.run.as_mut() else {
+        return;
+    };
+    run.checks_pending = None;
+    run.paused = None;
+    run.waiting = None;
+    if run.ramp.is_none() {
+        run.ramp = Some(Ramp::new(weight, cause.to_string()));
+    }
+    if run.plan.rollback.ramp.is_zero() || weight == Weight::ZERO {
+        run.state = RunState::RolledBack;
+        ctl.weight = Weight::ZERO;
+    } else {
+        run.state = RunState::RollingBack;
+    }
+}
+
+/// End of the rollback phrase for an event: where it stands after [`rollback`].
+pub(super) fn rollback_phrase(ctl: &Control) -> String {
+    let ramp = ctl
+        .run
+        .as_ref()
+        .map(|r| r.plan.rollback.ramp)
+        .unwrap_or_default();
+    match ctl.state() {
+        RunState::RolledBack => "all users back on OLD (weight 0%)".to_string(),
+        _ => format!(
+            "ramping {} to 0% over {}",
+            pct(ctl.weight),
+            super::human(ramp)
+        ),
+    }
+}

@@ -1,0 +1,163 @@
+//! Ticks: what time and the analyzer's verdict do to the run.
+//!
+//! The driver calls [`tick`] every analysis interval with the time since the last tick (capped
+//! by the driver) and the analyzer's [`Observation`]. Gates act in every active state but a
+//! rollback: `Rollback` rolls back (also from `paused`), `Pause` pauses a running or
+//! approval-waiting run. The hold grows only on `Healthy`; the rollback ramp only while OLD is
+//! not degraded.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::flow::{self, Moved};
+use super::ramp::{ramp_weight, Ramp};
+use super::{human, pct, Control, RunState, Transition};
+use crate::analyzer::{Health, Observation};
+use crate::router::Weight;
+
+/// What one tick changed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tick {
+    /// Nothing to persist.
+    Nothing,
+    /// Progress without an event (hold served grew, the status note changed, ramp time
+    /// served grew without moving the weight); the weight is unchanged. Persist it.
+    Progress(Control),
+    /// A decision: persist, log its event, then publish the weight and run the effects.
+    Transition(Transition),
+}
+
+/// Let `dt` pass with the analyzer's observation `obs`.
+pub fn tick(ctl: &Control, dt: Duration, obs: &Observation) -> Tick {
+    match ctl.state() {
+        RunState::Running => running(ctl, dt, &obs.health),
+        RunState::AwaitingApproval | RunState::Paused => gates_only(ctl, &obs.health),
+        RunState::RollingBack => ramp(ctl, dt, obs.old_degraded.as_deref()),
+        _ => Tick::Nothing,
+    }
+}
+
+/// `Progress` when `next` differs from `ctl`, else `Nothing`.
+fn progress(ctl: &Control, next: Control) -> Tick {
+    if next == *ctl {
+        Tick::Nothing
+    } else {
+        Tick::Progress(next)
+    }
+}
+
+fn gate_rollback(ctl: &Control, reason: &str, data: &serde_json::Value) -> Tick {
+    let mut next = ctl.clone();
+    flow::rollback(&mut next, reason);
+    let reason = format!("{reason}; {}", flow::rollback_phrase(&next));
+    next.reason = Some(reason.clone());
+    Tick::Transition(Transition::new(next, "rollback", reason, data.clone()))
+}
+
+fn gate_pause(ctl: &Control, reason: &str, data: &serde_json::Value) -> Tick {
+    let Some(to) = flow::resume_target(ctl) else {
+        return Tick::Nothing;
+    };
+    let mut next = ctl.clone();
+    flow::pause(&mut next, to, false);
+    next.reason = Some(reason.to_string());
+    Tick::Transition(Transition::new(
+        next,
+        "pause",
+        reason.to_string(),
+        data.clone(),
+    ))
+}
+
+fn gates_only(ctl: &Control, health: &Health) -> Tick {
+    match health {
+        Health::Rollback { reason, data } => gate_rollback(ctl, reason, data),
+        Health::Pause { reason, data } if ctl.state() != RunState::Paused => {
+            gate_pause(ctl, reason, data)
+        }
+        _ => Tick::Nothing,
+    }
+}
+
+fn running(ctl: &Control, dt: Duration, health: &Health) -> Tick {
+    let Some(run) = ctl.run() else {
+        return Tick::Nothing;
+    };
+    match health {
+        Health::Rollback { .. } | Health::Pause { .. } => gates_only(ctl, health),
+        // Checks running: the previous weight holds, nothing to serve yet.
+        _ if run.checks_pending.is_some() => Tick::Nothing,
+        Health::NotJudged { reason } => {
+            let mut next = ctl.clone();
+            if let Some(r) = next.run.as_mut() {
+                r.waiting = Some(format!("waiting: {reason}"));
+            }
+            progress(ctl, next)
+        }
+        Health::Healthy => {
+            let Some(hold) = run.current_step().map(|s| s.hold) else {
+                return Tick::Nothing;
+            };
+            let served = run.hold_served.saturating_add(dt).min(hold);
+            let mut next = ctl.clone();
+            if let Some(r) = next.run.as_mut() {
+                r.waiting = None;
+                r.hold_served = served;
+            }
+            if served < hold {
+                return progress(ctl, next);
+            }
+            let step = ctl.step();
+            let Moved {
+                action,
+                phrase,
+                effects,
+            } = flow::after_hold(&mut next);
+            let reason = format!("step {step} held {} healthy; {phrase}", human(hold));
+            next.reason = Some(reason.clone());
+            let data = json!({ "step": step, "hold_s": hold.as_secs_f64() });
+            Tick::Transition(Transition::new(next, action, reason, data).with_effects(effects))
+        }
+    }
+}
+
+fn ramp(ctl: &Control, dt: Duration, old_degraded: Option<&str>) -> Tick {
+    let mut next = ctl.clone();
+    let from_weight = ctl.weight();
+    let Some(run) = next.run.as_mut() else {
+        return Tick::Nothing;
+    };
+    if let Some(why) = old_degraded {
+        run.waiting = Some(format!("rollback ramp holding: OLD degraded: {why}"));
+        return progress(ctl, next);
+    }
+    run.waiting = None;
+    let len = run.plan.rollback.ramp;
+    let ramp = run
+        .ramp
+        .get_or_insert_with(|| Ramp::new(from_weight, "rollback".to_string()));
+    ramp.elapsed = ramp.elapsed.saturating_add(dt).min(len);
+    // Never up: the ramp only lowers the weight (min guards a hand-edited store).
+    let weight = ramp_weight(ramp.from, ramp.elapsed, len).min(from_weight);
+    let data = json!({
+        "from_weight": from_weight.percent(),
+        "weight": weight.percent(),
+        "elapsed_s": ramp.elapsed.as_secs_f64(),
+        "ramp_s": len.as_secs_f64(),
+    });
+    if weight == Weight::ZERO {
+        let cause = ramp.cause.clone();
+        run.state = RunState::RolledBack;
+        next.weight = Weight::ZERO;
+        let reason = format!("rolled back: all users back on OLD (weight 0%); cause: {cause}");
+        next.reason = Some(reason.clone());
+        return Tick::Transition(Transition::new(next, "rolled_back", reason, data));
+    }
+    if weight == from_weight {
+        return progress(ctl, next);
+    }
+    next.weight = weight;
+    let reason = format!("rollback ramp {} → {}", pct(from_weight), pct(weight));
+    Tick::Transition(Transition::new(next, "ramp", reason, data))
+}
