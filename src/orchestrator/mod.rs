@@ -1,20 +1,20 @@
 //! The orchestrator: the run's state machine and the task that drives it.
 //!
-//! Owns: [`machine`] (pure transitions, time passed in) and the driver task that evaluates
-//! gates each interval, runs pre-step checks, and applies transitions — store first (flushed),
-//! router second. Must not touch: the request path.
+//! Owns: [`machine`] (pure transitions, time passed in), [`driver`] (the one task that evaluates
+//! gates each interval, runs pre-step [`checks`], and applies transitions — store first,
+//! flushed; router second), the [`handle`] the control API talks to, and the [`status`] value.
+//! Must not touch: the request path.
 
+pub mod checks;
+pub mod driver;
+pub mod handle;
 pub mod machine;
 pub mod state;
+pub mod status;
 
+pub use handle::{Cmd, CommandError, Handle};
 pub use machine::{
     apply, tick, Command, Control, Effect, EventDraft, Rejection, Resume, ResumeTo, Run, Tick,
     Transition,
 };
 pub use state::RunState;
-pub mod checks;
-pub mod handle;
-
-pub use handle::{Cmd, CommandError, Handle};
-pub mod driver;
-pub mod status;
