@@ -205,7 +205,7 @@ impl History {
     }
 
     /// The series split into `width` equal time bins ending at `now_ms`, the worst (largest)
-    /// value per bin; `None` for a bin without samples. The bins cover the last
+    /// value per bin; `None` before the first and after the last sample. The bins cover the last
     /// [`HISTORY_SPAN_MS`], or less while the console has not been running that long, so the
     /// line fills the cell from the first minute.
     pub fn binned(
@@ -237,6 +237,17 @@ impl History {
                 Series::P99 => s.p99_ms[scope.index()],
             };
             out[i] = Some(out[i].map_or(v, |o: f64| o.max(v)));
+        }
+        // A bin narrower than the poll period can fall between two samples: it holds the value
+        // before it, so the line has no holes. Before the first sample and after the last (a
+        // lost link) stay blank.
+        let filled = out.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        let mut last = None;
+        for b in &mut out[..filled] {
+            match b {
+                Some(v) => last = Some(*v),
+                None => *b = last,
+            }
         }
         out
     }

@@ -196,3 +196,7 @@ pub async fn run_loop(terminal: &mut Term, client: Client) -> Result<(), Console
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "live_tests.rs"]
+mod tests;

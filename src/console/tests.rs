@@ -267,3 +267,24 @@ fn history_keeps_the_span_and_bins_the_worst_value() {
     assert!(p99.windows(2).all(|w| w[0] < w[1]), "{p99:?}");
     assert_eq!(p99[9], Some(399.0));
 }
+
+#[test]
+fn sparse_history_has_no_holes() {
+    let mut a = app();
+    let mut s = Status::default();
+    for (i, err) in [0.1, 0.2, 0.3].into_iter().enumerate() {
+        s.envs.old.error_rate = err;
+        a.apply(Feed::Status(s.clone()), 10_000 + 1_000 * i as u64);
+    }
+    let bins = a.history.binned(Scope::Old, Series::ErrorRate, 12_000, 8);
+    assert_eq!(bins.first(), Some(&Some(0.1)));
+    assert_eq!(bins.last(), Some(&Some(0.3)));
+    assert!(bins.iter().all(Option::is_some), "{bins:?}");
+    assert!(bins.windows(2).all(|w| w[0] <= w[1]), "{bins:?}");
+    // Before any sample there is nothing to draw.
+    assert!(app()
+        .history
+        .binned(Scope::Old, Series::ErrorRate, 5_000, 4)
+        .iter()
+        .all(Option::is_none));
+}

@@ -1,10 +1,12 @@
 //! The environments table: one row per scope (old, new, fallback, users) with the window's
-//! numbers and sparklines of error rate and p99 over the last minutes (each row scaled to its own
-//! peak). A value a failing gate
-//! judges (`<scope>.<metric>`) is highlighted.
+//! numbers and sparklines of error rate and p99 over the last minutes (each row scaled to its
+//! own peak). A value a failing gate judges (`<scope>.<metric>`) is highlighted.
+//!
+//! On a narrow terminal whole columns are left out (least important first) rather than cut:
+//! a right-aligned `120ms` cut to `20ms` would be a lie.
 
 use ratatui::buffer::Buffer;
-use ratatui::layout::{Alignment, Constraint, Rect};
+use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Row, Table, Widget};
@@ -16,26 +18,66 @@ use crate::console::app::{App, Scope, Series};
 /// Borders, a header row and four scopes.
 pub const ROWS: u16 = 7;
 
-/// Fixed columns: scope, rps, err, p50, p99, active, share, probe.
-const FIXED: [u16; 8] = [8, 6, 6, 6, 6, 6, 6, 6];
+/// A numeric column: header, width, and the metric name gates use for it.
+struct Col {
+    head: &'static str,
+    width: u16,
+    metric: &'static str,
+}
+
+const SCOPE_WIDTH: u16 = 8;
+const COLS: [Col; 7] = [
+    col("rps", 6, "rps"),
+    col("err", 6, "error_rate"),
+    col("p50", 6, "p50_ms"),
+    col("p99", 6, "p99_ms"),
+    col("active", 6, "active"),
+    col("share", 6, "share"),
+    col("probe", 6, "probe_success"),
+];
+/// Which columns go first when the table does not fit.
+const DROP_ORDER: [&str; 5] = ["probe_success", "active", "share", "p50_ms", "rps"];
+/// Narrowest sparkline worth drawing.
+const MIN_SPARK: u16 = 3;
 /// Sparklines never scale below these, so noise stays low (1% errors, 100 ms).
 const ERROR_FLOOR: f64 = 0.01;
 const P99_FLOOR_MS: f64 = 100.0;
 
+const fn col(head: &'static str, width: u16, metric: &'static str) -> Col {
+    Col {
+        head,
+        width,
+        metric,
+    }
+}
+
+/// The columns that fit in `width`, and the width left for each of the two sparklines.
+fn layout(width: u16) -> (Vec<&'static Col>, u16) {
+    let mut cols: Vec<&Col> = COLS.iter().collect();
+    let used = |cols: &[&Col]| SCOPE_WIDTH + cols.iter().map(|c| c.width + 1).sum::<u16>();
+    for metric in DROP_ORDER {
+        if used(&cols) <= width {
+            break;
+        }
+        cols.retain(|c| c.metric != metric);
+    }
+    let spark = width.saturating_sub(used(&cols) + 2) / 2;
+    (cols, if spark >= MIN_SPARK { spark } else { 0 })
+}
+
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
     let block = Block::bordered().title(title(app.status.as_ref()));
-    let inner = block.inner(area);
-    let fixed: u16 = FIXED.iter().sum::<u16>() + FIXED.len() as u16 + 1;
-    let spark_w = inner.width.saturating_sub(fixed) / 2;
+    let (cols, spark_w) = layout(block.inner(area).width);
+    let sparks: &[&str] = if spark_w > 0 {
+        &["err trend", "p99 trend"]
+    } else {
+        &[]
+    };
 
     let header = Row::new(
-        [
-            "env", "rps", "err", "p50", "p99", "active", "share", "probe",
-        ]
-        .into_iter()
-        .enumerate()
-        .map(|(i, h)| right_if(i > 0, h.to_owned()))
-        .chain(["err trend", "p99 trend"].map(Line::from)),
+        std::iter::once(Line::from("env"))
+            .chain(cols.iter().map(|c| Line::from(c.head).right_aligned()))
+            .chain(sparks.iter().map(|h| Line::from(*h))),
     )
     .style(Style::new().fg(Color::Gray).add_modifier(Modifier::BOLD));
 
@@ -43,21 +85,13 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
         None => Vec::new(),
         Some(status) => Scope::ALL
             .into_iter()
-            .map(|scope| {
-                row(
-                    app,
-                    status,
-                    scope,
-                    scope.stats(&status.envs),
-                    spark_w as usize,
-                )
-            })
+            .map(|scope| row(app, status, scope, &cols, spark_w))
             .collect(),
     };
-    let widths = FIXED
-        .iter()
-        .map(|w| Constraint::Length(*w))
-        .chain([Constraint::Length(spark_w), Constraint::Length(spark_w)]);
+    let widths = std::iter::once(SCOPE_WIDTH)
+        .chain(cols.iter().map(|c| c.width))
+        .chain(sparks.iter().map(|_| spark_w))
+        .map(Constraint::Length);
     Table::new(rows, widths)
         .header(header)
         .column_spacing(1)
@@ -83,7 +117,21 @@ fn title(status: Option<&Status>) -> Line<'static> {
     Line::from(t)
 }
 
-fn row<'a>(app: &App, status: &Status, scope: Scope, st: &EnvStats, spark_w: usize) -> Row<'a> {
+fn value(metric: &str, st: &EnvStats) -> String {
+    match metric {
+        "rps" => rate(st.rps),
+        "error_rate" => pct(st.error_rate),
+        "p50_ms" => ms(st.p50_ms),
+        "p99_ms" => ms(st.p99_ms),
+        "active" => st.active.to_string(),
+        "share" => pct(st.share),
+        "probe_success" => st.probe_success.map_or_else(|| "—".to_owned(), pct),
+        _ => String::new(),
+    }
+}
+
+fn row(app: &App, status: &Status, scope: Scope, cols: &[&Col], spark_w: u16) -> Row<'static> {
+    let st = scope.stats(&status.envs);
     let breach = |metric: &str| {
         let full = format!("{}.{metric}", scope.name());
         status
@@ -91,40 +139,30 @@ fn row<'a>(app: &App, status: &Status, scope: Scope, st: &EnvStats, spark_w: usi
             .iter()
             .any(|g| g.verdict == "failing" && g.metric == full)
     };
-    let num_cell = |metric: &str, text: String| {
-        let cell = Cell::new(right_if(true, text));
-        if breach(metric) {
+    let mut cells = vec![Cell::new(scope.name()).style(scope_style(scope))];
+    cells.extend(cols.iter().map(|c| {
+        let cell = Cell::new(Line::from(value(c.metric, st)).right_aligned());
+        if breach(c.metric) {
             cell.style(breach_style())
         } else {
             cell
         }
-    };
-    let history = |series| app.history.binned(scope, series, app.now_ms, spark_w);
-    Row::new(vec![
-        Cell::new(scope.name()).style(scope_style(scope)),
-        num_cell("rps", rate(st.rps)),
-        num_cell("error_rate", pct(st.error_rate)),
-        num_cell("p50_ms", ms(st.p50_ms)),
-        num_cell("p99_ms", ms(st.p99_ms)),
-        num_cell("active", st.active.to_string()),
-        num_cell("share", pct(st.share)),
-        num_cell(
-            "probe_success",
-            st.probe_success.map_or_else(|| "—".to_owned(), pct),
-        ),
-        Cell::new(spark(&history(Series::ErrorRate), ERROR_FLOOR))
-            .style(Style::new().fg(Color::Red)),
-        Cell::new(spark(&history(Series::P99), P99_FLOOR_MS)).style(Style::new().fg(Color::Cyan)),
-    ])
-}
-
-fn right_if(right: bool, text: String) -> Line<'static> {
-    let line = Line::from(text);
-    if right {
-        line.alignment(Alignment::Right)
-    } else {
-        line
+    }));
+    if spark_w > 0 {
+        let history = |series| {
+            app.history
+                .binned(scope, series, app.now_ms, usize::from(spark_w))
+        };
+        cells.push(
+            Cell::new(spark(&history(Series::ErrorRate), ERROR_FLOOR))
+                .style(Style::new().fg(Color::Red)),
+        );
+        cells.push(
+            Cell::new(spark(&history(Series::P99), P99_FLOOR_MS))
+                .style(Style::new().fg(Color::Cyan)),
+        );
     }
+    Row::new(cells)
 }
 
 fn scope_style(scope: Scope) -> Style {
@@ -134,5 +172,36 @@ fn scope_style(scope: Scope) -> Style {
         Scope::New => s.fg(Color::Green),
         Scope::Fallback => s.fg(Color::Magenta),
         Scope::Users => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads(width: u16) -> Vec<&'static str> {
+        layout(width).0.iter().map(|c| c.head).collect()
+    }
+
+    #[test]
+    fn narrow_tables_drop_whole_columns_least_important_first() {
+        assert_eq!(heads(78).len(), 7);
+        assert_eq!(layout(78).1, 9);
+        assert_eq!(
+            heads(60),
+            ["rps", "err", "p50", "p99", "active", "share", "probe"]
+        );
+        assert_eq!(layout(60).1, 0);
+        assert_eq!(heads(48), ["rps", "err", "p50", "p99", "share"]);
+        assert_eq!(heads(20), ["err", "p99"]);
+        // Whatever fits, fits entirely.
+        for w in 22..120 {
+            let (cols, spark) = layout(w);
+            let used = SCOPE_WIDTH + cols.iter().map(|c| c.width + 1).sum::<u16>();
+            assert!(
+                used + if spark > 0 { 2 * spark + 2 } else { 0 } <= w,
+                "width {w}"
+            );
+        }
     }
 }
