@@ -496,3 +496,23 @@ fn help_overlay_lists_every_key() {
     }
     assert_snapshot("help", &buf);
 }
+
+#[test]
+fn before_the_first_status_and_with_no_run() {
+    let mut app = App::new("http://127.0.0.1:9900", T0);
+    let screen = text(&render(&app, 80, 24));
+    assert!(
+        screen.contains("connecting to http://127.0.0.1:9900…"),
+        "{screen}"
+    );
+    assert!(!screen.contains("lost"), "{screen}");
+    app.apply(Feed::Status(Status::default()), T0 + 500);
+    let screen = text(&render(&app, 80, 24));
+    assert!(screen.contains("no plan  ● IDLE"), "{screen}");
+    assert!(screen.contains("no active run"), "{screen}");
+    assert!(screen.contains("NEW   0%"), "{screen}");
+    assert!(
+        screen.contains("no gates: steps advance on time alone"),
+        "{screen}"
+    );
+}

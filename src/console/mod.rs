@@ -8,7 +8,8 @@
 //!
 //! - [`app`]: the model — one plain [`App`] value (last status or lost link, sparkline history,
 //!   events, mode, flash) and how background results ([`Feed`]) fold into it.
-//! - [`update`]: the pure update step, [`update()`]: an [`Action`] changes the app and may return
+//! - [`history`]: per-scope error rate and p99 kept from successive statuses, for sparklines.
+//! - [`mod@update`]: the pure update step, [`update()`]: an [`Action`] changes the app and may return
 //!   the [`Request`] (API call) to make.
 //! - [`keys`]: key presses to actions, per mode.
 //! - [`view`]: `impl Widget for &App` — the whole screen drawn from the value, one file per panel.
@@ -20,6 +21,7 @@
 //! that report through a channel, so a dead server never freezes the screen.
 
 pub mod app;
+pub mod history;
 pub mod keys;
 mod live;
 mod term;

@@ -3,7 +3,7 @@
 //! Owns: the screen layout (banner, header, env table, gates, event log, flash line, footer,
 //! overlays) and its degradation when the link is lost (last data greyed out under a banner).
 //! Must not touch: the app state (render takes `&App`) or any I/O, so every screen can be rendered
-//! into a `TestBackend` from a plain value. One file per panel; shared text forms in [`format`].
+//! into a `TestBackend` from a plain value. One file per panel; shared text forms in [`mod@format`].
 
 mod envs;
 pub mod format;
