@@ -148,4 +148,5 @@ where
     }
 }
 
+pub mod load;
 pub mod server;
