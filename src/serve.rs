@@ -46,7 +46,11 @@ pub struct Bound {
 }
 
 /// Run everything until `shutdown` resolves. `on_ready` is told the bound addresses.
-pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static, on_ready: impl FnOnce(Bound, &Token)) -> Result<(), ServeError> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(Bound, &Token),
+) -> Result<(), ServeError> {
     let store = Store::open(&cfg.store_path).map_err(|source| ServeError::Store {
         path: cfg.store_path.display().to_string(),
         source,
@@ -104,12 +108,23 @@ pub async fn run(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'stati
         })
         .collect();
     if !targets.is_empty() {
-        tokio::spawn(run_probes(targets, cfg.probe_interval, cfg.probe_timeout, metrics, stop_rx.clone()));
+        tokio::spawn(run_probes(
+            targets,
+            cfg.probe_interval,
+            cfg.probe_timeout,
+            metrics,
+            stop_rx.clone(),
+        ));
     }
 
     let control = Arc::new(Control { handle, token });
     let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
-    let proxy_task = tokio::spawn(proxy::serve(proxy_listener, proxy, cfg.drain_timeout, stopped()));
+    let proxy_task = tokio::spawn(proxy::serve(
+        proxy_listener,
+        proxy,
+        cfg.drain_timeout,
+        stopped(),
+    ));
     on_ready(bound, &control.token);
 
     shutdown.await;
@@ -127,7 +142,10 @@ pub async fn signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

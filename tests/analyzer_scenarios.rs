@@ -20,11 +20,23 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with("").await
+}
+
+async fn world_with(extra: &str) -> World {
     let old = SimEnv::start("old", any_port()).await.expect("old");
     let new = SimEnv::start("new", any_port()).await.expect("new");
-    let fallback = SimEnv::start("fallback", any_port()).await.expect("fallback");
+    let fallback = SimEnv::start("fallback", any_port())
+        .await
+        .expect("fallback");
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(&write_config(dir.path(), old.addr, new.addr, fallback.addr, ""));
+    let s = Server::start(&write_config(
+        dir.path(),
+        old.addr,
+        new.addr,
+        fallback.addr,
+        extra,
+    ));
     World {
         s,
         old,
@@ -37,12 +49,30 @@ async fn world() -> World {
 const ANALYSIS: &str = "[analysis]\ninterval = \"250ms\"\nwindow = \"2s\"\nmin_requests = 20\n";
 
 async fn status(s: &Server) -> Value {
-    s.api().get(s.url("/v1/status")).send().await.expect("status").json().await.expect("json")
+    s.api()
+        .get(s.url("/v1/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json")
 }
 
 async fn start(s: &Server, plan: &str) {
-    let resp = s.api().post(s.url("/v1/start")).body(plan.to_owned()).send().await.expect("start");
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap_or_default());
+    let resp = s
+        .api()
+        .post(s.url("/v1/start"))
+        .body(plan.to_owned())
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(
+        resp.status(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
 }
 
 async fn wait_for(s: &Server, secs: u64, what: &str, f: impl Fn(&Value) -> bool) -> Value {
@@ -53,7 +83,13 @@ async fn wait_for(s: &Server, secs: u64, what: &str, f: impl Fn(&Value) -> bool)
 }
 
 fn load(s: &Server) -> Load {
-    Load::start(s.proxy_url("/"), 6, 500, Duration::from_millis(5), Duration::from_secs(40))
+    Load::start(
+        s.proxy_url("/"),
+        6,
+        500,
+        Duration::from_millis(5),
+        Duration::from_secs(40),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,11 +104,27 @@ async fn a_new_answering_500s_is_rolled_back_and_ramps_to_zero() {
     start(&w.s, &plan).await;
     wait_for(&w.s, 10, "step 1 at 40%", |st| st["weight"] == 40.0).await;
     w.new.behaviour.error_permille.store(1000, SeqCst);
-    let st = wait_for(&w.s, 10, "a rollback", |st| st["state"] == "rolling_back" || st["state"] == "rolled_back").await;
-    assert!(st["reason"].as_str().is_some_and(|r| r.contains("new errors")), "{st:#}");
+    let st = wait_for(&w.s, 10, "a rollback", |st| {
+        st["state"] == "rolling_back" || st["state"] == "rolled_back"
+    })
+    .await;
+    assert!(
+        st["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("new errors")),
+        "{st:#}"
+    );
     let st = wait_for(&w.s, 10, "rolled back", |st| st["state"] == "rolled_back").await;
     assert_eq!(st["weight"], 0.0);
-    let events: Vec<Value> = w.s.api().get(w.s.url("/v1/events")).send().await.expect("e").json().await.expect("json");
+    let events: Vec<Value> =
+        w.s.api()
+            .get(w.s.url("/v1/events"))
+            .send()
+            .await
+            .expect("e")
+            .json()
+            .await
+            .expect("json");
     let ramp: Vec<f64> = events
         .iter()
         .skip_while(|e| e["action"] != "rollback")
@@ -80,15 +132,22 @@ async fn a_new_answering_500s_is_rolled_back_and_ramps_to_zero() {
         .collect();
     assert!(ramp.len() >= 3, "the rollback did not ramp: {ramp:?}");
     assert!(ramp.windows(2).all(|p| p[0] >= p[1]), "{ramp:?}");
-    let rollback = events.iter().find(|e| e["action"] == "rollback").expect("rollback event");
+    let rollback = events
+        .iter()
+        .find(|e| e["action"] == "rollback")
+        .expect("rollback event");
     assert_eq!(rollback["actor"], "analyzer");
-    assert!(rollback["data"]["value"].as_f64().is_some_and(|v| v > 0.05), "{rollback}");
+    assert!(
+        rollback["data"]["value"].as_f64().is_some_and(|v| v > 0.05),
+        "{rollback}"
+    );
     traffic.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn b_new_rejects_spill_onto_fallback_and_the_fallback_gate_pauses() {
-    let w = world().await;
+    // FALLBACK may absorb every reject (the retry budget would otherwise turn them into errors).
+    let w = world_with("[retry_budget]\nratio = 1.0\n").await;
     // NEW takes only one request at a time and answers 503 past it: its rejects land on FALLBACK.
     w.new.behaviour.max_inflight.store(1, SeqCst);
     w.new.behaviour.latency_ms.store(20, SeqCst);
@@ -100,9 +159,24 @@ async fn b_new_rejects_spill_onto_fallback_and_the_fallback_gate_pauses() {
     );
     start(&w.s, &plan).await;
     let st = wait_for(&w.s, 15, "a pause", |st| st["state"] == "paused").await;
-    assert!(st["reason"].as_str().is_some_and(|r| r.contains("fallback")), "{st:#}");
-    assert!(st["envs"]["new"]["error_rate"].as_f64().is_some_and(|e| e <= 0.05), "NEW looked unhealthy: {st:#}");
-    assert!(st["displaced"]["to_fallback"].as_u64().is_some_and(|d| d > 0), "{st:#}");
+    assert!(
+        st["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("fallback")),
+        "{st:#}"
+    );
+    assert!(
+        st["envs"]["new"]["error_rate"]
+            .as_f64()
+            .is_some_and(|e| e <= 0.05),
+        "NEW looked unhealthy: {st:#}"
+    );
+    assert!(
+        st["displaced"]["to_fallback"]
+            .as_u64()
+            .is_some_and(|d| d > 0),
+        "{st:#}"
+    );
     traffic.stop().await;
 }
 
@@ -118,7 +192,12 @@ async fn c_a_new_three_times_slower_than_old_trips_the_relative_gate() {
     );
     start(&w.s, &plan).await;
     let st = wait_for(&w.s, 15, "a pause", |st| st["state"] == "paused").await;
-    assert!(st["reason"].as_str().is_some_and(|r| r.contains("new slower than old")), "{st:#}");
+    assert!(
+        st["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("new slower than old")),
+        "{st:#}"
+    );
     traffic.stop().await;
 }
 
@@ -135,7 +214,12 @@ async fn d_too_little_traffic_decides_nothing_and_says_why() {
     let st = status(&w.s).await;
     assert_eq!(st["state"], "running", "{st:#}");
     assert_eq!(st["step"], 1, "{st:#}");
-    assert!(st["reason"].as_str().is_some_and(|r| r.contains("not enough traffic")), "{st:#}");
+    assert!(
+        st["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("not enough traffic")),
+        "{st:#}"
+    );
     assert_eq!(st["gates"][0]["verdict"], "not_enough_traffic", "{st:#}");
 }
 
@@ -150,7 +234,13 @@ async fn e_old_degrading_during_a_rollback_ramp_holds_the_ramp() {
     );
     start(&w.s, &plan).await;
     wait_for(&w.s, 10, "step 1 at 80%", |st| st["weight"] == 80.0).await;
-    let resp = w.s.api().post(w.s.url("/v1/rollback")).json(&serde_json::json!({"reason": "drill"})).send().await.expect("rb");
+    let resp =
+        w.s.api()
+            .post(w.s.url("/v1/rollback"))
+            .json(&serde_json::json!({"reason": "drill"}))
+            .send()
+            .await
+            .expect("rb");
     assert_eq!(resp.status(), 200);
     w.old.behaviour.error_permille.store(500, SeqCst);
     let st = wait_for(&w.s, 10, "the ramp to hold", |st| {
@@ -161,11 +251,18 @@ async fn e_old_degrading_during_a_rollback_ramp_holds_the_ramp() {
     let held = st["weight"].as_f64().expect("weight");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = status(&w.s).await;
-    assert_eq!(st["weight"].as_f64(), Some(held), "the ramp moved users onto a degraded OLD: {st:#}");
+    assert_eq!(
+        st["weight"].as_f64(),
+        Some(held),
+        "the ramp moved users onto a degraded OLD: {st:#}"
+    );
     assert_eq!(st["state"], "rolling_back");
     // OLD recovers: the ramp continues.
     w.old.behaviour.error_permille.store(0, SeqCst);
-    wait_for(&w.s, 15, "the ramp to continue", |st| st["weight"].as_f64().is_some_and(|x| x < held)).await;
+    wait_for(&w.s, 15, "the ramp to continue", |st| {
+        st["weight"].as_f64().is_some_and(|x| x < held)
+    })
+    .await;
     traffic.stop().await;
 }
 

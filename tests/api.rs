@@ -12,7 +12,9 @@ use serde_json::{json, Value};
 async fn setup(extra: &str) -> (Server, [SimEnv; 3], tempfile::TempDir) {
     let old = SimEnv::start("old", any_port()).await.expect("old");
     let new = SimEnv::start("new", any_port()).await.expect("new");
-    let fallback = SimEnv::start("fallback", any_port()).await.expect("fallback");
+    let fallback = SimEnv::start("fallback", any_port())
+        .await
+        .expect("fallback");
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, extra);
     let server = Server::start(&cfg);
@@ -46,12 +48,24 @@ async fn every_route_but_metrics_needs_the_token() {
             let resp = req.send().await.expect("send");
             assert_eq!(resp.status(), 401, "{method} {path} with {auth:?}");
             let body: Value = resp.json().await.expect("json");
-            assert!(body["hint"].as_str().is_some_and(|h| h.contains("Bearer")), "{body}");
+            assert!(
+                body["hint"].as_str().is_some_and(|h| h.contains("Bearer")),
+                "{body}"
+            );
         }
     }
     // With the token, the read routes answer.
     for path in ["/v1/status", "/v1/events", "/v1/plans"] {
-        assert_eq!(s.api().get(s.url(path)).send().await.expect("send").status(), 200, "{path}");
+        assert_eq!(
+            s.api()
+                .get(s.url(path))
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            200,
+            "{path}"
+        );
     }
     let metrics = anon.get(s.url("/metrics")).send().await.expect("send");
     assert_eq!(metrics.status(), 200);
@@ -61,7 +75,14 @@ async fn every_route_but_metrics_needs_the_token() {
 async fn wrong_state_actions_are_409_and_change_nothing() {
     let (s, _envs, _dir) = setup("").await;
     let api = s.api();
-    let before: Value = api.get(s.url("/v1/status")).send().await.expect("status").json().await.expect("json");
+    let before: Value = api
+        .get(s.url("/v1/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(before["state"], "idle");
     for action in ["pause", "resume", "approve", "rollback", "abort"] {
         let resp = api
@@ -72,12 +93,32 @@ async fn wrong_state_actions_are_409_and_change_nothing() {
             .expect("send");
         assert_eq!(resp.status(), 409, "{action} while idle");
         let body: Value = resp.json().await.expect("json");
-        assert!(body["error"].as_str().is_some_and(|e| !e.is_empty()), "{body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{body}"
+        );
         assert!(body["hint"].as_str().is_some(), "{body}");
     }
-    let events: Vec<Value> = api.get(s.url("/v1/events")).send().await.expect("events").json().await.expect("json");
-    assert!(events.is_empty(), "rejected commands left events: {events:?}");
-    let after: Value = api.get(s.url("/v1/status")).send().await.expect("status").json().await.expect("json");
+    let events: Vec<Value> = api
+        .get(s.url("/v1/events"))
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        events.is_empty(),
+        "rejected commands left events: {events:?}"
+    );
+    let after: Value = api
+        .get(s.url("/v1/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(after["state"], before["state"]);
     assert_eq!(after["weight"], before["weight"]);
 }
@@ -89,18 +130,32 @@ async fn bad_input_is_400_with_a_hint_and_changes_nothing() {
     let cases: Vec<(&str, reqwest::Body, &str)> = vec![
         ("/v1/weight", "{\"weight\": 150}".into(), "out of range"),
         ("/v1/weight", "{\"weight\": -1}".into(), "out of range"),
-        ("/v1/weight", "{\"weight\": \"lots\"}".into(), "invalid JSON"),
+        (
+            "/v1/weight",
+            "{\"weight\": \"lots\"}".into(),
+            "invalid JSON",
+        ),
         ("/v1/weight", "{\"wieght\": 3}".into(), "invalid JSON"),
         ("/v1/weight", "{".into(), "invalid JSON"),
         ("/v1/pause", "not json".into(), "invalid JSON"),
-        ("/v1/start", "name = \"x\"\n[[steps]]\nwieght = 5\n".into(), "invalid plan"),
+        (
+            "/v1/start",
+            "name = \"x\"\n[[steps]]\nwieght = 5\n".into(),
+            "invalid plan",
+        ),
     ];
     for (path, body, expect) in cases {
         let resp = api.post(s.url(path)).body(body).send().await.expect("send");
         assert_eq!(resp.status(), 400, "{path}");
         let b: Value = resp.json().await.expect("json");
-        assert!(b["error"].as_str().is_some_and(|e| e.contains(expect)), "{path}: {b}");
-        assert!(b["hint"].as_str().is_some_and(|h| !h.is_empty()), "{path}: {b}");
+        assert!(
+            b["error"].as_str().is_some_and(|e| e.contains(expect)),
+            "{path}: {b}"
+        );
+        assert!(
+            b["hint"].as_str().is_some_and(|h| !h.is_empty()),
+            "{path}: {b}"
+        );
     }
     // The bad plan's problems come with positions.
     let resp = api
@@ -110,15 +165,49 @@ async fn bad_input_is_400_with_a_hint_and_changes_nothing() {
         .await
         .expect("send");
     let b: Value = resp.json().await.expect("json");
-    assert_eq!(b["details"][0]["line"], 3, "{b}");
-    let status: Value = api.get(s.url("/v1/status")).send().await.expect("s").json().await.expect("json");
+    let details = b["details"].as_array().expect("details");
+    let typo = details
+        .iter()
+        .find(|d| d["message"].as_str().is_some_and(|m| m.contains("wieght")))
+        .expect("the typo is reported");
+    assert_eq!(
+        (typo["line"].as_u64(), typo["col"].as_u64()),
+        (Some(3), Some(1)),
+        "{b}"
+    );
+    assert!(
+        typo["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("did you mean `weight`")),
+        "{b}"
+    );
+    let status: Value = api
+        .get(s.url("/v1/status"))
+        .send()
+        .await
+        .expect("s")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(status["state"], "idle");
     assert_eq!(status["weight"], 0.0);
-    let events: Vec<Value> = api.get(s.url("/v1/events")).send().await.expect("e").json().await.expect("json");
+    let events: Vec<Value> = api
+        .get(s.url("/v1/events"))
+        .send()
+        .await
+        .expect("e")
+        .json()
+        .await
+        .expect("json");
     assert!(events.is_empty());
     // An oversized body is refused.
     let big = "x".repeat(2 * 1024 * 1024);
-    let resp = api.post(s.url("/v1/start")).body(big).send().await.expect("send");
+    let resp = api
+        .post(s.url("/v1/start"))
+        .body(big)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(resp.status(), 413);
 }
 
@@ -127,8 +216,18 @@ async fn weight_without_a_run_moves_users_and_is_an_event() {
     let (s, _envs, _dir) = setup("").await;
     let api = s.api();
     let web = reqwest::Client::new();
-    let served = |r: reqwest::Response| r.headers()["x-cutover-served-by"].to_str().expect("ascii").to_owned();
-    let r = web.get(s.proxy_url("/")).header("x-user-id", "alice").send().await.expect("get");
+    let served = |r: reqwest::Response| {
+        r.headers()["x-cutover-served-by"]
+            .to_str()
+            .expect("ascii")
+            .to_owned()
+    };
+    let r = web
+        .get(s.proxy_url("/"))
+        .header("x-user-id", "alice")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(served(r), "old");
     let resp = api
         .post(s.url("/v1/weight"))
@@ -140,23 +239,45 @@ async fn weight_without_a_run_moves_users_and_is_an_event() {
     let status: Value = resp.json().await.expect("json");
     assert_eq!(status["weight"], 100.0);
     assert_eq!(status["state"], "idle");
-    let r = web.get(s.proxy_url("/")).header("x-user-id", "alice").send().await.expect("get");
+    let r = web
+        .get(s.proxy_url("/"))
+        .header("x-user-id", "alice")
+        .send()
+        .await
+        .expect("get");
     assert_eq!(served(r), "new");
-    let events: Vec<Value> = api.get(s.url("/v1/events")).send().await.expect("e").json().await.expect("json");
+    let events: Vec<Value> = api
+        .get(s.url("/v1/events"))
+        .send()
+        .await
+        .expect("e")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["action"], "weight");
     assert_eq!(events[0]["actor"], "test");
-    assert!(events[0]["reason"].as_str().is_some_and(|r| r.contains("smoke")), "{:?}", events[0]);
+    assert!(
+        events[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("smoke")),
+        "{:?}",
+        events[0]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_event_stream_delivers_within_a_second() {
     let (s, _envs, _dir) = setup("").await;
-    let client = cutover::client::Client::new(&s.admin, Some(s.token.clone()), "stream-test").expect("client");
+    let client = cutover::client::Client::new(&s.admin, Some(s.token.clone()), "stream-test")
+        .expect("client");
     let mut stream = client.follow(0).await.expect("follow");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let sent = Instant::now();
-    client.set_weight(7.0, Some("stream")).await.expect("weight");
+    client
+        .set_weight(7.0, Some("stream"))
+        .await
+        .expect("weight");
     let ev = tokio::time::timeout(Duration::from_secs(1), stream.next())
         .await
         .expect("event within a second")
@@ -173,23 +294,42 @@ async fn metrics_parse_as_prometheus_text() {
     let (s, _envs, _dir) = setup("").await;
     let web = reqwest::Client::new();
     for i in 0..30 {
-        let r = web.get(s.proxy_url("/")).header("x-user-id", format!("u{i}")).send().await.expect("get");
+        let r = web
+            .get(s.proxy_url("/"))
+            .header("x-user-id", format!("u{i}"))
+            .send()
+            .await
+            .expect("get");
         assert_eq!(r.status(), 200);
     }
     let ok = eventually(Duration::from_secs(5), || async {
-        let text = web.get(s.url("/metrics")).send().await.expect("m").text().await.expect("text");
+        let text = web
+            .get(s.url("/metrics"))
+            .send()
+            .await
+            .expect("m")
+            .text()
+            .await
+            .expect("text");
         let lines = text.lines().map(|l| Ok(l.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines).expect("parses as Prometheus text");
         let users: f64 = scrape
             .samples
             .iter()
-            .filter(|s| s.metric == "cutover_requests_total" && s.labels.get("scope") == Some("users"))
+            .filter(|s| {
+                s.metric == "cutover_requests_total" && s.labels.get("scope") == Some("users")
+            })
             .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Gauge(v) => v,
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Untyped(v)
+                | prometheus_parse::Value::Gauge(v) => v,
                 _ => 0.0,
             })
             .sum();
-        let has_weight = scrape.samples.iter().any(|s| s.metric == "cutover_weight_percent");
+        let has_weight = scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "cutover_weight_percent");
         let has_histogram = scrape
             .samples
             .iter()
@@ -218,7 +358,9 @@ async fn cli_talks_to_the_live_server_in_text_and_json() {
     assert_eq!(code, 0);
     let ev: Value = serde_json::from_str(out.lines().next().expect("a line")).expect("json event");
     assert_eq!(ev["actor"], "cli");
-    assert!(ev["reason"].as_str().is_some_and(|r| r.contains("canary by hand")));
+    assert!(ev["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("canary by hand")));
     // An API refusal: message, hint, non-zero exit.
     let (code, _, err) = s.cli(&["approve"]);
     assert_eq!(code, 2, "{err}");

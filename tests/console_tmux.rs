@@ -11,7 +11,10 @@ use common::{any_port, eventually};
 use cutover::demo::upstream::SimEnv;
 
 fn tmux(args: &[&str]) -> String {
-    let out = Command::new("tmux").args(args).output().expect("tmux is installed (see .ci/run)");
+    let out = Command::new("tmux")
+        .args(args)
+        .output()
+        .expect("tmux is installed (see .ci/run)");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -27,11 +30,26 @@ impl Drop for Session {
 async fn console_shows_the_run_and_p_pauses_it() {
     let old = SimEnv::start("old", any_port()).await.expect("old");
     let new = SimEnv::start("new", any_port()).await.expect("new");
-    let fallback = SimEnv::start("fallback", any_port()).await.expect("fallback");
+    let fallback = SimEnv::start("fallback", any_port())
+        .await
+        .expect("fallback");
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(&write_config(dir.path(), old.addr, new.addr, fallback.addr, ""));
-    let plan = "name = \"console-e2e\"\n[[steps]]\nweight = 20\nhold = \"10m\"\n[[steps]]\nweight = 100\n";
-    let resp = s.api().post(s.url("/v1/start")).body(plan).send().await.expect("start");
+    let s = Server::start(&write_config(
+        dir.path(),
+        old.addr,
+        new.addr,
+        fallback.addr,
+        "",
+    ));
+    let plan =
+        "name = \"console-e2e\"\n[[steps]]\nweight = 20\nhold = \"10m\"\n[[steps]]\nweight = 100\n";
+    let resp = s
+        .api()
+        .post(s.url("/v1/start"))
+        .body(plan)
+        .send()
+        .await
+        .expect("start");
     assert_eq!(resp.status(), 200);
 
     let name = format!("cutover-test-{}", std::process::id());
@@ -44,11 +62,18 @@ async fn console_shows_the_run_and_p_pauses_it() {
         .arg(&cmd)
         .output()
         .expect("tmux");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let shown = eventually(Duration::from_secs(10), || async {
-        let screen = tmux(&["capture-pane", "-p", "-t", &session.0]);
-        screen.contains("console-e2e") && screen.contains("running") && screen.contains("fallback") && screen.contains("users")
+        let screen = tmux(&["capture-pane", "-p", "-t", &session.0]).to_lowercase();
+        screen.contains("console-e2e")
+            && screen.contains("running")
+            && screen.contains("fallback")
+            && screen.contains("users")
     })
     .await;
     let screen = tmux(&["capture-pane", "-p", "-t", &session.0]);
@@ -56,16 +81,37 @@ async fn console_shows_the_run_and_p_pauses_it() {
 
     tmux(&["send-keys", "-t", &session.0, "p"]);
     let paused = eventually(Duration::from_secs(5), || async {
-        let st: serde_json::Value = s.api().get(s.url("/v1/status")).send().await.expect("s").json().await.expect("json");
+        let st: serde_json::Value = s
+            .api()
+            .get(s.url("/v1/status"))
+            .send()
+            .await
+            .expect("s")
+            .json()
+            .await
+            .expect("json");
         st["state"] == "paused"
     })
     .await;
     assert!(paused, "p did not pause the run");
-    let events: Vec<serde_json::Value> = s.api().get(s.url("/v1/events")).send().await.expect("e").json().await.expect("json");
-    let pause = events.iter().find(|e| e["action"] == "pause").expect("a pause event");
+    let events: Vec<serde_json::Value> = s
+        .api()
+        .get(s.url("/v1/events"))
+        .send()
+        .await
+        .expect("e")
+        .json()
+        .await
+        .expect("json");
+    let pause = events
+        .iter()
+        .find(|e| e["action"] == "pause")
+        .expect("a pause event");
     assert_eq!(pause["actor"], "console");
     let updated = eventually(Duration::from_secs(5), || async {
-        tmux(&["capture-pane", "-p", "-t", &session.0]).contains("paused")
+        tmux(&["capture-pane", "-p", "-t", &session.0])
+            .to_lowercase()
+            .contains("paused")
     })
     .await;
     assert!(updated, "the screen did not show the pause");

@@ -13,23 +13,45 @@ async fn envs() -> [SimEnv; 3] {
     [
         SimEnv::start("old", any_port()).await.expect("old"),
         SimEnv::start("new", any_port()).await.expect("new"),
-        SimEnv::start("fallback", any_port()).await.expect("fallback"),
+        SimEnv::start("fallback", any_port())
+            .await
+            .expect("fallback"),
     ]
 }
 
 async fn status(s: &Server) -> Value {
-    s.api().get(s.url("/v1/status")).send().await.expect("status").json().await.expect("json")
+    s.api()
+        .get(s.url("/v1/status"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json")
 }
 
 async fn events(s: &Server) -> Vec<Value> {
-    s.api().get(s.url("/v1/events")).send().await.expect("events").json().await.expect("json")
+    s.api()
+        .get(s.url("/v1/events"))
+        .send()
+        .await
+        .expect("events")
+        .json()
+        .await
+        .expect("json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
     let [old, new, fallback] = envs().await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(&write_config(dir.path(), old.addr, new.addr, fallback.addr, ""));
+    let s = Server::start(&write_config(
+        dir.path(),
+        old.addr,
+        new.addr,
+        fallback.addr,
+        "",
+    ));
     let plan = dir.path().join("quick.toml");
     std::fs::write(
         &plan,
@@ -40,17 +62,39 @@ async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
     let (code, out, err) = s.cli(&["start", plan.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("plan quick"), "{out}");
-    let done = eventually(Duration::from_secs(15), || async { status(&s).await["state"] == "completed" }).await;
+    let done = eventually(Duration::from_secs(15), || async {
+        status(&s).await["state"] == "completed"
+    })
+    .await;
     assert!(done, "run did not complete: {}", status(&s).await);
     let st = status(&s).await;
     assert_eq!(st["weight"], 100.0);
-    let actions: Vec<String> = events(&s).await.iter().map(|e| e["action"].as_str().unwrap_or("").to_owned()).collect();
-    assert_eq!(actions.first().map(String::as_str), Some("start"), "{actions:?}");
-    assert_eq!(actions.last().map(String::as_str), Some("complete"), "{actions:?}");
+    let actions: Vec<String> = events(&s)
+        .await
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        actions.first().map(String::as_str),
+        Some("start"),
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("complete"),
+        "{actions:?}"
+    );
     // Weights only ever rose, step by step.
-    let weights: Vec<f64> = events(&s).await.iter().filter_map(|e| e["weight"].as_f64()).collect();
+    let weights: Vec<f64> = events(&s)
+        .await
+        .iter()
+        .filter_map(|e| e["weight"].as_f64())
+        .collect();
     assert!(weights.windows(2).all(|w| w[0] <= w[1]), "{weights:?}");
-    assert!(weights.contains(&10.0) && weights.contains(&50.0), "{weights:?}");
+    assert!(
+        weights.contains(&10.0) && weights.contains(&50.0),
+        "{weights:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -61,9 +105,20 @@ async fn kill_9_mid_run_resumes_at_the_same_step_and_weight_with_events_intact()
     let mut s = Server::start(&cfg);
     let plan = "name = \"crashy\"\n[analysis]\ninterval = \"200ms\"\nwindow = \"1s\"\n\
                 [[steps]]\nweight = 10\nhold = \"500ms\"\n[[steps]]\nweight = 30\nhold = \"60s\"\n[[steps]]\nweight = 100\n";
-    let resp = s.api().post(s.url("/v1/start")).body(plan).send().await.expect("start");
+    let resp = s
+        .api()
+        .post(s.url("/v1/start"))
+        .body(plan)
+        .send()
+        .await
+        .expect("start");
     assert_eq!(resp.status(), 200);
-    assert!(eventually(Duration::from_secs(10), || async { status(&s).await["weight"] == 30.0 }).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status(&s).await["weight"] == 30.0
+        })
+        .await
+    );
     // Serve a few seconds of the 60 s hold, then crash hard.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let before = status(&s).await;
@@ -78,18 +133,33 @@ async fn kill_9_mid_run_resumes_at_the_same_step_and_weight_with_events_intact()
     assert_eq!(after["step"], 2, "{after}");
     assert_eq!(after["weight"], 30.0, "{after}");
     let left = after["hold_remaining_s"].as_f64().expect("hold remaining");
-    assert!(left < 59.0, "the hold served before the crash was lost: {left}s left");
-    assert_eq!(events(&s2).await, events_before, "the event log changed across the crash");
+    assert!(
+        left < 59.0,
+        "the hold served before the crash was lost: {left}s left"
+    );
+    assert_eq!(
+        events(&s2).await,
+        events_before,
+        "the event log changed across the crash"
+    );
     // And the proxy routes at the resumed weight from its first request.
     let web = reqwest::Client::new();
     let mut on_new = 0;
     for i in 0..400 {
-        let r = web.get(s2.proxy_url("/")).header("x-user-id", format!("u{i}")).send().await.expect("get");
+        let r = web
+            .get(s2.proxy_url("/"))
+            .header("x-user-id", format!("u{i}"))
+            .send()
+            .await
+            .expect("get");
         if r.headers()["x-cutover-served-by"] == "new" {
             on_new += 1;
         }
     }
-    assert!((80..=160).contains(&on_new), "{on_new} of 400 on NEW at 30%");
+    assert!(
+        (80..=160).contains(&on_new),
+        "{on_new} of 400 on NEW at 30%"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,11 +181,20 @@ async fn a_second_server_on_the_same_store_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let [old, new, fallback] = envs().await;
-    old.behaviour.latency_ms.store(1500, std::sync::atomic::Ordering::SeqCst);
+    old.behaviour
+        .latency_ms
+        .store(1500, std::sync::atomic::Ordering::SeqCst);
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut s = Server::start(&write_config(dir.path(), old.addr, new.addr, fallback.addr, ""));
+    let mut s = Server::start(&write_config(
+        dir.path(),
+        old.addr,
+        new.addr,
+        fallback.addr,
+        "",
+    ));
     let url = s.proxy_url("/slow");
-    let inflight = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
+    let inflight =
+        tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let code = tokio::task::spawn_blocking(move || {
         let code = s.sigterm(Duration::from_secs(10));
@@ -123,7 +202,11 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     })
     .await
     .expect("join");
-    assert_eq!(inflight.await.expect("join").expect("answered"), 200, "in-flight request was cut");
+    assert_eq!(
+        inflight.await.expect("join").expect("answered"),
+        200,
+        "in-flight request was cut"
+    );
     assert_eq!(code.0, Some(0), "exit code after SIGTERM");
 }
 

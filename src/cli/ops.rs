@@ -40,10 +40,11 @@ pub async fn serve(path: PathBuf) -> ExitCode {
 
 /// Find the API URL and token: flags, then environment, then the server config.
 fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
-    let cfg_path = conn
-        .config
-        .clone()
-        .or_else(|| Path::new("cutover.toml").exists().then(|| PathBuf::from("cutover.toml")));
+    let cfg_path = conn.config.clone().or_else(|| {
+        Path::new("cutover.toml")
+            .exists()
+            .then(|| PathBuf::from("cutover.toml"))
+    });
     let cfg = match &cfg_path {
         Some(p) => Some(Config::load(p).map_err(|e| e.to_string())?),
         None => None,
@@ -56,8 +57,11 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
         if std::env::var("CUTOVER_TOKEN").is_ok_and(|t| !t.trim().is_empty()) {
             return None;
         }
-        cfg.as_ref()
-            .map(|c| c.token_file.clone().unwrap_or_else(|| c.store_path.join("admin.token")))
+        cfg.as_ref().map(|c| {
+            c.token_file
+                .clone()
+                .unwrap_or_else(|| c.store_path.join("admin.token"))
+        })
     });
     let token = match token_path {
         Some(p) => Some(
@@ -66,7 +70,9 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
                 .trim()
                 .to_owned(),
         ),
-        None => std::env::var("CUTOVER_TOKEN").ok().map(|t| t.trim().to_owned()),
+        None => std::env::var("CUTOVER_TOKEN")
+            .ok()
+            .map(|t| t.trim().to_owned()),
     };
     Client::new(&admin, token, actor).map_err(|e| e.to_string())
 }
@@ -79,12 +85,18 @@ pub async fn operator(cmd: Command) -> ExitCode {
         | Command::Events { conn, .. }
         | Command::Plans { conn }
         | Command::Console { conn } => conn.clone(),
-        Command::Pause(a) | Command::Resume(a) | Command::Approve(a) | Command::Rollback(a) | Command::Abort(a) => {
-            a.conn.clone()
-        }
+        Command::Pause(a)
+        | Command::Resume(a)
+        | Command::Approve(a)
+        | Command::Rollback(a)
+        | Command::Abort(a) => a.conn.clone(),
         Command::Serve { .. } | Command::Plan { .. } => return ExitCode::FAILURE,
     };
-    let actor = if matches!(cmd, Command::Console { .. }) { "console" } else { "cli" };
+    let actor = if matches!(cmd, Command::Console { .. }) {
+        "console"
+    } else {
+        "cli"
+    };
     let client = match connect(&conn, actor) {
         Ok(c) => c,
         Err(e) => {
@@ -102,12 +114,30 @@ pub async fn operator(cmd: Command) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
-        Command::Pause(a) => client.action("pause", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
-        Command::Resume(a) => client.action("resume", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
-        Command::Approve(a) => client.action("approve", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
-        Command::Rollback(a) => client.action("rollback", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
-        Command::Abort(a) => client.action("abort", a.reason.as_deref()).await.map(|s| render::status(&s, json)),
-        Command::SetWeight { pct, reason, .. } => client.set_weight(pct, reason.as_deref()).await.map(|s| render::status(&s, json)),
+        Command::Pause(a) => client
+            .action("pause", a.reason.as_deref())
+            .await
+            .map(|s| render::status(&s, json)),
+        Command::Resume(a) => client
+            .action("resume", a.reason.as_deref())
+            .await
+            .map(|s| render::status(&s, json)),
+        Command::Approve(a) => client
+            .action("approve", a.reason.as_deref())
+            .await
+            .map(|s| render::status(&s, json)),
+        Command::Rollback(a) => client
+            .action("rollback", a.reason.as_deref())
+            .await
+            .map(|s| render::status(&s, json)),
+        Command::Abort(a) => client
+            .action("abort", a.reason.as_deref())
+            .await
+            .map(|s| render::status(&s, json)),
+        Command::SetWeight { pct, reason, .. } => client
+            .set_weight(pct, reason.as_deref())
+            .await
+            .map(|s| render::status(&s, json)),
         Command::Plans { .. } => client.plans().await.map(|p| render::plans(&p, json)),
         Command::Events { since, follow, .. } => events(&client, since, follow, json).await,
         Command::Console { .. } => return console(client).await,
@@ -122,9 +152,17 @@ pub async fn operator(cmd: Command) -> ExitCode {
     }
 }
 
-async fn events(client: &Client, since: u64, follow: bool, json: bool) -> Result<String, ClientError> {
+async fn events(
+    client: &Client,
+    since: u64,
+    follow: bool,
+    json: bool,
+) -> Result<String, ClientError> {
     if !follow {
-        return client.events(since).await.map(|list| render::events(&list, json));
+        return client
+            .events(since)
+            .await
+            .map(|list| render::events(&list, json));
     }
     let mut stream = client.follow(since).await?;
     while let Some(ev) = stream.next().await {

@@ -10,7 +10,12 @@ pub fn status(s: &Status, json: bool) -> String {
     }
     let mut o = String::new();
     let plan = s.plan.as_deref().unwrap_or("-");
-    let _ = writeln!(o, "state    {}   plan {plan}{}", s.state, s.run_id.map(|r| format!(" (run {r})")).unwrap_or_default());
+    let _ = writeln!(
+        o,
+        "state    {}   plan {plan}{}",
+        s.state,
+        s.run_id.map(|r| format!(" (run {r})")).unwrap_or_default()
+    );
     let mut line = format!("weight   {}% on NEW", fmt_num(s.weight));
     if s.steps > 0 {
         let _ = write!(line, "   step {}/{}", s.step, s.steps);
@@ -22,8 +27,17 @@ pub fn status(s: &Status, json: bool) -> String {
     if let Some(r) = &s.reason {
         let _ = writeln!(o, "why      {r}");
     }
-    let _ = writeln!(o, "\n{:<9} {:>8} {:>7} {:>8} {:>8} {:>7} {:>6}", "", "rps", "errors", "p50 ms", "p99 ms", "active", "share");
-    for (name, e) in [("old", &s.envs.old), ("new", &s.envs.new), ("fallback", &s.envs.fallback), ("users", &s.envs.users)] {
+    let _ = writeln!(
+        o,
+        "\n{:<9} {:>8} {:>7} {:>8} {:>8} {:>7} {:>6}",
+        "", "rps", "errors", "p50 ms", "p99 ms", "active", "share"
+    );
+    for (name, e) in [
+        ("old", &s.envs.old),
+        ("new", &s.envs.new),
+        ("fallback", &s.envs.fallback),
+        ("users", &s.envs.users),
+    ] {
         let _ = writeln!(o, "{}", env_row(name, e));
     }
     if s.displaced.to_fallback + s.displaced.failed > 0 {
@@ -44,7 +58,11 @@ pub fn status(s: &Status, json: bool) -> String {
                 "not_enough_traffic" => "not enough traffic".to_owned(),
                 v => v.to_owned(),
             };
-            let _ = writeln!(o, "  {:<24} {:<20} {:>10} {:<22} {}", g.name, verdict, value, g.threshold, g.on_fail);
+            let _ = writeln!(
+                o,
+                "  {:<24} {:<20} {:>10} {:<22} {}",
+                g.name, verdict, value, g.threshold, g.on_fail
+            );
         }
     }
     o
@@ -67,7 +85,10 @@ fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
-        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_owned()
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
     }
 }
 
@@ -96,7 +117,12 @@ pub fn events(list: &[Event], json: bool) -> String {
 
 pub fn plans(list: &[PlanInfo], json: bool) -> String {
     if json {
-        return format!("{}\n", serde_json::to_string_pretty(list).unwrap_or_default());
+        return format!(
+            "{}\n",
+            serde_json::to_string_pretty(list).unwrap_or_default()
+        );
     }
-    list.iter().map(|p| format!("{}  {}\n", &p.hash[..p.hash.len().min(12)], p.name)).collect()
+    list.iter()
+        .map(|p| format!("{}  {}\n", &p.hash[..p.hash.len().min(12)], p.name))
+        .collect()
 }

@@ -74,7 +74,9 @@ pub fn start(
     let salt = control
         .run()
         .map_or(parts.default_salt.clone(), |r| r.plan().salt.clone());
-    parts.router.publish(RoutingTable::new(control.weight(), &salt));
+    parts
+        .router
+        .publish(RoutingTable::new(control.weight(), &salt));
     let (tx, rx) = mpsc::channel(64);
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (events_tx, _) = broadcast::channel(1024);
@@ -88,7 +90,7 @@ pub fn start(
         store: parts.store.clone(),
         metrics_text: Arc::new(move || status::prometheus(&metrics, &status_for_metrics.borrow())),
     };
-    let mut driver = Driver {
+    let driver = Driver {
         parts,
         control,
         tracker: GateTracker::default(),
@@ -156,7 +158,12 @@ impl Driver {
             .unwrap_or_default()
     }
 
-    async fn command(&mut self, cmd: Cmd, actor: &str, reason: Option<String>) -> Result<Status, CommandError> {
+    async fn command(
+        &mut self,
+        cmd: Cmd,
+        actor: &str,
+        reason: Option<String>,
+    ) -> Result<Status, CommandError> {
         let command = match cmd {
             Cmd::Start { plan, text } => {
                 // Refuse early (nothing stored) when a run is active.
@@ -206,7 +213,10 @@ impl Driver {
         }
         let cmd = match done.result {
             Ok(_) => Command::ChecksPassed { step: done.step },
-            Err(output) => Command::ChecksFailed { step: done.step, output },
+            Err(output) => Command::ChecksFailed {
+                step: done.step,
+                output,
+            },
         };
         // A stale result (the run moved on meanwhile) is rejected by the machine: ignore it.
         if let Ok(t) = machine::apply(&self.control, cmd, "orchestrator", None) {
@@ -218,7 +228,9 @@ impl Driver {
 
     async fn evaluate(&mut self) {
         let now = Instant::now();
-        let dt = now.duration_since(self.last_eval).min(self.analysis().interval * 3);
+        let dt = now
+            .duration_since(self.last_eval)
+            .min(self.analysis().interval * 3);
         self.last_eval = now;
         let Some(run) = self.control.run().filter(|_| self.control.is_active()) else {
             return;
@@ -245,20 +257,27 @@ impl Driver {
         }
     }
 
-    async fn save(&mut self) -> Result<(), StoreError> {
+    /// Save progress (no event), e.g. the hold served so far.
+    async fn save(&mut self) -> Result<(), String> {
         let store = self.parts.store.clone();
         let control = self.control.clone();
         let run_id = control.run().map(|r| r.id());
-        let result = tokio::task::spawn_blocking(move || store.save_state(&control, run_id))
-            .await
-            .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())));
+        let result =
+            match tokio::task::spawn_blocking(move || store.save_state(&control, run_id)).await {
+                Ok(r) => r.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
         self.last_saved = Instant::now();
         result
     }
 
     /// Persist (flushed), then publish the weight, then tell the world.
     async fn commit(&mut self, t: Transition, actor: &str) -> Result<(), CommandError> {
-        let Transition { control, event, effects } = t;
+        let Transition {
+            control,
+            event,
+            effects,
+        } = t;
         let run_id = control.run().map(|r| r.id());
         let new_event = NewEvent {
             at_ms: now_ms(),
@@ -272,15 +291,20 @@ impl Driver {
         };
         let store = self.parts.store.clone();
         let to_store = control.clone();
-        let stored = tokio::task::spawn_blocking(move || store.commit(&to_store, run_id, new_event))
-            .await
-            .map_err(|e| CommandError::Store(e.to_string()))?
-            .map_err(|e| CommandError::Store(e.to_string()))?;
+        let stored =
+            tokio::task::spawn_blocking(move || store.commit(&to_store, run_id, new_event))
+                .await
+                .map_err(|e| CommandError::Store(e.to_string()))?
+                .map_err(|e| CommandError::Store(e.to_string()))?;
         // Durable: now it may take effect.
         let table = self.parts.router.snapshot();
-        let salt = control.run().map_or(table.salt().to_owned(), |r| r.plan().salt.clone());
+        let salt = control
+            .run()
+            .map_or(table.salt().to_owned(), |r| r.plan().salt.clone());
         if table.weight() != control.weight() || table.salt() != salt {
-            self.parts.router.publish(table.with_salt(&salt).with_weight(control.weight()));
+            self.parts
+                .router
+                .publish(table.with_salt(&salt).with_weight(control.weight()));
         }
         self.control = control;
         self.last_saved = Instant::now();
@@ -305,26 +329,34 @@ impl Driver {
     }
 
     fn spawn_checks(&self, step: usize) {
-        let Some(run) = self.control.run() else { return };
+        let Some(run) = self.control.run() else {
+            return;
+        };
         let run_id = run.id();
-        let list = run.plan().steps.get(step).map(|s| s.checks.clone()).unwrap_or_default();
+        let list = run
+            .plan()
+            .steps
+            .get(step)
+            .map(|s| s.checks.clone())
+            .unwrap_or_default();
         let addrs = self.parts.env_addrs.clone();
         let tx = self.checks_tx.clone();
         tokio::spawn(async move {
             let result = checks::run_all(&list, &addrs).await;
-            let _ = tx.send(CheckResult { run_id, step, result }).await;
+            let _ = tx
+                .send(CheckResult {
+                    run_id,
+                    step,
+                    result,
+                })
+                .await;
         });
     }
 
     fn publish_status(&self) {
         let window = self.analysis().window;
         let snap = self.parts.metrics.window(Instant::now(), window);
-        let s = status::build(
-            &self.control,
-            &snap,
-            &self.gates,
-            self.last_event_id,
-        );
+        let s = status::build(&self.control, &snap, &self.gates, self.last_event_id);
         self.status_tx.send_replace(s);
     }
 }

@@ -5,7 +5,12 @@ use crate::metrics::{render_prometheus, GateGauge, Metrics, RunGauges, WindowSna
 
 use super::machine::Control;
 
-pub fn build(control: &Control, snap: &WindowSnapshot, gates: &[GateView], last_event_id: u64) -> Status {
+pub fn build(
+    control: &Control,
+    snap: &WindowSnapshot,
+    gates: &[GateView],
+    last_event_id: u64,
+) -> Status {
     let run = control.run();
     Status {
         state: control.state(),
@@ -14,7 +19,9 @@ pub fn build(control: &Control, snap: &WindowSnapshot, gates: &[GateView], last_
         run_id: run.map(|r| r.id()),
         step: control.step(),
         steps: run.map_or(0, |r| r.plan().steps.len()),
-        step_weights: run.map_or_else(Vec::new, |r| r.plan().steps.iter().map(|s| s.weight.percent()).collect()),
+        step_weights: run.map_or_else(Vec::new, |r| {
+            r.plan().steps.iter().map(|s| s.weight.percent()).collect()
+        }),
         weight: control.weight().percent(),
         reason: control.reason().map(str::to_owned),
         hold_remaining_s: control.hold_remaining().map(|d| d.as_secs_f64()),

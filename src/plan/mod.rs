@@ -77,4 +77,3 @@ fn plural(n: usize, word: &str) -> String {
         format!("{n} {word}s")
     }
 }
-

@@ -27,7 +27,13 @@ impl Load {
         let deadline = Instant::now() + max;
         let tasks = (0..workers)
             .map(|w| {
-                let (stop, sent, failed, client, url) = (stop.clone(), sent.clone(), failed.clone(), client.clone(), url.clone());
+                let (stop, sent, failed, client, url) = (
+                    stop.clone(),
+                    sent.clone(),
+                    failed.clone(),
+                    client.clone(),
+                    url.clone(),
+                );
                 tokio::spawn(async move {
                     let mut i = w;
                     while !stop.load(SeqCst) && Instant::now() < deadline {
@@ -46,7 +52,12 @@ impl Load {
                 })
             })
             .collect();
-        Load { stop, sent, failed, tasks }
+        Load {
+            stop,
+            sent,
+            failed,
+            tasks,
+        }
     }
 
     pub async fn stop(self) -> (u64, u64) {

@@ -23,7 +23,13 @@ pub fn bin() -> &'static str {
 }
 
 /// Write a config for the given env addresses into `dir` (store inside it).
-pub fn write_config(dir: &Path, old: SocketAddr, new: SocketAddr, fallback: SocketAddr, extra: &str) -> PathBuf {
+pub fn write_config(
+    dir: &Path,
+    old: SocketAddr,
+    new: SocketAddr,
+    fallback: SocketAddr,
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         r#"
 [listen]
@@ -159,7 +165,10 @@ impl Server {
 
     /// SIGTERM; returns the exit status code once it has exited (or None after `timeout`).
     pub fn sigterm(&mut self, timeout: Duration) -> Option<i32> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
