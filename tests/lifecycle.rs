@@ -226,3 +226,80 @@ async fn a_bad_config_names_file_line_and_key_and_does_not_start() {
     assert!(err.contains("bad.toml:6:1:"), "{err}");
     assert!(err.contains("upstream"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_pre_step_check_pauses_and_moves_nobody() {
+    let [old, new, fallback] = envs().await;
+    // The maintenance window left NEW's database pool half configured.
+    new.behaviour
+        .pool_size
+        .store(20, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = Server::start(&write_config(
+        dir.path(),
+        old.addr,
+        new.addr,
+        fallback.addr,
+        "",
+    ));
+    let plan = "name = \"checked\"\n[analysis]\ninterval = \"200ms\"\nwindow = \"1s\"\n\
+                [[steps]]\nweight = 25\nhold = \"60s\"\n\
+                [[steps.checks]]\nenv = \"new\"\nhttp_get = \"/healthz\"\nexpect_status = 200\n\
+                expect_json = { pointer = \"/pool_size\", equals = 40 }\n\
+                [[steps]]\nweight = 100\n";
+    let resp = s
+        .api()
+        .post(s.url("/v1/start"))
+        .body(plan)
+        .send()
+        .await
+        .expect("start");
+    assert_eq!(resp.status(), 200);
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status(&s).await["state"] == "paused"
+        })
+        .await
+    );
+    let st = status(&s).await;
+    let reason = st["reason"].as_str().unwrap_or("");
+    assert!(reason.contains("/pool_size is 20, expected 40"), "{st:#}");
+    assert_eq!(st["weight"], 0.0, "a user moved although the check failed");
+    // Fixed: resume re-runs the check, and the step's weight is applied.
+    new.behaviour
+        .pool_size
+        .store(40, std::sync::atomic::Ordering::SeqCst);
+    let (code, _, err) = s.cli(&["resume", "--reason", "pool fixed"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status(&s).await["weight"] == 25.0
+        })
+        .await
+    );
+    assert_eq!(status(&s).await["state"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_of_every_env_reach_the_status() {
+    let [old, new, fallback] = envs().await;
+    new.behaviour
+        .error_permille
+        .store(1000, std::sync::atomic::Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let extra = "[probes]\ninterval = \"100ms\"\n";
+    let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, extra);
+    let text = std::fs::read_to_string(&cfg)
+        .expect("read")
+        .replace("upstreams = [", "probe_path = \"/healthz\"\nupstreams = [");
+    std::fs::write(&cfg, text).expect("write");
+    let s = Server::start(&cfg);
+    let ok = eventually(Duration::from_secs(10), || async {
+        let st = status(&s).await;
+        st["envs"]["old"]["probe_success"] == 1.0
+            && st["envs"]["fallback"]["probe_success"] == 1.0
+            && st["envs"]["new"]["probe_success"] == 0.0
+    })
+    .await;
+    assert!(ok, "{:#}", status(&s).await);
+}
