@@ -6,8 +6,8 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use common::load::Load;
-use common::server::{write_config, Server};
-use common::{any_port, eventually};
+use common::server::Server;
+use common::{eventually, server_with};
 use cutover::demo::upstream::SimEnv;
 use serde_json::Value;
 
@@ -24,19 +24,7 @@ async fn world() -> World {
 }
 
 async fn world_with(extra: &str) -> World {
-    let old = SimEnv::start("old", any_port()).await.expect("old");
-    let new = SimEnv::start("new", any_port()).await.expect("new");
-    let fallback = SimEnv::start("fallback", any_port())
-        .await
-        .expect("fallback");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(&write_config(
-        dir.path(),
-        old.addr,
-        new.addr,
-        fallback.addr,
-        extra,
-    ));
+    let (s, [old, new, fallback], dir) = server_with(extra).await;
     World {
         s,
         old,
@@ -48,36 +36,9 @@ async fn world_with(extra: &str) -> World {
 
 const ANALYSIS: &str = "[analysis]\ninterval = \"250ms\"\nwindow = \"2s\"\nmin_requests = 20\n";
 
-async fn status(s: &Server) -> Value {
-    s.api()
-        .get(s.url("/v1/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn start(s: &Server, plan: &str) {
-    let resp = s
-        .api()
-        .post(s.url("/v1/start"))
-        .body(plan.to_owned())
-        .send()
-        .await
-        .expect("start");
-    assert_eq!(
-        resp.status(),
-        200,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
-}
-
 async fn wait_for(s: &Server, secs: u64, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let ok = eventually(Duration::from_secs(secs), || async { f(&status(s).await) }).await;
-    let st = status(s).await;
+    let ok = eventually(Duration::from_secs(secs), || async { f(&s.status().await) }).await;
+    let st = s.status().await;
     assert!(ok, "timed out waiting for {what}: {st:#}");
     st
 }
@@ -101,7 +62,7 @@ async fn a_new_answering_500s_is_rolled_back_and_ramps_to_zero() {
          [[gates]]\nname = \"new errors\"\nmetric = \"new.error_rate\"\nmax = 0.05\nafter = 2\non_fail = \"rollback\"\n\
          [rollback]\nramp = \"2s\"\n"
     );
-    start(&w.s, &plan).await;
+    w.s.start_plan(&plan).await;
     wait_for(&w.s, 10, "step 1 at 40%", |st| st["weight"] == 40.0).await;
     w.new.behaviour.error_permille.store(1000, SeqCst);
     let st = wait_for(&w.s, 10, "a rollback", |st| {
@@ -116,15 +77,7 @@ async fn a_new_answering_500s_is_rolled_back_and_ramps_to_zero() {
     );
     let st = wait_for(&w.s, 10, "rolled back", |st| st["state"] == "rolled_back").await;
     assert_eq!(st["weight"], 0.0);
-    let events: Vec<Value> =
-        w.s.api()
-            .get(w.s.url("/v1/events"))
-            .send()
-            .await
-            .expect("e")
-            .json()
-            .await
-            .expect("json");
+    let events: Vec<Value> = w.s.events().await;
     let ramp: Vec<f64> = events
         .iter()
         .skip_while(|e| e["action"] != "rollback")
@@ -157,7 +110,7 @@ async fn b_new_rejects_spill_onto_fallback_and_the_fallback_gate_pauses() {
          [[gates]]\nname = \"new errors\"\nmetric = \"new.error_rate\"\nmax = 0.05\nafter = 2\non_fail = \"rollback\"\n\
          [[gates]]\nname = \"fallback share\"\nmetric = \"fallback.share\"\nmax = 0.05\nafter = 2\non_fail = \"pause\"\n"
     );
-    start(&w.s, &plan).await;
+    w.s.start_plan(&plan).await;
     let st = wait_for(&w.s, 15, "a pause", |st| st["state"] == "paused").await;
     assert!(
         st["reason"]
@@ -190,7 +143,7 @@ async fn c_a_new_three_times_slower_than_old_trips_the_relative_gate() {
         "name = \"c\"\n{ANALYSIS}[[steps]]\nweight = 50\nhold = \"60s\"\n[[steps]]\nweight = 100\n\
          [[gates]]\nname = \"new slower than old\"\nmetric = \"new.p99_ms\"\nmax_ratio_of = \"old.p99_ms\"\nratio = 2.0\nafter = 2\non_fail = \"pause\"\n"
     );
-    start(&w.s, &plan).await;
+    w.s.start_plan(&plan).await;
     let st = wait_for(&w.s, 15, "a pause", |st| st["state"] == "paused").await;
     assert!(
         st["reason"]
@@ -208,10 +161,10 @@ async fn d_too_little_traffic_decides_nothing_and_says_why() {
         "name = \"d\"\n{ANALYSIS}[[steps]]\nweight = 10\nhold = \"500ms\"\n[[steps]]\nweight = 100\n\
          [[gates]]\nname = \"new errors\"\nmetric = \"new.error_rate\"\nmax = 0.05\non_fail = \"rollback\"\n"
     );
-    start(&w.s, &plan).await;
+    w.s.start_plan(&plan).await;
     // Well past the hold, still at step 1: a gate that cannot judge is not healthy yet.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let st = status(&w.s).await;
+    let st = w.s.status().await;
     assert_eq!(st["state"], "running", "{st:#}");
     assert_eq!(st["step"], 1, "{st:#}");
     assert!(
@@ -232,7 +185,7 @@ async fn e_old_degrading_during_a_rollback_ramp_holds_the_ramp() {
          [[gates]]\nname = \"old errors\"\nmetric = \"old.error_rate\"\nmax = 0.05\nafter = 1\non_fail = \"pause\"\n\
          [rollback]\nramp = \"20s\"\n"
     );
-    start(&w.s, &plan).await;
+    w.s.start_plan(&plan).await;
     wait_for(&w.s, 10, "step 1 at 80%", |st| st["weight"] == 80.0).await;
     let resp =
         w.s.api()
@@ -250,7 +203,7 @@ async fn e_old_degrading_during_a_rollback_ramp_holds_the_ramp() {
     assert_eq!(st["state"], "rolling_back");
     let held = st["weight"].as_f64().expect("weight");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let st = status(&w.s).await;
+    let st = w.s.status().await;
     assert_eq!(
         st["weight"].as_f64(),
         Some(held),
@@ -275,7 +228,7 @@ async fn f_a_healthy_run_completes_all_its_steps_by_itself() {
          [[gates]]\nname = \"new errors\"\nmetric = \"new.error_rate\"\nmax = 0.05\non_fail = \"rollback\"\n\
          [[gates]]\nname = \"users errors\"\nmetric = \"users.error_rate\"\nmax = 0.05\non_fail = \"rollback\"\n"
     );
-    start(&w.s, &plan).await;
+    w.s.start_plan(&plan).await;
     let st = wait_for(&w.s, 25, "completion", |st| st["state"] == "completed").await;
     assert_eq!(st["weight"], 100.0);
     let (sent, failed) = traffic.stop().await;

@@ -4,22 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::server::{write_config, Server};
-use common::{any_port, eventually};
-use cutover::demo::upstream::SimEnv;
+use common::{eventually, server_with};
 use serde_json::{json, Value};
-
-async fn setup(extra: &str) -> (Server, [SimEnv; 3], tempfile::TempDir) {
-    let old = SimEnv::start("old", any_port()).await.expect("old");
-    let new = SimEnv::start("new", any_port()).await.expect("new");
-    let fallback = SimEnv::start("fallback", any_port())
-        .await
-        .expect("fallback");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, extra);
-    let server = Server::start(&cfg);
-    (server, [old, new, fallback], dir)
-}
 
 const ROUTES: [(&str, &str); 10] = [
     ("GET", "/v1/status"),
@@ -36,7 +22,7 @@ const ROUTES: [(&str, &str); 10] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_but_metrics_needs_the_token() {
-    let (s, _envs, _dir) = setup("").await;
+    let (s, _envs, _dir) = server_with("").await;
     let anon = reqwest::Client::new();
     for (method, path) in ROUTES {
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -73,16 +59,9 @@ async fn every_route_but_metrics_needs_the_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_state_actions_are_409_and_change_nothing() {
-    let (s, _envs, _dir) = setup("").await;
+    let (s, _envs, _dir) = server_with("").await;
     let api = s.api();
-    let before: Value = api
-        .get(s.url("/v1/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let before = s.status().await;
     assert_eq!(before["state"], "idle");
     for action in ["pause", "resume", "approve", "rollback", "abort"] {
         let resp = api
@@ -99,33 +78,19 @@ async fn wrong_state_actions_are_409_and_change_nothing() {
         );
         assert!(body["hint"].as_str().is_some(), "{body}");
     }
-    let events: Vec<Value> = api
-        .get(s.url("/v1/events"))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json");
+    let events = s.events().await;
     assert!(
         events.is_empty(),
         "rejected commands left events: {events:?}"
     );
-    let after: Value = api
-        .get(s.url("/v1/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json");
+    let after = s.status().await;
     assert_eq!(after["state"], before["state"]);
     assert_eq!(after["weight"], before["weight"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_400_with_a_hint_and_changes_nothing() {
-    let (s, _envs, _dir) = setup("").await;
+    let (s, _envs, _dir) = server_with("").await;
     let api = s.api();
     let cases: Vec<(&str, reqwest::Body, &str)> = vec![
         ("/v1/weight", "{\"weight\": 150}".into(), "out of range"),
@@ -181,24 +146,10 @@ async fn bad_input_is_400_with_a_hint_and_changes_nothing() {
             .is_some_and(|h| h.contains("did you mean `weight`")),
         "{b}"
     );
-    let status: Value = api
-        .get(s.url("/v1/status"))
-        .send()
-        .await
-        .expect("s")
-        .json()
-        .await
-        .expect("json");
+    let status = s.status().await;
     assert_eq!(status["state"], "idle");
     assert_eq!(status["weight"], 0.0);
-    let events: Vec<Value> = api
-        .get(s.url("/v1/events"))
-        .send()
-        .await
-        .expect("e")
-        .json()
-        .await
-        .expect("json");
+    let events = s.events().await;
     assert!(events.is_empty());
     // An oversized body is refused.
     let big = "x".repeat(2 * 1024 * 1024);
@@ -213,7 +164,7 @@ async fn bad_input_is_400_with_a_hint_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weight_without_a_run_moves_users_and_is_an_event() {
-    let (s, _envs, _dir) = setup("").await;
+    let (s, _envs, _dir) = server_with("").await;
     let api = s.api();
     let web = reqwest::Client::new();
     let served = |r: reqwest::Response| {
@@ -246,14 +197,7 @@ async fn weight_without_a_run_moves_users_and_is_an_event() {
         .await
         .expect("get");
     assert_eq!(served(r), "new");
-    let events: Vec<Value> = api
-        .get(s.url("/v1/events"))
-        .send()
-        .await
-        .expect("e")
-        .json()
-        .await
-        .expect("json");
+    let events = s.events().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["action"], "weight");
     assert_eq!(events[0]["actor"], "test");
@@ -268,7 +212,7 @@ async fn weight_without_a_run_moves_users_and_is_an_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_event_stream_delivers_within_a_second() {
-    let (s, _envs, _dir) = setup("").await;
+    let (s, _envs, _dir) = server_with("").await;
     let client = cutover::client::Client::new(&s.admin, Some(s.token.clone()), "stream-test")
         .expect("client");
     let mut stream = client.follow(0).await.expect("follow");
@@ -291,7 +235,7 @@ async fn the_live_event_stream_delivers_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_as_prometheus_text() {
-    let (s, _envs, _dir) = setup("").await;
+    let (s, _envs, _dir) = server_with("").await;
     let web = reqwest::Client::new();
     for i in 0..30 {
         let r = web
@@ -342,7 +286,7 @@ async fn metrics_parse_as_prometheus_text() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_talks_to_the_live_server_in_text_and_json() {
-    let (s, _envs, _dir) = setup("").await;
+    let (s, _envs, _dir) = server_with("").await;
     let (code, out, err) = s.cli(&["status"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("state    idle"), "{out}");

@@ -6,9 +6,8 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::server::{bin, write_config, Server};
-use common::{any_port, eventually};
-use cutover::demo::upstream::SimEnv;
+use common::server::bin;
+use common::{eventually, server_with};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux")
@@ -28,19 +27,7 @@ impl Drop for Session {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_shows_the_run_and_p_pauses_it() {
-    let old = SimEnv::start("old", any_port()).await.expect("old");
-    let new = SimEnv::start("new", any_port()).await.expect("new");
-    let fallback = SimEnv::start("fallback", any_port())
-        .await
-        .expect("fallback");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(&write_config(
-        dir.path(),
-        old.addr,
-        new.addr,
-        fallback.addr,
-        "",
-    ));
+    let (s, _envs, _dir) = server_with("").await;
     let plan =
         "name = \"console-e2e\"\n[[steps]]\nweight = 20\nhold = \"10m\"\n[[steps]]\nweight = 100\n";
     let resp = s
@@ -81,28 +68,12 @@ async fn console_shows_the_run_and_p_pauses_it() {
 
     tmux(&["send-keys", "-t", &session.0, "p"]);
     let paused = eventually(Duration::from_secs(5), || async {
-        let st: serde_json::Value = s
-            .api()
-            .get(s.url("/v1/status"))
-            .send()
-            .await
-            .expect("s")
-            .json()
-            .await
-            .expect("json");
+        let st = s.status().await;
         st["state"] == "paused"
     })
     .await;
     assert!(paused, "p did not pause the run");
-    let events: Vec<serde_json::Value> = s
-        .api()
-        .get(s.url("/v1/events"))
-        .send()
-        .await
-        .expect("e")
-        .json()
-        .await
-        .expect("json");
+    let events = s.events().await;
     let pause = events
         .iter()
         .find(|e| e["action"] == "pause")

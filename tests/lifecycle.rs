@@ -5,53 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::server::{write_config, Server};
-use common::{any_port, eventually};
-use cutover::demo::upstream::SimEnv;
-use serde_json::Value;
-
-async fn envs() -> [SimEnv; 3] {
-    [
-        SimEnv::start("old", any_port()).await.expect("old"),
-        SimEnv::start("new", any_port()).await.expect("new"),
-        SimEnv::start("fallback", any_port())
-            .await
-            .expect("fallback"),
-    ]
-}
-
-async fn status(s: &Server) -> Value {
-    s.api()
-        .get(s.url("/v1/status"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json")
-}
-
-async fn events(s: &Server) -> Vec<Value> {
-    s.api()
-        .get(s.url("/v1/events"))
-        .send()
-        .await
-        .expect("events")
-        .json()
-        .await
-        .expect("json")
-}
+use common::{eventually, server_with, sim_envs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
-    let [old, new, fallback] = envs().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let s = Server::start(&write_config(
-        dir.path(),
-        old.addr,
-        new.addr,
-        fallback.addr,
-        "",
-    ));
+    let (s, _envs, dir) = server_with("").await;
     let plan = dir.path().join("quick.toml");
     std::fs::write(
         &plan,
@@ -63,13 +21,14 @@ async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("plan quick"), "{out}");
     let done = eventually(Duration::from_secs(15), || async {
-        status(&s).await["state"] == "completed"
+        s.status().await["state"] == "completed"
     })
     .await;
-    assert!(done, "run did not complete: {}", status(&s).await);
-    let st = status(&s).await;
+    assert!(done, "run did not complete: {}", s.status().await);
+    let st = s.status().await;
     assert_eq!(st["weight"], 100.0);
-    let actions: Vec<String> = events(&s)
+    let actions: Vec<String> = s
+        .events()
         .await
         .iter()
         .map(|e| e["action"].as_str().unwrap_or("").to_owned())
@@ -85,7 +44,8 @@ async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
         "{actions:?}"
     );
     // Weights only ever rose, step by step.
-    let weights: Vec<f64> = events(&s)
+    let weights: Vec<f64> = s
+        .events()
         .await
         .iter()
         .filter_map(|e| e["weight"].as_f64())
@@ -99,7 +59,7 @@ async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_resumes_at_the_same_step_and_weight_with_events_intact() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     let mut s = Server::start(&cfg);
@@ -115,20 +75,20 @@ async fn kill_9_mid_run_resumes_at_the_same_step_and_weight_with_events_intact()
     assert_eq!(resp.status(), 200);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            status(&s).await["weight"] == 30.0
+            s.status().await["weight"] == 30.0
         })
         .await
     );
     // Serve a few seconds of the 60 s hold, then crash hard.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let before = status(&s).await;
-    let events_before = events(&s).await;
+    let before = s.status().await;
+    let events_before = s.events().await;
     assert_eq!(before["state"], "running");
     assert_eq!(before["step"], 2);
     s.kill9();
 
     let s2 = Server::start(&cfg);
-    let after = status(&s2).await;
+    let after = s2.status().await;
     assert_eq!(after["state"], "running", "{after}");
     assert_eq!(after["step"], 2, "{after}");
     assert_eq!(after["weight"], 30.0, "{after}");
@@ -138,7 +98,7 @@ async fn kill_9_mid_run_resumes_at_the_same_step_and_weight_with_events_intact()
         "the hold served before the crash was lost: {left}s left"
     );
     assert_eq!(
-        events(&s2).await,
+        s2.events().await,
         events_before,
         "the event log changed across the crash"
     );
@@ -164,7 +124,7 @@ async fn kill_9_mid_run_resumes_at_the_same_step_and_weight_with_events_intact()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_server_on_the_same_store_is_refused() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     let _s = Server::start(&cfg);
@@ -180,7 +140,7 @@ async fn a_second_server_on_the_same_store_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     old.behaviour
         .latency_ms
         .store(1500, std::sync::atomic::Ordering::SeqCst);
@@ -229,7 +189,7 @@ async fn a_bad_config_names_file_line_and_key_and_does_not_start() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_pre_step_check_pauses_and_moves_nobody() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     // The maintenance window left NEW's database pool half configured.
     new.behaviour
         .pool_size
@@ -257,11 +217,11 @@ async fn a_failing_pre_step_check_pauses_and_moves_nobody() {
     assert_eq!(resp.status(), 200);
     assert!(
         eventually(Duration::from_secs(10), || async {
-            status(&s).await["state"] == "paused"
+            s.status().await["state"] == "paused"
         })
         .await
     );
-    let st = status(&s).await;
+    let st = s.status().await;
     let reason = st["reason"].as_str().unwrap_or("");
     assert!(reason.contains("/pool_size is 20, expected 40"), "{st:#}");
     assert_eq!(st["weight"], 0.0, "a user moved although the check failed");
@@ -273,16 +233,16 @@ async fn a_failing_pre_step_check_pauses_and_moves_nobody() {
     assert_eq!(code, 0, "{err}");
     assert!(
         eventually(Duration::from_secs(10), || async {
-            status(&s).await["weight"] == 25.0
+            s.status().await["weight"] == 25.0
         })
         .await
     );
-    assert_eq!(status(&s).await["state"], "running");
+    assert_eq!(s.status().await["state"], "running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_of_every_env_reach_the_status() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     new.behaviour
         .error_permille
         .store(1000, std::sync::atomic::Ordering::SeqCst);
@@ -295,11 +255,11 @@ async fn probes_of_every_env_reach_the_status() {
     std::fs::write(&cfg, text).expect("write");
     let s = Server::start(&cfg);
     let ok = eventually(Duration::from_secs(10), || async {
-        let st = status(&s).await;
+        let st = s.status().await;
         st["envs"]["old"]["probe_success"] == 1.0
             && st["envs"]["fallback"]["probe_success"] == 1.0
             && st["envs"]["new"]["probe_success"] == 0.0
     })
     .await;
-    assert!(ok, "{:#}", status(&s).await);
+    assert!(ok, "{:#}", s.status().await);
 }

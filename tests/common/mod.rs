@@ -12,6 +12,25 @@ use cutover::proxy::Proxy;
 use cutover::router::{Router, RoutingTable, Weight};
 use tokio::sync::oneshot;
 
+/// Simulated old, new and fallback environments on free loopback ports.
+pub async fn sim_envs() -> [SimEnv; 3] {
+    [
+        SimEnv::start("old", any_port()).await.expect("old"),
+        SimEnv::start("new", any_port()).await.expect("new"),
+        SimEnv::start("fallback", any_port())
+            .await
+            .expect("fallback"),
+    ]
+}
+
+/// The real binary in front of three simulated envs, with `extra` config appended.
+pub async fn server_with(extra: &str) -> (server::Server, [SimEnv; 3], tempfile::TempDir) {
+    let envs = sim_envs().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = server::write_config(dir.path(), envs[0].addr, envs[1].addr, envs[2].addr, extra);
+    (server::Server::start(&cfg), envs, dir)
+}
+
 pub struct TestProxy {
     pub addr: SocketAddr,
     pub router: Arc<Router>,
@@ -60,11 +79,7 @@ request_timeout = "5s"
 impl TestProxy {
     /// Three simulated envs and a proxy in front of them at `weight` percent.
     pub async fn start(weight: f64, extra: &str) -> TestProxy {
-        let old = SimEnv::start("old", any_port()).await.expect("old");
-        let new = SimEnv::start("new", any_port()).await.expect("new");
-        let fallback = SimEnv::start("fallback", any_port())
-            .await
-            .expect("fallback");
+        let [old, new, fallback] = sim_envs().await;
         let text = config_text(old.addr, new.addr, fallback.addr, extra);
         let cfg = Config::parse(&text, "test.toml").expect("config");
         let router = Arc::new(Router::new(RoutingTable::new(

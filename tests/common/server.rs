@@ -158,6 +158,41 @@ impl Server {
         )
     }
 
+    pub async fn status(&self) -> serde_json::Value {
+        self.api()
+            .get(self.url("/v1/status"))
+            .send()
+            .await
+            .expect("status")
+            .json()
+            .await
+            .expect("status json")
+    }
+
+    pub async fn events(&self) -> Vec<serde_json::Value> {
+        self.api()
+            .get(self.url("/v1/events"))
+            .send()
+            .await
+            .expect("events")
+            .json()
+            .await
+            .expect("events json")
+    }
+
+    /// `POST /v1/start` with plan text; panics unless it is accepted.
+    pub async fn start_plan(&self, plan: &str) {
+        let resp = self
+            .api()
+            .post(self.url("/v1/start"))
+            .body(plan.to_owned())
+            .send()
+            .await
+            .expect("start");
+        let code = resp.status();
+        assert_eq!(code, 200, "{}", resp.text().await.unwrap_or_default());
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
