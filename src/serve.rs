@@ -165,7 +165,10 @@ pub fn log_reload(
         Ok(r) => {
             tracing::info!(actor, file = %r.file.display(), changed = ?r.changed, "config reloaded")
         }
-        Err(e) => tracing::error!(actor, error = %e, "config reload rejected"),
+        // One log line per rejection, however many problems it lists.
+        Err(e) => {
+            tracing::error!(actor, error = %e.to_string().replace('\n', "; "), "config reload rejected")
+        }
     }
     result
 }
