@@ -228,3 +228,33 @@ async fn past_max_connections_new_clients_get_503_and_a_close() {
     .await;
     assert!(freed, "closed connections never gave their slots back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_tunnels_count_against_max_connections() {
+    let p = TestProxy::start(100.0, "[limits]\nmax_connections = 3\n").await;
+    let mut tunnels = Vec::new();
+    for _ in 0..3 {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", p.addr))
+            .await
+            .expect("websocket");
+        tunnels.push(ws);
+    }
+    // The upgraded connections left hyper, but their sockets still hold the slots.
+    let r = exchange(
+        p.addr,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert_eq!(r.status(), Some(503), "{}", r.text());
+    tunnels.pop();
+    let c = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("client");
+    let freed = eventually(Duration::from_secs(5), || async {
+        matches!(c.get(p.url("/")).send().await, Ok(r) if r.status() == 200)
+    })
+    .await;
+    assert!(freed, "a closed tunnel never gave its slot back");
+}

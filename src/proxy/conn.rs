@@ -113,16 +113,23 @@ pub async fn idle(activity: Arc<Activity>, timeout: Duration) {
     }
 }
 
-/// A client socket that records when bytes move.
+/// A client socket that records when bytes move, and holds its connection's slot under
+/// `max_connections` for as long as the socket lives — through an upgrade too, so open
+/// tunnels count against the cap until they close.
 #[derive(Debug)]
 pub struct Watched {
     inner: TcpStream,
     activity: Arc<Activity>,
+    _slot: OpenGuard,
 }
 
 impl Watched {
-    pub fn new(inner: TcpStream, activity: Arc<Activity>) -> Watched {
-        Watched { inner, activity }
+    pub fn new(inner: TcpStream, activity: Arc<Activity>, slot: OpenGuard) -> Watched {
+        Watched {
+            inner,
+            activity,
+            _slot: slot,
+        }
     }
 }
 

@@ -84,11 +84,10 @@ pub async fn serve_live(
                     })
                 };
                 let builder = limits.builder();
-                let io = TokioIo::new(Watched::new(stream, activity.clone()));
+                let io = TokioIo::new(Watched::new(stream, activity.clone(), slot));
                 let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    let _slot = slot;
                     tokio::select! {
                         r = conn => if let Err(e) = r {
                             tracing::debug!(error = %e, "client connection ended with an error");
