@@ -13,6 +13,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::diag::line_col;
+pub use crate::proxy::limits::Limits;
 use crate::router::{Env, KeySource};
 
 /// A validated configuration.
@@ -38,6 +39,10 @@ pub struct Config {
     pub retry_budget: RetryBudgetConfig,
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
+    /// `[limits]`: what clients may send and hold on the data path.
+    pub limits: Limits,
+    /// The file this config was loaded from (what a reload reads again), if any.
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +132,24 @@ struct RawConfig {
     retry_budget: Option<RawBudget>,
     #[serde(default)]
     probes: Option<RawProbes>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<Spanned<i64>>,
+    header_read_timeout: Option<Spanned<String>>,
+    body_read_timeout: Option<Spanned<String>>,
+    idle_timeout: Option<Spanned<String>>,
+    max_header_bytes: Option<Spanned<i64>>,
+    max_uri_bytes: Option<Spanned<i64>>,
+    max_headers: Option<Spanned<i64>>,
+    h2_max_concurrent_streams: Option<Spanned<i64>>,
+    h2_max_header_list_size: Option<Spanned<i64>>,
+    h2_max_pending_reset_streams: Option<Spanned<i64>>,
+    h2_max_local_error_reset_streams: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -256,6 +279,110 @@ impl Checker<'_> {
         }
     }
 
+    /// A whole number in `min..=max`, else a positioned problem and `default`.
+    fn count(
+        &mut self,
+        v: Option<&Spanned<i64>>,
+        key: &str,
+        min: i64,
+        max: i64,
+        default: u64,
+    ) -> u64 {
+        let Some(v) = v else { return default };
+        if (min..=max).contains(v.get_ref()) {
+            *v.get_ref() as u64
+        } else {
+            self.problem(
+                v.span().start,
+                key,
+                format!(
+                    "{} is out of range: give a whole number from {min} to {max}",
+                    v.get_ref()
+                ),
+            );
+            default
+        }
+    }
+
+    fn limits(&mut self, raw: Option<&RawLimits>) -> Limits {
+        let d = Limits::default();
+        let Some(raw) = raw else { return d };
+        let u32_max = i64::from(u32::MAX);
+        Limits {
+            max_connections: self.count(
+                raw.max_connections.as_ref(),
+                "limits.max_connections",
+                1,
+                10_000_000,
+                d.max_connections as u64,
+            ) as usize,
+            header_read_timeout: self.duration(
+                raw.header_read_timeout.as_ref(),
+                "limits.header_read_timeout",
+                d.header_read_timeout,
+            ),
+            body_read_timeout: self.duration(
+                raw.body_read_timeout.as_ref(),
+                "limits.body_read_timeout",
+                d.body_read_timeout,
+            ),
+            idle_timeout: self.duration(
+                raw.idle_timeout.as_ref(),
+                "limits.idle_timeout",
+                d.idle_timeout,
+            ),
+            max_header_bytes: self.count(
+                raw.max_header_bytes.as_ref(),
+                "limits.max_header_bytes",
+                crate::proxy::limits::MIN_HEADER_BYTES as i64,
+                16 * 1024 * 1024,
+                d.max_header_bytes as u64,
+            ) as usize,
+            max_uri_bytes: self.count(
+                raw.max_uri_bytes.as_ref(),
+                "limits.max_uri_bytes",
+                16,
+                64 * 1024,
+                d.max_uri_bytes as u64,
+            ) as usize,
+            max_headers: self.count(
+                raw.max_headers.as_ref(),
+                "limits.max_headers",
+                1,
+                10_000,
+                d.max_headers as u64,
+            ) as usize,
+            h2_max_concurrent_streams: self.count(
+                raw.h2_max_concurrent_streams.as_ref(),
+                "limits.h2_max_concurrent_streams",
+                1,
+                u32_max,
+                u64::from(d.h2_max_concurrent_streams),
+            ) as u32,
+            h2_max_header_list_size: self.count(
+                raw.h2_max_header_list_size.as_ref(),
+                "limits.h2_max_header_list_size",
+                1024,
+                16 * 1024 * 1024,
+                u64::from(d.h2_max_header_list_size),
+            ) as u32,
+            h2_max_pending_reset_streams: self.count(
+                raw.h2_max_pending_reset_streams.as_ref(),
+                "limits.h2_max_pending_reset_streams",
+                1,
+                100_000,
+                d.h2_max_pending_reset_streams as u64,
+            ) as usize,
+            h2_max_local_error_reset_streams: self.count(
+                raw.h2_max_local_error_reset_streams.as_ref(),
+                "limits.h2_max_local_error_reset_streams",
+                1,
+                100_000,
+                d.h2_max_local_error_reset_streams as u64,
+            ) as usize,
+        }
+    }
+
     fn header(
         &mut self,
         v: Option<&Spanned<String>>,
@@ -354,6 +481,7 @@ impl Config {
                 *t = base.join(&*t);
             }
         }
+        cfg.source = Some(path.to_path_buf());
         Ok(cfg)
     }
 
@@ -454,6 +582,7 @@ impl Config {
             "probes.timeout",
             Duration::from_secs(1),
         );
+        let limits = c.limits(raw.limits.as_ref());
         if !c.problems.is_empty() {
             return Err(ConfigError::Invalid(c.problems));
         }
@@ -484,6 +613,8 @@ impl Config {
             retry_budget,
             probe_interval,
             probe_timeout,
+            limits,
+            source: None,
         })
     }
 }
@@ -546,6 +677,33 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
         assert_eq!((p[0].line, p[0].col), (11, 14));
         assert_eq!(p[1].key, "routing.user_key");
         assert_eq!(p[1].line, 16);
+    }
+
+    #[test]
+    fn limits_are_parsed_and_checked_with_positions() {
+        let c = Config::parse(
+            &format!("{GOOD}[limits]\nmax_connections = 5\nbody_read_timeout = \"2s\"\n"),
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(c.limits.max_connections, 5);
+        assert_eq!(c.limits.body_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.limits.max_headers, Limits::default().max_headers);
+        let p = problems(&format!(
+            "{GOOD}[limits]\nmax_header_bytes = 100\nidle_timeout = \"soon\"\nmax_conections = 1\n"
+        ));
+        assert_eq!(p.len(), 1, "unknown keys stop the parse first: {p:?}");
+        assert_eq!(p[0].key, "max_conections");
+        let p = problems(&format!(
+            "{GOOD}[limits]\nmax_header_bytes = 100\nidle_timeout = \"soon\"\n"
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        let bytes = p.iter().find(|p| p.key == "limits.max_header_bytes");
+        let bytes = bytes.expect("max_header_bytes reported");
+        assert_eq!((bytes.line, bytes.col), (18, 20));
+        assert!(bytes.message.contains("8192"), "{bytes}");
+        let idle = p.iter().find(|p| p.key == "limits.idle_timeout");
+        assert_eq!(idle.map(|p| (p.line, p.col)), Some((19, 16)));
     }
 
     #[test]

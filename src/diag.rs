@@ -13,6 +13,18 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// True when 1-based `line:col` (columns in characters) points into `text` or just past the
+/// end of one of its lines: what every reported position must satisfy (the fuzz targets and
+/// the smoke fuzzer check it).
+pub fn position_in(text: &str, line: usize, col: usize) -> bool {
+    line >= 1
+        && col >= 1
+        && text
+            .split('\n')
+            .nth(line - 1)
+            .is_some_and(|l| col <= l.chars().count() + 1)
+}
+
 fn floor_char_boundary(text: &str, mut offset: usize) -> usize {
     while offset > 0 && !text.is_char_boundary(offset) {
         offset -= 1;
@@ -41,6 +53,19 @@ mod tests {
         assert_eq!(line_col(text, 6), (2, 1));
         assert_eq!(line_col(text, 9), (2, 4));
         assert_eq!(line_col(text, 1000), (3, 1));
+    }
+
+    #[test]
+    fn positions_inside_the_text_only() {
+        let text = "a = 1\nbé = 2\n";
+        assert!(position_in(text, 1, 6));
+        assert!(position_in(text, 2, 7));
+        assert!(position_in(text, 3, 1));
+        assert!(!position_in(text, 2, 8));
+        assert!(!position_in(text, 4, 1));
+        assert!(!position_in(text, 0, 1));
+        let (line, col) = line_col(text, text.len());
+        assert!(position_in(text, line, col));
     }
 
     #[test]

@@ -19,7 +19,7 @@
 //! - [`client`]: the control API client used by the CLI and the console.
 //! - [`console`]: the ratatui operator dashboard (talks only to the control API).
 //! - [`demo`]: simulated environments and users for `cutover demo`.
-//! - [`config`]: `cutover.toml` parsing and validation.
+//! - [`config`]: `cutover.toml` parsing and validation; [`reload`] applies a changed one.
 //! - [`api`]: JSON shapes of the control API, shared by server, CLI and console.
 //! - [`diag`]: source positions and "did you mean" helpers for config and plan errors.
 
@@ -36,6 +36,7 @@ pub mod metrics;
 pub mod orchestrator;
 pub mod plan;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod serve;
 pub mod store;

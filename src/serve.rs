@@ -3,7 +3,8 @@
 //! Order matters: the store opens first (a locked, foreign or unreadable store stops the start);
 //! the driver loads the persisted run and publishes its routing table; only then do the
 //! listeners accept. On SIGTERM/SIGINT: stop accepting, drain in-flight requests and tunnels
-//! within the drain timeout, save the run's progress, exit 0.
+//! within the drain timeout, save the run's progress, exit 0. On SIGHUP (or `POST /v1/reload`)
+//! the config file is read again and applied whole or not at all ([`crate::reload`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -13,12 +14,14 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::analyzer::{run_probes, ProbeTarget};
+use arc_swap::ArcSwap;
+
 use crate::config::Config;
 use crate::control::{self, Control, Token, TokenError};
 use crate::metrics::Metrics;
 use crate::orchestrator::driver::{self, DriverError, Parts};
-use crate::proxy::{self, Proxy};
+use crate::proxy::{self, live::Live, Proxy};
+use crate::reload::Reloader;
 use crate::router::{Env, Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
 
@@ -85,46 +88,37 @@ pub async fn run(
     let router = Arc::new(Router::new(RoutingTable::new(Weight::ZERO, &cfg.salt)));
     let metrics = Arc::new(Metrics::new());
     let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
+    let env_addrs = Arc::new(ArcSwap::from_pointee(
+        Env::ALL.map(|e| cfg.env(e).upstreams.clone()),
+    ));
     let (handle, driver_task) = driver::start(
         Parts {
             store,
             router,
             metrics: metrics.clone(),
             tunnels: proxy.tunnels.clone(),
-            env_addrs: Env::ALL.map(|e| cfg.env(e).upstreams.clone()),
+            env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
         },
         stopped(),
     )?;
-    let targets: Vec<ProbeTarget> = Env::ALL
-        .iter()
-        .filter_map(|e| {
-            let env = cfg.env(*e);
-            env.probe_path.as_ref().map(|path| ProbeTarget {
-                env: *e,
-                addrs: env.upstreams.iter().map(|a| a.to_string()).collect(),
-                path: path.clone(),
-            })
-        })
-        .collect();
-    if !targets.is_empty() {
-        tokio::spawn(run_probes(
-            targets,
-            cfg.probe_interval,
-            cfg.probe_timeout,
-            metrics,
-            stop_rx.clone(),
-        ));
-    }
-
-    let control = Arc::new(Control { handle, token });
-    let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
-    let proxy_task = tokio::spawn(proxy::serve(
-        proxy_listener,
-        proxy,
-        cfg.drain_timeout,
-        stopped(),
+    let live = Live::new(proxy, cfg.limits, cfg.drain_timeout);
+    let reloader = Arc::new(Reloader::new(
+        cfg,
+        live.clone(),
+        env_addrs,
+        metrics,
+        stop_rx.clone(),
     ));
+
+    let control = Arc::new(Control {
+        handle,
+        token,
+        reload: Some(reloader.clone()),
+    });
+    let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
+    let proxy_task = tokio::spawn(proxy::serve_live(proxy_listener, live, stopped()));
+    tokio::spawn(reload_on_sighup(reloader, stopped()));
     on_ready(bound, &control.token);
 
     shutdown.await;
@@ -135,6 +129,48 @@ pub async fn run(
     let _ = driver_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reload the config on every SIGHUP until `stop` resolves. The outcome goes to the log.
+async fn reload_on_sighup(reloader: Arc<Reloader>, stop: impl Future<Output = ()>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            tracing::warn!("cannot listen for SIGHUP; reload with POST /v1/reload");
+            return;
+        };
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                Some(()) = hup.recv() => { let _ = log_reload(&reloader, "SIGHUP"); }
+                _ = &mut stop => return,
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reloader;
+        stop.await;
+    }
+}
+
+/// Reload and log the outcome; `actor` says who asked.
+pub fn log_reload(
+    reloader: &Reloader,
+    actor: &str,
+) -> Result<crate::reload::Reloaded, crate::reload::ReloadError> {
+    let result = reloader.reload();
+    match &result {
+        Ok(r) => {
+            tracing::info!(actor, file = %r.file.display(), changed = ?r.changed, "config reloaded")
+        }
+        // One log line per rejection, however many problems it lists.
+        Err(e) => {
+            tracing::error!(actor, error = %e.to_string().replace('\n', "; "), "config reload rejected")
+        }
+    }
+    result
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

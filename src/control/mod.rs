@@ -27,6 +27,8 @@ pub use auth::{Token, TokenError};
 pub struct Control {
     pub handle: Handle,
     pub token: Token,
+    /// Applies `POST /v1/reload`; `None` when the server has no config file to reload.
+    pub reload: Option<Arc<crate::reload::Reloader>>,
 }
 
 /// Serve the control API on `listener` until `shutdown` resolves.

@@ -51,6 +51,7 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "check the store directory and the server log"),
         },
         ("/v1/start", Method::POST) => start(control, req, &actor).await,
+        ("/v1/reload", Method::POST) => reload(control, &actor),
         ("/v1/weight", Method::POST) => {
             let body: WeightRequest = match read_json(req).await {
                 Ok(b) => b,
@@ -74,11 +75,11 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
             command(control, cmd, &actor, body.reason).await
         }
         ("/v1/status" | "/v1/events" | "/v1/plans", _) => method_not_allowed("GET"),
-        (p, _) if p == "/v1/start" || p == "/v1/weight" || action(p).is_some() => method_not_allowed("POST"),
+        (p, _) if p == "/v1/start" || p == "/v1/weight" || p == "/v1/reload" || action(p).is_some() => method_not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no route {path}"),
-            "routes: /v1/status, /v1/start, /v1/{pause,resume,approve,rollback,abort}, /v1/weight, /v1/events, /v1/plans, /metrics",
+            "routes: /v1/status, /v1/start, /v1/{pause,resume,approve,rollback,abort}, /v1/weight, /v1/reload, /v1/events, /v1/plans, /metrics",
         ),
     }
 }
@@ -161,6 +162,59 @@ async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Respon
             };
             json(StatusCode::BAD_REQUEST, &body)
         }
+    }
+}
+
+/// Read the server's config file again and apply it whole, or answer 400 and change nothing.
+fn reload(control: &Control, actor: &str) -> Response<Body> {
+    use crate::reload::ReloadError;
+    let Some(reloader) = &control.reload else {
+        return error(
+            StatusCode::CONFLICT,
+            &ReloadError::NoSource.to_string(),
+            "restart the server with --config to change its settings",
+        );
+    };
+    match crate::serve::log_reload(reloader, actor) {
+        Ok(r) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "reloaded": true,
+                "file": r.file.display().to_string(),
+                "changed": r.changed,
+            }),
+        ),
+        Err(ReloadError::Invalid(problems)) => {
+            let body = ApiError {
+                error: format!(
+                    "invalid config, nothing was changed: {}{}",
+                    problems
+                        .first()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
+                    match problems.len() {
+                        0 | 1 => String::new(),
+                        n => format!(" (and {} more)", n - 1),
+                    }
+                ),
+                hint: "fix the file and reload again; the running config is unchanged".into(),
+                details: problems
+                    .into_iter()
+                    .map(|p| ErrorDetail {
+                        line: p.line,
+                        col: p.col,
+                        message: p.to_string(),
+                        hint: String::new(),
+                    })
+                    .collect(),
+            };
+            json(StatusCode::BAD_REQUEST, &body)
+        }
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            &e.to_string(),
+            "the running config is unchanged",
+        ),
     }
 }
 

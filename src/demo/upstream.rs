@@ -6,7 +6,8 @@
 //!   reading (and counting) the whole body, so header rules and uploads can be checked.
 //!
 //! Knobs ([`Behaviour`], changeable while running): extra latency, a 5xx rate, a concurrency
-//! limit past which requests get 503 (or connections are refused while `refuse` is set).
+//! limit past which requests get 503 (or connections are refused while `refuse` is set), and a
+//! connection-listed response header a proxy must strip.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +41,9 @@ pub struct Behaviour {
     pub reset: AtomicBool,
     /// Read each request, then close the connection without answering.
     pub close_without_answer: AtomicBool,
+    /// Answer with `Connection: x-hop` and an `x-hop` header: a hop-by-hop header named by
+    /// `Connection`, which a proxy must not pass on.
+    pub connection_listed_header: AtomicBool,
     /// Reported as `pool_size` by /healthz (the "half-configured database" check).
     pub pool_size: AtomicU64,
     pub inflight: AtomicUsize,
@@ -201,7 +205,13 @@ async fn answer(req: Request<Incoming>, name: &str, b: &Behaviour) -> Response<F
         "headers": headers,
         "body_bytes": body_bytes,
     });
-    reply(StatusCode::OK, json.to_string())
+    let mut resp = reply(StatusCode::OK, json.to_string());
+    if b.connection_listed_header.load(SeqCst) {
+        let h = resp.headers_mut();
+        h.insert(header::CONNECTION, http::HeaderValue::from_static("x-hop"));
+        h.insert("x-hop", http::HeaderValue::from_static("must-not-leak"));
+    }
+    resp
 }
 
 fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {

@@ -37,7 +37,8 @@ pub struct Parts {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
     pub tunnels: Arc<Tunnels>,
-    pub env_addrs: EnvAddrs,
+    /// Where pre-step checks go; swapped by a config reload.
+    pub env_addrs: Arc<arc_swap::ArcSwap<EnvAddrs>>,
     /// Salt used while no run has set one.
     pub default_salt: String,
 }
@@ -339,7 +340,7 @@ impl Driver {
             .get(step)
             .map(|s| s.checks.clone())
             .unwrap_or_default();
-        let addrs = self.parts.env_addrs.clone();
+        let addrs: EnvAddrs = (**self.parts.env_addrs.load()).clone();
         let tx = self.checks_tx.clone();
         tokio::spawn(async move {
             let result = checks::run_all(&list, &addrs).await;

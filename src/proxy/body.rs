@@ -2,10 +2,13 @@
 //!
 //! - [`ReqBody`]: a client's request body on its way upstream. It remembers whether anything
 //!   of it was sent: if an attempt fails before the first frame was polled (connect refused,
-//!   connect timeout), the untouched body is taken back and replayed on FALLBACK.
+//!   connect timeout), the untouched body is taken back and replayed on FALLBACK. While it
+//!   waits on the client for more, the request's body deadline ([`super::guard::BodyWatch`])
+//!   runs: a client silent for longer fails the body and the request is answered 408.
 //! - [`RespBody`]: what the client gets — an upstream's streamed body (holding the in-flight
 //!   and active-connection gauges until it ends) or a small answer of the proxy's own.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -14,6 +17,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::guard::{BodyTimeout, BodyWatch, BODY_WATCH};
 use super::upstream::InflightGuard;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -25,7 +29,40 @@ pub enum ReqBody {
     Stream {
         unsent: Arc<Mutex<Option<Incoming>>>,
         sending: Option<Incoming>,
+        deadline: Deadline,
     },
+}
+
+/// The body deadline of the request (if it runs under one) and its timer while waiting.
+#[derive(Debug, Default)]
+pub struct Deadline {
+    watch: Option<Arc<BodyWatch>>,
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Deadline {
+    /// The deadline of the request handled on this task.
+    fn current() -> Deadline {
+        Deadline {
+            watch: BODY_WATCH.try_with(Arc::clone).ok(),
+            timer: None,
+        }
+    }
+
+    /// Called when the client has nothing for us yet: true once it was silent too long.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(watch) = &self.watch else {
+            return false;
+        };
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(watch.timeout)));
+        if timer.as_mut().poll(cx).is_ready() {
+            watch.fire();
+            return true;
+        }
+        false
+    }
 }
 
 impl ReqBody {
@@ -40,6 +77,7 @@ impl ReqBody {
             ReqBody::Stream {
                 unsent: unsent.clone(),
                 sending: None,
+                deadline: Deadline::current(),
             },
             Some(Unsent(unsent)),
         )
@@ -52,6 +90,7 @@ impl ReqBody {
             ReqBody::Stream {
                 unsent: unsent.clone(),
                 sending: None,
+                deadline: Deadline::current(),
             },
             Unsent(unsent),
         )
@@ -71,23 +110,37 @@ impl Unsent {
 
 impl Body for ReqBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ReqBody::Empty => Poll::Ready(None),
-            ReqBody::Stream { unsent, sending } => {
+            ReqBody::Stream {
+                unsent,
+                sending,
+                deadline,
+            } => {
                 if sending.is_none() {
                     // First poll: from now on the body counts as sent. The lock is taken once
                     // per request, never across an await.
                     *sending = unsent.lock().ok().and_then(|mut g| g.take());
                 }
-                match sending {
-                    Some(body) => Pin::new(body).poll_frame(cx),
-                    None => Poll::Ready(None),
+                let Some(body) = sending else {
+                    return Poll::Ready(None);
+                };
+                match Pin::new(body).poll_frame(cx) {
+                    Poll::Pending if deadline.expired(cx) => {
+                        let limit = deadline.watch.as_ref().map(|w| w.timeout);
+                        Poll::Ready(Some(Err(BodyTimeout(limit.unwrap_or_default()).into())))
+                    }
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(frame) => {
+                        deadline.timer = None;
+                        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+                    }
                 }
             }
         }
@@ -100,7 +153,9 @@ impl Body for ReqBody {
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Empty => SizeHint::with_exact(0),
-            ReqBody::Stream { unsent, sending } => match sending {
+            ReqBody::Stream {
+                unsent, sending, ..
+            } => match sending {
                 Some(b) => b.size_hint(),
                 None => unsent
                     .lock()

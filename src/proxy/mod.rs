@@ -3,7 +3,8 @@
 //! Owns: the client listener ([`server`]), per-request routing and forwarding ([`handler`]),
 //! single attempts and their failure classes ([`attempt`]), upstream pools ([`upstream`]),
 //! streamed bodies ([`body`]), header rules ([`headers`]), the retry budget ([`budget`]) and
-//! WebSocket/Upgrade tunnels ([`tunnel`]).
+//! WebSocket/Upgrade tunnels ([`tunnel`]); client limits ([`limits`], [`guard`], [`conn`]) and
+//! the reloadable state ([`live`]).
 //!
 //! Must not touch: the store, the analyzer or the orchestrator. A request reads one routing
 //! snapshot (an atomic load), records into lock-free metrics, and never waits on anything but
@@ -13,8 +14,12 @@
 pub mod attempt;
 pub mod body;
 pub mod budget;
+pub mod conn;
+pub mod guard;
 pub mod handler;
 pub mod headers;
+pub mod limits;
+pub mod live;
 pub mod server;
 pub mod tunnel;
 pub mod upstream;
@@ -29,7 +34,7 @@ use crate::metrics::Metrics;
 use crate::router::{Env, KeySource, Router};
 
 pub use body::RespBody;
-pub use server::serve;
+pub use server::{serve, serve_live};
 
 /// Everything the data path shares, built once at start (and on a config reload).
 #[derive(Debug)]

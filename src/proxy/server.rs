@@ -1,40 +1,56 @@
 //! The client listener: accepts connections, speaks HTTP/1.1 and HTTP/2 (h2c, prior knowledge
-//! or upgrade-free), and drains gracefully on shutdown.
+//! or upgrade-free), enforces the client limits, and drains gracefully on shutdown.
+//!
+//! Per connection: claim a slot under `max_connections` (else 503 and close), build hyper's
+//! settings from the current [`Limits`], watch the socket for traffic and close it once idle.
+//! Per request: load the current [`Proxy`], refuse what [`guard`] refuses, and run the handler
+//! under the request's body deadline.
 
+use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Response};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use super::body::RespBody;
+use super::conn::{self, Activity, Open, Tracked, Watched};
+use super::guard::{self, BodyWatch, BODY_WATCH};
+use super::limits::Limits;
+use super::live::Live;
 use super::Proxy;
 
-/// Serve clients on `listener` until `shutdown` resolves; then stop accepting, let in-flight
-/// requests and tunnels finish within `drain_timeout`, and return.
+/// Serve clients on `listener` with the default [`Limits`] until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     drain_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .max_header_list_size(64 * 1024)
-        .max_pending_accept_reset_streams(Some(20))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+    serve_live(
+        listener,
+        Live::new(proxy, Limits::default(), drain_timeout),
+        shutdown,
+    )
+    .await
+}
+
+/// Serve clients on `listener` until `shutdown` resolves; then stop accepting, let in-flight
+/// requests and tunnels finish within the drain timeout, and return. What `live` holds may be
+/// swapped at any time (a config reload).
+pub async fn serve_live(
+    listener: TcpListener,
+    live: Arc<Live>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
+    let open = Arc::new(Open::default());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -48,17 +64,37 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let limits = live.load().limits;
+                let Some(slot) = open.try_claim(limits.max_connections) else {
+                    tracing::debug!(%client, max = limits.max_connections, "connection refused: too many open");
+                    tokio::spawn(conn::refuse(stream));
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
-                let proxy = proxy.clone();
-                let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, client).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
+                let activity = Activity::new();
+                let service = {
+                    let (live, activity) = (live.clone(), activity.clone());
+                    service_fn(move |req| {
+                        let busy = activity.begin();
+                        let live = live.clone();
+                        async move {
+                            let resp = one_request(&live, req, client).await;
+                            Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
+                        }
+                    })
+                };
+                let builder = limits.builder();
+                let io = TokioIo::new(Watched::new(stream, activity.clone(), slot));
+                let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+                let conn = graceful.watch(conn);
                 tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "client connection ended with an error");
+                    tokio::select! {
+                        r = conn => if let Err(e) = r {
+                            tracing::debug!(error = %e, "client connection ended with an error");
+                        },
+                        _ = conn::idle(activity, limits.idle_timeout) => {
+                            tracing::debug!(%client, "closing an idle client connection");
+                        }
                     }
                 });
             }
@@ -66,7 +102,8 @@ pub async fn serve(
         }
     }
     drop(listener);
-    tracing::info!("draining client connections");
+    let drain_timeout = live.load().drain_timeout;
+    tracing::info!(?drain_timeout, "draining client connections");
     let start = tokio::time::Instant::now();
     if tokio::time::timeout(drain_timeout, graceful.shutdown())
         .await
@@ -77,11 +114,39 @@ pub async fn serve(
             "drain timeout: closing remaining client connections"
         );
     }
-    let left = proxy
-        .tunnels
+    let left = live
+        .tunnels()
         .drain(drain_timeout.saturating_sub(start.elapsed()))
         .await;
     if left > 0 {
         tracing::warn!(left, "drain timeout: closed remaining tunnels");
+    }
+}
+
+/// One request with the state current when it arrived.
+async fn one_request(
+    live: &Live,
+    req: Request<Incoming>,
+    client: SocketAddr,
+) -> Response<RespBody> {
+    let current = live.load();
+    if let Some(refused) = guard::check(&req, &current.limits) {
+        return refused;
+    }
+    let watch = BodyWatch::new(current.limits.body_read_timeout);
+    let proxy = current.proxy.clone();
+    let handled = BODY_WATCH.scope(
+        watch.clone(),
+        async move { proxy.handle(req, client).await },
+    );
+    tokio::select! {
+        // Checked first: once the body deadline fired, the attempt's failure is the client's
+        // doing and must not be recorded against the env.
+        biased;
+        _ = watch.expired() => {
+            tracing::debug!(%client, "request body timed out");
+            guard::body_timeout(watch.timeout)
+        }
+        resp = handled => resp,
     }
 }

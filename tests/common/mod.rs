@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use cutover::config::Config;
 use cutover::demo::upstream::SimEnv;
 use cutover::metrics::Metrics;
+use cutover::proxy::live::Live;
 use cutover::proxy::Proxy;
 use cutover::router::{Router, RoutingTable, Weight};
 use tokio::sync::oneshot;
@@ -36,6 +37,8 @@ pub struct TestProxy {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
     pub proxy: Arc<Proxy>,
+    /// What a reload swaps (the proxy above is its first value).
+    pub live: Arc<Live>,
     pub old: SimEnv,
     pub new: SimEnv,
     pub fallback: SimEnv,
@@ -93,19 +96,16 @@ impl TestProxy {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stop_rx) = oneshot::channel::<()>();
-        let done = tokio::spawn(cutover::proxy::serve(
-            listener,
-            proxy.clone(),
-            Duration::from_secs(5),
-            async {
-                let _ = stop_rx.await;
-            },
-        ));
+        let live = Live::new(proxy.clone(), cfg.limits, Duration::from_secs(5));
+        let done = tokio::spawn(cutover::proxy::serve_live(listener, live.clone(), async {
+            let _ = stop_rx.await;
+        }));
         TestProxy {
             addr,
             router,
             metrics,
             proxy,
+            live,
             old,
             new,
             fallback,
@@ -163,5 +163,7 @@ where
     }
 }
 
+pub mod fault;
 pub mod load;
+pub mod raw;
 pub mod server;

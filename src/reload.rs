@@ -1,0 +1,263 @@
+//! Config reload (SIGHUP or `POST /v1/reload`): all or nothing.
+//!
+//! Owns: reading the config file again, deciding whether the running server can take it, and
+//! applying it — the data path ([`Live::apply`]: upstreams, timeouts, routing keys, override
+//! secret, retry budget, limits), the probes (restarted with the new targets) and the
+//! addresses pre-step checks use. Must not touch: the run, the weight, the store.
+//!
+//! A config that does not validate is rejected whole with every `file:line:col` problem, and a
+//! config that changes what a running process cannot change (its listeners, store, token file,
+//! default salt) is rejected whole naming those keys; in both cases nothing changes. A valid
+//! config is applied for every request that starts afterwards; requests in flight finish with
+//! the state they started with and open connections and tunnels stay open.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use thiserror::Error;
+
+use crate::analyzer::{run_probes, ProbeTarget};
+use crate::config::{Config, ConfigError, ConfigProblem};
+use crate::metrics::Metrics;
+use crate::orchestrator::checks::EnvAddrs;
+use crate::proxy::live::Live;
+use crate::router::Env;
+
+#[derive(Debug, Error)]
+pub enum ReloadError {
+    #[error("this server was not started from a config file, so there is nothing to reload")]
+    NoSource,
+    #[error("{0}")]
+    Read(String),
+    #[error("invalid config, nothing was changed:\n{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigProblem>),
+    #[error(
+        "{} cannot change while the server runs (nothing was changed): restore {} in {file} and \
+         reload, or restart the server to change {}",
+        keys.join(", "),
+        if keys.len() == 1 { "it" } else { "them" },
+        if keys.len() == 1 { "it" } else { "them" }
+    )]
+    Fixed {
+        file: String,
+        keys: Vec<&'static str>,
+    },
+}
+
+/// What a successful reload changed (config keys, e.g. `envs.new.upstreams`); empty when the
+/// file was the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub file: PathBuf,
+    pub changed: Vec<String>,
+}
+
+/// Holds the running config and everything a reload touches.
+pub struct Reloader {
+    live: Arc<Live>,
+    env_addrs: Arc<ArcSwap<EnvAddrs>>,
+    metrics: Arc<Metrics>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    state: Mutex<State>,
+}
+
+struct State {
+    running: Config,
+    probes: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Reloader {
+    /// Start the probes for `cfg` and keep it as the running config.
+    pub fn new(
+        cfg: Config,
+        live: Arc<Live>,
+        env_addrs: Arc<ArcSwap<EnvAddrs>>,
+        metrics: Arc<Metrics>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Reloader {
+        let probes = spawn_probes(&cfg, &metrics, &stop);
+        Reloader {
+            live,
+            env_addrs,
+            metrics,
+            stop,
+            state: Mutex::new(State {
+                running: cfg,
+                probes,
+            }),
+        }
+    }
+
+    /// Read the config file again and apply it, or change nothing and say why.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| ReloadError::Read("a previous reload failed midway".into()))?;
+        let Some(path) = state.running.source.clone() else {
+            return Err(ReloadError::NoSource);
+        };
+        let new = match Config::load(&path) {
+            Ok(c) => c,
+            Err(ConfigError::Invalid(problems)) => return Err(ReloadError::Invalid(problems)),
+            Err(e @ ConfigError::Read { .. }) => return Err(ReloadError::Read(e.to_string())),
+        };
+        let keys = fixed_changes(&state.running, &new);
+        if !keys.is_empty() {
+            return Err(ReloadError::Fixed {
+                file: path.display().to_string(),
+                keys,
+            });
+        }
+        let changed = changes(&state.running, &new);
+        self.live.apply(&new);
+        self.env_addrs
+            .store(Arc::new(Env::ALL.map(|e| new.env(e).upstreams.clone())));
+        if let Some(old) = state.probes.take() {
+            old.abort();
+        }
+        state.probes = spawn_probes(&new, &self.metrics, &self.stop);
+        state.running = new;
+        Ok(Reloaded {
+            file: path,
+            changed,
+        })
+    }
+}
+
+impl Drop for Reloader {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.state.lock() {
+            if let Some(p) = s.probes.take() {
+                p.abort();
+            }
+        }
+    }
+}
+
+fn spawn_probes(
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    stop: &tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let targets: Vec<ProbeTarget> = Env::ALL
+        .iter()
+        .filter_map(|e| {
+            let env = cfg.env(*e);
+            env.probe_path.as_ref().map(|path| ProbeTarget {
+                env: *e,
+                addrs: env.upstreams.iter().map(|a| a.to_string()).collect(),
+                path: path.clone(),
+            })
+        })
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    Some(tokio::spawn(run_probes(
+        targets,
+        cfg.probe_interval,
+        cfg.probe_timeout,
+        metrics.clone(),
+        stop.clone(),
+    )))
+}
+
+/// Keys a running process cannot take a new value for.
+fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut keys = Vec::new();
+    if old.listen != new.listen {
+        keys.push("listen.addr");
+    }
+    if old.admin != new.admin {
+        keys.push("admin.addr");
+    }
+    if old.token_file != new.token_file {
+        keys.push("admin.token_file");
+    }
+    if old.store_path != new.store_path {
+        keys.push("store.path");
+    }
+    if old.salt != new.salt {
+        keys.push("routing.salt");
+    }
+    keys
+}
+
+/// The reloadable keys whose values differ.
+fn changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for env in Env::ALL {
+        let (a, b) = (old.env(env), new.env(env));
+        let mut diff = |key: &str, differs: bool| {
+            if differs {
+                out.push(format!("envs.{env}.{key}"));
+            }
+        };
+        diff("upstreams", a.upstreams != b.upstreams);
+        diff("connect_timeout", a.connect_timeout != b.connect_timeout);
+        diff("request_timeout", a.request_timeout != b.request_timeout);
+        diff("probe_path", a.probe_path != b.probe_path);
+    }
+    let mut diff = |key: &str, differs: bool| {
+        if differs {
+            out.push(key.to_owned());
+        }
+    };
+    diff("routing.user_key", old.user_key != new.user_key);
+    diff(
+        "routing.override_*",
+        old.override_header != new.override_header
+            || old.override_secret_header != new.override_secret_header
+            || old.override_secret != new.override_secret,
+    );
+    diff(
+        "routing.trust_forwarded",
+        old.trust_forwarded != new.trust_forwarded,
+    );
+    diff("retry_budget", old.retry_budget != new.retry_budget);
+    diff(
+        "probes",
+        old.probe_interval != new.probe_interval || old.probe_timeout != new.probe_timeout,
+    );
+    diff(
+        "proxy.drain_timeout",
+        old.drain_timeout != new.drain_timeout,
+    );
+    diff("limits", old.limits != new.limits);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "[listen]\naddr = \"127.0.0.1:0\"\n[envs.old]\nupstreams = [\"127.0.0.1:1\"]\n\
+                        [envs.new]\nupstreams = [\"127.0.0.1:2\"]\n[envs.fallback]\nupstreams = [\"127.0.0.1:3\"]\n";
+
+    fn cfg(extra: &str) -> Config {
+        Config::parse(&format!("{BASE}{extra}"), "c.toml").expect("valid")
+    }
+
+    #[test]
+    fn listeners_store_and_salt_are_fixed_the_rest_is_reloadable() {
+        let a = cfg("");
+        let b = Config {
+            listen: "127.0.0.1:1234".parse().expect("addr"),
+            store_path: "elsewhere".into(),
+            ..cfg("[limits]\nmax_connections = 3\n[routing]\ntrust_forwarded = true\n")
+        };
+        assert_eq!(fixed_changes(&a, &b), ["listen.addr", "store.path"]);
+        assert_eq!(changes(&a, &b), ["routing.trust_forwarded", "limits"]);
+        let e = ReloadError::Fixed {
+            file: "c.toml".into(),
+            keys: fixed_changes(&a, &b),
+        };
+        assert!(
+            e.to_string()
+                .starts_with("listen.addr, store.path cannot change while the server runs"),
+            "{e}"
+        );
+    }
+}
