@@ -15,6 +15,9 @@ use toml::Spanned;
 use crate::diag::line_col;
 use crate::router::{Env, KeySource};
 
+mod protection;
+pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -38,6 +41,8 @@ pub struct Config {
     pub retry_budget: RetryBudgetConfig,
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
+    /// Admission control, new-session rates, tunnel drain and waiting room.
+    pub protection: ProtectionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +62,11 @@ impl Config {
             Env::New => &self.new,
             Env::Fallback => &self.fallback,
         }
+    }
+
+    /// The herd protection of one env.
+    pub fn protect(&self, env: Env) -> &EnvProtection {
+        &self.protection.envs[env as usize]
     }
 }
 
@@ -127,6 +137,10 @@ struct RawConfig {
     retry_budget: Option<RawBudget>,
     #[serde(default)]
     probes: Option<RawProbes>,
+    #[serde(default)]
+    tunnels: Option<protection::RawTunnels>,
+    #[serde(default)]
+    waiting_room: Option<protection::RawWaitingRoom>,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +177,12 @@ struct RawEnv {
     connect_timeout: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
     probe_path: Option<Spanned<String>>,
+    // Herd protection (checked in `protection`).
+    max_inflight: Option<Spanned<i64>>,
+    adaptive_limit: Option<bool>,
+    queue_timeout: Option<Spanned<String>>,
+    new_sessions_per_sec: Option<Spanned<f64>>,
+    new_sessions_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -343,9 +363,9 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let mut cfg = Config::parse(&text, &path.display().to_string())?;
-        // Relative store and token paths are relative to the config file, not the cwd.
+        // Relative store, token and page paths are relative to the config file, not the cwd.
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut cfg = Config::parse_in(&text, &path.display().to_string(), base)?;
         if cfg.store_path.is_relative() {
             cfg.store_path = base.join(&cfg.store_path);
         }
@@ -357,8 +377,13 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Validate config text; `file` names it in errors.
+    /// Validate config text; `file` names it in errors. A relative `page_file` is read from
+    /// the current directory.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, file, Path::new("."))
+    }
+
+    fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut c = Checker {
             file,
             text,
@@ -454,6 +479,16 @@ impl Config {
             "probes.timeout",
             Duration::from_secs(1),
         );
+        let protection = c.protection(
+            [
+                ("old", raw.envs.old.as_ref()),
+                ("new", raw.envs.new.as_ref()),
+                ("fallback", raw.envs.fallback.as_ref()),
+            ],
+            raw.tunnels.as_ref(),
+            raw.waiting_room.as_ref(),
+            base,
+        );
         if !c.problems.is_empty() {
             return Err(ConfigError::Invalid(c.problems));
         }
@@ -484,6 +519,7 @@ impl Config {
             retry_budget,
             probe_interval,
             probe_timeout,
+            protection,
         })
     }
 }

@@ -4,7 +4,8 @@
 //!   of it was sent: if an attempt fails before the first frame was polled (connect refused,
 //!   connect timeout), the untouched body is taken back and replayed on FALLBACK.
 //! - [`RespBody`]: what the client gets — an upstream's streamed body (holding the in-flight
-//!   and active-connection gauges until it ends) or a small answer of the proxy's own.
+//!   and active-connection gauges and the admission slot until it ends) or a small answer of
+//!   the proxy's own.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::admission::Permit;
 use super::upstream::InflightGuard;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -117,6 +119,8 @@ pub enum RespBody {
     Upstream {
         body: Incoming,
         _inflight: InflightGuard,
+        /// The env's admission slot, returned when the body ends.
+        _permit: Permit,
     },
     Own(Full<Bytes>),
 }

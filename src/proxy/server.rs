@@ -2,6 +2,7 @@
 //! or upgrade-free), and drains gracefully on shutdown.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,26 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use super::Proxy;
+
+/// What the proxy knows about one client connection.
+///
+/// A connection is a new session until one of its requests has been let in by its env's
+/// new-session rate; requests on an established (keep-alive) connection need no token, so
+/// users already in are preferred over newcomers during a reconnect storm.
+#[derive(Debug, Default)]
+pub struct Conn {
+    established: AtomicBool,
+}
+
+impl Conn {
+    pub fn established(&self) -> bool {
+        self.established.load(Relaxed)
+    }
+
+    pub fn establish(&self) {
+        self.established.store(true, Relaxed);
+    }
+}
 
 /// Serve clients on `listener` until `shutdown` resolves; then stop accepting, let in-flight
 /// requests and tunnels finish within `drain_timeout`, and return.
@@ -35,6 +56,12 @@ pub async fn serve(
         .max_pending_accept_reset_streams(Some(20))
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let graceful = GracefulShutdown::new();
+    let drain = tokio::spawn(super::drain::run(
+        proxy.tunnels.clone(),
+        proxy.router.clone(),
+        proxy.metrics.clone(),
+        proxy.drain_rate,
+    ));
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -50,9 +77,12 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let proxy = proxy.clone();
+                let conn = Arc::new(Conn::default());
                 let service = service_fn(move |req| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, std::convert::Infallible>(proxy.handle(req, client).await) }
+                    let (proxy, conn) = (proxy.clone(), conn.clone());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(proxy.handle(req, client, &conn).await)
+                    }
                 });
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let conn = graceful.watch(conn.into_owned());
@@ -66,6 +96,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    drain.abort();
     tracing::info!("draining client connections");
     let start = tokio::time::Instant::now();
     if tokio::time::timeout(drain_timeout, graceful.shutdown())
