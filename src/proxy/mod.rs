@@ -38,7 +38,7 @@ use crate::metrics::Metrics;
 use crate::router::{Env, KeySource, Router};
 
 pub use body::RespBody;
-pub use server::{serve, Conn};
+pub use server::{bind, serve, Conn};
 
 /// Everything the data path shares, built once at start (and on a config reload).
 #[derive(Debug)]

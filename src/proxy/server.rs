@@ -14,6 +14,24 @@ use tokio::net::TcpListener;
 
 use super::Proxy;
 
+/// Accept-queue length asked of the kernel for the client listener (capped by
+/// `net.core.somaxconn`). The default of `TcpListener::bind` is 128: a reconnect storm of a
+/// thousand clients would overflow it, and each dropped SYN comes back only after a 1 s (then
+/// 3 s) retransmit — a herd made worse by the listener itself.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind the client listener on `addr` with [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// What the proxy knows about one client connection.
 ///
 /// A connection is a new session until one of its requests has been let in by its env's
