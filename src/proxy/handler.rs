@@ -14,7 +14,7 @@ use super::admission::{Permit, Shed};
 use super::attempt::{self, Attempt, Failure, Outgoing};
 use super::body::{ReqBody, RespBody};
 use super::headers::{is_upgrade, set_forwarding, strip_hop_by_hop};
-use super::shed::{self, Cause};
+use super::shed::Cause;
 use super::upstream::InflightGuard;
 use super::{tunnel, Conn, Proxy};
 use crate::metrics::{Outcome, Scope};
@@ -239,55 +239,6 @@ impl Proxy {
                 refused(self, done, failed)
             }
         }
-    }
-
-    /// Answer a request `env` will not take (before anything was sent), recording the shed on
-    /// the env and for users.
-    fn shed_answer(
-        &self,
-        env: Env,
-        cause: Cause,
-        req: &Request<Incoming>,
-        start: Instant,
-    ) -> Response<RespBody> {
-        let now = Instant::now();
-        let (parts_headers, version) = (req.headers(), req.version());
-        let wants = shed::wants(parts_headers.get(header::ACCEPT));
-        let resp = self.shed_with(env, cause, wants, version, now);
-        let latency = start.elapsed();
-        self.metrics
-            .record(Scope::from(env), Outcome::Shed, latency, now);
-        self.metrics
-            .record(Scope::Users, Outcome::Shed, latency, now);
-        resp
-    }
-
-    /// The 503 for a shed request whose parts were already taken apart (no metrics of the
-    /// request itself).
-    fn shed_response(
-        &self,
-        env: Env,
-        cause: Cause,
-        parts: &http::request::Parts,
-        now: Instant,
-    ) -> Response<RespBody> {
-        let wants = shed::wants(parts.headers.get(header::ACCEPT));
-        self.shed_with(env, cause, wants, parts.version, now)
-    }
-
-    fn shed_with(
-        &self,
-        env: Env,
-        cause: Cause,
-        wants: shed::Wants,
-        version: http::Version,
-        now: Instant,
-    ) -> Response<RespBody> {
-        if wants == shed::Wants::Html {
-            self.metrics.record_waiting_room(env, now);
-        }
-        let retry = self.shed.retry_after();
-        self.shed.answer(env, cause, wants, version, retry)
     }
 
     fn wrap(

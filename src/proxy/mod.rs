@@ -6,7 +6,8 @@
 //! WebSocket/Upgrade tunnels ([`tunnel`]); and herd protection (docs/protection.md):
 //! admission control per env ([`admission`], adaptive limit in [`gradient`]), new-session
 //! rates ([`rate`]), the 503 / waiting-room answer ([`shed`]) and the tunnel drain that moves
-//! long-lived connections after a weight change ([`drain`], framing in [`wsframe`]).
+//! long-lived connections after a weight change ([`drain`], closing in [`pipe`], framing in
+//! [`wsframe`]).
 //!
 //! Must not touch: the store, the analyzer or the orchestrator. A request reads one routing
 //! snapshot (an atomic load), records into lock-free metrics, and never waits on anything but
@@ -21,6 +22,7 @@ pub mod drain;
 pub mod gradient;
 pub mod handler;
 pub mod headers;
+pub mod pipe;
 pub mod rate;
 pub mod server;
 pub mod shed;

@@ -1,20 +1,25 @@
 //! The answer to a request an env will not take now: 503 with a jittered `Retry-After`, as the
 //! waiting-room page for browsers and as a short JSON or text body for everything else.
 //!
-//! Owns: the page template, content negotiation (does the client prefer HTML?), the jitter.
-//! Must not touch: the decision to shed ([`super::admission`]) or metrics (the handler records).
+//! Owns: the page template, content negotiation (does the client prefer HTML?), the jitter, and
+//! the recording of a shed answer. Must not touch: the decision to shed ([`super::admission`]).
 //!
 //! The jitter (base ±50%, whole seconds) spreads the retries of a herd over a second or more
 //! instead of bringing them all back at the same instant. The page refreshes itself after the
 //! same delay twice over: a `<meta http-equiv="refresh">` in the built-in page and a `Refresh`
 //! header, so a custom page without the meta tag still comes back by itself.
 
+use std::time::Instant;
+
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
 
 use super::body::RespBody;
 use super::handler::{ENV_HEADER, ERROR_HEADER};
+use super::Proxy;
+use crate::metrics::{Outcome, Scope};
 use crate::router::Env;
 
 /// The placeholder a waiting-room page may contain, replaced by the seconds until it refreshes.
@@ -163,6 +168,57 @@ impl ShedAnswers {
             out.put_slice(p);
         }
         out.freeze()
+    }
+}
+
+impl Proxy {
+    /// Answer a request `env` will not take (before anything was sent), recording the shed on
+    /// the env and for users.
+    pub(super) fn shed_answer(
+        &self,
+        env: Env,
+        cause: Cause,
+        req: &Request<Incoming>,
+        start: Instant,
+    ) -> Response<RespBody> {
+        let now = Instant::now();
+        let (parts_headers, version) = (req.headers(), req.version());
+        let wants = wants(parts_headers.get(header::ACCEPT));
+        let resp = self.shed_with(env, cause, wants, version, now);
+        let latency = start.elapsed();
+        self.metrics
+            .record(Scope::from(env), Outcome::Shed, latency, now);
+        self.metrics
+            .record(Scope::Users, Outcome::Shed, latency, now);
+        resp
+    }
+
+    /// The 503 for a shed request whose parts were already taken apart (no metrics of the
+    /// request itself).
+    pub(super) fn shed_response(
+        &self,
+        env: Env,
+        cause: Cause,
+        parts: &http::request::Parts,
+        now: Instant,
+    ) -> Response<RespBody> {
+        let wants = wants(parts.headers.get(header::ACCEPT));
+        self.shed_with(env, cause, wants, parts.version, now)
+    }
+
+    fn shed_with(
+        &self,
+        env: Env,
+        cause: Cause,
+        wants: Wants,
+        version: http::Version,
+        now: Instant,
+    ) -> Response<RespBody> {
+        if wants == Wants::Html {
+            self.metrics.record_waiting_room(env, now);
+        }
+        let retry = self.shed.retry_after();
+        self.shed.answer(env, cause, wants, version, retry)
     }
 }
 

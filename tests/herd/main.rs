@@ -30,7 +30,8 @@ async fn a_herd_is_held_at_max_inflight_answered_fast_and_then_served() {
         ..Default::default()
     })
     .await;
-    h.old.behaviour.latency_ms.store(1000, SeqCst);
+    // OLD takes 2 s: an answer that waited for OLD cannot pass for a fast shed.
+    h.old.behaviour.latency_ms.store(2000, SeqCst);
     let addr = h.addr;
     let started = Instant::now();
     let tasks: Vec<_> = (0..CLIENTS)
@@ -59,8 +60,8 @@ async fn a_herd_is_held_at_max_inflight_answered_fast_and_then_served() {
                         }
                         s => return Err(format!("unexpected status {s}: {}", a.body)),
                     }
-                    if started.elapsed() > Duration::from_secs(90) {
-                        return Err("not served within 90 s".into());
+                    if started.elapsed() > Duration::from_secs(120) {
+                        return Err("not served within 120 s".into());
                     }
                 }
             })
@@ -88,10 +89,14 @@ async fn a_herd_is_held_at_max_inflight_answered_fast_and_then_served() {
         CLIENTS - LIMIT,
         shed_latencies.len()
     );
-    let slowest = shed_latencies.iter().max().copied().unwrap_or_default();
+    shed_latencies.sort();
+    let slowest = shed_latencies.last().copied().unwrap_or_default();
+    let median = shed_latencies[shed_latencies.len() / 2];
+    eprintln!("herd: shed answers took {median:?} (median), {slowest:?} (slowest)");
+    // "A little" is generous: two cores shared with the other tests of this binary.
     assert!(
-        slowest < Duration::from_millis(50 + 450),
-        "a shed answer took {slowest:?}: queue_timeout is 50 ms, OLD answers in 1 s"
+        slowest < Duration::from_millis(50 + 950),
+        "a shed answer took {slowest:?}: queue_timeout is 50 ms, OLD answers in 2 s"
     );
     assert_eq!(
         h.old.behaviour.served.load(SeqCst),
