@@ -187,8 +187,10 @@ async fn a_weight_change_drains_moved_websockets_at_the_drain_rate_and_they_reco
             .count();
         worst = worst.max(in_window);
     }
+    // The drain spaces closes 1/RATE apart; clients see them a little later, unevenly, on two
+    // busy cores, so a second seen at the client may hold a few more.
     assert!(
-        worst as f64 <= RATE + 3.0,
+        worst as f64 <= RATE * 1.1 + 2.0,
         "{worst} closes within one second"
     );
     let min_span = (to_move - 1) as f64 / RATE * 0.9;
