@@ -39,6 +39,28 @@ pub struct Status {
     /// Open long-lived connections (tunnels) still on an env their user no longer belongs to.
     #[serde(default)]
     pub tunnels_to_move: u64,
+    /// What herd protection did over the analysis window (docs/protection.md).
+    #[serde(default)]
+    pub protection: Protection,
+}
+
+/// Herd protection over the analysis window, all envs together (per-env shedding is in
+/// [`EnvStats::shed_rate`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Protection {
+    /// Requests shed (admission control or new-session rate) that users got as a 503.
+    pub shed: u64,
+    /// Of those, answers that were the waiting-room page.
+    pub waiting_room: u64,
+    /// New connections and tunnels refused by a new-session rate.
+    pub sessions_limited: u64,
+    /// Tunnels closed so their users reconnect to their new env.
+    pub tunnels_drained: u64,
+    /// Retries the proxy sent to FALLBACK, and retries the retry budget refused.
+    pub retries: u64,
+    pub budget_exhausted: u64,
+    /// Same as [`Status::tunnels_to_move`].
+    pub tunnels_to_move: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -16,6 +16,9 @@ use crate::diag::line_col;
 pub use crate::proxy::limits::Limits;
 use crate::router::{Env, KeySource};
 
+mod protection;
+pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -43,6 +46,8 @@ pub struct Config {
     pub limits: Limits,
     /// The file this config was loaded from (what a reload reads again), if any.
     pub source: Option<PathBuf>,
+    /// Admission control, new-session rates, tunnel drain and waiting room.
+    pub protection: ProtectionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +67,11 @@ impl Config {
             Env::New => &self.new,
             Env::Fallback => &self.fallback,
         }
+    }
+
+    /// The herd protection of one env.
+    pub fn protect(&self, env: Env) -> &EnvProtection {
+        &self.protection.envs[env as usize]
     }
 }
 
@@ -134,6 +144,10 @@ struct RawConfig {
     probes: Option<RawProbes>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    tunnels: Option<protection::RawTunnels>,
+    #[serde(default)]
+    waiting_room: Option<protection::RawWaitingRoom>,
 }
 
 #[derive(Deserialize)]
@@ -186,6 +200,12 @@ struct RawEnv {
     connect_timeout: Option<Spanned<String>>,
     request_timeout: Option<Spanned<String>>,
     probe_path: Option<Spanned<String>>,
+    // Herd protection (checked in `protection`).
+    max_inflight: Option<Spanned<i64>>,
+    adaptive_limit: Option<bool>,
+    queue_timeout: Option<Spanned<String>>,
+    new_sessions_per_sec: Option<Spanned<f64>>,
+    new_sessions_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -470,9 +490,9 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let mut cfg = Config::parse(&text, &path.display().to_string())?;
-        // Relative store and token paths are relative to the config file, not the cwd.
+        // Relative store, token and page paths are relative to the config file, not the cwd.
         let base = path.parent().unwrap_or(Path::new("."));
+        let mut cfg = Config::parse_in(&text, &path.display().to_string(), base)?;
         if cfg.store_path.is_relative() {
             cfg.store_path = base.join(&cfg.store_path);
         }
@@ -485,8 +505,13 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Validate config text; `file` names it in errors.
+    /// Validate config text; `file` names it in errors. A relative `page_file` is read from
+    /// the current directory.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, file, Path::new("."))
+    }
+
+    fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
         let mut c = Checker {
             file,
             text,
@@ -583,6 +608,16 @@ impl Config {
             Duration::from_secs(1),
         );
         let limits = c.limits(raw.limits.as_ref());
+        let protection = c.protection(
+            [
+                ("old", raw.envs.old.as_ref()),
+                ("new", raw.envs.new.as_ref()),
+                ("fallback", raw.envs.fallback.as_ref()),
+            ],
+            raw.tunnels.as_ref(),
+            raw.waiting_room.as_ref(),
+            base,
+        );
         if !c.problems.is_empty() {
             return Err(ConfigError::Invalid(c.problems));
         }
@@ -615,6 +650,7 @@ impl Config {
             probe_timeout,
             limits,
             source: None,
+            protection,
         })
     }
 }

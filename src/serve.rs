@@ -70,7 +70,12 @@ pub async fn run(
             .await
             .map_err(|source| ServeError::Bind { what, addr, source })
     };
-    let proxy_listener = bind("proxy", cfg.listen).await?;
+    // The client listener gets a long accept queue (reconnect storms; docs/protection.md).
+    let proxy_listener = proxy::bind(cfg.listen).map_err(|source| ServeError::Bind {
+        what: "proxy",
+        addr: cfg.listen,
+        source,
+    })?;
     let admin_listener = bind("admin", cfg.admin).await?;
     let bound = Bound {
         proxy: proxy_listener.local_addr().unwrap_or(cfg.listen),

@@ -49,6 +49,21 @@ pub fn status(s: &Status, json: bool) -> String {
             s.displaced.rate * 100.0
         );
     }
+    let p = &s.protection;
+    if p.shed + p.tunnels_drained + p.budget_exhausted + s.tunnels_to_move > 0 {
+        let _ = writeln!(
+            o,
+            "protection: shed {} ({} waiting room, {} new sessions limited), tunnels drained {}, \
+             to move {}, retries {}, retry budget refused {}",
+            p.shed,
+            p.waiting_room,
+            p.sessions_limited,
+            p.tunnels_drained,
+            s.tunnels_to_move,
+            p.retries,
+            p.budget_exhausted
+        );
+    }
     if !s.gates.is_empty() {
         let _ = writeln!(o, "\ngates");
         for g in &s.gates {

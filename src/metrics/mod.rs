@@ -22,7 +22,7 @@ mod window;
 use std::time::{Duration, Instant};
 
 pub use names::{MetricKind, MetricRef, Scope};
-pub use prometheus::{render_prometheus, GateGauge, RunGauges};
+pub use prometheus::{render_prometheus, render_tunnels_to_move, GateGauge, RunGauges};
 pub use window::{HistoryPoint, ScopeHistory};
 
 use crate::router::Env;
@@ -75,6 +75,13 @@ pub struct ScopeWindow {
     pub displaced_failed: u64,
     /// Displaced over this env's requests (for `users`: all displaced over users' requests).
     pub displaced_rate: f64,
+    /// Shed answers that were the waiting-room page (for `users`: all envs).
+    pub waiting_room: u64,
+    /// Requests refused by the new-session rate (also in `shed`; for `users`: all envs).
+    pub sessions_limited: u64,
+    /// Tunnels the drain closed on this env so their users reconnect to the other (for
+    /// `users`: all envs).
+    pub tunnels_drained: u64,
 }
 
 /// All scopes over one window, the analyzer's input.
@@ -135,6 +142,20 @@ impl WindowSnapshot {
             new: self.scope(Scope::New).to_env_stats(),
             fallback: self.scope(Scope::Fallback).to_env_stats(),
             users: self.scope(Scope::Users).to_env_stats(),
+        }
+    }
+
+    /// What herd protection did over the window, as status shows it.
+    pub fn protection(&self) -> crate::api::Protection {
+        let u = self.scope(Scope::Users);
+        crate::api::Protection {
+            shed: u.shed,
+            waiting_room: u.waiting_room,
+            sessions_limited: u.sessions_limited,
+            tunnels_drained: u.tunnels_drained,
+            retries: self.retries,
+            budget_exhausted: self.budget_exhausted,
+            tunnels_to_move: 0,
         }
     }
 
@@ -239,6 +260,53 @@ impl Metrics {
     pub fn record_budget_exhausted(&self, now: Instant) {
         self.rings[Scope::Fallback.index()].add(self.second(now), Counter::BudgetExhausted, 1);
         self.global.budget_exhausted.fetch_add(1, Relaxed);
+    }
+
+    /// A shed answer to a browser was the waiting-room page.
+    pub fn record_waiting_room(&self, env: Env, now: Instant) {
+        self.count(env, Counter::WaitingRoom, now);
+        self.totals[Scope::from(env).index()]
+            .waiting_room
+            .fetch_add(1, Relaxed);
+    }
+
+    /// A new session (connection or tunnel) was refused by `env`'s new-session rate. The
+    /// request itself is recorded as [`Outcome::Shed`] by the caller.
+    pub fn record_session_limited(&self, env: Env, now: Instant) {
+        self.count(env, Counter::SessionsLimited, now);
+        self.totals[Scope::from(env).index()]
+            .sessions_limited
+            .fetch_add(1, Relaxed);
+    }
+
+    /// The drain closed a tunnel on `env` whose user now belongs to the other env.
+    pub fn record_tunnel_drained(&self, env: Env, now: Instant) {
+        self.count(env, Counter::TunnelsDrained, now);
+        self.totals[Scope::from(env).index()]
+            .tunnels_drained
+            .fetch_add(1, Relaxed);
+    }
+
+    /// The admission limit of `env` now in force (`None`: unlimited).
+    pub fn set_admission_limit(&self, env: Env, limit: Option<u32>) {
+        self.totals[Scope::from(env).index()]
+            .admission_limit
+            .store(limit.map_or(0, u64::from), Relaxed);
+    }
+
+    /// The admission limit of `env` last published (`None`: unlimited).
+    pub fn admission_limit(&self, env: Env) -> Option<u64> {
+        match self.totals[Scope::from(env).index()]
+            .admission_limit
+            .load(Relaxed)
+        {
+            0 => None,
+            v => Some(v),
+        }
+    }
+
+    fn count(&self, env: Env, counter: Counter, now: Instant) {
+        self.rings[Scope::from(env).index()].add(self.second(now), counter, 1);
     }
 
     /// A synthetic probe of `env`.

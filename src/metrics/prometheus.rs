@@ -221,6 +221,8 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         metrics.global.budget_exhausted.load(Relaxed)
     );
 
+    render_protection(&mut o, metrics);
+
     header(
         &mut o,
         "cutover_probes_total",
@@ -312,6 +314,64 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "Percent of users routed to NEW.",
     );
     let _ = writeln!(o, "cutover_weight_percent {}", num(run.weight_percent));
+    o
+}
+
+/// Herd protection: waiting-room answers, new-session refusals, drained tunnels, and the
+/// admission limit in force.
+fn render_protection(o: &mut String, metrics: &Metrics) {
+    let t = |e: Env| &metrics.totals[Scope::from(e).index()];
+    type Get = fn(&super::totals::ScopeTotals) -> u64;
+    let counters: [(&str, &str, Get); 3] = [
+        (
+            "cutover_waiting_room_total",
+            "Shed answers that were the waiting-room page (browsers), per env.",
+            |t| t.waiting_room.load(Relaxed),
+        ),
+        (
+            "cutover_new_sessions_limited_total",
+            "New connections and tunnels refused by the env's new-session rate (also in shed).",
+            |t| t.sessions_limited.load(Relaxed),
+        ),
+        (
+            "cutover_tunnels_drained_total",
+            "Tunnels closed (WebSocket 1012) so their users reconnect to their new env.",
+            |t| t.tunnels_drained.load(Relaxed),
+        ),
+    ];
+    for (name, help, get) in counters {
+        header(o, name, "counter", help);
+        for env in Env::ALL {
+            let _ = writeln!(o, "{name}{{env=\"{}\"}} {}", env.as_str(), get(t(env)));
+        }
+    }
+    header(
+        o,
+        "cutover_admission_limit",
+        "gauge",
+        "Requests in flight an env admits right now (fixed or adaptive); absent when unlimited.",
+    );
+    for env in Env::ALL {
+        match t(env).admission_limit.load(Relaxed) {
+            0 => {}
+            v => {
+                let _ = writeln!(o, "cutover_admission_limit{{env=\"{}\"}} {v}", env.as_str());
+            }
+        }
+    }
+}
+
+/// `cutover_tunnels_to_move`: tunnels still on an env their user no longer belongs to. Kept
+/// apart from [`RunGauges`] because the proxy, not the run, knows it.
+pub fn render_tunnels_to_move(n: u64) -> String {
+    let mut o = String::with_capacity(160);
+    header(
+        &mut o,
+        "cutover_tunnels_to_move",
+        "gauge",
+        "Open tunnels whose user now belongs to the other env, still to be drained.",
+    );
+    let _ = writeln!(o, "cutover_tunnels_to_move {n}");
     o
 }
 

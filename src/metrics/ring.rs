@@ -68,9 +68,15 @@ pub enum Counter {
     ProbeFail,
     Retries,
     BudgetExhausted,
+    /// Shed answers that were the waiting-room page (browsers).
+    WaitingRoom,
+    /// Requests refused by the env's new-session rate (also counted as shed).
+    SessionsLimited,
+    /// Tunnels closed by the drain because their user belongs to the other env now.
+    TunnelsDrained,
 }
 
-const COUNTERS: usize = 9;
+const COUNTERS: usize = 12;
 
 /// One second of one scope.
 struct Slot {

@@ -47,6 +47,14 @@ pub struct ScopeTotals {
     pub last_probe: AtomicU8,
     /// Open connections and tunnels right now (signed so a stray extra drop cannot wrap).
     pub active: AtomicI64,
+    /// Shed answers that were the waiting-room page.
+    pub waiting_room: AtomicU64,
+    /// Requests refused by the new-session rate.
+    pub sessions_limited: AtomicU64,
+    /// Tunnels closed by the drain (moved to their user's new env).
+    pub tunnels_drained: AtomicU64,
+    /// The admission limit in force (fixed or adaptive); 0: unlimited.
+    pub admission_limit: AtomicU64,
 }
 
 impl ScopeTotals {

@@ -96,6 +96,13 @@ impl Metrics {
             let scope = Scope::ALL[i];
             let s = &sums[i];
             let requests = s.get(Counter::Requests);
+            let of = |c: Counter| {
+                if scope == Scope::Users {
+                    env_sum(c)
+                } else {
+                    s.get(c)
+                }
+            };
             let (probe_ok, probe_fail, to_fb, failed) = if scope == Scope::Users {
                 (
                     env_sum(Counter::ProbeOk),
@@ -139,6 +146,9 @@ impl Metrics {
                 displaced_failed: failed,
                 // Never above 1, even if the proxy recorded displacement without the attempt.
                 displaced_rate: ratio(displaced, requests.max(displaced)),
+                waiting_room: of(Counter::WaitingRoom),
+                sessions_limited: of(Counter::SessionsLimited),
+                tunnels_drained: of(Counter::TunnelsDrained),
             }
         });
 

@@ -357,7 +357,13 @@ impl Driver {
     fn publish_status(&self) {
         let window = self.analysis().window;
         let snap = self.parts.metrics.window(Instant::now(), window);
-        let s = status::build(&self.control, &snap, &self.gates, self.last_event_id);
+        let s = status::build(
+            &self.control,
+            &snap,
+            &self.gates,
+            self.last_event_id,
+            self.parts.tunnels.misplaced(),
+        );
         self.status_tx.send_replace(s);
     }
 }

@@ -1,15 +1,20 @@
 //! The `GET /v1/status` value, built from the run's state and a metrics window.
 
 use crate::api::{GateView, Status};
-use crate::metrics::{render_prometheus, GateGauge, Metrics, RunGauges, WindowSnapshot};
+use crate::metrics::{
+    render_prometheus, render_tunnels_to_move, GateGauge, Metrics, RunGauges, WindowSnapshot,
+};
 
 use super::machine::Control;
 
+/// `tunnels_to_move`: open tunnels on an env their user no longer belongs to (from the proxy's
+/// tunnel drain).
 pub fn build(
     control: &Control,
     snap: &WindowSnapshot,
     gates: &[GateView],
     last_event_id: u64,
+    tunnels_to_move: u64,
 ) -> Status {
     let run = control.run();
     Status {
@@ -29,14 +34,17 @@ pub fn build(
         gates: gates.to_vec(),
         last_event_id,
         displaced: snap.displaced(),
-        // Counted by the tunnel drain of a step change; nothing drains tunnels yet.
-        tunnels_to_move: 0,
+        tunnels_to_move,
+        protection: crate::api::Protection {
+            tunnels_to_move,
+            ..snap.protection()
+        },
     }
 }
 
 /// `GET /metrics`: the metrics and the run, in Prometheus text format.
 pub fn prometheus(metrics: &Metrics, status: &Status) -> String {
-    render_prometheus(
+    let mut text = render_prometheus(
         metrics,
         &RunGauges {
             state: status.state,
@@ -44,5 +52,7 @@ pub fn prometheus(metrics: &Metrics, status: &Status) -> String {
             weight_percent: status.weight,
             gates: status.gates.iter().map(GateGauge::from_view).collect(),
         },
-    )
+    );
+    text.push_str(&render_tunnels_to_move(status.tunnels_to_move));
+    text
 }

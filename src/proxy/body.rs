@@ -6,7 +6,8 @@
 //!   waits on the client for more, the request's body deadline ([`super::guard::BodyWatch`])
 //!   runs: a client silent for longer fails the body and the request is answered 408.
 //! - [`RespBody`]: what the client gets — an upstream's streamed body (holding the in-flight
-//!   and active-connection gauges until it ends) or a small answer of the proxy's own.
+//!   and active-connection gauges and the admission slot until it ends) or a small answer of
+//!   the proxy's own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::admission::Permit;
 use super::guard::{BodyTimeout, BodyWatch, BODY_WATCH};
 use super::upstream::InflightGuard;
 
@@ -172,6 +174,8 @@ pub enum RespBody {
     Upstream {
         body: Incoming,
         _inflight: InflightGuard,
+        /// The env's admission slot, returned when the body ends.
+        _permit: Permit,
     },
     Own(Full<Bytes>),
 }

@@ -1,21 +1,22 @@
-//! One client request: route it, forward it, fall back if that is safe and affordable, and
-//! record what the env and the user saw.
+//! One client request: route it, admit it (new-session rate, admission limit), forward it,
+//! fall back if that is safe and affordable, and record what the env and the user saw.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use subtle::ConstantTimeEq;
 
+use super::admission::{Permit, Shed};
 use super::attempt::{self, Attempt, Failure, Outgoing};
 use super::body::{ReqBody, RespBody};
 use super::headers::{is_upgrade, set_forwarding, strip_hop_by_hop};
-use super::tunnel;
+use super::shed::Cause;
 use super::upstream::InflightGuard;
-use super::Proxy;
+use super::{tunnel, Conn, Proxy};
 use crate::metrics::{Outcome, Scope};
 use crate::router::{key, Env};
 
@@ -25,30 +26,56 @@ pub const ERROR_HEADER: &str = "x-cutover-error";
 pub const ENV_HEADER: &str = "x-cutover-served-by";
 
 impl Proxy {
-    /// Serve one request from `client`. Never fails: every problem becomes an HTTP answer.
+    /// Serve one request from `client` on connection `conn`. Never fails: every problem
+    /// becomes an HTTP answer.
+    ///
+    /// Herd protection comes first: a new session (the first request of a connection, or any
+    /// tunnel) needs a token from its env's new-session rate; then every request needs a slot
+    /// of its env's admission limit, waiting at most the queue timeout. A request refused
+    /// either way is never sent to that env.
     pub async fn handle(
         self: &Arc<Self>,
         mut req: Request<Incoming>,
         client: SocketAddr,
+        conn: &Conn,
     ) -> Response<RespBody> {
         let start = Instant::now();
         self.budget.record_request(start);
         let forced = self.forced_env(req.headers());
         req.headers_mut().remove(&self.override_header);
         req.headers_mut().remove(&self.override_secret_header);
-        let env = forced.unwrap_or_else(|| {
-            let table = self.router.load();
-            let user = key::extract(
-                &self.key_sources,
-                req.headers(),
-                req.uri().query(),
-                client.ip(),
-            );
-            table.route(user.as_bytes())
-        });
+        let upgrade = is_upgrade(req.headers());
+        let (env, tunnel_key) = match forced {
+            Some(env) => (env, None),
+            None => {
+                let table = self.router.load();
+                let user = key::extract(
+                    &self.key_sources,
+                    req.headers(),
+                    req.uri().query(),
+                    client.ip(),
+                );
+                let env = table.route(user.as_bytes());
+                // Tunnels remember their user so the drain can move them later.
+                (env, upgrade.then(|| Box::<[u8]>::from(user.as_bytes())))
+            }
+        };
 
-        if is_upgrade(req.headers()) {
-            return tunnel::open(self, req, client, env).await;
+        let guard = self.guard(env);
+        if upgrade || !conn.established() {
+            if !guard.take_session(start) {
+                self.metrics.record_session_limited(env, start);
+                return self.shed_answer(env, Cause::NewSessions, &req, start);
+            }
+            conn.establish();
+        }
+        let permit = guard.admit().await;
+
+        if upgrade {
+            return match permit {
+                Ok(permit) => tunnel::open(self, req, client, env, tunnel_key, permit).await,
+                Err(Shed) => self.shed_answer(env, Cause::Overloaded, &req, start),
+            };
         }
 
         let (mut parts, body) = req.into_parts();
@@ -63,8 +90,31 @@ impl Proxy {
             path: &path,
             headers: &parts.headers,
         };
+        let Ok(permit) = permit else {
+            // Shed: nothing was sent, so FALLBACK may take it (budget permitting); the env is
+            // never asked again for it.
+            let now = Instant::now();
+            self.metrics
+                .record(Scope::from(env), Outcome::Shed, start.elapsed(), now);
+            let answer = self.shed_response(env, Cause::Overloaded, &parts, now);
+            let (resp, users) = if env == Env::Fallback {
+                (answer, Outcome::Shed)
+            } else {
+                let failed = Failed {
+                    answer,
+                    env_outcome: None,
+                    users: Outcome::Shed,
+                };
+                let unsent = (!body.is_end_stream()).then_some(body);
+                self.fallback(env, start, &out, unsent, failed).await
+            };
+            self.metrics
+                .record(Scope::Users, users, start.elapsed(), Instant::now());
+            return resp;
+        };
         let (body, unsent) = ReqBody::new(body);
         let body_empty = unsent.is_none();
+        let sent_at = Instant::now();
         let first = attempt::send(self.pool(env), &out, body, unsent).await;
         // A timeout is never replayed: the env may still be working on it, and a replay would
         // double the load on a world that is already slow.
@@ -75,7 +125,7 @@ impl Proxy {
                     || (body_empty && attempt::idempotent(out.method)))
         };
 
-        let (resp, served_by) = match first.result {
+        let (resp, users) = match first.result {
             Ok(resp)
                 if resp.status() == StatusCode::SERVICE_UNAVAILABLE
                     && env != Env::Fallback
@@ -84,49 +134,53 @@ impl Proxy {
             {
                 // The env says it is overloaded: a safe request goes to FALLBACK (budget
                 // permitting); the 503 stays the answer otherwise.
+                guard.sample(sent_at.elapsed(), Instant::now());
                 let failed = Failed {
-                    answer: self.wrap(resp, first.upstream, env),
-                    served_by: Some(env),
-                    outcome: Outcome::ServerError,
+                    answer: self.wrap(resp, first.upstream, env, permit),
+                    env_outcome: Some(Outcome::ServerError),
+                    users: Outcome::ServerError,
                 };
                 self.fallback(env, start, &out, None, failed).await
             }
             Ok(resp) => {
+                let now = Instant::now();
+                guard.sample(sent_at.elapsed(), now);
                 let outcome = status_outcome(resp.status());
                 self.metrics
-                    .record(Scope::from(env), outcome, start.elapsed(), Instant::now());
-                (self.wrap(resp, first.upstream, env), Some(env))
+                    .record(Scope::from(env), outcome, start.elapsed(), now);
+                (self.wrap(resp, first.upstream, env, permit), outcome)
             }
             Err(failure) if env != Env::Fallback && replay_ok(&first, failure) => {
+                drop(permit);
+                let answer = proxy_error(env, failure);
                 let failed = Failed {
-                    answer: proxy_error(env, failure),
-                    served_by: None,
-                    outcome: failure.outcome(),
+                    users: error_outcome(answer.status()),
+                    answer,
+                    env_outcome: Some(failure.outcome()),
                 };
                 self.fallback(env, start, &out, first.unsent, failed).await
             }
             Err(failure) => {
+                drop(permit);
                 let now = Instant::now();
                 self.metrics
                     .record(Scope::from(env), failure.outcome(), start.elapsed(), now);
                 if env != Env::Fallback {
                     self.metrics.record_displaced(env, false, now);
                 }
-                (proxy_error(env, failure), None)
+                let answer = proxy_error(env, failure);
+                let users = error_outcome(answer.status());
+                (answer, users)
             }
         };
-        let outcome = match served_by {
-            Some(_) => status_outcome(resp.status()),
-            None => error_outcome(resp.status()),
-        };
         self.metrics
-            .record(Scope::Users, outcome, start.elapsed(), Instant::now());
+            .record(Scope::Users, users, start.elapsed(), Instant::now());
         resp
     }
 
-    /// Try FALLBACK after `env` could not answer. `failed` is what the user gets if the retry
-    /// is not allowed or FALLBACK fails too, with the env that produced it (if any) and the
-    /// outcome it counts as for `env`.
+    /// Try FALLBACK after `env` could not (or would not) answer. `failed` is what the user
+    /// gets if the retry is not allowed — FALLBACK sheds it too, or the retry budget is spent —
+    /// or FALLBACK fails as well. Returns the answer and what it counts as for users.
     async fn fallback(
         self: &Arc<Self>,
         env: Env,
@@ -134,14 +188,26 @@ impl Proxy {
         out: &Outgoing<'_>,
         unsent: Option<Incoming>,
         failed: Failed,
-    ) -> (Response<RespBody>, Option<Env>) {
+    ) -> (Response<RespBody>, Outcome) {
+        let refused = |this: &Self, now: Instant, failed: Failed| {
+            if let Some(o) = failed.env_outcome {
+                this.metrics
+                    .record(Scope::from(env), o, start.elapsed(), now);
+            }
+            this.metrics.record_displaced(env, false, now);
+            (failed.answer, failed.users)
+        };
+        // FALLBACK's own admission first, so a shed there spends no retry token.
+        let Ok(permit) = self.guard(Env::Fallback).admit().await else {
+            let now = Instant::now();
+            self.metrics
+                .record(Scope::Fallback, Outcome::Shed, Duration::ZERO, now);
+            return refused(self, now, failed);
+        };
         let now = Instant::now();
         if !self.budget.try_retry(now) {
             self.metrics.record_budget_exhausted(now);
-            self.metrics
-                .record(Scope::from(env), failed.outcome, start.elapsed(), now);
-            self.metrics.record_displaced(env, false, now);
-            return (failed.answer, failed.served_by);
+            return refused(self, now, failed);
         }
         self.metrics.record_retry(now);
         let (body, unsent) = match unsent {
@@ -162,17 +228,15 @@ impl Proxy {
                 self.metrics
                     .record(Scope::Fallback, outcome, done - retry_start, done);
                 (
-                    self.wrap(resp, second.upstream, Env::Fallback),
-                    Some(Env::Fallback),
+                    self.wrap(resp, second.upstream, Env::Fallback, permit),
+                    outcome,
                 )
             }
             Err(f) => {
-                self.metrics.record_displaced(env, false, done);
-                self.metrics
-                    .record(Scope::from(env), failed.outcome, start.elapsed(), done);
+                drop(permit);
                 self.metrics
                     .record(Scope::Fallback, f.outcome(), done - retry_start, done);
-                (failed.answer, failed.served_by)
+                refused(self, done, failed)
             }
         }
     }
@@ -182,6 +246,7 @@ impl Proxy {
         resp: Response<Incoming>,
         upstream: Option<Arc<super::upstream::Upstream>>,
         env: Env,
+        permit: Permit,
     ) -> Response<RespBody> {
         let (mut parts, body) = resp.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
@@ -192,6 +257,7 @@ impl Proxy {
             Some(u) => RespBody::Upstream {
                 body,
                 _inflight: InflightGuard::new(&u, &self.metrics, env),
+                _permit: permit,
             },
             None => RespBody::empty(),
         };
@@ -240,8 +306,10 @@ impl Proxy {
 /// The answer a user gets when a fallback is refused or fails too.
 struct Failed {
     answer: Response<RespBody>,
-    served_by: Option<Env>,
-    outcome: Outcome,
+    /// What the attempt on the env counts as there, if not recorded yet.
+    env_outcome: Option<Outcome>,
+    /// What the answer counts as for users.
+    users: Outcome,
 }
 
 pub(super) fn status_outcome(status: StatusCode) -> Outcome {

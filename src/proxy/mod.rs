@@ -4,25 +4,36 @@
 //! single attempts and their failure classes ([`attempt`]), upstream pools ([`upstream`]),
 //! streamed bodies ([`body`]), header rules ([`headers`]), the retry budget ([`budget`]) and
 //! WebSocket/Upgrade tunnels ([`tunnel`]); client limits ([`limits`], [`guard`], [`conn`]) and
-//! the reloadable state ([`live`]).
+//! the reloadable state ([`live`]); and herd protection (docs/protection.md):
+//! admission control per env ([`admission`], adaptive limit in [`gradient`]), new-session
+//! rates ([`rate`]), the 503 / waiting-room answer ([`shed`]) and the tunnel drain that moves
+//! long-lived connections after a weight change ([`drain`], closing in [`pipe`], framing in
+//! [`wsframe`]).
 //!
 //! Must not touch: the store, the analyzer or the orchestrator. A request reads one routing
 //! snapshot (an atomic load), records into lock-free metrics, and never waits on anything but
 //! its own upstream. Upstream addresses come only from the config, never from the request, so
 //! no Host header or absolute URI can steer a request to the control listener or anywhere else.
 
+pub mod admission;
 pub mod attempt;
 pub mod body;
 pub mod budget;
 pub mod conn;
+pub mod drain;
+pub mod gradient;
 pub mod guard;
 pub mod handler;
 pub mod headers;
 pub mod limits;
 pub mod live;
+pub mod pipe;
+pub mod rate;
 pub mod server;
+pub mod shed;
 pub mod tunnel;
 pub mod upstream;
+pub mod wsframe;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,7 +45,7 @@ use crate::metrics::Metrics;
 use crate::router::{Env, KeySource, Router};
 
 pub use body::RespBody;
-pub use server::{serve, serve_live};
+pub use server::{bind, serve, serve_live, Conn};
 
 /// Everything the data path shares, built once at start (and on a config reload).
 #[derive(Debug)]
@@ -43,6 +54,9 @@ pub struct Proxy {
     pub metrics: Arc<Metrics>,
     pub tunnels: Arc<tunnel::Tunnels>,
     pools: [upstream::Pool; 3],
+    guards: [admission::EnvGuard; 3],
+    shed: shed::ShedAnswers,
+    drain_rate: f64,
     budget: budget::RetryBudget,
     key_sources: Vec<KeySource>,
     override_header: HeaderName,
@@ -53,12 +67,20 @@ pub struct Proxy {
 
 impl Proxy {
     pub fn new(cfg: &Config, router: Arc<Router>, metrics: Arc<Metrics>) -> Proxy {
+        let origin = Instant::now();
         Proxy {
+            guards: Env::ALL
+                .map(|env| admission::EnvGuard::new(env, cfg.protect(env), &metrics, origin)),
+            shed: shed::ShedAnswers::new(
+                cfg.protection.page.as_deref(),
+                cfg.protection.retry_after_s,
+            ),
+            drain_rate: cfg.protection.drain_rate,
             router,
             metrics,
             tunnels: Arc::new(tunnel::Tunnels::default()),
             pools: Env::ALL.map(|env| upstream::Pool::new(env, cfg.env(env))),
-            budget: budget::RetryBudget::new(cfg.retry_budget, Instant::now()),
+            budget: budget::RetryBudget::new(cfg.retry_budget, origin),
             key_sources: cfg.user_key.clone(),
             override_header: cfg.override_header.clone(),
             override_secret_header: cfg.override_secret_header.clone(),
@@ -72,5 +94,10 @@ impl Proxy {
 
     fn pool(&self, env: Env) -> &upstream::Pool {
         &self.pools[env as usize]
+    }
+
+    /// The admission control and new-session rate of `env`.
+    pub fn guard(&self, env: Env) -> &admission::EnvGuard {
+        &self.guards[env as usize]
     }
 }

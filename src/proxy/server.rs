@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,44 @@ use super::guard::{self, BodyWatch, BODY_WATCH};
 use super::limits::Limits;
 use super::live::Live;
 use super::Proxy;
+
+/// Accept-queue length asked of the kernel for the client listener (capped by
+/// `net.core.somaxconn`). The default of `TcpListener::bind` is 128: a reconnect storm of a
+/// thousand clients would overflow it, and each dropped SYN comes back only after a 1 s (then
+/// 3 s) retransmit — a herd made worse by the listener itself.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind the client listener on `addr` with [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// What the proxy knows about one client connection.
+///
+/// A connection is a new session until one of its requests has been let in by its env's
+/// new-session rate; requests on an established (keep-alive) connection need no token, so
+/// users already in are preferred over newcomers during a reconnect storm.
+#[derive(Debug, Default)]
+pub struct Conn {
+    established: AtomicBool,
+}
+
+impl Conn {
+    pub fn established(&self) -> bool {
+        self.established.load(Relaxed)
+    }
+
+    pub fn establish(&self) {
+        self.established.store(true, Relaxed);
+    }
+}
 
 /// Serve clients on `listener` with the default [`Limits`] until `shutdown` resolves.
 pub async fn serve(
@@ -51,6 +90,15 @@ pub async fn serve_live(
 ) {
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Open::default());
+    let drain = {
+        let proxy = live.load().proxy.clone();
+        tokio::spawn(super::drain::run(
+            proxy.tunnels.clone(),
+            proxy.router.clone(),
+            proxy.metrics.clone(),
+            proxy.drain_rate,
+        ))
+    };
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -74,11 +122,12 @@ pub async fn serve_live(
                 let activity = Activity::new();
                 let service = {
                     let (live, activity) = (live.clone(), activity.clone());
+                    let session = Arc::new(Conn::default());
                     service_fn(move |req| {
                         let busy = activity.begin();
-                        let live = live.clone();
+                        let (live, session) = (live.clone(), session.clone());
                         async move {
-                            let resp = one_request(&live, req, client).await;
+                            let resp = one_request(&live, req, client, &session).await;
                             Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
                         }
                     })
@@ -102,6 +151,7 @@ pub async fn serve_live(
         }
     }
     drop(listener);
+    drain.abort();
     let drain_timeout = live.load().drain_timeout;
     tracing::info!(?drain_timeout, "draining client connections");
     let start = tokio::time::Instant::now();
@@ -128,6 +178,7 @@ async fn one_request(
     live: &Live,
     req: Request<Incoming>,
     client: SocketAddr,
+    session: &Conn,
 ) -> Response<RespBody> {
     let current = live.load();
     if let Some(refused) = guard::check(&req, &current.limits) {
@@ -135,10 +186,9 @@ async fn one_request(
     }
     let watch = BodyWatch::new(current.limits.body_read_timeout);
     let proxy = current.proxy.clone();
-    let handled = BODY_WATCH.scope(
-        watch.clone(),
-        async move { proxy.handle(req, client).await },
-    );
+    let handled = BODY_WATCH.scope(watch.clone(), async move {
+        proxy.handle(req, client, session).await
+    });
     tokio::select! {
         // Checked first: once the body deadline fired, the attempt's failure is the client's
         // doing and must not be recorded against the env.

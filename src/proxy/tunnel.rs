@@ -3,31 +3,50 @@
 //! The upgrade request is forwarded like any other (with `Upgrade` and `Connection: upgrade`
 //! kept); when the env answers 101, both sides are upgraded and bytes are copied both ways
 //! until either side closes. Each open tunnel counts as `active` on its env and is registered
-//! in [`Tunnels`] so a shutdown can wait for tunnels (bounded by the drain timeout) and then
-//! close what is left.
+//! in [`Tunnels`] with its user key, so that
+//! - the drain ([`super::drain`]) can find tunnels whose user now belongs to the other env and
+//!   close them (WebSocket close `1012`, at a bounded rate) so they reconnect there;
+//! - a shutdown can wait for tunnels (bounded by the drain timeout) and then close the rest
+//!   (`1001`).
+//!
+//! The bytes themselves are copied by [`super::pipe`], which also closes a WebSocket politely.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
+use super::admission::Permit;
 use super::attempt::{self, Outgoing};
 use super::body::{ReqBody, RespBody};
 use super::handler::{proxy_error, status_outcome, ENV_HEADER};
+use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
 use super::Proxy;
 use crate::metrics::Scope;
-use crate::router::Env;
+use crate::router::{Env, RoutingTable};
 
-/// Open tunnels, per env, and the signal that closes them.
+/// Open tunnels: counts per env, who they belong to, and the signals that close them.
 #[derive(Debug)]
 pub struct Tunnels {
     open: [AtomicUsize; 3],
     close_all: watch::Sender<bool>,
+    entries: Mutex<HashMap<u64, Entry>>,
+    next_id: AtomicU64,
+    to_move: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The user key the tunnel was routed by; `None` when an override forced its env (such
+    /// a tunnel never moves).
+    key: Option<Box<[u8]>>,
+    env: Env,
+    close: Option<oneshot::Sender<()>>,
 }
 
 impl Default for Tunnels {
@@ -35,6 +54,9 @@ impl Default for Tunnels {
         Tunnels {
             open: Default::default(),
             close_all: watch::channel(false).0,
+            entries: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            to_move: AtomicU64::new(0),
         }
     }
 }
@@ -48,6 +70,12 @@ impl Tunnels {
         Env::ALL.iter().map(|e| self.open(*e)).sum()
     }
 
+    /// Open tunnels on an env their user no longer belongs to, still to be drained (as of
+    /// the drain's last look, less those it closed since).
+    pub fn misplaced(&self) -> u64 {
+        self.to_move.load(Relaxed)
+    }
+
     /// Wait until every tunnel has closed or `timeout` passed; then close the rest.
     /// Returns how many had to be closed.
     pub async fn drain(&self, timeout: Duration) -> usize {
@@ -59,18 +87,111 @@ impl Tunnels {
         let _ = self.close_all.send(true);
         left
     }
+
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        // A panic elsewhere cannot leave a map half-updated in a way that matters here.
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register(
+        self: &Arc<Self>,
+        env: Env,
+        key: Option<Box<[u8]>>,
+    ) -> (Registration, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Relaxed);
+        self.entries().insert(
+            id,
+            Entry {
+                key,
+                env,
+                close: Some(tx),
+            },
+        );
+        self.open[env as usize].fetch_add(1, SeqCst);
+        (
+            Registration {
+                tunnels: self.clone(),
+                id,
+                env,
+            },
+            rx,
+        )
+    }
+
+    /// The ids of tunnels `table` routes elsewhere; also sets [`Tunnels::misplaced`].
+    pub(super) fn scan(&self, table: &RoutingTable) -> Vec<u64> {
+        let ids: Vec<u64> = self
+            .entries()
+            .iter()
+            .filter(|(_, e)| e.close.is_some() && e.misplaced(table))
+            .map(|(id, _)| *id)
+            .collect();
+        self.to_move.store(ids.len() as u64, Relaxed);
+        ids
+    }
+
+    /// Signal tunnel `id` to close if `table` still routes its user elsewhere; its env if so.
+    pub(super) fn close_if_misplaced(&self, id: u64, table: &RoutingTable) -> Option<Env> {
+        let close = {
+            let mut entries = self.entries();
+            let e = entries.get_mut(&id)?;
+            if !e.misplaced(table) {
+                return None;
+            }
+            (e.close.take()?, e.env)
+        };
+        close.0.send(()).ok().map(|_| close.1)
+    }
+
+    /// One fewer tunnel left to move (the drain handled one).
+    pub(super) fn moved_one(&self) {
+        let _ = self
+            .to_move
+            .fetch_update(Relaxed, Relaxed, |n| Some(n.saturating_sub(1)));
+    }
+}
+
+impl Entry {
+    fn misplaced(&self, table: &RoutingTable) -> bool {
+        self.key
+            .as_deref()
+            .is_some_and(|k| table.route(k) != self.env)
+    }
+}
+
+/// Keeps a tunnel registered; unregisters on drop.
+struct Registration {
+    tunnels: Arc<Tunnels>,
+    id: u64,
+    env: Env,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.tunnels.entries().remove(&self.id);
+        self.tunnels.open[self.env as usize].fetch_sub(1, SeqCst);
+    }
 }
 
 /// Forward an upgrade request to `env` and, on 101, tunnel the two upgraded connections.
+/// `key` is the user key it was routed by (`None` when forced); `permit` is its admission slot,
+/// held for the handshake only.
 pub async fn open(
     proxy: &Arc<Proxy>,
     mut req: Request<Incoming>,
     client: SocketAddr,
     env: Env,
+    key: Option<Box<[u8]>>,
+    permit: Permit,
 ) -> Response<RespBody> {
     let start = Instant::now();
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
+    let websocket = parts
+        .headers
+        .get(http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     proxy.prepare_headers(&mut parts, client, true);
     let path = parts
         .uri
@@ -98,6 +219,7 @@ pub async fn open(
         }
     };
     let now = Instant::now();
+    proxy.guard(env).sample(start.elapsed(), now);
     let outcome = status_outcome(resp.status());
     proxy.metrics.record(scope, outcome, start.elapsed(), now);
     proxy
@@ -114,37 +236,45 @@ pub async fn open(
             Some(u) => RespBody::Upstream {
                 body,
                 _inflight: super::upstream::InflightGuard::new(&u, &proxy.metrics, env),
+                _permit: permit,
             },
             None => RespBody::empty(),
         };
         return Response::from_parts(rparts, body);
     }
+    drop(permit);
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
     let (mut rparts, _) = resp.into_parts();
     rparts
         .headers
         .insert(ENV_HEADER, http::HeaderValue::from_static(env.as_str()));
 
-    let tunnels = proxy.tunnels.clone();
-    let metrics = proxy.metrics.clone();
-    let mut close = tunnels.close_all.subscribe();
-    tunnels.open[env as usize].fetch_add(1, SeqCst);
-    let active = metrics.active_owned(scope);
+    let (registration, drained) = proxy.tunnels.register(env, key);
+    let mut close_all = proxy.tunnels.close_all.subscribe();
+    let active = proxy.metrics.active_owned(scope);
     tokio::spawn(async move {
         let _active = active;
-        let pipe = async {
-            let (c, u) = tokio::try_join!(client_upgrade, upstream_upgrade)?;
-            let (mut c, mut u) = (TokioIo::new(c), TokioIo::new(u));
-            tokio::io::copy_bidirectional(&mut c, &mut u).await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        let _registration = registration;
+        let stop = async move {
+            let drained = async {
+                match drained.await {
+                    Ok(()) => SERVICE_RESTART,
+                    // Unregistered without a signal: never stops this way.
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            let shutdown = async {
+                let _ = close_all.wait_for(|c| *c).await;
+                GOING_AWAY
+            };
+            tokio::select! {
+                code = drained => code,
+                code = shutdown => code,
+            }
         };
-        tokio::select! {
-            r = pipe => if let Err(e) = r {
-                tracing::debug!(env = %env, error = %e, "tunnel ended with an error");
-            },
-            _ = close.wait_for(|c| *c) => tracing::debug!(env = %env, "tunnel closed by drain"),
+        if let Err(e) = super::pipe::pipe(client_upgrade, upstream_upgrade, websocket, stop).await {
+            tracing::debug!(env = %env, error = %e, "tunnel ended with an error");
         }
-        tunnels.open[env as usize].fetch_sub(1, SeqCst);
     });
     Response::from_parts(rparts, RespBody::empty())
 }

@@ -161,13 +161,27 @@ impl RoutingTable {
 #[derive(Debug)]
 pub struct Router {
     table: ArcSwap<RoutingTable>,
+    /// Bumped after every publish, so watchers (the tunnel drain) wake on a change instead of
+    /// polling. The request path never touches it.
+    version: tokio::sync::watch::Sender<u64>,
 }
 
 impl Router {
     pub fn new(table: RoutingTable) -> Self {
         Router {
             table: ArcSwap::from_pointee(table),
+            version: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// A receiver that is marked changed after each later publish (its value: the count of
+    /// publishes so far).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.version.subscribe()
+    }
+
+    fn bump(&self) {
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     /// The current snapshot. Cheap; hold it only for the routing decision.
@@ -183,11 +197,13 @@ impl Router {
     /// Replace the snapshot. Callers that change state durably must persist first.
     pub fn publish(&self, table: RoutingTable) {
         self.table.store(Arc::new(table));
+        self.bump();
     }
 
     /// Publish the current table with a new weight.
     pub fn set_weight(&self, weight: Weight) {
         self.table.rcu(|t| t.with_weight(weight));
+        self.bump();
     }
 }
 
@@ -225,7 +241,10 @@ mod tests {
     #[test]
     fn router_swaps_snapshots() {
         let r = Router::new(RoutingTable::new(Weight::ZERO, "s"));
+        let mut seen = r.watch();
         r.set_weight(Weight::from_percent(30.0));
+        assert!(seen.has_changed().unwrap_or(false));
+        assert_eq!(*seen.borrow_and_update(), 1);
         assert_eq!(r.load().weight().bp(), 3000);
         assert_eq!(r.load().salt(), "s");
     }

@@ -113,6 +113,22 @@ fn title(status: Option<&Status>) -> Line<'static> {
         if s.tunnels_to_move > 0 {
             t.push_str(&format!("· {} tunnels to move ", s.tunnels_to_move));
         }
+        let p = &s.protection;
+        if p.shed > 0 {
+            t.push_str(&format!("· shed {} ", p.shed));
+            if p.waiting_room > 0 {
+                t.push_str(&format!("({} waiting room) ", p.waiting_room));
+            }
+        }
+        if p.tunnels_drained > 0 {
+            t.push_str(&format!("· drained {} ", p.tunnels_drained));
+        }
+        if p.budget_exhausted > 0 {
+            t.push_str(&format!(
+                "· retry budget spent ({} refused) ",
+                p.budget_exhausted
+            ));
+        }
     }
     Line::from(t)
 }
@@ -203,5 +219,24 @@ mod tests {
                 "width {w}"
             );
         }
+    }
+
+    #[test]
+    fn the_title_shows_what_herd_protection_did() {
+        let quiet = Status::default();
+        assert_eq!(title(Some(&quiet)).to_string(), " environments ");
+        let mut s = Status {
+            tunnels_to_move: 12,
+            ..Status::default()
+        };
+        s.protection.shed = 40;
+        s.protection.waiting_room = 7;
+        s.protection.tunnels_drained = 3;
+        s.protection.budget_exhausted = 2;
+        assert_eq!(
+            title(Some(&s)).to_string(),
+            " environments · 12 tunnels to move · shed 40 (7 waiting room) · drained 3 \
+             · retry budget spent (2 refused) "
+        );
     }
 }
