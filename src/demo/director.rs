@@ -238,7 +238,10 @@ mod tests {
     fn the_time_limit_ends_everything_and_brings_users_back() {
         let mut d = Director::new(Scenario::Herd, 1.0, Duration::from_secs(8));
         d.observe(5.0, &st(RunState::Running, 2), 0);
-        assert_eq!(d.observe(7.0, &st(RunState::Running, 2), 0), vec![Cue::Offline]);
+        assert_eq!(
+            d.observe(7.0, &st(RunState::Running, 2), 0),
+            vec![Cue::Offline]
+        );
         // The limit falls inside the outage: the users are brought back before the end.
         assert_eq!(
             d.observe(8.0, &st(RunState::Running, 2), 0),

@@ -39,6 +39,10 @@ pub async fn run_with(
     out: &mut (dyn Write + Send),
 ) -> Result<Summary, DemoError> {
     opts.validate()?;
+    let files = super::limits::raise_open_files(super::limits::WANTED_FILES);
+    if files.is_some_and(|f| f < 4 * opts.users as u64 + 512) {
+        tracing::warn!("only {files:?} open files allowed: a herd may run out of sockets");
+    }
     let scenario = opts.scenario;
     let [old, new, fallback] = scenario.profiles(opts.users);
     let world = World::start(old, new, fallback)
@@ -71,9 +75,10 @@ pub async fn run_with(
             _ => DemoError::ServerGone,
         });
     };
-    let actor = if opts.headless { "demo" } else { "console" };
-    let client = Client::new(&format!("http://{}", bound.admin), Some(token), actor)
-        .map_err(DemoError::Client)?;
+    let admin = format!("http://{}", bound.admin);
+    // The demo itself starts the run; the console (if any) acts as `console`.
+    let client = Client::new(&admin, Some(token.clone()), "demo").map_err(DemoError::Client)?;
+    let console_client = Client::new(&admin, Some(token), "console").map_err(DemoError::Client)?;
     if opts.headless {
         let _ = header(out, &opts, &world, &bound, admission);
     }
@@ -95,7 +100,7 @@ pub async fn run_with(
     let mut director = Director::new(scenario, opts.speed, opts.time_limit);
     let followed = follow(
         &opts,
-        &client,
+        (&client, &console_client),
         &world,
         &population,
         &mut director,
@@ -147,7 +152,7 @@ pub async fn run_with(
 #[allow(clippy::too_many_arguments)]
 async fn follow(
     opts: &DemoOptions,
-    client: &Client,
+    (client, console_client): (&Client, &Client),
     world: &World,
     population: &Population,
     director: &mut Director,
@@ -160,7 +165,7 @@ async fn follow(
         if opts.headless {
             std::future::pending::<()>().await;
         }
-        if let Err(e) = crate::console::run(client.clone()).await {
+        if let Err(e) = crate::console::run(console_client.clone()).await {
             tracing::error!("console: {e}");
         }
     };

@@ -52,7 +52,9 @@ pub const OUTAGE: Duration = Duration::from_secs(2);
 
 // OLD is one big CPU-bound server: far past its capacity it thrashes (collapse). NEW's and
 // FALLBACK's limit is a connection pool: past it requests wait for a connection and time out,
-// but the ones served are not slowed further.
+// but the ones served are not slowed further. Every instance turns requests away (503) past
+// three to four times its capacity: its accept queue is full. Ordinary bursts stay well under
+// that; a herd does not.
 const OLD: Profile = Profile {
     instances: 1,
     latency_ms: 20,
@@ -61,6 +63,7 @@ const OLD: Profile = Profile {
     collapse_pct: 100,
     pool_timeout_ms: 1000,
     max_connections: 0,
+    max_inflight: 120,
     pool_size: 40,
 };
 const NEW: Profile = Profile {
@@ -71,6 +74,7 @@ const NEW: Profile = Profile {
     collapse_pct: 0,
     pool_timeout_ms: 500,
     max_connections: 0,
+    max_inflight: 30,
     pool_size: 10,
 };
 const FALLBACK: Profile = Profile {
@@ -81,6 +85,7 @@ const FALLBACK: Profile = Profile {
     collapse_pct: 0,
     pool_timeout_ms: 500,
     max_connections: 0,
+    max_inflight: 32,
     pool_size: 8,
 };
 /// The user count the profiles are sized for; other counts scale every capacity.
@@ -203,6 +208,7 @@ fn scale(p: Profile, factor: f64) -> Profile {
     Profile {
         capacity: by(p.capacity),
         max_connections: by(p.max_connections),
+        max_inflight: by(p.max_inflight),
         pool_size: by(p.pool_size as usize) as u64,
         ..p
     }

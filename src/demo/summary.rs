@@ -131,6 +131,8 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
         .iter()
         .all(|e| e.peak_inflight <= e.limit);
     let as_expected = match f.scenario {
+        // Cut short by a person: nothing to judge.
+        _ if matches!(f.ended_by, Ending::Interrupted | Ending::Quit) => None,
         // The herd is survived when no env went past its limit, which needs the protection.
         Scenario::Herd => f.admission_control.then_some(peaks_within_limits),
         _ => Some(expected.contains(&f.final_state)),

@@ -69,7 +69,7 @@ pub struct Behaviour {
     pub slot_freed: Notify,
     /// Open WebSocket tunnels.
     pub tunnels: AtomicUsize,
-    /// Requests refused by the connection limit.
+    /// Requests refused by the connection limit or by `max_inflight`.
     pub rejected: AtomicU64,
     /// Requests that waited for a slot past the pool timeout.
     pub pool_timeouts: AtomicU64,
@@ -202,6 +202,7 @@ async fn answer(req: Request<Incoming>, name: &str, b: &Arc<Behaviour>) -> Respo
     }
     let limit = b.max_inflight.load(SeqCst);
     if limit > 0 && now > limit {
+        b.rejected.fetch_add(1, SeqCst);
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{{\"env\":\"{name}\",\"error\":\"overloaded\"}}"),

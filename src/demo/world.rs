@@ -31,6 +31,9 @@ pub struct Profile {
     pub pool_timeout_ms: u64,
     /// Hidden per-instance connection limit (requests in flight plus tunnels); 0 = none.
     pub max_connections: usize,
+    /// Requests in an instance (served and waiting) past which it answers 503 at once: its
+    /// accept queue is full. 0 = none.
+    pub max_inflight: usize,
     /// What `/healthz` reports as `pool_size` (the real config a pre-flight check could read).
     pub pool_size: u64,
 }
@@ -72,6 +75,7 @@ impl Group {
                 collapse_pct: AtomicU32::new(profile.collapse_pct),
                 pool_timeout_ms: AtomicU64::new(profile.pool_timeout_ms),
                 max_connections: AtomicUsize::new(profile.max_connections),
+                max_inflight: AtomicUsize::new(profile.max_inflight),
                 pool_size: AtomicU64::new(profile.pool_size),
                 env_inflight: Some(inflight.clone()),
                 ..Default::default()
