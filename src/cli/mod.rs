@@ -102,6 +102,31 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// The whole system on this machine: simulated environments and users, the real proxy and
+    /// control API, the demo plan, and an incident replayed (see docs/demo.md).
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// clean, connection-limit, half-capacity or herd
+    #[arg(long, default_value = "connection-limit")]
+    pub scenario: crate::demo::Scenario,
+    /// Print a progress line per second and a summary instead of the console
+    #[arg(long)]
+    pub headless: bool,
+    /// Also write the summary as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub summary_json: Option<PathBuf>,
+    /// Simulated users
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Time compression of the plan's holds, the rollback ramp and the scenario's timeline
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Seed of the users' random choices
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Args)]
@@ -124,7 +149,10 @@ pub enum PlanCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Console { .. }));
+    init_logging(matches!(
+        cli.command,
+        Command::Console { .. } | Command::Demo(_)
+    ));
     match cli.command {
         Command::Plan {
             command: PlanCommand::Check { files },
@@ -138,6 +166,7 @@ pub fn main() -> ExitCode {
             }
         }
         Command::Serve { config } => runtime(ops::serve(config)),
+        Command::Demo(args) => runtime(ops::demo(args)),
         other => runtime(ops::operator(other)),
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use super::{render, Command, Conn};
+use super::{render, Command, Conn, DemoArgs};
 use crate::client::{Client, ClientError};
 use crate::config::Config;
 
@@ -35,6 +35,51 @@ pub async fn serve(path: PathBuf) -> ExitCode {
             eprintln!("cutover: not started: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `cutover demo`: run it, print the summary, write it as JSON if asked.
+pub async fn demo(args: DemoArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let mut headless = args.headless;
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    if !headless && !interactive {
+        eprintln!("cutover demo: no interactive terminal for the console: running --headless");
+        headless = true;
+    }
+    let opts = crate::demo::DemoOptions {
+        scenario: args.scenario,
+        headless,
+        users: args.users,
+        speed: args.speed,
+        seed: args.seed,
+        ..Default::default()
+    };
+    let summary = match crate::demo::run(opts).await {
+        Ok(s) => s,
+        Err(e @ (crate::demo::DemoError::Users(_) | crate::demo::DemoError::Speed(_))) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(e) => {
+            eprintln!("cutover demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{summary}");
+    if let Some(path) = &args.summary_json {
+        let written = serde_json::to_string_pretty(&summary)
+            .map_err(|e| e.to_string())
+            .and_then(|json| std::fs::write(path, json + "\n").map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            eprintln!("error: cannot write the summary to {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    if summary.ended_by == crate::demo::Ending::Interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
@@ -90,7 +135,9 @@ pub async fn operator(cmd: Command) -> ExitCode {
         | Command::Approve(a)
         | Command::Rollback(a)
         | Command::Abort(a) => a.conn.clone(),
-        Command::Serve { .. } | Command::Plan { .. } => return ExitCode::FAILURE,
+        Command::Serve { .. } | Command::Plan { .. } | Command::Demo(_) => {
+            return ExitCode::FAILURE
+        }
     };
     let actor = if matches!(cmd, Command::Console { .. }) {
         "console"
@@ -141,7 +188,9 @@ pub async fn operator(cmd: Command) -> ExitCode {
         Command::Plans { .. } => client.plans().await.map(|p| render::plans(&p, json)),
         Command::Events { since, follow, .. } => events(&client, since, follow, json).await,
         Command::Console { .. } => return console(client).await,
-        Command::Serve { .. } | Command::Plan { .. } => return ExitCode::FAILURE,
+        Command::Serve { .. } | Command::Plan { .. } | Command::Demo(_) => {
+            return ExitCode::FAILURE
+        }
     };
     match result {
         Ok(text) => {

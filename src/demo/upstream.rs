@@ -8,6 +8,11 @@
 //! Knobs ([`Behaviour`], changeable while running): extra latency, a 5xx rate, a concurrency
 //! limit past which requests get 503 (or connections are refused while `refuse` is set), and a
 //! connection-listed response header a proxy must strip.
+//!
+//! Capacity model (all off by default, see [`super::capacity`]): `capacity` slots served at once
+//! with latency rising as they fill, a pool timeout past which a waiting request gets 500, and a
+//! per-instance connection limit (`max_connections`: requests in flight plus open WebSocket
+//! tunnels) past which requests get 503 at once — the way a pod's connection limit answers.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -24,9 +29,11 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
+
+use super::capacity::{self, Gauge};
 
 /// Live-tunable behaviour of a simulated environment.
 #[derive(Debug, Default)]
@@ -49,6 +56,31 @@ pub struct Behaviour {
     pub inflight: AtomicUsize,
     pub peak_inflight: AtomicUsize,
     pub served: AtomicU64,
+    /// Requests served at once (a database pool, worker threads); 0 = no capacity model.
+    pub capacity: AtomicUsize,
+    /// How long a request waits for a free slot before it is answered 500.
+    pub pool_timeout_ms: AtomicU64,
+    /// Extra service time with every slot busy, in percent of `latency_ms`.
+    pub slowdown_pct: AtomicU32,
+    /// Extra service time per `capacity` requests waiting beyond it, in percent of
+    /// `latency_ms` (congestion collapse; 0 = none).
+    pub collapse_pct: AtomicU32,
+    /// Connections in use (requests in flight plus open tunnels) past which a request is
+    /// answered 503 at once; 0 = unlimited.
+    pub max_connections: AtomicUsize,
+    /// Slots in use, and the signal that one was freed.
+    pub busy: AtomicUsize,
+    pub slot_freed: Notify,
+    /// Open WebSocket tunnels.
+    pub tunnels: AtomicUsize,
+    /// Requests refused by the connection limit or by `max_inflight`.
+    pub rejected: AtomicU64,
+    /// Requests that waited for a slot past the pool timeout.
+    pub pool_timeouts: AtomicU64,
+    /// Requests that found every slot busy and had to wait.
+    pub waited: AtomicU64,
+    /// In-flight gauge shared by every instance of one environment.
+    pub env_inflight: Option<Arc<Gauge>>,
 }
 
 /// A running simulated env. Dropping it does not stop it; call [`SimEnv::stop`].
@@ -62,12 +94,22 @@ pub struct SimEnv {
 impl SimEnv {
     /// Start `name` on `addr` (use port 0 for any free port).
     pub async fn start(name: &str, addr: SocketAddr) -> std::io::Result<SimEnv> {
-        let listener = TcpListener::bind(addr).await?;
-        let addr = listener.local_addr()?;
-        let behaviour = Arc::new(Behaviour {
+        let behaviour = Behaviour {
             pool_size: AtomicU64::new(40),
             ..Default::default()
-        });
+        };
+        SimEnv::start_with(name, addr, behaviour).await
+    }
+
+    /// Start `name` on `addr` with the given initial behaviour.
+    pub async fn start_with(
+        name: &str,
+        addr: SocketAddr,
+        behaviour: Behaviour,
+    ) -> std::io::Result<SimEnv> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let behaviour = Arc::new(behaviour);
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(accept_loop(
             listener,
@@ -135,26 +177,62 @@ async fn accept_loop(
 
 struct Inflight<'a>(&'a Behaviour);
 
+struct Tunnel<'a>(&'a Behaviour);
+
+impl Drop for Tunnel<'_> {
+    fn drop(&mut self) {
+        self.0.tunnels.fetch_sub(1, SeqCst);
+    }
+}
+
 impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         self.0.inflight.fetch_sub(1, SeqCst);
     }
 }
 
-async fn answer(req: Request<Incoming>, name: &str, b: &Behaviour) -> Response<Full<Bytes>> {
+async fn answer(req: Request<Incoming>, name: &str, b: &Arc<Behaviour>) -> Response<Full<Bytes>> {
     let now = b.inflight.fetch_add(1, SeqCst) + 1;
     let _guard = Inflight(b);
+    let _env_guard = b.env_inflight.as_deref().map(Gauge::enter);
     b.peak_inflight.fetch_max(now, SeqCst);
+    let max_connections = b.max_connections.load(SeqCst);
+    if max_connections > 0 && now + b.tunnels.load(SeqCst) > max_connections {
+        b.rejected.fetch_add(1, SeqCst);
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{{\"env\":\"{name}\",\"error\":\"connection limit\"}}"),
+        );
+    }
     let limit = b.max_inflight.load(SeqCst);
     if limit > 0 && now > limit {
+        b.rejected.fetch_add(1, SeqCst);
         return reply(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("{{\"env\":\"{name}\",\"error\":\"overloaded\"}}"),
         );
     }
+    let capacity = b.capacity.load(SeqCst);
+    let pool_timeout = Duration::from_millis(b.pool_timeout_ms.load(SeqCst));
+    let Some(_slot) =
+        capacity::acquire(&b.busy, &b.slot_freed, capacity, pool_timeout, &b.waited).await
+    else {
+        b.pool_timeouts.fetch_add(1, SeqCst);
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{{\"env\":\"{name}\",\"error\":\"pool timeout\"}}"),
+        );
+    };
     let latency = b.latency_ms.load(SeqCst);
     if latency > 0 {
-        tokio::time::sleep(Duration::from_millis(latency)).await;
+        let curve = capacity::Curve {
+            capacity,
+            slowdown_pct: b.slowdown_pct.load(SeqCst),
+            collapse_pct: b.collapse_pct.load(SeqCst),
+        };
+        let base = Duration::from_millis(latency);
+        let inflight = b.inflight.load(SeqCst);
+        tokio::time::sleep(capacity::service_time(base, inflight, curve)).await;
     }
     b.served.fetch_add(1, SeqCst);
     let permille = b.error_permille.load(SeqCst);
@@ -172,7 +250,7 @@ async fn answer(req: Request<Incoming>, name: &str, b: &Behaviour) -> Response<F
         );
     }
     if req.headers().contains_key(header::UPGRADE) {
-        return websocket(req, name);
+        return websocket(req, name, b.clone());
     }
     let method = req.method().to_string();
     let path = req
@@ -224,7 +302,7 @@ fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     r
 }
 
-fn websocket(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>> {
+fn websocket(mut req: Request<Incoming>, name: &str, b: Arc<Behaviour>) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get("sec-websocket-key").cloned() else {
         return reply(
             StatusCode::BAD_REQUEST,
@@ -236,6 +314,8 @@ fn websocket(mut req: Request<Incoming>, name: &str) -> Response<Full<Bytes>> {
     let name = name.to_owned();
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else { return };
+        b.tunnels.fetch_add(1, SeqCst);
+        let _tunnel = Tunnel(&b);
         let mut ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         let _ = ws

@@ -1,0 +1,365 @@
+//! The demo's summary: what happened, from the event log and the users' own counters.
+//!
+//! Owns: the [`Summary`] (its JSON form is what `--summary-json` writes and the tests read),
+//! building it from the run's events, and its text form. Must not touch: the server — the
+//! events come from the control API through the client, like any operator would read them.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::director::Ending;
+use super::headless::weight;
+use super::scenario::Scenario;
+use super::world::WorldReport;
+use crate::analyzer::judge::pct;
+use crate::api::Event;
+use crate::orchestrator::RunState;
+
+/// Event actions that are not decisions: the run's start and each tick of a rollback ramp.
+const NOT_DECISIONS: &[&str] = &["start", "ramp"];
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub scenario: Scenario,
+    pub story: String,
+    pub final_state: RunState,
+    pub final_weight: f64,
+    pub max_weight: f64,
+    /// Steps of the plan whose weight was reached.
+    pub steps_reached: usize,
+    pub steps_total: usize,
+    pub duration_s: f64,
+    pub ended_by: Ending,
+    pub speed: f64,
+    pub users: usize,
+    pub seed: u64,
+    /// Every HTTP request and WebSocket handshake the users made, retries included.
+    pub user_requests: u64,
+    pub user_failures: u64,
+    /// `user_failures / user_requests`.
+    pub user_error_rate: f64,
+    /// Failed attempts that were shed with `Retry-After`.
+    pub user_shed: u64,
+    pub ws_dropped: u64,
+    pub fault: Option<FaultReport>,
+    /// Automatic and operator decisions, oldest first.
+    pub decisions: Vec<Decision>,
+    /// Each env's peak in-flight, its limit, and what it refused or failed.
+    pub envs: WorldReport,
+    /// Whether the proxy ran with admission control (the herd's protection).
+    pub admission_control: bool,
+    /// No env ever had more requests in flight than its limit.
+    pub peaks_within_limits: bool,
+    /// Final states in which the scenario did what it shows; empty: no expectation.
+    pub expected: Vec<RunState>,
+    pub as_expected: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FaultReport {
+    pub what: String,
+    /// Seconds from the start of the run.
+    pub at_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// Seconds from the start of the run.
+    pub at_s: f64,
+    /// Seconds from the fault's start (negative: before it); `None` without a fault.
+    pub after_fault_s: Option<f64>,
+    pub actor: String,
+    pub action: String,
+    pub state: RunState,
+    pub weight: f64,
+    pub reason: String,
+}
+
+/// What the runner knows at the end, besides the events.
+pub struct Facts {
+    pub scenario: Scenario,
+    pub final_state: RunState,
+    pub final_weight: f64,
+    pub step_weights: Vec<f64>,
+    pub duration_s: f64,
+    pub ended_by: Ending,
+    pub speed: f64,
+    pub users: usize,
+    pub seed: u64,
+    pub user_requests: u64,
+    pub user_failures: u64,
+    pub user_shed: u64,
+    pub ws_dropped: u64,
+    /// The fault's words and its start, in seconds from the start of the run.
+    pub fault: Option<(String, f64)>,
+    pub envs: WorldReport,
+    pub admission_control: bool,
+    /// When the run started, milliseconds since the Unix epoch (events carry wall-clock time).
+    pub started_at_ms: u64,
+}
+
+/// Build the summary from the facts and the run's events.
+pub fn build(f: Facts, events: &[Event]) -> Summary {
+    let at = |e: &Event| e.at_ms.saturating_sub(f.started_at_ms) as f64 / 1000.0;
+    let round = |x: f64| (x * 100.0).round() / 100.0;
+    let fault_at = f.fault.as_ref().map(|(_, t)| *t);
+    let decisions: Vec<Decision> = events
+        .iter()
+        .filter(|e| !NOT_DECISIONS.contains(&e.action.as_str()))
+        .map(|e| Decision {
+            at_s: round(at(e)),
+            after_fault_s: fault_at.map(|t| round(at(e) - t)),
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            state: e.state,
+            weight: e.weight,
+            reason: e.reason.clone(),
+        })
+        .collect();
+    let max_weight = events
+        .iter()
+        .map(|e| e.weight)
+        .fold(f.final_weight, f64::max);
+    let steps_reached = f
+        .step_weights
+        .iter()
+        .filter(|w| **w <= max_weight + 1e-9)
+        .count();
+    let expected = f.scenario.expected();
+    let peaks_within_limits = [&f.envs.old, &f.envs.new, &f.envs.fallback]
+        .iter()
+        .all(|e| e.peak_inflight <= e.limit);
+    let as_expected = match f.scenario {
+        // Cut short by a person: nothing to judge.
+        _ if matches!(f.ended_by, Ending::Interrupted | Ending::Quit) => None,
+        // The herd is survived when no env went past its limit, which needs the protection.
+        Scenario::Herd => f.admission_control.then_some(peaks_within_limits),
+        _ => Some(expected.contains(&f.final_state)),
+    };
+    Summary {
+        scenario: f.scenario,
+        story: f.scenario.story().to_owned(),
+        final_state: f.final_state,
+        final_weight: f.final_weight,
+        max_weight,
+        steps_reached,
+        steps_total: f.step_weights.len(),
+        duration_s: round(f.duration_s),
+        ended_by: f.ended_by,
+        speed: f.speed,
+        users: f.users,
+        seed: f.seed,
+        user_requests: f.user_requests,
+        user_failures: f.user_failures,
+        user_error_rate: if f.user_requests == 0 {
+            0.0
+        } else {
+            f.user_failures as f64 / f.user_requests as f64
+        },
+        user_shed: f.user_shed,
+        ws_dropped: f.ws_dropped,
+        fault: f.fault.map(|(what, at_s)| FaultReport {
+            what,
+            at_s: round(at_s),
+        }),
+        decisions,
+        envs: f.envs,
+        admission_control: f.admission_control,
+        peaks_within_limits,
+        expected,
+        as_expected,
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f)?;
+        writeln!(
+            f,
+            "── summary: {} ─ {} after {:.1}s ({})",
+            self.scenario,
+            self.final_state,
+            self.duration_s,
+            match self.ended_by {
+                Ending::Settled => "settled",
+                Ending::TimeLimit => "time limit",
+                Ending::Interrupted => "interrupted",
+                Ending::Quit => "quit",
+            }
+        )?;
+        writeln!(
+            f,
+            "  steps     {} of {} reached, max weight {}%, now {}%",
+            self.steps_reached,
+            self.steps_total,
+            weight(self.max_weight),
+            weight(self.final_weight)
+        )?;
+        writeln!(
+            f,
+            "  users     {} users, {} requests, {} failed ({}%){}",
+            self.users,
+            self.user_requests,
+            self.user_failures,
+            pct(self.user_error_rate),
+            if self.user_shed > 0 {
+                format!(", {} shed with Retry-After", self.user_shed)
+            } else {
+                String::new()
+            }
+        )?;
+        match &self.fault {
+            Some(fr) => writeln!(f, "  fault     at {:.1}s: {}", fr.at_s, fr.what)?,
+            None => writeln!(f, "  fault     none")?,
+        }
+        writeln!(f, "  decisions")?;
+        if self.decisions.is_empty() {
+            writeln!(f, "    (none)")?;
+        }
+        for d in &self.decisions {
+            let after = d
+                .after_fault_s
+                .map(|s| format!(" ({s:+.1}s from the fault)"))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "    {:>5.1}s  {:<10} {:>5}%  by {}{after}",
+                d.at_s,
+                d.action,
+                weight(d.weight),
+                d.actor
+            )?;
+            writeln!(f, "            {}", d.reason)?;
+        }
+        writeln!(
+            f,
+            "  envs      peak in-flight / limit: old {}/{}, new {}/{}, fallback {}/{}",
+            self.envs.old.peak_inflight,
+            self.envs.old.limit,
+            self.envs.new.peak_inflight,
+            self.envs.new.limit,
+            self.envs.fallback.peak_inflight,
+            self.envs.fallback.limit
+        )?;
+        let refused = |r: &super::world::EnvReport| r.rejected + r.pool_timeouts;
+        writeln!(
+            f,
+            "            refused or timed out: old {}, new {}, fallback {}",
+            refused(&self.envs.old),
+            refused(&self.envs.new),
+            refused(&self.envs.fallback)
+        )?;
+        if self.scenario == Scenario::Herd {
+            writeln!(
+                f,
+                "  admission {}",
+                if self.admission_control {
+                    "on (max_inflight, queue, new sessions per second)"
+                } else {
+                    "OFF: this build's proxy does not know the admission-control keys"
+                }
+            )?;
+        }
+        match self.as_expected {
+            Some(true) => writeln!(f, "  outcome   as the scenario expects"),
+            Some(false) if self.scenario == Scenario::Herd => {
+                writeln!(f, "  outcome   NOT as expected: an env went past its limit")
+            }
+            Some(false) => writeln!(
+                f,
+                "  outcome   NOT as expected: wanted {}",
+                self.expected
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u64, at_ms: u64, action: &str, weight: f64, state: RunState) -> Event {
+        Event {
+            id,
+            at_ms,
+            actor: "analyzer".into(),
+            action: action.into(),
+            reason: format!("{action} because"),
+            run_id: Some(1),
+            state,
+            weight,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            scenario: Scenario::ConnectionLimit,
+            final_state: RunState::Paused,
+            final_weight: 50.0,
+            step_weights: vec![10.0, 25.0, 50.0, 100.0],
+            duration_s: 20.0,
+            ended_by: Ending::Settled,
+            speed: 1.0,
+            users: 200,
+            seed: 1,
+            user_requests: 1000,
+            user_failures: 10,
+            user_shed: 0,
+            ws_dropped: 0,
+            fault: Some(("first reject".into(), 12.0)),
+            envs: WorldReport::default(),
+            admission_control: false,
+            started_at_ms: 1_000_000,
+        }
+    }
+
+    #[test]
+    fn decisions_are_timed_from_the_start_and_the_fault() {
+        let events = vec![
+            event(1, 1_000_000, "start", 0.0, RunState::Running),
+            event(2, 1_005_000, "advance", 10.0, RunState::Running),
+            event(3, 1_010_000, "advance", 50.0, RunState::Running),
+            event(4, 1_014_500, "pause", 50.0, RunState::Paused),
+        ];
+        let s = build(facts(), &events);
+        let actions: Vec<&str> = s.decisions.iter().map(|d| d.action.as_str()).collect();
+        assert_eq!(actions, ["advance", "advance", "pause"]);
+        assert_eq!(s.decisions[2].at_s, 14.5);
+        assert_eq!(s.decisions[2].after_fault_s, Some(2.5));
+        assert_eq!(s.decisions[0].after_fault_s, Some(-7.0));
+        assert_eq!((s.max_weight, s.steps_reached, s.steps_total), (50.0, 3, 4));
+        assert!((s.user_error_rate - 0.01).abs() < 1e-12);
+        assert_eq!(s.as_expected, Some(true));
+        let text = s.to_string();
+        assert!(text.contains("pause"), "{text}");
+        assert!(text.contains("+2.5s from the fault"), "{text}");
+    }
+
+    #[test]
+    fn the_json_names_the_contract_fields() {
+        let s = build(facts(), &[]);
+        let v = serde_json::to_value(&s).expect("json");
+        for key in [
+            "scenario",
+            "final_state",
+            "max_weight",
+            "steps_reached",
+            "user_error_rate",
+            "decisions",
+            "envs",
+            "admission_control",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}: {v}");
+        }
+        assert_eq!(v["scenario"], "connection-limit");
+        assert_eq!(v["final_state"], "paused");
+        assert!(v["envs"]["new"]["peak_inflight"].is_u64());
+    }
+}
