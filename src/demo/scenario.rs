@@ -17,12 +17,10 @@ use super::world::Profile;
 use crate::orchestrator::RunState;
 use crate::router::Env;
 
-/// Admission control (the proxy's herd protection, branch `herd`) is configured for the herd
-/// scenario through the per-env keys in [`admission_lines`]. While the proxy does not know
-/// those keys yet, the demo runs the herd without them and says so in its summary
-/// (`admission_control: false`). Set this to `true` once they are merged: a config that refuses
-/// them is then an error, and the herd test asserts the env peaks unconditionally.
-pub const REQUIRE_ADMISSION_CONTROL: bool = false;
+/// Admission control (the proxy's herd protection) is configured for the herd scenario through
+/// the per-env keys in [`admission_lines`]; a config that refuses them is an error, and the herd
+/// test asserts the env peaks unconditionally.
+pub const REQUIRE_ADMISSION_CONTROL: bool = true;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
