@@ -1,0 +1,90 @@
+# Shared helpers for bench/*.sh (sourced, not run).
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$BENCH_DIR/.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/main/target}"
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# Install the given Debian packages for the commands that are missing ("cmd:package" pairs).
+ensure_tools() {
+    local missing=() pair
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# Wait until a TCP port on 127.0.0.1 accepts connections (10 s deadline).
+wait_port() {
+    local port=$1 i
+    for i in $(seq 1 200); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.05
+    done
+    log "port $port did not open"
+    return 1
+}
+
+# Wait (up to 10 min) until the 1-minute load average is below $1.
+wait_quiet() {
+    local max=$1 i load
+    for i in $(seq 1 60); do
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        if awk -v l="$load" -v m="$max" 'BEGIN { exit !(l < m) }'; then return 0; fi
+        log "load average $load >= $max (others compiling?); waiting"
+        sleep 10
+    done
+    log "load still high; going on anyway (recorded in the results)"
+}
+
+# Build the release binaries and copy them out of the shared target dir, so a parallel build
+# from another branch cannot swap them during the run. Prints the directory.
+build_release() {
+    local out=$1
+    shift
+    (cd "$REPO" && cargo build --release --bin cutover "$@" >&2)
+    mkdir -p "$out"
+    cp "$CARGO_TARGET_DIR/release/cutover" "$out/"
+    local a
+    for a in "$@"; do
+        [[ $a == --example ]] && continue
+        cp "$CARGO_TARGET_DIR/release/examples/$a" "$out/"
+    done
+}
+
+# Put file $3 into docs/benchmarks.md between the lines "<!-- $2:begin -->" and
+# "<!-- $2:end -->"; without those markers, append them at the end of section "## $1" (creating
+# the section when missing). Hand-written text around the markers stays.
+splice_generated() {
+    local title=$1 name=$2 body=$3 doc="$REPO/docs/benchmarks.md"
+    local begin="<!-- $name:begin -->" end="<!-- $name:end -->"
+    if [[ ! -f $doc ]]; then
+        printf '# Benchmarks\n\nMeasured by the scripts in `bench/`; re-run them to refresh the tables.\n\n' >"$doc"
+    fi
+    if ! grep -qxF "$begin" "$doc"; then
+        grep -qx "## $title" "$doc" || printf '## %s\n\n' "$title" >>"$doc"
+        awk -v title="## $title" -v b="$begin" -v e="$end" '
+            function flush() { if (in_sec && !done) { print b; print e; print ""; done = 1 } }
+            /^## / { if ($0 != title) flush(); in_sec = ($0 == title) }
+            { print }
+            END { flush() }
+        ' "$doc" >"$doc.tmp"
+        mv "$doc.tmp" "$doc"
+    fi
+    awk -v b="$begin" -v e="$end" -v body="$body" '
+        $0 == b { print; while ((getline line < body) > 0) print line; skip = 1; next }
+        $0 == e { skip = 0 }
+        !skip { print }
+    ' "$doc" >"$doc.tmp"
+    mv "$doc.tmp" "$doc"
+}
+
+machine_facts() {
+    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores visible (\`nproc\`), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
+    echo "- Kernel $(uname -r); $(rustc --version)"
+}

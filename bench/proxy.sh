@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Data-path benchmark (issue 2): cutover against NGINX and HAProxy doing the same sticky 50/50
+# split by `x-user-id`, and against the upstream directly, all on loopback with the same wrk
+# settings. Writes bench/results/proxy-*.txt (raw wrk outputs) and the section "## Data path"
+# of docs/benchmarks.md.
+#
+#   bench/proxy.sh                       # defaults below
+#   DURATION=30s CONNS=128 ROUNDS=5 UPSTREAM=sim bench/proxy.sh
+#
+# UPSTREAM=static (default) uses examples/bench_upstream.rs (a fixed answer);
+# UPSTREAM=sim uses the simulated envs of examples/upstream.rs (JSON echo of every request).
+set -euo pipefail
+
+source "$(dirname "$0")/lib.sh"
+
+DURATION=${DURATION:-15s}
+WARMUP=${WARMUP:-3s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-3}
+UPSTREAM=${UPSTREAM:-static}
+MAX_LOAD=${MAX_LOAD:-1.0}
+TARGETS=${TARGETS:-direct cutover nginx haproxy}
+BASE=${BASE:-19101}                   # upstreams: old BASE, new BASE+1, fallback BASE+2
+P_CUTOVER=19180 P_ADMIN=19190 P_NGINX=19181 P_HAPROXY=19182
+RESULTS="$BENCH_DIR/results"
+WORK=$(mktemp -d /tmp/cutover-bench.XXXXXX)
+PIDS=()
+
+cleanup() {
+    local p
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ensure_tools wrk:wrk nginx:nginx-light haproxy:haproxy curl:curl jq:jq
+log "building release binaries"
+case $UPSTREAM in
+    static) UPSTREAM_BIN=bench_upstream ;;
+    sim) UPSTREAM_BIN=upstream ;;
+    *) log "UPSTREAM must be static or sim"; exit 2 ;;
+esac
+build_release "$WORK/bin" --example "$UPSTREAM_BIN"
+mkdir -p "$RESULTS"
+
+# ---------------------------------------------------------------- upstreams and proxies
+"$WORK/bin/$UPSTREAM_BIN" "$BASE" >"$WORK/upstream.log" 2>&1 &
+PIDS+=($!)
+UPSTREAM_PID=$!
+wait_port "$BASE"; wait_port $((BASE + 1)); wait_port $((BASE + 2))
+
+export CUTOVER_TOKEN=bench-token
+cat >"$WORK/cutover.toml" <<EOF
+[listen]
+addr = "127.0.0.1:$P_CUTOVER"
+[admin]
+addr = "127.0.0.1:$P_ADMIN"
+[store]
+path = "store"
+[envs.old]
+upstreams = ["127.0.0.1:$BASE"]
+[envs.new]
+upstreams = ["127.0.0.1:$((BASE + 1))"]
+[envs.fallback]
+upstreams = ["127.0.0.1:$((BASE + 2))"]
+[routing]
+user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
+EOF
+CUTOVER_LOG=${CUTOVER_LOG:-info} "$WORK/bin/cutover" serve --config "$WORK/cutover.toml" \
+    >"$WORK/cutover.out" 2>"$WORK/cutover.err" &
+PIDS+=($!)
+CUTOVER_PID=$!
+wait_port $P_ADMIN; wait_port $P_CUTOVER
+curl -fsS -X POST -H "Authorization: Bearer $CUTOVER_TOKEN" -H 'content-type: application/json' \
+    -d '{"weight": 50}' "http://127.0.0.1:$P_ADMIN/v1/weight" >/dev/null
+weight=$(curl -fsS -H "Authorization: Bearer $CUTOVER_TOKEN" "http://127.0.0.1:$P_ADMIN/v1/status" | jq .weight)
+log "cutover weight: $weight"
+
+mkdir -p "$WORK/nginx"
+cat >"$WORK/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes auto;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    # Sticky weighted split on the user key, like cutover's bucket < weight.
+    split_clients "\${http_x_user_id}" \$backend { 50% new; * old; }
+    upstream old { server 127.0.0.1:$BASE; keepalive 256; }
+    upstream new { server 127.0.0.1:$((BASE + 1)); keepalive 256; }
+    server {
+        listen 127.0.0.1:$P_NGINX backlog=4096;
+        location / {
+            proxy_pass http://\$backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            add_header x-served-by \$backend;
+        }
+    }
+}
+EOF
+nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" &
+PIDS+=($!)
+NGINX_PID=$!
+wait_port $P_NGINX
+
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    maxconn 8000
+    nbthread $(nproc)
+defaults
+    mode http
+    timeout connect 1s
+    timeout client 30s
+    timeout server 30s
+    option http-keep-alive
+    option forwardfor
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:$P_HAPROXY
+    default_backend be
+backend be
+    # Sticky weighted split on the user key: consistent hash of x-user-id over equal weights.
+    balance hdr(x-user-id)
+    hash-type consistent
+    http-response set-header x-served-by %s
+    server old 127.0.0.1:$BASE weight 50
+    server new 127.0.0.1:$((BASE + 1)) weight 50
+EOF
+haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+PIDS+=($!)
+HAPROXY_PID=$!
+wait_port $P_HAPROXY
+
+port_of() {
+    case $1 in
+        direct) echo "$BASE" ;;
+        cutover) echo $P_CUTOVER ;;
+        nginx) echo $P_NGINX ;;
+        haproxy) echo $P_HAPROXY ;;
+    esac
+}
+pids_of() {
+    case $1 in
+        direct) echo "$UPSTREAM_PID" ;;
+        cutover) echo "$CUTOVER_PID" ;;
+        nginx) echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true) ;;
+        haproxy) echo "$HAPROXY_PID" ;;
+    esac
+}
+# CPU time (clock ticks, user + system) used so far by the given processes, threads included.
+cpu_ticks() {
+    local total=0 p
+    for p in "$@"; do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    done
+    echo $total
+}
+
+# Which env 200 users land on through each proxy (the split really is 50/50 and sticky).
+split_check() {
+    local port=$1 i
+    for i in $(seq 1 200); do
+        curl -fsS -H "x-user-id: user-$i" "http://127.0.0.1:$port/split" | jq -r .env
+    done | sort | uniq -c | tr '\n' ' '
+}
+SPLITS=""
+for t in cutover nginx haproxy; do
+    s=$(split_check "$(port_of $t)")
+    log "split via $t: $s"
+    SPLITS+="| $t | $s |"$'\n'
+done
+
+cat >"$WORK/users.lua" <<'EOF'
+-- A different x-user-id on every request, cycling through 100000 users.
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["x-user-id"] = "user-" .. (n % 100000)
+  return wrk.format(nil, "/api/items?page=1")
+end
+EOF
+
+# ------------------------------------------------------------------------------- runs
+to_ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.3f", v }' <<<"$1"; }
+HZ=$(getconf CLK_TCK)
+STAMP=$(date -u +%Y-%m-%dT%H:%MZ)
+: >"$WORK/rows"
+for round in $(seq 1 "$ROUNDS"); do
+    for t in $TARGETS; do
+        wait_quiet "$MAX_LOAD"
+        port=$(port_of "$t")
+        url="http://127.0.0.1:$port/"
+        wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$WORK/users.lua" "$url" >/dev/null
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        read -r -a pids <<<"$(pids_of "$t")"
+        c0=$(cpu_ticks "${pids[@]}")
+        out="$RESULTS/proxy-$UPSTREAM-$t-$round.txt"
+        wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$WORK/users.lua" "$url" >"$out"
+        c1=$(cpu_ticks "${pids[@]}")
+        echo "load before run: $load; cpu ticks of $t: $((c1 - c0)) at $HZ Hz" >>"$out"
+        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        reqs=$(awk '/requests in/ {print $1}' "$out")
+        p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
+        p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+        bad=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print "sock:" $0}' "$out" | tr '\n' ' ')
+        cpu_us=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
+        echo "$t $round $rps $p50 $p99 $cpu_us $load ${bad:-0}" >>"$WORK/rows"
+        log "$t round $round: $rps rps, p50 $p50 ms, p99 $p99 ms, proxy cpu $cpu_us us/req, errors ${bad:-0}"
+    done
+done
+cp "$WORK/rows" "$RESULTS/proxy-$UPSTREAM-rows.txt"
+grep -v ' INFO ' "$WORK/cutover.err" | head -20 >&2 || true
+
+# ------------------------------------------------------------------------------- report
+# Per target: the round with the median rps (its p50/p99 are shown), and the rps range.
+summary() {
+    local t=$1
+    awk -v t="$t" '$1 == t' "$WORK/rows" | sort -k3,3n | awk -v r="$ROUNDS" '
+        { rps[NR] = $3; line[NR] = $0 }
+        END { m = int((NR + 1) / 2); print line[m], rps[1], rps[NR] }'
+}
+direct_rps=$(summary direct | awk '{print $3}')
+direct_p99=$(summary direct | awk '{print $5}')
+section="$WORK/section.md"
+{
+    echo "Measured $STAMP by \`bench/proxy.sh\` (upstream: \`$UPSTREAM\`)."
+    echo
+    echo "- wrk 4.1 \`-t$THREADS -c$CONNS -d$DURATION --latency\` after a $WARMUP warm-up, each request with its own"
+    echo "  \`x-user-id\` (cycling through 100000 users, \`bench/results\` has the Lua script inline in"
+    echo "  \`bench/proxy.sh\`); $ROUNDS rounds, targets interleaved; the row shows the round with the"
+    echo "  median rps (its p50/p99), the rps range over the rounds, and the proxy's CPU time per request."
+    echo "- Everything on one machine: wrk, the proxy under test and the upstreams share its cores, so"
+    echo "  a proxy that needs less CPU per request leaves more to wrk and the upstream. The CPU column"
+    echo "  is the fairer efficiency measure; rps is what the issue asks for."
+    echo "- Same split everywhere: 50% of users to NEW by a sticky hash of \`x-user-id\`, keep-alive"
+    echo "  connections to the upstreams, \`X-Forwarded-For\` set and a served-by response header added."
+    echo "  cutover: \`cutover serve\`, weight 50 set through \`POST /v1/weight\`, log level"
+    echo "  \`${CUTOVER_LOG:-info}\`, default tokio runtime ($(nproc) workers). NGINX $(nginx -v 2>&1 | sed 's|.*/||'):"
+    echo "  \`split_clients\` on \`\$http_x_user_id\`, \`keepalive 256\` pools, \`worker_processes auto\`,"
+    echo "  no access log. HAProxy $(haproxy -v | awk 'NR == 1 {print $3}'): \`balance hdr(x-user-id)\` + \`hash-type consistent\`,"
+    echo "  equal weights, \`http-reuse always\`, \`nbthread $(nproc)\`, no log."
+    echo
+    echo "| target | rps | rps range | p50 ms | p99 ms | rps / direct | p99 / direct | proxy CPU µs/req | errors | load avg |"
+    echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+    for t in $TARGETS; do
+        summary "$t" | awk -v dr="$direct_rps" -v dp="$direct_p99" '{
+            printf "| %s | %.0f | %.0f–%.0f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s |\n",
+                $1, $3, $(NF-1), $NF, $4, $5, $3 / dr, $5 / dp, $6, $8, $7 }'
+    done
+    echo
+    echo "The direct row's CPU column is the upstream's own CPU per request."
+    echo "Split check (200 users, one request each, body names the env):"
+    echo
+    echo "| proxy | users per env |"
+    echo "| --- | --- |"
+    printf '%s' "$SPLITS"
+    echo
+    echo "Machine:"
+    echo
+    machine_facts
+    echo "- wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}'), $(nginx -v 2>&1 | sed 's/.*: //'), HAProxy $(haproxy -v | awk 'NR == 1 {print $3}')"
+    echo "- Raw wrk outputs: \`bench/results/proxy-$UPSTREAM-<target>-<round>.txt\`."
+} >"$section"
+cp "$section" "$RESULTS/proxy-$UPSTREAM.md"
+log "results in $RESULTS/proxy-$UPSTREAM.md"
+cat "$section"
+splice_generated "Data path" "proxy-$UPSTREAM" "$section"
+log "docs/benchmarks.md updated"
