@@ -30,16 +30,32 @@ wait_port() {
     return 1
 }
 
-# Wait (up to 10 min) until the 1-minute load average is below $1.
-wait_quiet() {
-    local max=$1 i load
-    for i in $(seq 1 60); do
-        load=$(cut -d' ' -f1 /proc/loadavg)
-        if awk -v l="$load" -v m="$max" 'BEGIN { exit !(l < m) }'; then return 0; fi
-        log "load average $load >= $max (others compiling?); waiting"
-        sleep 10
+# Share (0..1) of all cores busy over the next $1 seconds (default 2), from /proc/stat.
+cpu_busy() {
+    local a b
+    a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
+    sleep "${1:-2}"
+    b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " ");
+        busy = y[1] - x[1]; idle = y[2] - x[2]; printf "%.2f", busy / (busy + idle + 1e-9) }'
+}
+
+# Wait (up to $IDLE_WAIT seconds, default 300) until other processes leave the cores mostly
+# idle: busy share below $1 over 2 s (with nothing of ours running, that is everybody else:
+# compilers, tests). Prints the last busy share measured.
+wait_idle() {
+    local max=$1 i busy
+    for i in $(seq 1 $((${IDLE_WAIT:-300} / 5))); do
+        busy=$(cpu_busy 2)
+        if awk -v b="$busy" -v m="$max" 'BEGIN { exit !(b < m) }'; then
+            echo "$busy"
+            return 0
+        fi
+        log "cores $busy busy (others compiling?); waiting for < $max"
+        sleep 3
     done
-    log "load still high; going on anyway (recorded in the results)"
+    log "still busy; going on anyway (recorded in the results)"
+    echo "$busy"
 }
 
 # Build the release binaries and copy them out of the shared target dir, so a parallel build

@@ -19,10 +19,10 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 UPSTREAM=${UPSTREAM:-static}
-MAX_LOAD=${MAX_LOAD:-1.0}
-TARGETS=${TARGETS:-direct cutover nginx haproxy}
+MAX_BUSY=${MAX_BUSY:-0.25}          # wait until others use less than this share of the cores
+TARGETS=${TARGETS:-direct cutover bare nginx haproxy}
 BASE=${BASE:-19101}                   # upstreams: old BASE, new BASE+1, fallback BASE+2
-P_CUTOVER=19180 P_ADMIN=19190 P_NGINX=19181 P_HAPROXY=19182
+P_CUTOVER=19180 P_ADMIN=19190 P_NGINX=19181 P_HAPROXY=19182 P_BARE=19183
 RESULTS="$BENCH_DIR/results"
 WORK=$(mktemp -d /tmp/cutover-bench.XXXXXX)
 PIDS=()
@@ -42,7 +42,7 @@ case $UPSTREAM in
     sim) UPSTREAM_BIN=upstream ;;
     *) log "UPSTREAM must be static or sim"; exit 2 ;;
 esac
-build_release "$WORK/bin" --example "$UPSTREAM_BIN"
+build_release "$WORK/bin" --example "$UPSTREAM_BIN" --example bare_proxy
 mkdir -p "$RESULTS"
 
 # ---------------------------------------------------------------- upstreams and proxies
@@ -77,6 +77,13 @@ curl -fsS -X POST -H "Authorization: Bearer $CUTOVER_TOKEN" -H 'content-type: ap
     -d '{"weight": 50}' "http://127.0.0.1:$P_ADMIN/v1/weight" >/dev/null
 weight=$(curl -fsS -H "Authorization: Bearer $CUTOVER_TOKEN" "http://127.0.0.1:$P_ADMIN/v1/status" | jq .weight)
 log "cutover weight: $weight"
+
+# The same hyper stack with no cutover logic (examples/bare_proxy.rs): the floor of the stack.
+"$WORK/bin/bare_proxy" "127.0.0.1:$P_BARE" "127.0.0.1:$BASE" "127.0.0.1:$((BASE + 1))" \
+    >"$WORK/bare.log" 2>&1 &
+PIDS+=($!)
+BARE_PID=$!
+wait_port $P_BARE
 
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -145,6 +152,7 @@ port_of() {
     case $1 in
         direct) echo "$BASE" ;;
         cutover) echo $P_CUTOVER ;;
+        bare) echo $P_BARE ;;
         nginx) echo $P_NGINX ;;
         haproxy) echo $P_HAPROXY ;;
     esac
@@ -153,6 +161,7 @@ pids_of() {
     case $1 in
         direct) echo "$UPSTREAM_PID" ;;
         cutover) echo "$CUTOVER_PID" ;;
+        bare) echo "$BARE_PID" ;;
         nginx) echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true) ;;
         haproxy) echo "$HAPROXY_PID" ;;
     esac
@@ -174,7 +183,7 @@ split_check() {
     done | sort | uniq -c | tr '\n' ' '
 }
 SPLITS=""
-for t in cutover nginx haproxy; do
+for t in cutover bare nginx haproxy; do
     s=$(split_check "$(port_of $t)")
     log "split via $t: $s"
     SPLITS+="| $t | $s |"$'\n'
@@ -193,29 +202,61 @@ EOF
 # ------------------------------------------------------------------------------- runs
 to_ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.3f", v }' <<<"$1"; }
 HZ=$(getconf CLK_TCK)
+TIMEFORMAT='%U %S'
+# Busy clock ticks of all cores together, from /proc/stat.
+busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+HAVE_PERF=0
+if perf stat -e instructions:u true >/dev/null 2>&1; then HAVE_PERF=1; fi
 STAMP=$(date -u +%Y-%m-%dT%H:%MZ)
 : >"$WORK/rows"
 for round in $(seq 1 "$ROUNDS"); do
     for t in $TARGETS; do
-        wait_quiet "$MAX_LOAD"
+        busy=$(wait_idle "$MAX_BUSY")
         port=$(port_of "$t")
         url="http://127.0.0.1:$port/"
         wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$WORK/users.lua" "$url" >/dev/null
         load=$(cut -d' ' -f1 /proc/loadavg)
         read -r -a pids <<<"$(pids_of "$t")"
         c0=$(cpu_ticks "${pids[@]}")
+        up0=$(cpu_ticks "$UPSTREAM_PID")
+        all0=$(busy_ticks)
         out="$RESULTS/proxy-$UPSTREAM-$t-$round.txt"
-        wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$WORK/users.lua" "$url" >"$out"
+        run_wrk=(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$WORK/users.lua" "$url")
+        if ((HAVE_PERF)); then
+            # Instructions retired by the proxy's processes: unlike time, barely moved by
+            # whatever else the machine is doing.
+            { time perf stat -x, -e instructions:u,instructions:k -p "$(IFS=,; echo "${pids[*]}")" \
+                -o "$WORK/perf.csv" -- "${run_wrk[@]}" >"$out"; } 2>"$WORK/time.txt"
+        else
+            { time "${run_wrk[@]}" >"$out"; } 2>"$WORK/time.txt"
+        fi
         c1=$(cpu_ticks "${pids[@]}")
-        echo "load before run: $load; cpu ticks of $t: $((c1 - c0)) at $HZ Hz" >>"$out"
-        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        up1=$(cpu_ticks "$UPSTREAM_PID")
+        all1=$(busy_ticks)
+        # What everybody else used while the round ran: all busy time minus the proxy, the
+        # upstream and wrk, as a share of all cores over the round.
+        ours=$(((c1 - c0) + (up1 - up0)))
+        [[ $t == direct ]] && ours=$((c1 - c0))
+        others=$(awk -v all=$((all1 - all0)) -v ours="$ours" -v hz="$HZ" -v n="$(nproc)" \
+            -v w="$(tail -1 "$WORK/time.txt")" -v d="${DURATION%s}" \
+            'BEGIN { split(w, x, " "); o = (all - ours) / hz - x[1] - x[2]; if (o < 0) o = 0;
+                     printf "%.2f", o / (d * n) }')
         reqs=$(awk '/requests in/ {print $1}' "$out")
+        instr="-"
+        if ((HAVE_PERF)); then
+            instr=$(awk -F, -v n="$reqs" '$3 ~ /^instructions:u/ {u = $1} $3 ~ /^instructions:k/ {k = $1}
+                END { printf "%.1fk+%.1fk", u / n / 1000, k / n / 1000 }' "$WORK/perf.csv")
+        fi
+        echo "others' cpu share before run: $busy, during: $others; load average: $load; cpu ticks of $t: $((c1 - c0)) at $HZ Hz; instructions per request (user+kernel): $instr" >>"$out"
+        rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
         p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$out")")
         p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-        bad=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print "sock:" $0}' "$out" | tr '\n' ' ')
+        non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
+        sockerr=$(awk '/Socket errors/ { s = 0; for (i = 3; i <= NF; i++) s += $i; print s }' "$out")
+        bad="${non2xx:-0}/${sockerr:-0}"
         cpu_us=$(awk -v t=$((c1 - c0)) -v hz="$HZ" -v n="$reqs" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
-        echo "$t $round $rps $p50 $p99 $cpu_us $load ${bad:-0}" >>"$WORK/rows"
-        log "$t round $round: $rps rps, p50 $p50 ms, p99 $p99 ms, proxy cpu $cpu_us us/req, errors ${bad:-0}"
+        echo "$t $round $rps $p50 $p99 $cpu_us $others $instr $bad" >>"$WORK/rows"
+        log "$t round $round: $rps rps, p50 $p50 ms, p99 $p99 ms, cpu $cpu_us us/req, instructions/req $instr, non-2xx/socket errors $bad, others' cpu before $busy, during $others"
     done
 done
 cp "$WORK/rows" "$RESULTS/proxy-$UPSTREAM-rows.txt"
@@ -235,10 +276,11 @@ section="$WORK/section.md"
 {
     echo "Measured $STAMP by \`bench/proxy.sh\` (upstream: \`$UPSTREAM\`)."
     echo
-    echo "- wrk 4.1 \`-t$THREADS -c$CONNS -d$DURATION --latency\` after a $WARMUP warm-up, each request with its own"
-    echo "  \`x-user-id\` (cycling through 100000 users, \`bench/results\` has the Lua script inline in"
-    echo "  \`bench/proxy.sh\`); $ROUNDS rounds, targets interleaved; the row shows the round with the"
-    echo "  median rps (its p50/p99), the rps range over the rounds, and the proxy's CPU time per request."
+    echo "- wrk \`-t$THREADS -c$CONNS -d$DURATION --latency\` after a $WARMUP warm-up; every request carries its own"
+    echo "  \`x-user-id\` (cycling through 100000 users; the Lua script is in \`bench/proxy.sh\`)."
+    echo "  $ROUNDS rounds, targets interleaved; a row shows the round with the median rps (with that"
+    echo "  round's p50/p99), the rps range over the rounds, and the CPU time (user + system) the"
+    echo "  proxy process used per request in that round."
     echo "- Everything on one machine: wrk, the proxy under test and the upstreams share its cores, so"
     echo "  a proxy that needs less CPU per request leaves more to wrk and the upstream. The CPU column"
     echo "  is the fairer efficiency measure; rps is what the issue asks for."
@@ -248,17 +290,22 @@ section="$WORK/section.md"
     echo "  \`${CUTOVER_LOG:-info}\`, default tokio runtime ($(nproc) workers). NGINX $(nginx -v 2>&1 | sed 's|.*/||'):"
     echo "  \`split_clients\` on \`\$http_x_user_id\`, \`keepalive 256\` pools, \`worker_processes auto\`,"
     echo "  no access log. HAProxy $(haproxy -v | awk 'NR == 1 {print $3}'): \`balance hdr(x-user-id)\` + \`hash-type consistent\`,"
-    echo "  equal weights, \`http-reuse always\`, \`nbthread $(nproc)\`, no log."
+    echo "  equal weights, \`http-reuse always\`, \`nbthread $(nproc)\`, no log. \`bare\`: examples/bare_proxy.rs,"
+    echo "  the hyper server + pooled hyper-util client cutover is built on, with nothing else (hash"
+    echo "  split only: no header rules, metrics, fallback or timeouts), same allocator (mimalloc)."
     echo
-    echo "| target | rps | rps range | p50 ms | p99 ms | rps / direct | p99 / direct | proxy CPU µs/req | errors | load avg |"
-    echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |"
+    echo "| target | rps | rps range | p50 ms | p99 ms | rps / direct | p99 / direct | CPU µs/req | instructions/req (user+kernel) | non-2xx / socket errors | others' CPU during |"
+    echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"
     for t in $TARGETS; do
         summary "$t" | awk -v dr="$direct_rps" -v dp="$direct_p99" '{
-            printf "| %s | %.0f | %.0f–%.0f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s |\n",
-                $1, $3, $(NF-1), $NF, $4, $5, $3 / dr, $5 / dp, $6, $8, $7 }'
+            printf "| %s | %.0f | %.0f–%.0f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %.0f%% |\n",
+                $1, $3, $(NF-1), $NF, $4, $5, $3 / dr, $5 / dp, $6, $8, $9, $7 * 100 }'
     done
     echo
-    echo "The direct row's CPU column is the upstream's own CPU per request."
+    echo "CPU and instructions are those of the proxy's processes (for \`direct\`: the upstream's);"
+    echo "\"Others' CPU\" is the share of both cores that other processes (parallel builds) used during"
+    echo "that round: rounds with a high share are slowed by them, which is why the instruction counts"
+    echo "(barely moved by other load) are the steadier measure of what each proxy costs."
     echo "Split check (200 users, one request each, body names the env):"
     echo
     echo "| proxy | users per env |"
