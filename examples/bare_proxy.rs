@@ -74,21 +74,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let (client, targets) = (client.clone(), [old.clone(), new.clone()]);
-        let service = service_fn(move |req| {
-            let (client, targets) = (client.clone(), targets.clone());
-            async move {
-                Ok::<_, Infallible>(match forward(client, targets, req).await {
-                    Ok(resp) => resp.map(http_body_util::Either::Left),
-                    Err(_) => {
-                        let mut r = Response::new(http_body_util::Either::Right(
-                            http_body_util::Empty::<bytes::Bytes>::new(),
-                        ));
-                        *r.status_mut() = http::StatusCode::BAD_GATEWAY;
-                        r
-                    }
-                })
-            }
-        });
+        let service =
+            service_fn(move |req| {
+                let (client, targets) = (client.clone(), targets.clone());
+                async move {
+                    Ok::<_, Infallible>(match forward(client, targets, req).await {
+                        Ok(resp) => resp.map(http_body_util::Either::Left),
+                        Err(_) => {
+                            let mut r = Response::new(http_body_util::Either::Right(
+                                http_body_util::Empty::<bytes::Bytes>::new(),
+                            ));
+                            *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                            r
+                        }
+                    })
+                }
+            });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
             .into_owned();
