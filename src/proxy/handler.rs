@@ -79,12 +79,7 @@ impl Proxy {
         }
 
         let (mut parts, body) = req.into_parts();
-        self.prepare_headers(&mut parts, client, false);
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        let path = self.prepare(&mut parts, client, false);
         let out = Outgoing {
             method: &parts.method,
             path: &path,
@@ -276,12 +271,14 @@ impl Proxy {
         }
     }
 
-    pub(super) fn prepare_headers(
+    /// Make a client's request head fit for the upstream (hop-by-hop headers dropped, Host
+    /// kept, forwarding headers set) and return the path and query to send it to.
+    pub(super) fn prepare(
         &self,
         parts: &mut http::request::Parts,
         client: SocketAddr,
         upgrade: bool,
-    ) {
+    ) -> http::uri::PathAndQuery {
         strip_hop_by_hop(&mut parts.headers, upgrade);
         if !parts.headers.contains_key(header::HOST) {
             // HTTP/2 clients send :authority instead of Host; upstreams speak HTTP/1.1.
@@ -300,6 +297,11 @@ impl Proxy {
             host.as_ref(),
             self.trust_forwarded,
         );
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
     }
 }
 

@@ -192,12 +192,7 @@ pub async fn open(
         .headers
         .get(http::header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    proxy.prepare_headers(&mut parts, client, true);
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    let path = proxy.prepare(&mut parts, client, true);
     let out = Outgoing {
         method: &parts.method,
         path: &path,
