@@ -217,14 +217,17 @@ fn scale(p: Profile, factor: f64) -> Profile {
 /// This is the one place to change when the keys are merged or renamed.
 pub fn admission_lines(env: Env, profile: &Profile) -> String {
     let total = profile.capacity * profile.instances;
-    let max_inflight = (total * 4 / 5).max(1);
+    let max_inflight = (total * 9 / 10).max(1);
     let sessions = match env {
         Env::Fallback => 20,
         Env::Old | Env::New => 100,
     };
+    // The burst covers a reconnect of the default population at once: the env's in-flight limit
+    // and queue are what protect it; the session rate only paces newcomers beyond that.
+    let burst = sessions * 2;
     format!(
         "max_inflight = {max_inflight}\nqueue_timeout = \"2s\"\n\
-         new_sessions_per_sec = {sessions}\nnew_sessions_burst = {sessions}\n"
+         new_sessions_per_sec = {sessions}\nnew_sessions_burst = {burst}\n"
     )
 }
 
