@@ -127,6 +127,10 @@ pub struct DemoArgs {
     /// Seed of the users' random choices
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Run the herd scenario without the proxy's herd protection (admission control,
+    /// new-session rates, waiting room), so the envs take the full herd; for comparison
+    #[arg(long)]
+    pub no_protection: bool,
 }
 
 #[derive(Debug, Args)]

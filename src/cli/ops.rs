@@ -53,11 +53,16 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
         users: args.users,
         speed: args.speed,
         seed: args.seed,
+        protection: !args.no_protection,
         ..Default::default()
     };
     let summary = match crate::demo::run(opts).await {
         Ok(s) => s,
-        Err(e @ (crate::demo::DemoError::Users(_) | crate::demo::DemoError::Speed(_))) => {
+        Err(
+            e @ (crate::demo::DemoError::Users(_)
+            | crate::demo::DemoError::Speed(_)
+            | crate::demo::DemoError::NoProtection(_)),
+        ) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_CONFIG);
         }

@@ -31,6 +31,7 @@ use thiserror::Error;
 
 pub use director::Ending;
 pub use scenario::Scenario;
+pub use setup::Protection;
 pub use summary::Summary;
 
 use crate::client::ClientError;
@@ -50,6 +51,9 @@ pub struct DemoOptions {
     pub seed: u64,
     /// A headless run ends by this time whatever the state.
     pub time_limit: Duration,
+    /// Run the scenario's herd protection (admission control, new-session rates, waiting
+    /// room); `false` (`--no-protection`) runs the very same scenario without it.
+    pub protection: bool,
 }
 
 impl Default for DemoOptions {
@@ -61,6 +65,7 @@ impl Default for DemoOptions {
             speed: 1.0,
             seed: 7,
             time_limit: Duration::from_secs(85),
+            protection: true,
         }
     }
 }
@@ -76,6 +81,9 @@ impl DemoOptions {
         if !SPEEDS.contains(&self.speed) {
             return Err(DemoError::Speed(self.speed));
         }
+        if !self.protection && !self.scenario.wants_admission() {
+            return Err(DemoError::NoProtection(self.scenario));
+        }
         Ok(())
     }
 }
@@ -86,6 +94,11 @@ pub enum DemoError {
     Users(usize),
     #[error("--speed must be between 0.25 and 10, got {0}")]
     Speed(f64),
+    #[error(
+        "--no-protection only applies to --scenario herd: scenario {0} runs without herd \
+         protection anyway"
+    )]
+    NoProtection(Scenario),
     #[error("cannot start the simulated environments: {0}")]
     World(std::io::Error),
     #[error("cannot prepare the demo's temporary directory: {0}")]

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use super::director::{Cue, Director, Ending};
 use super::headless::{event_line, note_line, progress_line};
 use super::scenario::Fault;
+use super::setup::Protection;
 use super::summary::{self, Facts, Summary};
 use super::users::Population;
 use super::world::{Profile, World};
@@ -55,8 +56,8 @@ pub async fn run_with(
         .map(char::from)
         .collect();
     std::fs::write(dir.path().join("admin.token"), &token).map_err(DemoError::TempDir)?;
-    let (cfg, admission) =
-        setup::config(&world, dir.path(), scenario).map_err(DemoError::Config)?;
+    let (cfg, protection) =
+        setup::config(&world, dir.path(), scenario, opts.protection).map_err(DemoError::Config)?;
 
     let (ready_tx, ready_rx) = oneshot::channel::<Bound>();
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -80,7 +81,7 @@ pub async fn run_with(
     let client = Client::new(&admin, Some(token.clone()), "demo").map_err(DemoError::Client)?;
     let console_client = Client::new(&admin, Some(token), "console").map_err(DemoError::Client)?;
     if opts.headless {
-        let _ = header(out, &opts, &world, &bound, admission);
+        let _ = header(out, &opts, &world, &bound, protection);
     }
 
     let population = Population::start(bound.proxy, scenario.mix(opts.users, opts.seed));
@@ -135,11 +136,13 @@ pub async fn run_with(
             user_failures: stats.failures.load(SeqCst),
             user_shed: stats.shed.load(SeqCst),
             ws_dropped: stats.ws_dropped.load(SeqCst),
+            user_p50_ms: stats.latency.quantile_ms(0.5),
+            user_p99_ms: stats.latency.quantile_ms(0.99),
             fault: director
                 .fault_at
                 .map(|t| (scenario.fault_words().to_owned(), t)),
             envs: world.report(),
-            admission_control: admission,
+            protection,
             started_at_ms,
         },
         &events,
@@ -232,7 +235,7 @@ fn header(
     opts: &DemoOptions,
     world: &World,
     bound: &Bound,
-    admission: bool,
+    protection: Protection,
 ) -> std::io::Result<()> {
     let env = |name: &str, p: &Profile| {
         let limit = if p.max_connections > 0 {
@@ -258,16 +261,17 @@ fn header(
         env("new", &world.new.profile),
         env("fallback", &world.fallback.profile)
     )?;
-    if opts.scenario.wants_admission() {
-        writeln!(
+    match protection {
+        Protection::NotUsed => {}
+        Protection::On => writeln!(out, "  admission control: on")?,
+        Protection::Off => writeln!(
             out,
-            "  admission control: {}",
-            if admission {
-                "on"
-            } else {
-                "OFF (this build's proxy does not know its keys)"
-            }
-        )?;
+            "  admission control: OFF (--no-protection): the envs take the full herd"
+        )?,
+        Protection::Unsupported => writeln!(
+            out,
+            "  admission control: OFF (this build's proxy does not know its keys)"
+        )?,
     }
     writeln!(
         out,

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use serde::Serialize;
 use toml_edit::{value, DocumentMut, Item};
 
 use super::scenario::{self, Scenario};
@@ -81,20 +82,48 @@ pub fn config_text(world: &World, dir: &Path, scenario: Scenario, admission: boo
     text
 }
 
-/// Parse the config; when the admission keys are refused and not required, parse it without
-/// them. Returns the config and whether admission control is on.
+/// Whether the proxy runs with the scenario's herd protection (admission control, new-session
+/// rates and, through them, the waiting room).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protection {
+    /// The scenario configures none.
+    NotUsed,
+    On,
+    /// Turned off on request (`--no-protection`): the envs take the full herd.
+    Off,
+    /// This build's config refused the keys (only when they are not required).
+    Unsupported,
+}
+
+impl Protection {
+    pub fn is_on(self) -> bool {
+        self == Protection::On
+    }
+}
+
+/// Parse the config; `protect`: configure the scenario's protection (if it has one). When the
+/// admission keys are refused and not required, parse it without them. Returns the config and
+/// the protection it runs with.
 pub fn config(
     world: &World,
     dir: &Path,
     scenario: Scenario,
-) -> Result<(Config, bool), ConfigError> {
-    let want = scenario.wants_admission();
-    match Config::parse(&config_text(world, dir, scenario, want), "demo.toml") {
-        Ok(cfg) => Ok((cfg, want)),
-        Err(e) if want && !scenario::REQUIRE_ADMISSION_CONTROL => {
+    protect: bool,
+) -> Result<(Config, Protection), ConfigError> {
+    let parse =
+        |admission| Config::parse(&config_text(world, dir, scenario, admission), "demo.toml");
+    if !scenario.wants_admission() {
+        return Ok((parse(false)?, Protection::NotUsed));
+    }
+    if !protect {
+        return Ok((parse(false)?, Protection::Off));
+    }
+    match parse(true) {
+        Ok(cfg) => Ok((cfg, Protection::On)),
+        Err(e) if !scenario::REQUIRE_ADMISSION_CONTROL => {
             tracing::warn!("admission control refused by this build ({e}); running without it");
-            let cfg = Config::parse(&config_text(world, dir, scenario, false), "demo.toml")?;
-            Ok((cfg, false))
+            Ok((parse(false)?, Protection::Unsupported))
         }
         Err(e) => Err(e),
     }

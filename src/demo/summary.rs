@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::director::Ending;
 use super::headless::weight;
 use super::scenario::Scenario;
+use super::setup::Protection;
 use super::world::WorldReport;
 use crate::analyzer::judge::pct;
 use crate::api::Event;
@@ -41,6 +42,10 @@ pub struct Summary {
     pub user_error_rate: f64,
     /// Failed attempts that were shed with `Retry-After`.
     pub user_shed: u64,
+    /// Median and 99th percentile of the users' short requests, from the first attempt until
+    /// served or given up (retries and their waits included), in milliseconds.
+    pub user_p50_ms: f64,
+    pub user_p99_ms: f64,
     pub ws_dropped: u64,
     pub fault: Option<FaultReport>,
     /// Automatic and operator decisions, oldest first.
@@ -49,6 +54,9 @@ pub struct Summary {
     pub envs: WorldReport,
     /// Whether the proxy ran with admission control (the herd's protection).
     pub admission_control: bool,
+    /// The herd protection: `not_used` by the scenario, `on`, `off` (`--no-protection`), or
+    /// `unsupported` by this build.
+    pub protection: Protection,
     /// No env ever had more requests in flight than its limit.
     pub peaks_within_limits: bool,
     /// Final states in which the scenario did what it shows; empty: no expectation.
@@ -91,10 +99,12 @@ pub struct Facts {
     pub user_failures: u64,
     pub user_shed: u64,
     pub ws_dropped: u64,
+    pub user_p50_ms: f64,
+    pub user_p99_ms: f64,
     /// The fault's words and its start, in seconds from the start of the run.
     pub fault: Option<(String, f64)>,
     pub envs: WorldReport,
-    pub admission_control: bool,
+    pub protection: Protection,
     /// When the run started, milliseconds since the Unix epoch (events carry wall-clock time).
     pub started_at_ms: u64,
 }
@@ -134,7 +144,7 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
         // Cut short by a person: nothing to judge.
         _ if matches!(f.ended_by, Ending::Interrupted | Ending::Quit) => None,
         // The herd is survived when no env went past its limit, which needs the protection.
-        Scenario::Herd => f.admission_control.then_some(peaks_within_limits),
+        Scenario::Herd => f.protection.is_on().then_some(peaks_within_limits),
         _ => Some(expected.contains(&f.final_state)),
     };
     Summary {
@@ -158,6 +168,8 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
             f.user_failures as f64 / f.user_requests as f64
         },
         user_shed: f.user_shed,
+        user_p50_ms: (f.user_p50_ms * 10.0).round() / 10.0,
+        user_p99_ms: (f.user_p99_ms * 10.0).round() / 10.0,
         ws_dropped: f.ws_dropped,
         fault: f.fault.map(|(what, at_s)| FaultReport {
             what,
@@ -165,7 +177,8 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
         }),
         decisions,
         envs: f.envs,
-        admission_control: f.admission_control,
+        admission_control: f.protection.is_on(),
+        protection: f.protection,
         peaks_within_limits,
         expected,
         as_expected,
@@ -209,6 +222,11 @@ impl fmt::Display for Summary {
                 String::new()
             }
         )?;
+        writeln!(
+            f,
+            "            waited p50 {:.0} ms, p99 {:.0} ms for an answer (retries included)",
+            self.user_p50_ms, self.user_p99_ms
+        )?;
         match &self.fault {
             Some(fr) => writeln!(f, "  fault     at {:.1}s: {}", fr.at_s, fr.what)?,
             None => writeln!(f, "  fault     none")?,
@@ -250,16 +268,20 @@ impl fmt::Display for Summary {
             refused(&self.envs.new),
             refused(&self.envs.fallback)
         )?;
-        if self.scenario == Scenario::Herd {
-            writeln!(
+        match self.protection {
+            Protection::NotUsed => {}
+            Protection::On => writeln!(
                 f,
-                "  admission {}",
-                if self.admission_control {
-                    "on (max_inflight, queue, new sessions per second)"
-                } else {
-                    "OFF: this build's proxy does not know the admission-control keys"
-                }
-            )?;
+                "  admission on (max_inflight, queue, new sessions per second)"
+            )?,
+            Protection::Off => writeln!(
+                f,
+                "  admission OFF (--no-protection): the envs took the full herd"
+            )?,
+            Protection::Unsupported => writeln!(
+                f,
+                "  admission OFF: this build's proxy does not know the admission-control keys"
+            )?,
         }
         match self.as_expected {
             Some(true) => writeln!(f, "  outcome   as the scenario expects"),
@@ -274,6 +296,10 @@ impl fmt::Display for Summary {
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
                     .join(" or ")
+            ),
+            None if self.protection == Protection::Off => writeln!(
+                f,
+                "  outcome   not judged: the herd ran without protection, for comparison"
             ),
             None => Ok(()),
         }
@@ -313,9 +339,11 @@ mod tests {
             user_failures: 10,
             user_shed: 0,
             ws_dropped: 0,
+            user_p50_ms: 12.34,
+            user_p99_ms: 456.78,
             fault: Some(("first reject".into(), 12.0)),
             envs: WorldReport::default(),
-            admission_control: false,
+            protection: Protection::NotUsed,
             started_at_ms: 1_000_000,
         }
     }
@@ -355,11 +383,38 @@ mod tests {
             "decisions",
             "envs",
             "admission_control",
+            "protection",
+            "user_p50_ms",
+            "user_p99_ms",
         ] {
             assert!(v.get(key).is_some(), "missing {key}: {v}");
         }
         assert_eq!(v["scenario"], "connection-limit");
         assert_eq!(v["final_state"], "paused");
         assert!(v["envs"]["new"]["peak_inflight"].is_u64());
+        assert_eq!(v["protection"], "not_used");
+        assert_eq!(v["user_p99_ms"], 456.8);
+    }
+
+    #[test]
+    fn a_herd_without_protection_is_reported_not_judged() {
+        let mut f = facts();
+        f.scenario = Scenario::Herd;
+        f.protection = Protection::Off;
+        f.envs.old.peak_inflight = 300;
+        f.envs.old.limit = 40;
+        let s = build(f, &[]);
+        assert_eq!((s.admission_control, s.peaks_within_limits), (false, false));
+        assert_eq!(s.as_expected, None);
+        let text = s.to_string();
+        assert!(text.contains("--no-protection"), "{text}");
+        assert!(text.contains("not judged"), "{text}");
+        let v = serde_json::to_value(&s).expect("json");
+        assert_eq!(v["protection"], "off");
+
+        let mut f = facts();
+        f.scenario = Scenario::Herd;
+        f.protection = Protection::On;
+        assert_eq!(build(f, &[]).as_expected, Some(true));
     }
 }

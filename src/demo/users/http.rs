@@ -1,6 +1,6 @@
 //! A short-request user: GET, read the answer, think, repeat; retry failures its own way.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{header, Request, StatusCode};
@@ -70,8 +70,15 @@ pub async fn get(ctx: &Ctx, user: &str, path: &str) -> Answer {
 }
 
 /// One request with the user's retries (`first`: an attempt already made and counted);
-/// `false` when the users were stopped meanwhile.
-async fn request(user: &mut User, ctx: &mut Ctx, path: &str, mut first: Option<Answer>) -> bool {
+/// `false` when the users were stopped meanwhile. Its latency, from `started` to the last
+/// answer (served or given up), is recorded unless the outage or the end cut it short.
+async fn request(
+    user: &mut User,
+    ctx: &mut Ctx,
+    path: &str,
+    mut first: Option<Answer>,
+    started: Instant,
+) -> bool {
     let mut failures = 0;
     loop {
         let a = match first.take() {
@@ -83,6 +90,7 @@ async fn request(user: &mut User, ctx: &mut Ctx, path: &str, mut first: Option<A
             }
         };
         if a.ok {
+            ctx.stats.latency.record(started.elapsed());
             return true;
         }
         failures += 1;
@@ -99,6 +107,7 @@ async fn request(user: &mut User, ctx: &mut Ctx, path: &str, mut first: Option<A
                 ctx.stats
                     .given_up
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                ctx.stats.latency.record(started.elapsed());
                 return true;
             }
         }
@@ -119,16 +128,20 @@ pub async fn run(mut user: User, mut ctx: Ctx) {
         };
         if came_back && ctx.mix.resync > 0 {
             let (user_ref, ctx_ref) = (&user, &ctx);
+            let started = Instant::now();
             let burst = (0..ctx.mix.resync).map(|i| async move {
                 let a = get(ctx_ref, &user_ref.id, &format!("/api/sync/{i}")).await;
                 ctx_ref.stats.attempt(!a.ok, a.retry_after.is_some());
+                if a.ok {
+                    ctx_ref.stats.latency.record(started.elapsed());
+                }
                 a
             });
             let answers = futures_util::future::join_all(burst).await;
             // Whatever failed is retried one by one, the client's own way.
             for (i, a) in answers.into_iter().enumerate() {
                 let path = format!("/api/sync/{i}");
-                if !a.ok && !request(&mut user, &mut ctx, &path, Some(a)).await {
+                if !a.ok && !request(&mut user, &mut ctx, &path, Some(a), started).await {
                     return;
                 }
             }
@@ -139,6 +152,7 @@ pub async fn run(mut user: User, mut ctx: Ctx) {
             &mut ctx,
             &format!("/api/items/{}", n % 100),
             None,
+            Instant::now(),
         )
         .await
         {

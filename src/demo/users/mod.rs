@@ -2,7 +2,8 @@
 //!
 //! Owns: who the users are (sticky ids `user-N`, sent as `x-user-id`), what they do (most send
 //! short requests with a think time between them; some hold a WebSocket open and chat on it),
-//! how they retry ([`policy`]: naive or good clients), their shared [`UserStats`], and the
+//! how they retry ([`policy`]: naive or good clients), their shared [`UserStats`] (with the
+//! [`latency`] of their requests), and the
 //! [`Phase`] every user follows (online, offline for an outage, stopped).
 //!
 //! Must not touch: the proxy's internals or its metrics — users only see HTTP answers, like real
@@ -10,6 +11,7 @@
 //! seed gives the same population with the same habits.
 
 mod http;
+pub mod latency;
 pub mod policy;
 mod ws;
 
@@ -68,6 +70,9 @@ pub struct UserStats {
     pub ws_open: AtomicUsize,
     /// Open WebSockets that broke (not counting ones closed for an outage).
     pub ws_dropped: AtomicU64,
+    /// Each short request's time from its first attempt until it was served or given up,
+    /// retries and the waits between them included (what the user waited for an answer).
+    pub latency: latency::Latencies,
 }
 
 impl UserStats {
