@@ -26,6 +26,11 @@ struct Run {
 }
 
 fn demo(scenario: &str) -> Run {
+    demo_with(scenario, &[])
+}
+
+/// `cutover demo --headless --scenario SCENARIO --speed SPEED EXTRA...`.
+fn demo_with(scenario: &str, extra: &[&str]) -> Run {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("summary.json");
@@ -40,6 +45,7 @@ fn demo(scenario: &str) -> Run {
             "--speed",
             SPEED,
         ])
+        .args(extra)
         .arg("--summary-json")
         .arg(&json)
         .stdin(Stdio::null())
@@ -184,32 +190,92 @@ fn half_capacity_is_rolled_back_before_users_feel_much() {
     );
 }
 
+/// The herd happened: every user went offline and came back at one instant.
+fn the_herd_came(r: &Run) {
+    assert!(
+        r.summary["fault"]["at_s"].as_f64().is_some(),
+        "{:#}",
+        r.summary
+    );
+    assert!(r.stdout.contains("outage"), "{}", r.stdout);
+}
+
 #[test]
 fn herd_every_user_at_once_and_the_envs_stay_within_their_limits() {
     let r = demo("herd");
     let s = &r.summary;
-    common(&r, s["admission_control"] == true);
-    // The herd happened: every user went offline and came back at one instant.
-    assert!(s["fault"]["at_s"].as_f64().is_some(), "{s:#}");
-    assert!(r.stdout.contains("outage"), "{}", r.stdout);
-    if s["admission_control"] == true {
-        // The proxy's protection keeps every env within its limit.
-        for env in ["old", "new", "fallback"] {
-            let e = &s["envs"][env];
-            assert!(
-                e["peak_inflight"].as_u64() <= e["limit"].as_u64(),
-                "{env} past its limit: {s:#}"
-            );
-        }
-        assert_eq!(s["peaks_within_limits"], true);
-    } else {
-        // Without admission control (not in this build) only the herd's reach is checked: it
-        // took OLD far past its capacity, which is what the protection is for. The users'
-        // error rate is not asserted here (it is in every protected run).
-        let old = &s["envs"]["old"];
+    assert_eq!(s["protection"], "on", "{s:#}");
+    assert_eq!(s["admission_control"], true, "{s:#}");
+    common(&r, true);
+    the_herd_came(&r);
+    // The proxy's protection keeps every env within its limit.
+    for env in ["old", "new", "fallback"] {
+        let e = &s["envs"][env];
         assert!(
-            old["peak_inflight"].as_u64() > old["limit"].as_u64(),
-            "the herd did not reach OLD: {s:#}"
+            e["peak_inflight"].as_u64() <= e["limit"].as_u64(),
+            "{env} past its limit: {s:#}"
         );
     }
+    assert_eq!(s["peaks_within_limits"], true);
+    assert_eq!(s["as_expected"], true);
+}
+
+/// The same herd with `--no-protection`: nothing holds the envs back, so OLD takes the herd
+/// far past what it can serve and the envs refuse or time out requests — what the protected run
+/// above never lets happen. The users' error rate is reported, not asserted: the envs' own
+/// refusals, replayed on FALLBACK by the proxy, keep it low in this small world.
+#[test]
+fn herd_without_protection_takes_old_past_its_limit() {
+    let r = demo_with("herd", &["--no-protection"]);
+    let s = &r.summary;
+    assert_eq!(s["protection"], "off", "{s:#}");
+    assert_eq!(s["admission_control"], false, "{s:#}");
+    common(&r, false);
+    the_herd_came(&r);
+    assert!(r.stdout.contains("OFF (--no-protection)"), "{}", r.stdout);
+    // The proxy shed nothing: no answer the users got carried its Retry-After.
+    assert_eq!(s["user_shed"], 0, "{s:#}");
+    let old = &s["envs"]["old"];
+    let (peak, limit) = (
+        old["peak_inflight"].as_u64().expect("peak"),
+        old["limit"].as_u64().expect("limit"),
+    );
+    assert!(
+        peak >= 2 * limit,
+        "the herd did not take OLD far past its limit ({peak} of {limit}): {s:#}"
+    );
+    assert_eq!(s["peaks_within_limits"], false, "{s:#}");
+    let refused: u64 = ["old", "new", "fallback"]
+        .iter()
+        .map(|e| {
+            let e = &s["envs"][e];
+            e["rejected"].as_u64().unwrap_or(0) + e["pool_timeouts"].as_u64().unwrap_or(0)
+        })
+        .sum();
+    assert!(refused > 0, "no env refused or timed out anything: {s:#}");
+    assert!(s["as_expected"].is_null(), "not judged without protection");
+    for key in ["user_p50_ms", "user_p99_ms"] {
+        assert!(s[key].as_f64().is_some_and(|ms| ms > 0.0), "{key}: {s:#}");
+    }
+}
+
+#[test]
+fn no_protection_is_refused_where_there_is_none_to_turn_off() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "demo",
+            "--headless",
+            "--scenario",
+            "clean",
+            "--no-protection",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run cutover demo");
+    assert_eq!(out.status.code(), Some(78), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--no-protection only applies to --scenario herd"),
+        "{err}"
+    );
 }
