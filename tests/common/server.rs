@@ -30,6 +30,17 @@ pub fn write_config(
     fallback: SocketAddr,
     extra: &str,
 ) -> PathBuf {
+    write_config_envs(dir, [old, new, fallback], ["", "", ""], extra)
+}
+
+/// [`write_config`] with `per_env` lines inside `[envs.old]`, `[envs.new]` and
+/// `[envs.fallback]` (e.g. admission control).
+pub fn write_config_envs(
+    dir: &Path,
+    [old, new, fallback]: [SocketAddr; 3],
+    [old_lines, new_lines, fallback_lines]: [&str; 3],
+    extra: &str,
+) -> PathBuf {
     let text = format!(
         r#"
 [listen]
@@ -40,10 +51,13 @@ addr = "127.0.0.1:0"
 path = "store"
 [envs.old]
 upstreams = ["{old}"]
+{old_lines}
 [envs.new]
 upstreams = ["{new}"]
+{new_lines}
 [envs.fallback]
 upstreams = ["{fallback}"]
+{fallback_lines}
 [proxy]
 drain_timeout = "5s"
 {extra}
