@@ -1,6 +1,6 @@
 //! The thundering-herd benchmark (issue 8): a thousand clients reconnect at once to a slow
-//! OLD, with and without herd protection. Run by `bench/herd.sh`, which puts the table into
-//! docs/benchmarks.md; or directly:
+//! OLD, with and without herd protection. Run by `bench/herd-model.sh`, which puts the table
+//! into docs/benchmarks.md; or directly:
 //!
 //! ```sh
 //! cargo run --release --example herd_bench -- 1000     # clients (default 1000)
