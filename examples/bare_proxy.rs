@@ -1,7 +1,9 @@
 //! The floor of cutover's HTTP stack, for `bench/proxy.sh` (target `bare`): a reverse proxy
-//! built from the same parts as cutover's data path — hyper-util's auto server builder and its
-//! pooled legacy client on a multi-threaded tokio runtime — with nothing else: a 50/50 split on
-//! a hash of `x-user-id`, no metrics, no header rules, no fallback, no timeouts.
+//! built like cutover's data path — hyper's server (hyper-util's auto builder) on one
+//! single-threaded tokio runtime per core, and a per-thread pool of hyper HTTP/1 client
+//! connections — with nothing else: a 50/50 split on a hash of `x-user-id`, no metrics, no
+//! header rules, no fallback, no timeouts. (Each thread has its own SO_REUSEPORT listener
+//! here; cutover uses one acceptor that hands connections to the least busy worker.)
 //!
 //! ```sh
 //! cargo run --release --example bare_proxy -- 127.0.0.1:19183 127.0.0.1:19101 127.0.0.1:19102
@@ -10,89 +12,155 @@
 //! The distance between this and `cutover serve` is what cutover's own logic costs; the
 //! distance between this and NGINX/HAProxy is what the stack costs.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Either, Empty};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::net::{TcpSocket, TcpStream};
 
-type Upstream = Client<HttpConnector, Incoming>;
-
-// Same allocator as the `cutover` binary, so the comparison is of the code, not of malloc.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+type Sender = SendRequest<Incoming>;
+
+thread_local! {
+    static POOL: RefCell<[Vec<Sender>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+struct Pooled {
+    inner: Incoming,
+    back: Option<(usize, Sender)>,
+}
+
+impl Pooled {
+    fn release(&mut self) {
+        if let Some((i, s)) = self.back.take() {
+            POOL.with(|p| p.borrow_mut()[i].push(s));
+        }
+    }
+}
+
+impl Body for Pooled {
+    type Data = Bytes;
+    type Error = hyper::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(None) = r {
+            self.release();
+        } else if self.inner.is_end_stream() {
+            self.release();
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+async fn checkout(i: usize, addr: SocketAddr) -> Result<Sender, Box<dyn std::error::Error>> {
+    loop {
+        let s = POOL.with(|p| p.borrow_mut()[i].pop());
+        match s {
+            Some(mut s) => {
+                if s.is_closed() {
+                    continue;
+                }
+                if s.ready().await.is_ok() {
+                    return Ok(s);
+                }
+            }
+            None => break,
+        }
+    }
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (s, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(s)
+}
+
 async fn forward(
-    client: Upstream,
-    targets: [http::uri::Authority; 2],
-    mut req: Request<Incoming>,
-) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+    targets: [SocketAddr; 2],
+    req: Request<Incoming>,
+) -> Result<Response<Pooled>, Box<dyn std::error::Error>> {
     let key = req
         .headers()
         .get("x-user-id")
         .map_or(&b""[..], |v| v.as_bytes());
-    let target = &targets[(xxhash_rust::xxh3::xxh3_64(key) % 2) as usize];
-    let path = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    if let Ok(uri) = Uri::builder()
-        .scheme("http")
-        .authority(target.clone())
-        .path_and_query(path)
-        .build()
-    {
-        *req.uri_mut() = uri;
+    let i = (xxhash_rust::xxh3::xxh3_64(key) % 2) as usize;
+    let mut s = checkout(i, targets[i]).await?;
+    let resp = s.send_request(req).await?;
+    let mut back = Some((i, s));
+    if resp.body().is_end_stream() {
+        if let Some((i, s)) = back.take() {
+            POOL.with(|p| p.borrow_mut()[i].push(s));
+        }
     }
-    client.request(req).await
+    Ok(resp.map(|inner| Pooled { inner, back }))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let listen: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let old: http::uri::Authority = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let new: http::uri::Authority = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Upstream = Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
-        .pool_timer(TokioTimer::new())
-        .build(connector);
-    let listener = TcpListener::bind(listen).await?;
-    println!("bare proxy on http://{}", listener.local_addr()?);
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, _) = listener.accept().await?;
-        let _ = stream.set_nodelay(true);
-        let (client, targets) = (client.clone(), [old.clone(), new.clone()]);
-        let service =
-            service_fn(move |req| {
-                let (client, targets) = (client.clone(), targets.clone());
-                async move {
-                    Ok::<_, Infallible>(match forward(client, targets, req).await {
-                        Ok(resp) => resp.map(http_body_util::Either::Left),
-                        Err(_) => {
-                            let mut r = Response::new(http_body_util::Either::Right(
-                                http_body_util::Empty::<bytes::Bytes>::new(),
-                            ));
-                            *r.status_mut() = http::StatusCode::BAD_GATEWAY;
-                            r
-                        }
-                    })
+    let old: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
+    let new: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
+    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut threads = Vec::new();
+    for _ in 0..n {
+        threads.push(std::thread::spawn(move || -> std::io::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async move {
+                let sock = TcpSocket::new_v4()?;
+                sock.set_reuseport(true)?;
+                sock.set_reuseaddr(true)?;
+                sock.bind(listen)?;
+                let listener = sock.listen(4096)?;
+                let builder = auto::Builder::new(TokioExecutor::new());
+                loop {
+                    let (stream, _) = listener.accept().await?;
+                    let _ = stream.set_nodelay(true);
+                    let service = service_fn(move |req| async move {
+                        Ok::<_, Infallible>(match forward([old, new], req).await {
+                            Ok(resp) => resp.map(Either::Left),
+                            Err(_) => {
+                                let mut r =
+                                    Response::new(Either::Right(Empty::<Bytes>::new().map_err(
+                                        |never: Infallible| -> hyper::Error { match never {} },
+                                    )));
+                                *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                                r
+                            }
+                        })
+                    });
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .into_owned();
+                    tokio::spawn(conn);
                 }
-            });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        tokio::spawn(conn);
+            })
+        }));
     }
+    println!("bare proxy on http://{listen}");
+    for t in threads {
+        let _ = t.join();
+    }
+    Ok(())
 }

@@ -23,6 +23,8 @@ pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Data-plane threads, each with its own single-threaded runtime (default: one per core).
+    pub workers: usize,
     pub admin: SocketAddr,
     pub token_file: Option<PathBuf>,
     pub store_path: PathBuf,
@@ -170,6 +172,7 @@ struct RawLimits {
 #[serde(deny_unknown_fields)]
 struct RawListen {
     addr: Spanned<String>,
+    workers: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -533,6 +536,14 @@ impl Config {
             }
         };
         let listen = c.addr(&raw.listen.addr, "listen.addr");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers = c.count(
+            raw.listen.workers.as_ref(),
+            "listen.workers",
+            1,
+            256,
+            cores as u64,
+        ) as usize;
         let admin_raw = raw.admin.as_ref();
         let admin = match admin_raw.and_then(|a| a.addr.as_ref()) {
             Some(a) => c.addr(a, "admin.addr"),
@@ -626,6 +637,7 @@ impl Config {
         };
         Ok(Config {
             listen,
+            workers,
             admin,
             token_file: admin_raw
                 .and_then(|a| a.token_file.clone())

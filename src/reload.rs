@@ -170,6 +170,9 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.listen != new.listen {
         keys.push("listen.addr");
     }
+    if old.workers != new.workers {
+        keys.push("listen.workers");
+    }
     if old.admin != new.admin {
         keys.push("admin.addr");
     }

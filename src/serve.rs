@@ -39,6 +39,8 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Driver(#[from] DriverError),
+    #[error("cannot start the data-plane worker threads: {0}")]
+    Workers(std::io::Error),
 }
 
 /// Addresses actually bound (useful with port 0).
@@ -108,6 +110,7 @@ pub async fn run(
         stopped(),
     )?;
     let live = Live::new(proxy, cfg.limits, cfg.drain_timeout);
+    let workers = proxy::Workers::start(cfg.workers, live.clone()).map_err(ServeError::Workers)?;
     let reloader = Arc::new(Reloader::new(
         cfg,
         live.clone(),
@@ -122,7 +125,7 @@ pub async fn run(
         reload: Some(reloader.clone()),
     });
     let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
-    let proxy_task = tokio::spawn(proxy::serve_live(proxy_listener, live, stopped()));
+    let proxy_task = tokio::spawn(workers.serve(proxy_listener, stopped()));
     tokio::spawn(reload_on_sighup(reloader, stopped()));
     on_ready(bound, &control.token);
 

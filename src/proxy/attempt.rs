@@ -5,13 +5,14 @@
 //! idempotent with an empty body. A timeout waiting for the answer is never replayed: the
 //! upstream may still be working on it, and a replay would double the load on a slow world.
 
-use std::error::Error as StdError;
 use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 
 use super::body::{ReqBody, Unsent};
+use super::connpool::SendError;
 use super::upstream::{Pool, Upstream};
 use crate::metrics::Outcome;
 
@@ -74,6 +75,8 @@ pub struct Outgoing<'a> {
 pub struct Attempt {
     pub result: Result<Response<Incoming>, Failure>,
     pub upstream: Option<Arc<Upstream>>,
+    /// The connection the answer came on, to give back once its body has ended.
+    pub conn: Option<SendRequest<ReqBody>>,
     /// The request body, taken back if none of it was sent.
     pub unsent: Option<Incoming>,
 }
@@ -90,34 +93,22 @@ pub async fn send(
         return Attempt {
             result: Err(Failure::NoUpstream),
             upstream: None,
+            conn: None,
             unsent: unsent.and_then(Unsent::take),
         };
     };
-    let uri = match Uri::builder()
-        .scheme("http")
-        .authority(upstream.authority.clone())
-        .path_and_query(out.path.clone())
-        .build()
-    {
-        Ok(uri) => uri,
-        Err(_) => {
-            return Attempt {
-                result: Err(Failure::NoUpstream),
-                upstream: None,
-                unsent: unsent.and_then(Unsent::take),
-            }
-        }
-    };
+    // Origin form (`/path?query`): the upstream connection is to this upstream already.
     let mut req = Request::new(body);
     *req.method_mut() = out.method.clone();
-    *req.uri_mut() = uri;
+    *req.uri_mut() = Uri::from(out.path.clone());
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = out.headers.clone();
-    let result = match tokio::time::timeout(pool.request_timeout, pool.client.request(req)).await {
-        Ok(Ok(resp)) => Ok(resp),
-        Ok(Err(e)) => Err(classify(&e)),
-        Err(_) => Err(Failure::Timeout),
-    };
+    let (result, conn) =
+        match tokio::time::timeout(pool.request_timeout, upstream.conns.send(req)).await {
+            Ok(Ok((resp, conn))) => (Ok(resp), Some(conn)),
+            Ok(Err(e)) => (Err(classify(&e)), None),
+            Err(_) => (Err(Failure::Timeout), None),
+        };
     let unsent = if result.is_err() {
         unsent.and_then(Unsent::take)
     } else {
@@ -126,29 +117,18 @@ pub async fn send(
     Attempt {
         result,
         upstream: Some(upstream.clone()),
+        conn,
         unsent,
     }
 }
 
-fn classify(e: &hyper_util::client::legacy::Error) -> Failure {
-    let mut src: Option<&(dyn StdError + 'static)> = e.source();
-    let connect = e.is_connect();
-    while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => return Failure::Refused,
-                std::io::ErrorKind::TimedOut => return Failure::ConnectTimeout,
-                _ => {}
-            }
+fn classify(e: &SendError) -> Failure {
+    match e {
+        SendError::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            Failure::ConnectTimeout
         }
-        if connect && s.to_string().contains("timed out") {
-            return Failure::ConnectTimeout;
-        }
-        src = s.source();
-    }
-    if connect {
-        Failure::Refused
-    } else {
-        Failure::Reset
+        SendError::Connect(_) => Failure::Refused,
+        SendError::ConnectTimeout => Failure::ConnectTimeout,
+        SendError::Failed(_) => Failure::Reset,
     }
 }

@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 
 use super::admission::Permit;
 use super::guard::{BodyTimeout, BodyWatch, BODY_WATCH};
@@ -173,7 +174,10 @@ impl Body for ReqBody {
 pub enum RespBody {
     Upstream {
         body: Incoming,
-        _inflight: InflightGuard,
+        /// The upstream connection it comes on, given back to its pool when the body ends
+        /// (dropped with the body otherwise: a half-read connection is never reused).
+        conn: Option<SendRequest<ReqBody>>,
+        inflight: InflightGuard,
         /// The env's admission slot, returned when the body ends.
         _permit: Permit,
     },
@@ -181,6 +185,39 @@ pub enum RespBody {
 }
 
 impl RespBody {
+    /// A streamed upstream body; `conn` goes back to the upstream's pool once it has ended.
+    pub fn upstream(
+        body: Incoming,
+        conn: Option<SendRequest<ReqBody>>,
+        inflight: InflightGuard,
+        permit: Permit,
+    ) -> RespBody {
+        let mut body = RespBody::Upstream {
+            body,
+            conn,
+            inflight,
+            _permit: permit,
+        };
+        body.release_if_ended();
+        body
+    }
+
+    fn release_if_ended(&mut self) {
+        if let RespBody::Upstream {
+            body,
+            conn,
+            inflight,
+            ..
+        } = self
+        {
+            if body.is_end_stream() {
+                if let Some(tx) = conn.take() {
+                    inflight.upstream().conns.put(tx);
+                }
+            }
+        }
+    }
+
     pub fn text(s: impl Into<Bytes>) -> RespBody {
         RespBody::Own(Full::new(s.into()))
     }
@@ -198,8 +235,15 @@ impl Body for RespBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            RespBody::Upstream { body, .. } => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        let this = self.get_mut();
+        match this {
+            RespBody::Upstream { body, .. } => {
+                let frame = Pin::new(body).poll_frame(cx).map_err(Into::into);
+                if frame.is_ready() {
+                    this.release_if_ended();
+                }
+                frame
+            }
             RespBody::Own(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),

@@ -73,7 +73,9 @@ impl Proxy {
 
         if upgrade {
             return match permit {
-                Ok(permit) => tunnel::open(self, req, client, env, tunnel_key, permit).await,
+                Ok(permit) => {
+                    Box::pin(tunnel::open(self, req, client, env, tunnel_key, permit)).await
+                }
                 Err(Shed) => self.shed_answer(env, Cause::Overloaded, &req, start),
             };
         }
@@ -101,7 +103,7 @@ impl Proxy {
                     users: Outcome::Shed,
                 };
                 let unsent = (!body.is_end_stream()).then_some(body);
-                self.fallback(env, start, &out, unsent, failed).await
+                Box::pin(self.fallback(env, start, &out, unsent, failed)).await
             };
             self.metrics
                 .record(Scope::Users, users, start.elapsed(), Instant::now());
@@ -131,19 +133,22 @@ impl Proxy {
                 // permitting); the 503 stays the answer otherwise.
                 guard.sample(sent_at.elapsed(), Instant::now());
                 let failed = Failed {
-                    answer: self.wrap(resp, first.upstream, env, permit),
+                    answer: self.wrap(resp, Answered::of(first.upstream, first.conn), env, permit),
                     env_outcome: Some(Outcome::ServerError),
                     users: Outcome::ServerError,
                 };
-                self.fallback(env, start, &out, None, failed).await
+                Box::pin(self.fallback(env, start, &out, None, failed)).await
             }
             Ok(resp) => {
                 let now = Instant::now();
-                guard.sample(sent_at.elapsed(), now);
+                guard.sample(now - sent_at, now);
                 let outcome = status_outcome(resp.status());
                 self.metrics
-                    .record(Scope::from(env), outcome, start.elapsed(), now);
-                (self.wrap(resp, first.upstream, env, permit), outcome)
+                    .record(Scope::from(env), outcome, now - start, now);
+                (
+                    self.wrap(resp, Answered::of(first.upstream, first.conn), env, permit),
+                    outcome,
+                )
             }
             Err(failure) if env != Env::Fallback && replay_ok(&first, failure) => {
                 drop(permit);
@@ -153,7 +158,7 @@ impl Proxy {
                     answer,
                     env_outcome: Some(failure.outcome()),
                 };
-                self.fallback(env, start, &out, first.unsent, failed).await
+                Box::pin(self.fallback(env, start, &out, first.unsent, failed)).await
             }
             Err(failure) => {
                 drop(permit);
@@ -168,8 +173,8 @@ impl Proxy {
                 (answer, users)
             }
         };
-        self.metrics
-            .record(Scope::Users, users, start.elapsed(), Instant::now());
+        let end = Instant::now();
+        self.metrics.record(Scope::Users, users, end - start, end);
         resp
     }
 
@@ -223,7 +228,12 @@ impl Proxy {
                 self.metrics
                     .record(Scope::Fallback, outcome, done - retry_start, done);
                 (
-                    self.wrap(resp, second.upstream, Env::Fallback, permit),
+                    self.wrap(
+                        resp,
+                        Answered::of(second.upstream, second.conn),
+                        Env::Fallback,
+                        permit,
+                    ),
                     outcome,
                 )
             }
@@ -239,7 +249,7 @@ impl Proxy {
     fn wrap(
         self: &Arc<Self>,
         resp: Response<Incoming>,
-        upstream: Option<Arc<super::upstream::Upstream>>,
+        from: Answered,
         env: Env,
         permit: Permit,
     ) -> Response<RespBody> {
@@ -248,12 +258,13 @@ impl Proxy {
         parts
             .headers
             .insert(ENV_HEADER, HeaderValue::from_static(env.as_str()));
-        let body = match upstream {
-            Some(u) => RespBody::Upstream {
+        let body = match from.upstream {
+            Some(u) => RespBody::upstream(
                 body,
-                _inflight: InflightGuard::new(&u, &self.metrics, env),
-                _permit: permit,
-            },
+                from.conn,
+                InflightGuard::new(&u, &self.metrics, env),
+                permit,
+            ),
             None => RespBody::empty(),
         };
         Response::from_parts(parts, body)
@@ -302,6 +313,21 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+    }
+}
+
+/// Where an answer came from: its upstream and the connection to give back after it.
+pub(super) struct Answered {
+    pub upstream: Option<Arc<super::upstream::Upstream>>,
+    pub conn: Option<hyper::client::conn::http1::SendRequest<ReqBody>>,
+}
+
+impl Answered {
+    pub fn of(
+        upstream: Option<Arc<super::upstream::Upstream>>,
+        conn: Option<hyper::client::conn::http1::SendRequest<ReqBody>>,
+    ) -> Answered {
+        Answered { upstream, conn }
     }
 }
 

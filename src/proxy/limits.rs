@@ -77,7 +77,8 @@ impl Limits {
             .header_read_timeout(self.header_read_timeout)
             .max_buf_size(self.max_header_bytes.max(MIN_HEADER_BYTES))
             .max_headers(self.max_headers)
-            .keep_alive(true);
+            .keep_alive(true)
+            .writev(false);
         builder
             .http2()
             .timer(TokioTimer::new())

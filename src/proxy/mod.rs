@@ -20,6 +20,7 @@ pub mod attempt;
 pub mod body;
 pub mod budget;
 pub mod conn;
+pub mod connpool;
 pub mod drain;
 pub mod gradient;
 pub mod guard;
@@ -33,6 +34,7 @@ pub mod server;
 pub mod shed;
 pub mod tunnel;
 pub mod upstream;
+pub mod workers;
 pub mod wsframe;
 
 use std::sync::Arc;
@@ -46,6 +48,7 @@ use crate::router::{Env, KeySource, Router};
 
 pub use body::RespBody;
 pub use server::{bind, serve, serve_live, Conn};
+pub use workers::Workers;
 
 /// Everything the data path shares, built once at start (and on a config reload).
 #[derive(Debug)]

@@ -14,17 +14,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 
 use super::body::RespBody;
-use super::conn::{self, Activity, Open, Tracked, Watched};
+use super::conn::{self, Activity, Open, OpenGuard, Tracked, Watched};
 use super::guard::{self, BodyWatch, BODY_WATCH};
 use super::limits::Limits;
-use super::live::Live;
+use super::live::{Current, Live};
 use super::Proxy;
 
 /// Accept-queue length asked of the kernel for the client listener (capped by
@@ -82,7 +82,8 @@ pub async fn serve(
 
 /// Serve clients on `listener` until `shutdown` resolves; then stop accepting, let in-flight
 /// requests and tunnels finish within the drain timeout, and return. What `live` holds may be
-/// swapped at any time (a config reload).
+/// swapped at any time (a config reload). Everything runs on the caller's runtime; `cutover
+/// serve` spreads connections over one runtime per core instead ([`super::workers`]).
 pub async fn serve_live(
     listener: TcpListener,
     live: Arc<Live>,
@@ -90,68 +91,123 @@ pub async fn serve_live(
 ) {
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Open::default());
-    let drain = {
-        let proxy = live.load().proxy.clone();
-        tokio::spawn(super::drain::run(
-            proxy.tunnels.clone(),
-            proxy.router.clone(),
-            proxy.metrics.clone(),
-            proxy.drain_rate,
-        ))
-    };
+    let drain = spawn_tunnel_drain(&live);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, client) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let limits = live.load().limits;
-                let Some(slot) = open.try_claim(limits.max_connections) else {
-                    tracing::debug!(%client, max = limits.max_connections, "connection refused: too many open");
-                    tokio::spawn(conn::refuse(stream));
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let activity = Activity::new();
-                let service = {
-                    let (live, activity) = (live.clone(), activity.clone());
-                    let session = Arc::new(Conn::default());
-                    service_fn(move |req| {
-                        let busy = activity.begin();
-                        let (live, session) = (live.clone(), session.clone());
-                        async move {
-                            let resp = one_request(&live, req, client, &session).await;
-                            Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
-                        }
-                    })
-                };
-                let builder = limits.builder();
-                let io = TokioIo::new(Watched::new(stream, activity.clone(), slot));
-                let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    tokio::select! {
-                        r = conn => if let Err(e) = r {
-                            tracing::debug!(error = %e, "client connection ended with an error");
-                        },
-                        _ = conn::idle(activity, limits.idle_timeout) => {
-                            tracing::debug!(%client, "closing an idle client connection");
-                        }
-                    }
-                });
+            accepted = next_conn(&listener, &live, &open) => {
+                spawn_conn(accepted, &live, &graceful, ());
             }
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
     drain.abort();
+    drain_all(graceful, &live).await;
+}
+
+/// The task that closes tunnels of users moved to the other env, at the drain rate.
+pub(super) fn spawn_tunnel_drain(live: &Live) -> tokio::task::JoinHandle<()> {
+    let proxy = live.load().proxy.clone();
+    tokio::spawn(super::drain::run(
+        proxy.tunnels.clone(),
+        proxy.router.clone(),
+        proxy.metrics.clone(),
+        proxy.drain_rate,
+    ))
+}
+
+/// A client connection accepted and counted under `max_connections`.
+pub(super) struct Accepted<S> {
+    pub stream: S,
+    pub client: SocketAddr,
+    pub slot: OpenGuard,
+}
+
+/// Wait for the next connection that may be served. A failed accept backs off briefly; a
+/// connection past `max_connections` is answered 503 and closed. Cancel-safe.
+pub(super) async fn next_conn(
+    listener: &TcpListener,
+    live: &Live,
+    open: &Arc<Open>,
+) -> Accepted<TcpStream> {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let max = live.load().limits.max_connections;
+        match open.try_claim(max) {
+            Some(slot) => {
+                return Accepted {
+                    stream,
+                    client,
+                    slot,
+                }
+            }
+            None => {
+                tracing::debug!(%client, max, "connection refused: too many open");
+                tokio::spawn(conn::refuse(stream));
+            }
+        }
+    }
+}
+
+/// Serve one client connection on the current runtime until it ends, idles out or `graceful`
+/// drains it. `hold` is dropped when the connection ends.
+pub(super) fn spawn_conn(
+    accepted: Accepted<TcpStream>,
+    live: &Arc<Live>,
+    graceful: &GracefulShutdown,
+    hold: impl Send + 'static,
+) {
+    let Accepted {
+        stream,
+        client,
+        slot,
+    } = accepted;
+    let limits = live.load().limits;
+    let _ = stream.set_nodelay(true);
+    let activity = Activity::new();
+    let service = {
+        let (live, activity) = (live.clone(), activity.clone());
+        let session = Arc::new(Conn::default());
+        service_fn(move |req| {
+            let busy = activity.begin();
+            let (live, session) = (live.clone(), session.clone());
+            async move {
+                let resp = one_request(&live, req, client, &session).await;
+                Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
+            }
+        })
+    };
+    let builder = limits.builder();
+    let io = TokioIo::new(Watched::new(stream, activity.clone(), slot));
+    let conn = builder
+        .serve_connection_with_upgrades(io, service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        let _hold = hold;
+        tokio::select! {
+            r = conn => if let Err(e) = r {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            },
+            _ = conn::idle(activity, limits.idle_timeout) => {
+                tracing::debug!(%client, "closing an idle client connection");
+            }
+        }
+    });
+}
+
+/// After the listener stopped: let in-flight requests and then tunnels finish within the
+/// drain timeout, closing what is left when it runs out.
+pub(super) async fn drain_all(graceful: GracefulShutdown, live: &Live) {
     let drain_timeout = live.load().drain_timeout;
     tracing::info!(?drain_timeout, "draining client connections");
     let start = tokio::time::Instant::now();
@@ -184,6 +240,22 @@ async fn one_request(
     if let Some(refused) = guard::check(&req, &current.limits) {
         return refused;
     }
+    if req.body().is_end_stream() {
+        // No body, so no body deadline to watch: the common GET takes the short path.
+        return current.proxy.handle(req, client, session).await;
+    }
+    // Boxed: the common path's future stays small (it is moved on every request).
+    Box::pin(with_body_deadline(&current, req, client, session)).await
+}
+
+/// Handle a request with a body under the body-read deadline: a client silent for longer gets
+/// 408, and the attempt's failure is not blamed on the env.
+async fn with_body_deadline(
+    current: &Current,
+    req: Request<Incoming>,
+    client: SocketAddr,
+    session: &Conn,
+) -> Response<RespBody> {
     let watch = BodyWatch::new(current.limits.body_read_timeout);
     let proxy = current.proxy.clone();
     let handled = BODY_WATCH.scope(watch.clone(), async move {

@@ -228,11 +228,12 @@ pub async fn open(
             .headers
             .insert(ENV_HEADER, http::HeaderValue::from_static(env.as_str()));
         let body = match attempt.upstream {
-            Some(u) => RespBody::Upstream {
+            Some(u) => RespBody::upstream(
                 body,
-                _inflight: super::upstream::InflightGuard::new(&u, &proxy.metrics, env),
-                _permit: permit,
-            },
+                attempt.conn,
+                super::upstream::InflightGuard::new(&u, &proxy.metrics, env),
+                permit,
+            ),
             None => RespBody::empty(),
         };
         return Response::from_parts(rparts, body);

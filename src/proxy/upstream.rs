@@ -2,18 +2,17 @@
 //!
 //! Selection is least-in-flight by power of two choices: pick two upstreams at random and take
 //! the one with fewer requests in flight. It spreads load like least-connections without a
-//! global scan or lock. The hyper client keeps idle keep-alive connections per upstream.
+//! global scan or lock. Each upstream keeps its idle keep-alive connections
+//! ([`super::connpool`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rand::Rng;
 
-use super::body::ReqBody;
+use super::connpool::Conns;
 use crate::config::EnvConfig;
 use crate::metrics::{Metrics, OwnedActiveGuard, Scope};
 use crate::router::Env;
@@ -21,32 +20,21 @@ use crate::router::Env;
 #[derive(Debug)]
 pub struct Upstream {
     pub addr: SocketAddr,
-    /// The address as a URI authority, built once (cloning it is a reference-count bump).
-    pub authority: http::uri::Authority,
+    /// Idle keep-alive connections to it.
+    pub conns: Arc<Conns>,
     inflight: AtomicUsize,
 }
 
-/// One env's upstreams and client.
+/// One env's upstreams.
 #[derive(Debug)]
 pub struct Pool {
     pub env: Env,
     pub upstreams: Box<[Arc<Upstream>]>,
     pub request_timeout: Duration,
-    pub client: Client<HttpConnector, ReqBody>,
 }
 
 impl Pool {
     pub fn new(env: Env, cfg: &EnvConfig) -> Pool {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(cfg.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(connector);
         Pool {
             env,
             upstreams: cfg
@@ -55,16 +43,12 @@ impl Pool {
                 .map(|a| {
                     Arc::new(Upstream {
                         addr: *a,
-                        authority: http::uri::Authority::try_from(a.to_string().as_str())
-                            .unwrap_or_else(|_| {
-                                http::uri::Authority::from_static("invalid.upstream")
-                            }),
+                        conns: Arc::new(Conns::new(*a, cfg.connect_timeout)),
                         inflight: AtomicUsize::new(0),
                     })
                 })
                 .collect(),
             request_timeout: cfg.request_timeout,
-            client,
         }
     }
 
@@ -100,6 +84,10 @@ pub struct InflightGuard {
 }
 
 impl InflightGuard {
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
     pub fn new(upstream: &Arc<Upstream>, metrics: &Arc<Metrics>, env: Env) -> InflightGuard {
         upstream.inflight.fetch_add(1, Relaxed);
         InflightGuard {
