@@ -1,5 +1,6 @@
-//! A stable-toolchain smoke fuzzer for the plan and config parsers (issue 9). The real
-//! coverage-guided targets live in `fuzz/` (cargo-fuzz, nightly); this runs in CI everywhere.
+//! A stable-toolchain smoke fuzzer for the plan and config parsers (issue 9). The
+//! coverage-guided targets live in `fuzz/` (cargo-fuzz, run in CI by `.ci/fuzz`); this one
+//! runs with every `cargo test`, with no extra tool.
 //!
 //! Inputs: arbitrary bytes (lossily made UTF-8), and valid plans/configs mutated by byte
 //! flips, insertions of TOML-significant tokens, deletions, line swaps and truncations.

@@ -2,7 +2,8 @@
 //! bytes last moved, and the idle watchdog that closes it.
 //!
 //! Owns: [`Open`] (the count of client connections against `max_connections`), [`Activity`]
-//! with its I/O wrapper [`Watched`] and response-body wrapper [`Tracked`], [`idle`] (resolves
+//! with its I/O wrapper [`Watched`] and response-body wrapper [`Tracked`] (and what
+//! [`super::screen`] needs to know: answers in flight, a switch of protocols), [`idle`] (resolves
 //! when a connection has had nothing in flight and no traffic for `idle_timeout`) and
 //! [`refuse`] (the answer past the cap). Must not touch: requests or routing.
 //!
@@ -13,7 +14,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -65,6 +66,8 @@ pub struct Activity {
     /// Milliseconds after `start` when bytes last moved.
     last_io_ms: AtomicU64,
     inflight: AtomicUsize,
+    /// An answer on this connection switched protocols (`101`): what follows is a tunnel.
+    upgraded: AtomicBool,
 }
 
 impl Activity {
@@ -73,6 +76,7 @@ impl Activity {
             start: Instant::now(),
             last_io_ms: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
+            upgraded: AtomicBool::new(false),
         })
     }
 
@@ -86,11 +90,28 @@ impl Activity {
         self.inflight.fetch_add(1, Relaxed);
         Busy(self.clone())
     }
+
+    /// Requests whose answer is not finished yet.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.load(Relaxed)
+    }
+
+    /// Some answer on this connection was a `101 Switching Protocols`.
+    pub fn upgraded(&self) -> bool {
+        self.upgraded.load(Relaxed)
+    }
 }
 
 /// A request in flight on its connection.
 #[derive(Debug)]
 pub struct Busy(Arc<Activity>);
+
+impl Busy {
+    /// This request's answer switches the connection to another protocol.
+    pub fn mark_upgraded(&self) {
+        self.0.upgraded.store(true, Relaxed);
+    }
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {

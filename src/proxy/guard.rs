@@ -9,10 +9,9 @@
 //! connection): malformed request lines and header bytes (400), conflicting or invalid
 //! `Content-Length`s, a `Transfer-Encoding` whose last coding is not `chunked`, obs-fold (400),
 //! a head larger than `max_header_bytes` or with more than `max_headers` fields (431), and a
-//! target over 64 KiB (414). With both `Content-Length` and `Transfer-Encoding: chunked`, hyper
-//! drops the length, reads the body as chunked and closes the connection after the answer
-//! (RFC 9112 §6.3): the upstream then gets one unambiguous framing and nothing after the body
-//! is read as another request.
+//! target over 64 KiB (414). A request with both `Content-Length` and `Transfer-Encoding`
+//! never gets this far: [`super::screen`] answers it 400 before hyper parses it (hyper would
+//! accept it, reading the body as chunked).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,6 +73,14 @@ pub fn too_many_connections_bytes() -> &'static [u8] {
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: too-many-connections\r\nconnection: close\r\ncontent-length: 51\r\n\r\n\
       cutover: too many open connections; retry shortly.\n"
+}
+
+/// 400 for a request with both `Content-Length` and `Transfer-Encoding` (written by hand by
+/// [`super::screen`]: hyper never parses that request).
+pub fn conflicting_framing_bytes() -> &'static [u8] {
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+      x-cutover-error: conflicting-framing\r\nconnection: close\r\ncontent-length: 77\r\n\r\n\
+      cutover: a request with both Content-Length and Transfer-Encoding is refused\n"
 }
 
 /// An answer of the proxy's own that also closes the connection (the request was not read
@@ -159,10 +166,14 @@ mod tests {
     }
 
     #[test]
-    fn the_hand_written_503_has_a_correct_length() {
-        let bytes = too_many_connections_bytes();
-        let text = std::str::from_utf8(bytes).expect("utf8");
-        let (head, body) = text.split_once("\r\n\r\n").expect("head");
-        assert!(head.contains(&format!("content-length: {}", body.len())));
+    fn the_hand_written_answers_have_a_correct_length() {
+        for bytes in [too_many_connections_bytes(), conflicting_framing_bytes()] {
+            let text = std::str::from_utf8(bytes).expect("utf8");
+            let (head, body) = text.split_once("\r\n\r\n").expect("head");
+            assert!(
+                head.contains(&format!("content-length: {}", body.len())),
+                "{text}"
+            );
+        }
     }
 }

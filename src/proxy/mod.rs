@@ -3,7 +3,8 @@
 //! Owns: the client listener ([`server`]), per-request routing and forwarding ([`handler`]),
 //! single attempts and their failure classes ([`attempt`]), upstream pools ([`upstream`]),
 //! streamed bodies ([`body`]), header rules ([`headers`]), the retry budget ([`budget`]) and
-//! WebSocket/Upgrade tunnels ([`tunnel`]); client limits ([`limits`], [`guard`], [`conn`]) and
+//! WebSocket/Upgrade tunnels ([`tunnel`]); client limits ([`limits`], [`guard`], [`conn`]), the
+//! refusal of requests framed two ways ([`screen`], following the bytes with [`framing`]) and
 //! the reloadable state ([`live`]); and herd protection (docs/protection.md):
 //! admission control per env ([`admission`], adaptive limit in [`gradient`]), new-session
 //! rates ([`rate`]), the 503 / waiting-room answer ([`shed`]) and the tunnel drain that moves
@@ -22,6 +23,7 @@ pub mod budget;
 pub mod conn;
 pub mod connpool;
 pub mod drain;
+pub mod framing;
 pub mod gradient;
 pub mod guard;
 pub mod handler;
@@ -30,6 +32,7 @@ pub mod limits;
 pub mod live;
 pub mod pipe;
 pub mod rate;
+pub mod screen;
 pub mod server;
 pub mod shed;
 pub mod tunnel;

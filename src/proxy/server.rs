@@ -2,7 +2,8 @@
 //! or upgrade-free), enforces the client limits, and drains gracefully on shutdown.
 //!
 //! Per connection: claim a slot under `max_connections` (else 503 and close), build hyper's
-//! settings from the current [`Limits`], watch the socket for traffic and close it once idle.
+//! settings from the current [`Limits`], watch the socket for traffic and close it once idle,
+//! and screen its HTTP/1 requests for conflicting framing ([`super::screen`]).
 //! Per request: load the current [`Proxy`], refuse what [`guard`] refuses, and run the handler
 //! under the request's body deadline.
 
@@ -13,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -25,6 +26,7 @@ use super::conn::{self, Activity, Open, OpenGuard, Tracked, Watched};
 use super::guard::{self, BodyWatch, BODY_WATCH};
 use super::limits::Limits;
 use super::live::{Current, Live};
+use super::screen::Screened;
 use super::Proxy;
 
 /// Accept-queue length asked of the kernel for the client listener (capped by
@@ -182,12 +184,16 @@ pub(super) fn spawn_conn(
             let (live, session) = (live.clone(), session.clone());
             async move {
                 let resp = one_request(&live, req, client, &session).await;
+                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    busy.mark_upgraded();
+                }
                 Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
             }
         })
     };
     let builder = limits.builder();
-    let io = TokioIo::new(Watched::new(stream, activity.clone(), slot));
+    let watched = Watched::new(stream, activity.clone(), slot);
+    let io = TokioIo::new(Screened::new(watched, activity.clone(), client));
     let conn = builder
         .serve_connection_with_upgrades(io, service)
         .into_owned();
