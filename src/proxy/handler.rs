@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use subtle::ConstantTimeEq;
 
 use super::admission::{Permit, Shed};
@@ -133,7 +134,7 @@ impl Proxy {
                 // permitting); the 503 stays the answer otherwise.
                 guard.sample(sent_at.elapsed(), Instant::now());
                 let failed = Failed {
-                    answer: self.wrap(resp, Answered::of(first.upstream, first.conn), env, permit),
+                    answer: self.wrap(resp, first.upstream, first.conn, env, permit),
                     env_outcome: Some(Outcome::ServerError),
                     users: Outcome::ServerError,
                 };
@@ -146,7 +147,7 @@ impl Proxy {
                 self.metrics
                     .record(Scope::from(env), outcome, now - start, now);
                 (
-                    self.wrap(resp, Answered::of(first.upstream, first.conn), env, permit),
+                    self.wrap(resp, first.upstream, first.conn, env, permit),
                     outcome,
                 )
             }
@@ -228,12 +229,7 @@ impl Proxy {
                 self.metrics
                     .record(Scope::Fallback, outcome, done - retry_start, done);
                 (
-                    self.wrap(
-                        resp,
-                        Answered::of(second.upstream, second.conn),
-                        Env::Fallback,
-                        permit,
-                    ),
+                    self.wrap(resp, second.upstream, second.conn, Env::Fallback, permit),
                     outcome,
                 )
             }
@@ -246,10 +242,14 @@ impl Proxy {
         }
     }
 
-    fn wrap(
+    /// An env's answer as the client gets it: hop-by-hop headers dropped, the env named, and
+    /// the body holding the in-flight count, the admission slot and the connection to give
+    /// back to the pool until it ends.
+    pub(super) fn wrap(
         self: &Arc<Self>,
         resp: Response<Incoming>,
-        from: Answered,
+        upstream: Option<Arc<super::upstream::Upstream>>,
+        conn: Option<SendRequest<ReqBody>>,
         env: Env,
         permit: Permit,
     ) -> Response<RespBody> {
@@ -258,10 +258,10 @@ impl Proxy {
         parts
             .headers
             .insert(ENV_HEADER, HeaderValue::from_static(env.as_str()));
-        let body = match from.upstream {
+        let body = match upstream {
             Some(u) => RespBody::upstream(
                 body,
-                from.conn,
+                conn,
                 InflightGuard::new(&u, &self.metrics, env),
                 permit,
             ),
@@ -313,21 +313,6 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
-    }
-}
-
-/// Where an answer came from: its upstream and the connection to give back after it.
-pub(super) struct Answered {
-    pub upstream: Option<Arc<super::upstream::Upstream>>,
-    pub conn: Option<hyper::client::conn::http1::SendRequest<ReqBody>>,
-}
-
-impl Answered {
-    pub fn of(
-        upstream: Option<Arc<super::upstream::Upstream>>,
-        conn: Option<hyper::client::conn::http1::SendRequest<ReqBody>>,
-    ) -> Answered {
-        Answered { upstream, conn }
     }
 }
 

@@ -126,6 +126,20 @@ pub(super) struct Accepted<S> {
     pub slot: OpenGuard,
 }
 
+impl<S> Accepted<S> {
+    /// The same connection over another stream type (moving it between runtimes).
+    pub fn try_map<T>(
+        self,
+        f: impl FnOnce(S) -> std::io::Result<T>,
+    ) -> std::io::Result<Accepted<T>> {
+        Ok(Accepted {
+            stream: f(self.stream)?,
+            client: self.client,
+            slot: self.slot,
+        })
+    }
+}
+
 /// Wait for the next connection that may be served. A failed accept backs off briefly; a
 /// connection past `max_connections` is answered 503 and closed. Cancel-safe.
 pub(super) async fn next_conn(

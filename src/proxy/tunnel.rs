@@ -222,21 +222,7 @@ pub async fn open(
         .record(Scope::Users, outcome, start.elapsed(), now);
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The env declined the upgrade: pass its answer through as a normal response.
-        let (mut rparts, body) = resp.into_parts();
-        super::headers::strip_hop_by_hop(&mut rparts.headers, false);
-        rparts
-            .headers
-            .insert(ENV_HEADER, http::HeaderValue::from_static(env.as_str()));
-        let body = match attempt.upstream {
-            Some(u) => RespBody::upstream(
-                body,
-                attempt.conn,
-                super::upstream::InflightGuard::new(&u, &proxy.metrics, env),
-                permit,
-            ),
-            None => RespBody::empty(),
-        };
-        return Response::from_parts(rparts, body);
+        return proxy.wrap(resp, attempt.upstream, attempt.conn, env, permit);
     }
     drop(permit);
     let upstream_upgrade = hyper::upgrade::on(&mut resp);

@@ -82,13 +82,9 @@ fn hand_off(pool: &[Worker], accepted: Accepted<TcpStream>) {
     let Some(w) = pool.iter().min_by_key(|w| w.open.count()) else {
         return;
     };
-    let Accepted {
-        stream,
-        client,
-        slot,
-    } = accepted;
-    let stream = match stream.into_std() {
-        Ok(s) => s,
+    let client = accepted.client;
+    let accepted = match accepted.try_map(TcpStream::into_std) {
+        Ok(a) => a,
         Err(e) => {
             tracing::warn!(%client, error = %e, "cannot hand a connection to a worker");
             return;
@@ -98,11 +94,7 @@ fn hand_off(pool: &[Worker], accepted: Accepted<TcpStream>) {
         return;
     };
     let handoff = Handoff {
-        accepted: Accepted {
-            stream,
-            client,
-            slot,
-        },
+        accepted,
         on_worker,
     };
     if w.tx.send(handoff).is_err() {
@@ -126,22 +118,9 @@ fn start(i: usize, live: Arc<Live>) -> std::io::Result<Worker> {
             runtime.block_on(async move {
                 let graceful = GracefulShutdown::new();
                 while let Some(h) = rx.recv().await {
-                    let Accepted {
-                        stream,
-                        client,
-                        slot,
-                    } = h.accepted;
-                    match TcpStream::from_std(stream) {
-                        Ok(stream) => spawn_conn(
-                            Accepted {
-                                stream,
-                                client,
-                                slot,
-                            },
-                            &live,
-                            &graceful,
-                            h.on_worker,
-                        ),
+                    let client = h.accepted.client;
+                    match h.accepted.try_map(TcpStream::from_std) {
+                        Ok(accepted) => spawn_conn(accepted, &live, &graceful, h.on_worker),
                         Err(e) => {
                             tracing::warn!(%client, error = %e, "worker cannot take a connection")
                         }
