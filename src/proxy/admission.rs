@@ -109,6 +109,11 @@ impl EnvGuard {
         Ok(Permit(Some(l.clone())))
     }
 
+    /// Whether [`EnvGuard::sample`] uses what it is given (the env has an admission limit).
+    pub fn is_adaptive(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// One answered request's latency, for the adaptive limit (no-op without one).
     pub fn sample(&self, latency: Duration, now: Instant) {
         if let Some(l) = &self.limiter {

@@ -1,15 +1,15 @@
 //! One client connection's bookkeeping: the connection cap, what is in flight on it, when
-//! bytes last moved, and the idle watchdog that closes it.
+//! bytes last moved and since when it has been waiting for a request head (read by
+//! [`super::supervise`], which closes idle connections and slow heads).
 //!
 //! Owns: [`Open`] (the count of client connections against `max_connections`), [`Activity`]
 //! with its I/O wrapper [`Watched`] and response-body wrapper [`Tracked`] (and what
-//! [`super::screen`] needs to know: answers in flight, a switch of protocols), [`idle`] (resolves
-//! when a connection has had nothing in flight and no traffic for `idle_timeout`) and
-//! [`refuse`] (the answer past the cap). Must not touch: requests or routing.
+//! [`super::screen`] needs to know: answers in flight, a switch of protocols) and [`refuse`]
+//! (the answer past the cap). Must not touch: requests or routing.
 //!
 //! Why here and not in hyper: hyper has no idle timeout for HTTP/2 and no connection cap, and
-//! its HTTP/1 header timer does not cover a connection that is quiet while a request is in
-//! flight. Counting in-flight requests (until their response body ends) keeps a slow upstream
+//! its HTTP/1 header timer costs a timer reset per request (about 1.5k instructions, ~5% of
+//! the proxy's own CPU per request: docs/benchmarks.md). Counting in-flight requests (until their response body ends) keeps a slow upstream
 //! answer from being mistaken for an idle client.
 
 use std::io;
@@ -23,7 +23,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+
+use super::clock;
 
 /// Open client connections, shared by the accept loop and every connection task.
 #[derive(Debug, Default)]
@@ -62,27 +63,39 @@ impl Drop for OpenGuard {
 /// What is happening on one connection.
 #[derive(Debug)]
 pub struct Activity {
-    start: Instant,
-    /// Milliseconds after `start` when bytes last moved.
+    /// When bytes last moved, on the coarse [`clock`].
     last_io_ms: AtomicU64,
     inflight: AtomicUsize,
+    /// Since when (coarse [`clock`]) nothing has been in flight: the connection has been
+    /// waiting for a request head.
+    waiting_since_ms: AtomicU64,
+    /// Request heads are timed (HTTP/1); cleared when the screen stops following the bytes
+    /// (HTTP/2, whose streams hyper times itself, or a protocol switch).
+    heads_timed: AtomicBool,
     /// An answer on this connection switched protocols (`101`): what follows is a tunnel.
     upgraded: AtomicBool,
 }
 
 impl Activity {
     pub fn new() -> Arc<Activity> {
+        let now = clock::now_ms();
         Arc::new(Activity {
-            start: Instant::now(),
-            last_io_ms: AtomicU64::new(0),
+            last_io_ms: AtomicU64::new(now),
             inflight: AtomicUsize::new(0),
+            waiting_since_ms: AtomicU64::new(now),
+            heads_timed: AtomicBool::new(true),
             upgraded: AtomicBool::new(false),
         })
     }
 
-    fn touch(&self) {
-        let ms = self.start.elapsed().as_millis() as u64;
-        self.last_io_ms.fetch_max(ms, Relaxed);
+    /// Called on every read and write: usually the coarse clock has not moved since the last
+    /// call, and then this only loads.
+    fn touch(&self) -> u64 {
+        let ms = clock::now_ms();
+        if self.last_io_ms.load(Relaxed) < ms {
+            self.last_io_ms.fetch_max(ms, Relaxed);
+        }
+        ms
     }
 
     /// Count a request in flight until the guard (moved into its response body) drops.
@@ -94,6 +107,26 @@ impl Activity {
     /// Requests whose answer is not finished yet.
     pub fn in_flight(&self) -> usize {
         self.inflight.load(Relaxed)
+    }
+
+    /// Nothing in flight and no traffic for `timeout_ms` before `now_ms` (coarse [`clock`]).
+    pub fn is_idle(&self, now_ms: u64, timeout_ms: u64) -> bool {
+        self.inflight.load(Relaxed) == 0
+            && now_ms.saturating_sub(self.last_io_ms.load(Relaxed)) >= timeout_ms
+    }
+
+    /// Heads are timed and no request head has come in the `timeout_ms` before `now_ms` since
+    /// the connection began waiting for one (it opened, or its last answer ended). Bytes of
+    /// a head trickling in do not count: a slow head is cut like no head.
+    pub fn head_overdue(&self, now_ms: u64, timeout_ms: u64) -> bool {
+        self.heads_timed.load(Relaxed)
+            && self.inflight.load(Relaxed) == 0
+            && now_ms.saturating_sub(self.waiting_since_ms.load(Relaxed)) >= timeout_ms
+    }
+
+    /// Stop timing request heads (the connection no longer speaks HTTP/1 request by request).
+    pub fn stop_timing_heads(&self) {
+        self.heads_timed.store(false, Relaxed);
     }
 
     /// Some answer on this connection was a `101 Switching Protocols`.
@@ -115,22 +148,10 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.inflight.fetch_sub(1, Relaxed);
-    }
-}
-
-/// Resolves when the connection has had nothing in flight and no traffic for `timeout`.
-pub async fn idle(activity: Arc<Activity>, timeout: Duration) {
-    loop {
-        let last = activity.start + Duration::from_millis(activity.last_io_ms.load(Relaxed));
-        let quiet = last.elapsed();
-        if activity.inflight.load(Relaxed) == 0 && quiet >= timeout {
-            return;
+        let now = self.0.touch();
+        if self.0.inflight.fetch_sub(1, Relaxed) == 1 {
+            self.0.waiting_since_ms.store(now, Relaxed);
         }
-        // Busy or recently active: look again when the quiet period could first be over.
-        let wait = timeout.saturating_sub(quiet).max(Duration::from_millis(50));
-        tokio::time::sleep(wait).await;
     }
 }
 
@@ -285,21 +306,44 @@ mod tests {
         assert!(open.try_claim(2).is_some());
     }
 
-    #[tokio::test]
-    async fn idle_waits_for_requests_in_flight() {
+    #[test]
+    fn idle_needs_nothing_in_flight_and_quiet() {
         let activity = Activity::new();
+        let start = activity.last_io_ms.load(Relaxed);
         let busy = activity.begin();
-        let limit = Duration::from_millis(200);
-        let early = tokio::time::timeout(Duration::from_millis(600), idle(activity.clone(), limit));
-        assert!(early.await.is_err(), "closed with a request in flight");
-        drop(busy);
-        let start = std::time::Instant::now();
-        let late = tokio::time::timeout(Duration::from_secs(3), idle(activity, limit));
-        assert!(late.await.is_ok(), "never closed once idle");
         assert!(
-            start.elapsed() >= Duration::from_millis(150),
-            "{:?}",
-            start.elapsed()
+            !activity.is_idle(start + 10_000, 200),
+            "idle with a request in flight"
         );
+        drop(busy);
+        let last = activity.last_io_ms.load(Relaxed);
+        assert!(
+            !activity.is_idle(last + 199, 200),
+            "idle before the timeout"
+        );
+        assert!(
+            activity.is_idle(last + 200, 200),
+            "not idle after the timeout"
+        );
+    }
+
+    #[test]
+    fn a_head_is_overdue_only_while_waiting_for_one() {
+        let activity = Activity::new();
+        let opened = activity.waiting_since_ms.load(Relaxed);
+        assert!(!activity.head_overdue(opened + 99, 100));
+        assert!(activity.head_overdue(opened + 100, 100), "no first head");
+        let busy = activity.begin();
+        assert!(
+            !activity.head_overdue(opened + 10_000, 100),
+            "request in flight"
+        );
+        drop(busy);
+        let answered = activity.waiting_since_ms.load(Relaxed);
+        assert!(answered >= opened);
+        assert!(!activity.head_overdue(answered + 99, 100));
+        assert!(activity.head_overdue(answered + 100, 100), "no next head");
+        activity.stop_timing_heads();
+        assert!(!activity.head_overdue(answered + 10_000, 100), "HTTP/2");
     }
 }

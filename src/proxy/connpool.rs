@@ -14,7 +14,7 @@
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -23,6 +23,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::body::ReqBody;
+use super::clock;
 
 /// Idle connections kept per worker slot; more are closed when they come back.
 const MAX_IDLE_PER_SLOT: usize = 1024;
@@ -42,6 +43,10 @@ pub fn set_worker(i: usize) {
     WORKER.with(|w| w.set(i));
 }
 
+fn expired(idle: &Idle, now_ms: u64) -> bool {
+    now_ms.saturating_sub(idle.since_ms) > IDLE_TIMEOUT.as_millis() as u64
+}
+
 fn slot_index(slots: usize) -> usize {
     WORKER.with(Cell::get) % slots
 }
@@ -59,7 +64,8 @@ pub enum SendError {
 
 struct Idle {
     tx: SendRequest<ReqBody>,
-    since: Instant,
+    /// When it came back, on the coarse [`clock`].
+    since_ms: u64,
 }
 
 /// The idle connections of one upstream.
@@ -157,24 +163,21 @@ impl Conns {
         let Ok(mut idle) = self.slots[slot_index(self.slots.len())].lock() else {
             return;
         };
-        let now = Instant::now();
-        if idle
-            .first()
-            .is_some_and(|oldest| now.duration_since(oldest.since) > IDLE_TIMEOUT)
-        {
-            idle.retain(|i| now.duration_since(i.since) <= IDLE_TIMEOUT);
+        let now = clock::now_ms();
+        if idle.first().is_some_and(|oldest| expired(oldest, now)) {
+            idle.retain(|i| !expired(i, now));
         }
         if idle.len() < MAX_IDLE_PER_SLOT {
-            idle.push(Idle { tx, since: now });
+            idle.push(Idle { tx, since_ms: now });
         }
     }
 
     /// The most recently used idle connection that is still open and fresh enough.
     fn take(&self) -> Option<SendRequest<ReqBody>> {
         let mut idle = self.slots[slot_index(self.slots.len())].lock().ok()?;
-        let now = Instant::now();
+        let now = clock::now_ms();
         while let Some(i) = idle.pop() {
-            if !i.tx.is_closed() && now.duration_since(i.since) <= IDLE_TIMEOUT {
+            if !i.tx.is_closed() && !expired(&i, now) {
                 return Some(i.tx);
             }
         }

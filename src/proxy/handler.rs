@@ -14,7 +14,9 @@ use subtle::ConstantTimeEq;
 use super::admission::{Permit, Shed};
 use super::attempt::{self, Attempt, Failure, Outgoing};
 use super::body::{ReqBody, RespBody};
-use super::headers::{is_upgrade, set_forwarding, strip_hop_by_hop};
+use super::headers::{
+    self, is_upgrade, set_forwarding, strip_hop_by_hop, strip_seen_hop_by_hop, ForwardCache, Seen,
+};
 use super::shed::Cause;
 use super::upstream::InflightGuard;
 use super::{tunnel, Conn, Proxy};
@@ -25,6 +27,7 @@ use crate::router::{key, Env};
 pub const ERROR_HEADER: &str = "x-cutover-error";
 /// Header on every answer naming the env that served it.
 pub const ENV_HEADER: &str = "x-cutover-served-by";
+const ENV_HEADER_NAME: header::HeaderName = header::HeaderName::from_static(ENV_HEADER);
 
 impl Proxy {
     /// Serve one request from `client` on connection `conn`. Never fails: every problem
@@ -42,10 +45,20 @@ impl Proxy {
     ) -> Response<RespBody> {
         let start = Instant::now();
         self.budget.record_request(start);
-        let forced = self.forced_env(req.headers());
-        req.headers_mut().remove(&self.override_header);
-        req.headers_mut().remove(&self.override_secret_header);
-        let upgrade = is_upgrade(req.headers());
+        // One pass over the names; the lookups below run only for what is there.
+        let seen = headers::scan(
+            req.headers(),
+            &[&self.override_header, &self.override_secret_header],
+        );
+        let forced = if seen.watched() {
+            let forced = self.forced_env(req.headers());
+            req.headers_mut().remove(&self.override_header);
+            req.headers_mut().remove(&self.override_secret_header);
+            forced
+        } else {
+            None
+        };
+        let upgrade = seen.may_upgrade() && is_upgrade(req.headers());
         let (env, tunnel_key) = match forced {
             Some(env) => (env, None),
             None => {
@@ -75,14 +88,23 @@ impl Proxy {
         if upgrade {
             return match permit {
                 Ok(permit) => {
-                    Box::pin(tunnel::open(self, req, client, env, tunnel_key, permit)).await
+                    Box::pin(tunnel::open(
+                        self,
+                        req,
+                        client,
+                        conn.forwarding(),
+                        env,
+                        tunnel_key,
+                        permit,
+                    ))
+                    .await
                 }
                 Err(Shed) => self.shed_answer(env, Cause::Overloaded, &req, start),
             };
         }
 
         let (mut parts, body) = req.into_parts();
-        let path = self.prepare(&mut parts, client, false);
+        let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
         let out = Outgoing {
             method: &parts.method,
             path: &path,
@@ -112,7 +134,13 @@ impl Proxy {
         };
         let (body, unsent) = ReqBody::new(body);
         let body_empty = unsent.is_none();
-        let sent_at = Instant::now();
+        // The adaptive limit wants the env's own latency, without the wait for a slot; nothing
+        // else needs a second reading of the clock.
+        let sent_at = if guard.is_adaptive() {
+            Instant::now()
+        } else {
+            start
+        };
         let first = attempt::send(self.pool(env), &out, body, unsent).await;
         // A timeout is never replayed: the env may still be working on it, and a replay would
         // double the load on a world that is already slow.
@@ -123,7 +151,7 @@ impl Proxy {
                     || (body_empty && attempt::idempotent(out.method)))
         };
 
-        let (resp, users) = match first.result {
+        let (resp, users, end) = match first.result {
             Ok(resp)
                 if resp.status() == StatusCode::SERVICE_UNAVAILABLE
                     && env != Env::Fallback
@@ -138,7 +166,7 @@ impl Proxy {
                     env_outcome: Some(Outcome::ServerError),
                     users: Outcome::ServerError,
                 };
-                Box::pin(self.fallback(env, start, &out, None, failed)).await
+                with_end(Box::pin(self.fallback(env, start, &out, None, failed)).await)
             }
             Ok(resp) => {
                 let now = Instant::now();
@@ -149,6 +177,7 @@ impl Proxy {
                 (
                     self.wrap(resp, first.upstream, first.conn, env, permit),
                     outcome,
+                    now,
                 )
             }
             Err(failure) if env != Env::Fallback && replay_ok(&first, failure) => {
@@ -159,7 +188,7 @@ impl Proxy {
                     answer,
                     env_outcome: Some(failure.outcome()),
                 };
-                Box::pin(self.fallback(env, start, &out, first.unsent, failed)).await
+                with_end(Box::pin(self.fallback(env, start, &out, first.unsent, failed)).await)
             }
             Err(failure) => {
                 drop(permit);
@@ -171,10 +200,9 @@ impl Proxy {
                 }
                 let answer = proxy_error(env, failure);
                 let users = error_outcome(answer.status());
-                (answer, users)
+                (answer, users, now)
             }
         };
-        let end = Instant::now();
         self.metrics.record(Scope::Users, users, end - start, end);
         resp
     }
@@ -257,7 +285,7 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers, false);
         parts
             .headers
-            .insert(ENV_HEADER, HeaderValue::from_static(env.as_str()));
+            .insert(ENV_HEADER_NAME, HeaderValue::from_static(env.as_str()));
         let body = match upstream {
             Some(u) => RespBody::upstream(
                 body,
@@ -283,30 +311,32 @@ impl Proxy {
     }
 
     /// Make a client's request head fit for the upstream (hop-by-hop headers dropped, Host
-    /// kept, forwarding headers set) and return the path and query to send it to.
+    /// kept, forwarding headers set) and return the path and query to send it to. `seen` is
+    /// the [`headers::scan`] of its headers.
     pub(super) fn prepare(
         &self,
         parts: &mut http::request::Parts,
         client: SocketAddr,
+        forwarding: &ForwardCache,
+        seen: Seen,
         upgrade: bool,
     ) -> http::uri::PathAndQuery {
-        strip_hop_by_hop(&mut parts.headers, upgrade);
-        if !parts.headers.contains_key(header::HOST) {
+        strip_seen_hop_by_hop(&mut parts.headers, upgrade, seen);
+        if let header::Entry::Vacant(e) = parts.headers.entry(header::HOST) {
             // HTTP/2 clients send :authority instead of Host; upstreams speak HTTP/1.1.
             if let Some(v) = parts
                 .uri
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
             {
-                parts.headers.insert(header::HOST, v);
+                e.insert(v);
             }
         }
-        let host = parts.headers.get(header::HOST).cloned();
         set_forwarding(
             &mut parts.headers,
             client.ip(),
-            host.as_ref(),
             self.trust_forwarded,
+            forwarding,
         );
         parts
             .uri
@@ -359,8 +389,15 @@ pub(super) fn proxy_error(env: Env, failure: Failure) -> Response<RespBody> {
         ERROR_HEADER,
         HeaderValue::from_static(failure_code(failure)),
     );
-    h.insert(ENV_HEADER, HeaderValue::from_static(env.as_str()));
+    h.insert(ENV_HEADER_NAME, HeaderValue::from_static(env.as_str()));
     resp
+}
+
+/// A fallback's answer with the time it ended.
+fn with_end(
+    (resp, users): (Response<RespBody>, Outcome),
+) -> (Response<RespBody>, Outcome, Instant) {
+    (resp, users, Instant::now())
 }
 
 fn failure_code(f: Failure) -> &'static str {

@@ -1,20 +1,79 @@
 //! Header rules of a proxy: hop-by-hop headers dropped both ways, forwarding headers set.
+//!
+//! This runs on every request and answer, so it looks before it changes: one pass over the
+//! header names ([`scan`]) tells whether anything needs removing — usually nothing does — and
+//! the forwarding values, which depend only on the client connection (and its `Host`), are
+//! built once per connection ([`ForwardCache`]).
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
+
+/// Which headers of interest a map holds, found by [`scan`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen(u8);
+
+impl Seen {
+    const CONNECTION: u8 = 1;
+    const UPGRADE: u8 = 2;
+    const OTHER_HOP: u8 = 4;
+    const WATCHED: u8 = 8;
+
+    /// Some hop-by-hop header (`Connection`, `Upgrade` or another of RFC 9110's) is present.
+    pub fn hop_by_hop(self) -> bool {
+        self.0 & (Self::CONNECTION | Self::UPGRADE | Self::OTHER_HOP) != 0
+    }
+
+    /// Both `Connection` and `Upgrade` are present: the request may ask to switch protocols.
+    pub fn may_upgrade(self) -> bool {
+        self.0 & (Self::CONNECTION | Self::UPGRADE) == Self::CONNECTION | Self::UPGRADE
+    }
+
+    /// One of the `watched` names given to [`scan`] is present.
+    pub fn watched(self) -> bool {
+        self.0 & Self::WATCHED != 0
+    }
+}
+
+/// One pass over the header names, comparing (not hashing) each against the hop-by-hop set and
+/// `watched`. Standard names compare as one small number each, and other names by length
+/// first, so a request's usual headers cost a few comparisons apiece.
+pub fn scan(headers: &HeaderMap, watched: &[&HeaderName]) -> Seen {
+    let mut seen = 0;
+    for name in headers.keys() {
+        seen |= if *name == header::CONNECTION {
+            Seen::CONNECTION
+        } else if *name == header::UPGRADE {
+            Seen::UPGRADE
+        } else if HOP_BY_HOP[1..].contains(name) {
+            Seen::OTHER_HOP
+        } else if watched.contains(&name) {
+            Seen::WATCHED
+        } else {
+            0
+        };
+    }
+    Seen(seen)
+}
 
 /// True when the request asks to switch protocols (WebSocket and friends).
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -32,6 +91,16 @@ fn connection_has(headers: &HeaderMap, token: &str) -> bool {
 /// Remove hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`, the
 /// `Upgrade` header and `Connection: upgrade` survive (a tunnel needs them end to end).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let seen = scan(headers, &[]);
+    strip_seen_hop_by_hop(headers, keep_upgrade, seen);
+}
+
+/// [`strip_hop_by_hop`] with the [`scan`] of `headers` already done: nothing is looked up
+/// when it found no hop-by-hop header.
+pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, seen: Seen) {
+    if !keep_upgrade && !seen.hop_by_hop() {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let listed: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -55,53 +124,95 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Set `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` for a request from `client`.
-/// A client-sent `X-Forwarded-For`/`Forwarded` is kept (and appended to) only when
-/// `trust_forwarded`; otherwise it is replaced, so clients cannot spoof their address.
+/// The forwarding values of one client connection, built on its first request and reused:
+/// they depend only on the client's address and the `Host` asked for (usually the same on
+/// every request of a connection). Values extending what a trusted client sent are built
+/// per request.
+#[derive(Debug, Default)]
+pub struct ForwardCache {
+    xff: OnceLock<HeaderValue>,
+    /// `Forwarded` and the `Host` it names.
+    forwarded: OnceLock<(Option<HeaderValue>, HeaderValue)>,
+}
+
+/// Set `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` for a request from `client`
+/// (`Forwarded` names the request's `Host`). A client-sent `X-Forwarded-For`/`Forwarded` is
+/// kept (and appended to) only when `trust_forwarded`; otherwise it is replaced, so clients
+/// cannot spoof their address.
 ///
-/// This runs on every request: the values are built with plain byte pushes (no `format!`),
-/// which took about a tenth of the proxy's user-space CPU when they went through `core::fmt`
-/// (docs/benchmarks.md).
+/// The values are built with plain byte pushes (no `format!`, which took about a tenth of the
+/// proxy's user-space CPU, docs/benchmarks.md), and only once per connection when `cache`
+/// allows.
 pub fn set_forwarding(
     headers: &mut HeaderMap,
     client: IpAddr,
-    host: Option<&HeaderValue>,
     trust_forwarded: bool,
+    cache: &ForwardCache,
 ) {
-    let xff_name = HeaderName::from_static("x-forwarded-for");
-    let mut ip_buf = [0u8; 15];
-    let v6_text;
-    let client_text: &str = match client {
-        IpAddr::V4(v4) => ipv4_text(v4.octets(), &mut ip_buf),
-        IpAddr::V6(v6) => {
-            v6_text = v6.to_string();
-            &v6_text
-        }
+    let prev = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let (prev_xff, prev_fwd) = if trust_forwarded {
+        (prev(&X_FORWARDED_FOR), prev(&header::FORWARDED))
+    } else {
+        (None, None)
     };
+    let xff = match prev_xff {
+        None => Some(
+            cache
+                .xff
+                .get_or_init(|| value(xff_text(None, client)))
+                .clone(),
+        ),
+        Some(p) => Some(value(xff_text(Some(p), client))),
+    };
+    let host = headers.get(header::HOST);
+    let forwarded = match (prev_fwd, cache.forwarded.get()) {
+        (None, Some((h, v))) if h.as_ref() == host => v.clone(),
+        (None, cached) => {
+            let v = value(forwarded_text(None, client, host));
+            if cached.is_none() {
+                let _ = cache.forwarded.set((host.cloned(), v.clone()));
+            }
+            v
+        }
+        (Some(p), _) => value(forwarded_text(Some(p), client, host)),
+    };
+    if let Some(v) = xff {
+        headers.insert(X_FORWARDED_FOR, v);
+    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(header::FORWARDED, forwarded);
+}
 
-    let prev_xff = headers
-        .get(&xff_name)
-        .filter(|_| trust_forwarded)
-        .and_then(|v| v.to_str().ok());
-    let mut xff = String::with_capacity(prev_xff.map_or(0, |p| p.len() + 2) + client_text.len());
-    if let Some(p) = prev_xff {
+/// A header value from text built of header-safe parts (an address, a checked host, and what
+/// a client sent as a valid value), without copying it.
+fn value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(Bytes::from(text.into_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn xff_text(prev: Option<&str>, client: IpAddr) -> String {
+    let mut ip_buf = [0u8; 39];
+    let client_text = ip_text(client, &mut ip_buf);
+    let mut xff = String::with_capacity(prev.map_or(0, |p| p.len() + 2) + client_text.len());
+    if let Some(p) = prev {
         xff.push_str(p);
         xff.push_str(", ");
     }
     xff.push_str(client_text);
+    xff
+}
 
-    let prev_fwd = headers
-        .get(header::FORWARDED)
-        .filter(|_| trust_forwarded)
-        .and_then(|v| v.to_str().ok());
+fn forwarded_text(prev: Option<&str>, client: IpAddr, host: Option<&HeaderValue>) -> String {
+    let mut ip_buf = [0u8; 39];
+    let client_text = ip_text(client, &mut ip_buf);
     let host = host.and_then(|h| h.to_str().ok()).filter(|h| {
         h.bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b';' && b != b',')
     });
     let mut forwarded = String::with_capacity(
-        prev_fwd.map_or(0, |p| p.len() + 2) + client_text.len() + host.map_or(0, str::len) + 28,
+        prev.map_or(0, |p| p.len() + 2) + client_text.len() + host.map_or(0, str::len) + 28,
     );
-    if let Some(p) = prev_fwd {
+    if let Some(p) = prev {
         forwarded.push_str(p);
         forwarded.push_str(", ");
     }
@@ -118,21 +229,28 @@ pub fn set_forwarding(
         forwarded.push_str(";host=");
         forwarded.push_str(h);
     }
+    forwarded
+}
 
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(xff_name, v);
-    }
-    headers.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
-        headers.insert(header::FORWARDED, v);
+/// The address as text, written into `buf` when it fits (IPv4 always does).
+fn ip_text(client: IpAddr, buf: &mut [u8; 39]) -> &str {
+    match client {
+        IpAddr::V4(v4) => ipv4_text(v4.octets(), buf),
+        IpAddr::V6(v6) => {
+            use std::io::Write;
+            let mut cur = std::io::Cursor::new(&mut buf[..]);
+            let n = match write!(cur, "{v6}") {
+                Ok(()) => cur.position() as usize,
+                Err(_) => 0,
+            };
+            std::str::from_utf8(&buf[..n]).unwrap_or("::")
+        }
     }
 }
 
-/// Dotted-quad text of an IPv4 address, written into `buf` (same as `Ipv4Addr`'s `Display`).
-fn ipv4_text(octets: [u8; 4], buf: &mut [u8; 15]) -> &str {
+/// Dotted-quad text of an IPv4 address, written into `buf` (at least 15 bytes; same as
+/// `Ipv4Addr`'s `Display`).
+fn ipv4_text(octets: [u8; 4], buf: &mut [u8]) -> &str {
     let mut n = 0;
     for (i, o) in octets.into_iter().enumerate() {
         if i > 0 {
@@ -195,11 +313,13 @@ mod tests {
     fn forwarding_headers_do_not_trust_clients_by_default() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
-        let host = HeaderValue::from_static("app.example");
-        set_forwarding(&mut h, "10.0.0.1".parse().expect("ip"), Some(&host), false);
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        let cache = ForwardCache::default();
+        set_forwarding(&mut h, "10.0.0.1".parse().expect("ip"), false, &cache);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1");
         assert_eq!(h["forwarded"], "for=10.0.0.1;proto=http;host=app.example");
-        set_forwarding(&mut h, "::1".parse().expect("ip"), None, true);
+        h.remove(header::HOST);
+        set_forwarding(&mut h, "::1".parse().expect("ip"), true, &cache);
         assert_eq!(h["x-forwarded-for"], "10.0.0.1, ::1");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(

@@ -6,10 +6,10 @@
 //! requests — [`super::guard`] and [`super::conn`] enforce what hyper cannot.
 //!
 //! Why explicit: hyper's defaults are made for a general server, not for a proxy that many
-//! untrusted clients reach. Its header timeout does nothing without a timer, its HTTP/2 header
-//! list may reach ~16 MB, and it has no body-read, idle or connection-count limit at all. Every
-//! value here is set on purpose, and `docs/config.md` / `docs/reliability.md` say which part
-//! of the stack answers what.
+//! untrusted clients reach. Its header timeout costs a timer reset per request, its HTTP/2
+//! header list may reach ~16 MB, and it has no body-read, idle or connection-count limit at
+//! all. Every value here is set on purpose, and `docs/config.md` / `docs/reliability.md` say
+//! which part of the stack answers what.
 
 use std::time::Duration;
 
@@ -25,8 +25,9 @@ pub const MIN_HEADER_BYTES: usize = 8192;
 pub struct Limits {
     /// Open client connections past this are answered 503 and closed.
     pub max_connections: usize,
-    /// Time a client gets to send a whole request head (HTTP/1.1; also bounds the wait for
-    /// the next request on a keep-alive connection, since hyper's timer runs from then).
+    /// Time a client gets to send a whole request head (HTTP/1.1), counted from when the
+    /// connection opened or its last answer ended: it also bounds the wait for the next
+    /// request on a keep-alive connection.
     pub header_read_timeout: Duration,
     /// Longest pause in a request body while the proxy waits for it; past it, 408.
     pub body_read_timeout: Duration,
@@ -73,8 +74,9 @@ impl Limits {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
+            // No header timer here: `header_read_timeout` is enforced by the connection
+            // sweeper (super::supervise), without a timer reset per request.
+            .header_read_timeout(None)
             .max_buf_size(self.max_header_bytes.max(MIN_HEADER_BYTES))
             .max_headers(self.max_headers)
             .keep_alive(true)

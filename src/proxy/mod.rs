@@ -2,14 +2,15 @@
 //!
 //! Owns: the client listener ([`server`]), per-request routing and forwarding ([`handler`]),
 //! single attempts and their failure classes ([`attempt`]), upstream pools ([`upstream`]),
-//! streamed bodies ([`body`]), header rules ([`headers`]), the retry budget ([`budget`]) and
-//! WebSocket/Upgrade tunnels ([`tunnel`]); client limits ([`limits`], [`guard`], [`conn`]), the
-//! refusal of requests framed two ways ([`screen`], following the bytes with [`framing`]) and
-//! the reloadable state ([`live`]); and herd protection (docs/protection.md):
-//! admission control per env ([`admission`], adaptive limit in [`gradient`]), new-session
-//! rates ([`rate`]), the 503 / waiting-room answer ([`shed`]) and the tunnel drain that moves
-//! long-lived connections after a weight change ([`drain`], closing in [`pipe`], framing in
-//! [`wsframe`]).
+//! streamed bodies ([`body`]), header rules ([`headers`]), a coarse clock for bookkeeping
+//! ([`clock`]), the retry budget ([`budget`]) and WebSocket/Upgrade tunnels ([`tunnel`]);
+//! client limits ([`limits`], [`guard`], [`conn`]) with the idle close and the drain of
+//! client connections ([`supervise`]), the refusal of requests framed two ways ([`screen`],
+//! following the bytes with [`framing`]) and the reloadable state ([`live`]); and herd
+//! protection (docs/protection.md): admission control per env ([`admission`], adaptive limit
+//! in [`gradient`]), new-session rates ([`rate`]), the 503 / waiting-room answer ([`shed`])
+//! and the tunnel drain that moves long-lived connections after a weight change ([`drain`],
+//! closing in [`pipe`], framing in [`wsframe`]).
 //!
 //! Must not touch: the store, the analyzer or the orchestrator. A request reads one routing
 //! snapshot (an atomic load), records into lock-free metrics, and never waits on anything but
@@ -20,6 +21,7 @@ pub mod admission;
 pub mod attempt;
 pub mod body;
 pub mod budget;
+pub mod clock;
 pub mod conn;
 pub mod connpool;
 pub mod drain;
@@ -35,6 +37,7 @@ pub mod rate;
 pub mod screen;
 pub mod server;
 pub mod shed;
+pub mod supervise;
 pub mod tunnel;
 pub mod upstream;
 pub mod workers;

@@ -111,6 +111,7 @@ where
         if this.tracker.may_upgrade() && this.activity.upgraded() {
             this.tracker.stop();
             this.mode = Mode::Pass;
+            this.activity.stop_timing_heads();
             return Pin::new(this.inner()?).poll_read(cx, buf);
         }
         let before = buf.filled().len();
@@ -120,6 +121,7 @@ where
             Verdict::Continue => Poll::Ready(Ok(())),
             Verdict::PassThrough { .. } => {
                 this.mode = Mode::Pass;
+                this.activity.stop_timing_heads();
                 Poll::Ready(Ok(()))
             }
             Verdict::Reject { head_at } => {

@@ -18,15 +18,16 @@ use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::body::RespBody;
 use super::conn::{self, Activity, Open, OpenGuard, Tracked, Watched};
 use super::guard::{self, BodyWatch, BODY_WATCH};
+use super::headers::ForwardCache;
 use super::limits::Limits;
 use super::live::{Current, Live};
 use super::screen::Screened;
+use super::supervise::{Ended, Supervisor};
 use super::Proxy;
 
 /// Accept-queue length asked of the kernel for the client listener (capped by
@@ -55,9 +56,15 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 #[derive(Debug, Default)]
 pub struct Conn {
     established: AtomicBool,
+    forwarding: ForwardCache,
 }
 
 impl Conn {
+    /// The forwarding header values of this connection's client.
+    pub fn forwarding(&self) -> &ForwardCache {
+        &self.forwarding
+    }
+
     pub fn established(&self) -> bool {
         self.established.load(Relaxed)
     }
@@ -91,21 +98,23 @@ pub async fn serve_live(
     live: Arc<Live>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let supervisor = Supervisor::new();
+    let sweeper = spawn_sweeper(&supervisor, &live);
     let open = Arc::new(Open::default());
     let drain = spawn_tunnel_drain(&live);
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = next_conn(&listener, &live, &open) => {
-                spawn_conn(accepted, &live, &graceful, ());
+                spawn_conn(accepted, &live, &supervisor, ());
             }
             _ = &mut shutdown => break,
         }
     }
     drop(listener);
     drain.abort();
-    drain_all(graceful, &live).await;
+    sweeper.abort();
+    drain_all(&supervisor, &live).await;
 }
 
 /// The task that closes tunnels of users moved to the other env, at the drain rate.
@@ -117,6 +126,15 @@ pub(super) fn spawn_tunnel_drain(live: &Live) -> tokio::task::JoinHandle<()> {
         proxy.metrics.clone(),
         proxy.drain_rate,
     ))
+}
+
+/// The task that closes the idle connections of `supervisor`, at the idle timeout in force.
+pub(super) fn spawn_sweeper(
+    supervisor: &Arc<Supervisor>,
+    live: &Arc<Live>,
+) -> tokio::task::JoinHandle<()> {
+    let live = live.clone();
+    tokio::spawn(supervisor.clone().sweep(move || live.load().limits))
 }
 
 /// A client connection accepted and counted under `max_connections`.
@@ -174,12 +192,12 @@ pub(super) async fn next_conn(
     }
 }
 
-/// Serve one client connection on the current runtime until it ends, idles out or `graceful`
-/// drains it. `hold` is dropped when the connection ends.
+/// Serve one client connection on the current runtime until it ends, or `supervisor` closes
+/// it (idle) or drains it. `hold` is dropped when the connection ends.
 pub(super) fn spawn_conn(
     accepted: Accepted<TcpStream>,
     live: &Arc<Live>,
-    graceful: &GracefulShutdown,
+    supervisor: &Arc<Supervisor>,
     hold: impl Send + 'static,
 ) {
     let Accepted {
@@ -211,32 +229,30 @@ pub(super) fn spawn_conn(
     let conn = builder
         .serve_connection_with_upgrades(io, service)
         .into_owned();
-    let conn = graceful.watch(conn);
+    let conn = supervisor.supervise(conn, activity, &limits);
     tokio::spawn(async move {
         let _hold = hold;
-        tokio::select! {
-            r = conn => if let Err(e) = r {
+        match conn.await {
+            Ended::Done(Ok(())) => {}
+            Ended::Done(Err(e)) => {
                 tracing::debug!(error = %e, "client connection ended with an error");
-            },
-            _ = conn::idle(activity, limits.idle_timeout) => {
-                tracing::debug!(%client, "closing an idle client connection");
             }
+            Ended::Closed => tracing::debug!(%client, "closed a client connection"),
         }
     });
 }
 
 /// After the listener stopped: let in-flight requests and then tunnels finish within the
 /// drain timeout, closing what is left when it runs out.
-pub(super) async fn drain_all(graceful: GracefulShutdown, live: &Live) {
+pub(super) async fn drain_all(supervisor: &Supervisor, live: &Live) {
     let drain_timeout = live.load().drain_timeout;
     tracing::info!(?drain_timeout, "draining client connections");
     let start = tokio::time::Instant::now();
-    if tokio::time::timeout(drain_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let left = supervisor.drain(drain_timeout).await;
+    if left > 0 {
         tracing::warn!(
             ?drain_timeout,
+            left,
             "drain timeout: closing remaining client connections"
         );
     }

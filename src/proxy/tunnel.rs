@@ -25,6 +25,7 @@ use super::admission::Permit;
 use super::attempt::{self, Outgoing};
 use super::body::{ReqBody, RespBody};
 use super::handler::{proxy_error, status_outcome, ENV_HEADER};
+use super::headers::{self, ForwardCache};
 use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
 use super::Proxy;
 use crate::metrics::Scope;
@@ -181,6 +182,7 @@ pub async fn open(
     proxy: &Arc<Proxy>,
     mut req: Request<Incoming>,
     client: SocketAddr,
+    forwarding: &ForwardCache,
     env: Env,
     key: Option<Box<[u8]>>,
     permit: Permit,
@@ -192,7 +194,8 @@ pub async fn open(
         .headers
         .get(http::header::UPGRADE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let path = proxy.prepare(&mut parts, client, true);
+    let seen = headers::scan(&parts.headers, &[]);
+    let path = proxy.prepare(&mut parts, client, forwarding, seen, true);
     let out = Outgoing {
         method: &parts.method,
         path: &path,

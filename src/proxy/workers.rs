@@ -13,14 +13,16 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Open, OpenGuard};
 use super::connpool;
 use super::live::Live;
-use super::server::{drain_all, next_conn, spawn_conn, spawn_tunnel_drain, Accepted};
+use super::server::{
+    drain_all, next_conn, spawn_conn, spawn_sweeper, spawn_tunnel_drain, Accepted,
+};
+use super::supervise::Supervisor;
 
 /// A connection on its way to a worker (deregistered from the acceptor's runtime).
 struct Handoff {
@@ -116,17 +118,19 @@ fn start(i: usize, live: Arc<Live>) -> std::io::Result<Worker> {
             // Slot 0 of every upstream pool belongs to the other threads.
             connpool::set_worker(i + 1);
             runtime.block_on(async move {
-                let graceful = GracefulShutdown::new();
+                let supervisor = Supervisor::new();
+                let sweeper = spawn_sweeper(&supervisor, &live);
                 while let Some(h) = rx.recv().await {
                     let client = h.accepted.client;
                     match h.accepted.try_map(TcpStream::from_std) {
-                        Ok(accepted) => spawn_conn(accepted, &live, &graceful, h.on_worker),
+                        Ok(accepted) => spawn_conn(accepted, &live, &supervisor, h.on_worker),
                         Err(e) => {
                             tracing::warn!(%client, error = %e, "worker cannot take a connection")
                         }
                     }
                 }
-                drain_all(graceful, &live).await;
+                sweeper.abort();
+                drain_all(&supervisor, &live).await;
             });
             let _ = done_tx.send(());
         })?;
