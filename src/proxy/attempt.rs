@@ -9,10 +9,9 @@ use std::sync::Arc;
 
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
 
 use super::body::{ReqBody, Unsent};
-use super::connpool::SendError;
+use super::connpool::{Pooled, SendError};
 use super::upstream::{Pool, Upstream};
 use crate::metrics::Outcome;
 
@@ -76,13 +75,13 @@ pub struct Attempt {
     pub result: Result<Response<Incoming>, Failure>,
     pub upstream: Option<Arc<Upstream>>,
     /// The connection the answer came on, to give back once its body has ended.
-    pub conn: Option<SendRequest<ReqBody>>,
+    pub conn: Option<Pooled>,
     /// The request body, taken back if none of it was sent.
     pub unsent: Option<Incoming>,
 }
 
 /// Send `out` with `body` to one upstream of `pool`, waiting at most the env's request timeout
-/// for the response head.
+/// for the response head (kept by the upstream's connections, [`super::deadlines`]).
 pub async fn send(
     pool: &Pool,
     out: &Outgoing<'_>,
@@ -103,12 +102,10 @@ pub async fn send(
     *req.uri_mut() = Uri::from(out.path.clone());
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = out.headers.clone();
-    let (result, conn) =
-        match tokio::time::timeout(pool.request_timeout, upstream.conns.send(req)).await {
-            Ok(Ok((resp, conn))) => (Ok(resp), Some(conn)),
-            Ok(Err(e)) => (Err(classify(&e)), None),
-            Err(_) => (Err(Failure::Timeout), None),
-        };
+    let (result, conn) = match upstream.conns.send(req).await {
+        Ok((resp, conn)) => (Ok(resp), Some(conn)),
+        Err(e) => (Err(classify(&e)), None),
+    };
     let unsent = if result.is_err() {
         unsent.and_then(Unsent::take)
     } else {
@@ -130,5 +127,6 @@ fn classify(e: &SendError) -> Failure {
         SendError::Connect(_) => Failure::Refused,
         SendError::ConnectTimeout => Failure::ConnectTimeout,
         SendError::Failed(_) => Failure::Reset,
+        SendError::TimedOut => Failure::Timeout,
     }
 }

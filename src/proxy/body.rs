@@ -17,7 +17,6 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
 
 use super::admission::Permit;
 use super::guard::{BodyTimeout, BodyWatch, BODY_WATCH};
@@ -176,7 +175,7 @@ pub enum RespBody {
         body: Incoming,
         /// The upstream connection it comes on, given back to its pool when the body ends
         /// (dropped with the body otherwise: a half-read connection is never reused).
-        conn: Option<SendRequest<ReqBody>>,
+        conn: Option<super::connpool::Pooled>,
         inflight: InflightGuard,
         /// The env's admission slot, returned when the body ends.
         _permit: Permit,
@@ -188,7 +187,7 @@ impl RespBody {
     /// A streamed upstream body; `conn` goes back to the upstream's pool once it has ended.
     pub fn upstream(
         body: Incoming,
-        conn: Option<SendRequest<ReqBody>>,
+        conn: Option<super::connpool::Pooled>,
         inflight: InflightGuard,
         permit: Permit,
     ) -> RespBody {

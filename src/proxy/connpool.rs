@@ -10,6 +10,9 @@
 //! A pooled connection the upstream closed meanwhile is detected before use (`ready` fails)
 //! or, if it races, hyper hands the request back unsent and it goes out on a new connection:
 //! a stale keep-alive connection never costs a user an error.
+//!
+//! The request timeout (to the response head) is kept per connection by [`super::deadlines`]:
+//! a request whose connection was cut there fails as [`SendError::TimedOut`].
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -24,6 +27,7 @@ use tokio::net::TcpStream;
 
 use super::body::ReqBody;
 use super::clock;
+use super::deadlines::{ConnClock, Deadlines};
 
 /// Idle connections kept per worker slot; more are closed when they come back.
 const MAX_IDLE_PER_SLOT: usize = 1024;
@@ -60,10 +64,18 @@ pub enum SendError {
     ConnectTimeout,
     /// The connection closed or failed; the request may have been (partly) sent.
     Failed(hyper::Error),
+    /// No answer within the request timeout (the connection was cut).
+    TimedOut,
+}
+
+/// An upstream connection out of the pool, with its request clock.
+pub struct Pooled {
+    tx: SendRequest<ReqBody>,
+    clock: Arc<ConnClock>,
 }
 
 struct Idle {
-    tx: SendRequest<ReqBody>,
+    conn: Pooled,
     /// When it came back, on the coarse [`clock`].
     since_ms: u64,
 }
@@ -72,6 +84,7 @@ struct Idle {
 pub struct Conns {
     addr: SocketAddr,
     connect_timeout: Duration,
+    deadlines: Arc<Deadlines>,
     slots: Box<[Mutex<Vec<Idle>>]>,
 }
 
@@ -85,12 +98,13 @@ impl std::fmt::Debug for Conns {
 }
 
 impl Conns {
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Conns {
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, request_timeout: Duration) -> Conns {
         // One slot per core (the data-plane workers) plus one for every other thread.
         let slots = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
         Conns {
             addr,
             connect_timeout,
+            deadlines: Deadlines::new(request_timeout),
             slots: (0..slots).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
@@ -103,25 +117,32 @@ impl Conns {
             .sum()
     }
 
-    /// Send `req` on an idle connection (or a new one). On success, the connection comes
-    /// with the response: give it back with [`Conns::put`] once the response body has ended.
+    /// Send `req` on an idle connection (or a new one), waiting at most the request timeout
+    /// for the response head once it is handed over. On success, the connection comes with
+    /// the response: give it back with [`Conns::put`] once the response body has ended.
     pub async fn send(
         &self,
         mut req: Request<ReqBody>,
-    ) -> Result<(Response<Incoming>, SendRequest<ReqBody>), SendError> {
+    ) -> Result<(Response<Incoming>, Pooled), SendError> {
         loop {
-            let (mut tx, reused) = match self.take() {
-                Some(tx) => (tx, true),
+            let (mut conn, reused) = match self.take() {
+                Some(conn) => (conn, true),
                 None => (self.connect().await?, false),
             };
-            if let Err(e) = tx.ready().await {
+            if let Err(e) = conn.tx.ready().await {
                 if reused {
                     continue;
                 }
                 return Err(SendError::Failed(e));
             }
-            match tx.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, tx)),
+            let answer = conn.tx.try_send_request(req);
+            conn.clock.start();
+            let answer = answer.await;
+            if !conn.clock.stop() {
+                return Err(SendError::TimedOut);
+            }
+            match answer {
+                Ok(resp) => return Ok((resp, conn)),
                 Err(mut e) => match e.take_message() {
                     // Handed back unsent: the connection died under it. A pooled one was
                     // stale; a new one is given up on as if it had refused.
@@ -143,23 +164,23 @@ impl Conns {
     /// Usually it is ready for the next request at once. When it is not — the upstream
     /// answered before the request body was all sent — a task waits (boundedly) for it, so a
     /// request never queues behind someone else's upload.
-    pub fn put(self: &Arc<Self>, mut tx: SendRequest<ReqBody>) {
-        if tx.is_closed() {
+    pub fn put(self: &Arc<Self>, mut conn: Pooled) {
+        if conn.tx.is_closed() {
             return;
         }
-        if !tx.is_ready() {
+        if !conn.tx.is_ready() {
             let conns = self.clone();
             tokio::spawn(async move {
-                if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, tx.ready()).await {
-                    conns.keep(tx);
+                if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.tx.ready()).await {
+                    conns.keep(conn);
                 }
             });
             return;
         }
-        self.keep(tx);
+        self.keep(conn);
     }
 
-    fn keep(&self, tx: SendRequest<ReqBody>) {
+    fn keep(&self, conn: Pooled) {
         let Ok(mut idle) = self.slots[slot_index(self.slots.len())].lock() else {
             return;
         };
@@ -168,23 +189,26 @@ impl Conns {
             idle.retain(|i| !expired(i, now));
         }
         if idle.len() < MAX_IDLE_PER_SLOT {
-            idle.push(Idle { tx, since_ms: now });
+            idle.push(Idle {
+                conn,
+                since_ms: now,
+            });
         }
     }
 
     /// The most recently used idle connection that is still open and fresh enough.
-    fn take(&self) -> Option<SendRequest<ReqBody>> {
+    fn take(&self) -> Option<Pooled> {
         let mut idle = self.slots[slot_index(self.slots.len())].lock().ok()?;
         let now = clock::now_ms();
         while let Some(i) = idle.pop() {
-            if !i.tx.is_closed() && !expired(&i, now) {
-                return Some(i.tx);
+            if !i.conn.tx.is_closed() && !expired(&i, now) {
+                return Some(i.conn);
             }
         }
         None
     }
 
-    async fn connect(&self) -> Result<SendRequest<ReqBody>, SendError> {
+    async fn connect(&self) -> Result<Pooled, SendError> {
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
                 Ok(Ok(s)) => s,
@@ -200,11 +224,13 @@ impl Conns {
             .await
             .map_err(SendError::Failed)?;
         let addr = self.addr;
-        tokio::spawn(async move {
+        let watched = self.deadlines.watch();
+        let clock = watched.clock().clone();
+        watched.run(async move {
             if let Err(e) = conn.with_upgrades().await {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(tx)
+        Ok(Pooled { tx, clock })
     }
 }

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
-use hyper::client::conn::http1::SendRequest;
 use subtle::ConstantTimeEq;
 
 use super::admission::{Permit, Shed};
@@ -277,7 +276,7 @@ impl Proxy {
         self: &Arc<Self>,
         resp: Response<Incoming>,
         upstream: Option<Arc<super::upstream::Upstream>>,
-        conn: Option<SendRequest<ReqBody>>,
+        conn: Option<super::connpool::Pooled>,
         env: Env,
         permit: Permit,
     ) -> Response<RespBody> {

@@ -1,7 +1,8 @@
 //! The data path: every user request of a migration passes through here.
 //!
 //! Owns: the client listener ([`server`]), per-request routing and forwarding ([`handler`]),
-//! single attempts and their failure classes ([`attempt`]), upstream pools ([`upstream`]),
+//! single attempts and their failure classes ([`attempt`]), upstream pools ([`upstream`],
+//! [`connpool`], request timeouts in [`deadlines`]),
 //! streamed bodies ([`body`]), header rules ([`headers`]), a coarse clock for bookkeeping
 //! ([`clock`]), the retry budget ([`budget`]) and WebSocket/Upgrade tunnels ([`tunnel`]);
 //! client limits ([`limits`], [`guard`], [`conn`]) with the idle close and the drain of
@@ -24,6 +25,7 @@ pub mod budget;
 pub mod clock;
 pub mod conn;
 pub mod connpool;
+pub mod deadlines;
 pub mod drain;
 pub mod framing;
 pub mod gradient;

@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
 
 use rand::Rng;
 
@@ -30,7 +29,6 @@ pub struct Upstream {
 pub struct Pool {
     pub env: Env,
     pub upstreams: Box<[Arc<Upstream>]>,
-    pub request_timeout: Duration,
 }
 
 impl Pool {
@@ -43,12 +41,11 @@ impl Pool {
                 .map(|a| {
                     Arc::new(Upstream {
                         addr: *a,
-                        conns: Arc::new(Conns::new(*a, cfg.connect_timeout)),
+                        conns: Arc::new(Conns::new(*a, cfg.connect_timeout, cfg.request_timeout)),
                         inflight: AtomicUsize::new(0),
                     })
                 })
                 .collect(),
-            request_timeout: cfg.request_timeout,
         }
     }
 
@@ -106,6 +103,7 @@ impl Drop for InflightGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn picks_the_less_busy_of_two() {

@@ -1,0 +1,215 @@
+//! The request timeout on upstream connections, kept by a sweeper instead of a timer per
+//! request.
+//!
+//! Owns: [`Deadlines`] (the upstream connections of one upstream, and the task that cuts the
+//! connection of a request that has waited too long for its answer) and [`ConnClock`], one
+//! connection's clock. Must not touch: requests, pools or metrics — [`super::connpool`]
+//! starts and stops the clocks and turns a cut into a timeout.
+//!
+//! Why: a tokio timeout around each attempt cost about 900 instructions per request (a clock
+//! read, an insert into and a removal from the timer wheel, polls): 3% of the proxy's CPU
+//! (docs/benchmarks.md). Here starting and stopping a clock are two atomic writes of the
+//! coarse time. The sweeper looks every eighth of the timeout (within 10–250 ms) and aborts
+//! the task of a connection whose request is overdue: hyper then fails the request, and the
+//! attempt reports a timeout. So a timeout fires up to an eighth of it (plus ~20 ms) late.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::time::Duration;
+
+use tokio::task::{AbortHandle, JoinHandle};
+
+use super::clock;
+
+const SWEEP_MIN: Duration = Duration::from_millis(10);
+const SWEEP_MAX: Duration = Duration::from_millis(250);
+
+/// One upstream connection's request clock.
+#[derive(Debug, Default)]
+pub struct ConnClock {
+    /// When the request in flight was handed over (coarse clock + 1); 0: none in flight.
+    since: AtomicU64,
+    /// The sweeper cut the connection because its request was overdue.
+    cut: AtomicBool,
+    task: OnceLock<AbortHandle>,
+}
+
+impl ConnClock {
+    /// A request has been handed to the connection.
+    pub fn start(&self) {
+        self.since.store(clock::now_ms() + 1, Relaxed);
+    }
+
+    /// The request's answer came (or it failed). False when the sweeper had cut the
+    /// connection first: the request timed out. Call once per [`ConnClock::start`].
+    pub fn stop(&self) -> bool {
+        self.since.swap(0, Relaxed) != 0
+    }
+
+    /// The sweeper cut this connection.
+    pub fn was_cut(&self) -> bool {
+        self.cut.load(Relaxed)
+    }
+
+    /// Cut the connection if its request has waited `timeout_ms` by `now_ms`.
+    fn cut_if_overdue(&self, now_ms: u64, timeout_ms: u64) -> bool {
+        let since = self.since.load(Relaxed);
+        if since == 0 || now_ms + 1 < since.saturating_add(timeout_ms) {
+            return false;
+        }
+        // Only if the answer did not come meanwhile (`stop` swaps to 0 first).
+        if self
+            .since
+            .compare_exchange(since, 0, Relaxed, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        self.cut.store(true, Relaxed);
+        if let Some(task) = self.task.get() {
+            task.abort();
+        }
+        true
+    }
+}
+
+/// The connections of one upstream and the request timeout they are held to.
+#[derive(Debug)]
+pub struct Deadlines {
+    timeout_ms: u64,
+    conns: Mutex<Vec<Arc<ConnClock>>>,
+    sweeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Deadlines {
+    pub fn new(request_timeout: Duration) -> Arc<Deadlines> {
+        Arc::new(Deadlines {
+            timeout_ms: request_timeout.as_millis() as u64,
+            conns: Mutex::new(Vec::new()),
+            sweeper: Mutex::new(None),
+        })
+    }
+
+    /// Watch a new connection. Give it its task with [`Watched::run`]; it is forgotten when
+    /// that task ends. Starts the sweeper on the current runtime if none runs.
+    pub fn watch(self: &Arc<Self>) -> Watched {
+        let clock = Arc::new(ConnClock::default());
+        self.conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(clock.clone());
+        let mut sweeper = self.sweeper.lock().unwrap_or_else(PoisonError::into_inner);
+        if sweeper.as_ref().is_none_or(JoinHandle::is_finished) {
+            let every = (Duration::from_millis(self.timeout_ms) / 8).clamp(SWEEP_MIN, SWEEP_MAX);
+            *sweeper = Some(tokio::spawn(sweep(Arc::downgrade(self), every)));
+        }
+        Watched {
+            clock,
+            deadlines: self.clone(),
+        }
+    }
+
+    /// Cut the connections whose request is overdue at `now_ms`; returns how many.
+    fn sweep_once(&self, now_ms: u64) -> usize {
+        let conns = self.conns.lock().unwrap_or_else(PoisonError::into_inner);
+        conns
+            .iter()
+            .filter(|c| c.cut_if_overdue(now_ms, self.timeout_ms))
+            .count()
+    }
+}
+
+async fn sweep(deadlines: Weak<Deadlines>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        // Gone once its upstream and all of its connections are.
+        let Some(d) = deadlines.upgrade() else {
+            return;
+        };
+        let cut = d.sweep_once(clock::now_ms());
+        if cut > 0 {
+            tracing::debug!(cut, "cut upstream connections past the request timeout");
+        }
+    }
+}
+
+/// A watched connection, forgotten by its [`Deadlines`] when dropped.
+#[derive(Debug)]
+pub struct Watched {
+    clock: Arc<ConnClock>,
+    deadlines: Arc<Deadlines>,
+}
+
+impl Watched {
+    pub fn clock(&self) -> &Arc<ConnClock> {
+        &self.clock
+    }
+
+    /// Spawn the connection's task (which the sweeper may abort); the watch ends with it.
+    pub fn run<F>(self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let clock = self.clock.clone();
+        let handle = tokio::spawn(async move {
+            let _watched = self;
+            task.await;
+        });
+        let _ = clock.task.set(handle.abort_handle());
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        let mut conns = self
+            .deadlines
+            .conns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(i) = conns.iter().position(|c| Arc::ptr_eq(c, &self.clock)) {
+            conns.swap_remove(i);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_is_cut_only_when_overdue_and_running() {
+        let c = ConnClock::default();
+        assert!(!c.cut_if_overdue(1_000_000, 100), "nothing in flight");
+        c.start();
+        let started = c.since.load(Relaxed) - 1;
+        assert!(!c.cut_if_overdue(started + 99, 100));
+        assert!(c.stop(), "answered in time");
+        assert!(!c.cut_if_overdue(started + 1000, 100), "stopped");
+        assert!(!c.was_cut());
+        c.start();
+        let started = c.since.load(Relaxed) - 1;
+        assert!(c.cut_if_overdue(started + 100, 100));
+        assert!(c.was_cut());
+        assert!(!c.stop(), "the answer came after the cut");
+    }
+
+    #[tokio::test]
+    async fn the_sweeper_aborts_an_overdue_connection_task() {
+        let d = Deadlines::new(Duration::from_millis(50));
+        let w = d.watch();
+        let clock = w.clock().clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        w.run(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        clock.start();
+        // The task's end drops `tx`: the receiver sees it.
+        let ended = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        assert!(ended.is_ok(), "the overdue connection was never cut");
+        assert!(!clock.stop());
+        assert!(clock.was_cut());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(d.conns.lock().expect("lock").is_empty(), "not forgotten");
+    }
+}
