@@ -225,11 +225,20 @@ impl Metrics {
     /// but not in the latency histogram: they were never served, and their ~0 ms would hide
     /// real latency.
     pub fn record(&self, scope: Scope, outcome: Outcome, latency: Duration, now: Instant) {
+        self.record_in(&[scope], outcome, latency, now);
+    }
+
+    /// [`Metrics::record`] of one answer into each of `scopes` (an env's answer is also what
+    /// its user got), working out its second and latency buckets once.
+    pub fn record_in(&self, scopes: &[Scope], outcome: Outcome, latency: Duration, now: Instant) {
         let sec = self.second(now);
         let shed = outcome == Outcome::Shed;
         let secs = (!shed).then_some(latency.as_secs_f64());
-        self.rings[scope.index()].request(sec, outcome.is_error(), shed, secs.map(|s| s * 1e3));
-        self.totals[scope.index()].request(outcome, secs);
+        let bucket = secs.map(|s| histogram::index(s * 1e3));
+        for scope in scopes {
+            self.rings[scope.index()].request(sec, outcome.is_error(), shed, bucket);
+            self.totals[scope.index()].request(outcome, secs);
+        }
     }
 
     /// A request of `env` that `env` could not answer; `by_fallback` when FALLBACK answered it.

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use super::histogram::{index, BUCKETS};
+use super::histogram::BUCKETS;
 
 /// Seconds of history kept; windows and histories are capped just below it.
 pub const RING_SECONDS: u64 = 128;
@@ -149,8 +149,8 @@ impl Ring {
         self.slot(second).counters[counter as usize].add(stamp(second), n);
     }
 
-    /// One request with its latency (`None`: not timed, e.g. shed).
-    pub fn request(&self, second: u64, error: bool, shed: bool, latency_ms: Option<f64>) {
+    /// One request with its latency's histogram bucket (`None`: not timed, e.g. shed).
+    pub fn request(&self, second: u64, error: bool, shed: bool, latency_bucket: Option<usize>) {
         let (slot, st) = (self.slot(second), stamp(second));
         slot.counters[Counter::Requests as usize].add(st, 1);
         if error {
@@ -159,8 +159,10 @@ impl Ring {
         if shed {
             slot.counters[Counter::Shed as usize].add(st, 1);
         }
-        if let Some(ms) = latency_ms {
-            slot.latency[index(ms)].add(st, 1);
+        if let Some(i) = latency_bucket {
+            if let Some(c) = slot.latency.get(i) {
+                c.add(st, 1);
+            }
         }
     }
 
@@ -185,6 +187,7 @@ impl Default for Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::histogram::index;
 
     fn read(r: &Ring, second: u64) -> Sum {
         let mut s = Sum::new();
@@ -195,14 +198,14 @@ mod tests {
     #[test]
     fn a_slot_is_reused_when_its_second_comes_round_again() {
         let r = Ring::new();
-        r.request(3, true, false, Some(5.0));
-        r.request(3, false, false, Some(5.0));
+        r.request(3, true, false, Some(index(5.0)));
+        r.request(3, false, false, Some(index(5.0)));
         let s = read(&r, 3);
         assert_eq!((s.get(Counter::Requests), s.get(Counter::Errors)), (2, 1));
 
         // Same slot, one lap later: the old counts must be gone, not added to.
         let later = 3 + RING_SECONDS;
-        r.request(later, false, false, Some(7.0));
+        r.request(later, false, false, Some(index(7.0)));
         assert_eq!(
             read(&r, 3).get(Counter::Requests),
             0,
@@ -216,7 +219,7 @@ mod tests {
         assert_eq!(read(&r, later).get(Counter::Errors), 0);
 
         // A sample more than a lap late is dropped, not counted into the newer second.
-        r.request(3, true, false, Some(5.0));
+        r.request(3, true, false, Some(index(5.0)));
         let s = read(&r, later);
         assert_eq!((s.get(Counter::Requests), s.get(Counter::Errors)), (1, 0));
     }

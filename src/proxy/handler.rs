@@ -170,14 +170,11 @@ impl Proxy {
             Ok(resp) => {
                 let now = Instant::now();
                 guard.sample(now - sent_at, now);
+                // The env's answer is what the user gets: one record for both.
                 let outcome = status_outcome(resp.status());
-                self.metrics
-                    .record(Scope::from(env), outcome, now - start, now);
-                (
-                    self.wrap(resp, first.upstream, first.conn, env, permit),
-                    outcome,
-                    now,
-                )
+                let scopes = [Scope::from(env), Scope::Users];
+                self.metrics.record_in(&scopes, outcome, now - start, now);
+                return self.wrap(resp, first.upstream, first.conn, env, permit);
             }
             Err(failure) if env != Env::Fallback && replay_ok(&first, failure) => {
                 drop(permit);

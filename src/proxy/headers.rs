@@ -149,6 +149,8 @@ pub fn set_forwarding(
     trust_forwarded: bool,
     cache: &ForwardCache,
 ) {
+    // Room for the three inserts below at once (a map parsed from a small head is full).
+    headers.reserve(3);
     let prev = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let (prev_xff, prev_fwd) = if trust_forwarded {
         (prev(&X_FORWARDED_FOR), prev(&header::FORWARDED))
