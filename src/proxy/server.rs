@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::body::RespBody;
-use super::conn::{self, Activity, Open, OpenGuard, Tracked, Watched};
+use super::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
 use super::guard::{self, BodyWatch, BODY_WATCH};
 use super::headers::ForwardCache;
 use super::limits::Limits;
@@ -213,14 +213,7 @@ pub(super) fn spawn_conn(
         let session = Arc::new(Conn::default());
         service_fn(move |req| {
             let busy = activity.begin();
-            let (live, session) = (live.clone(), session.clone());
-            async move {
-                let resp = one_request(&live, req, client, &session).await;
-                if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    busy.mark_upgraded();
-                }
-                Ok::<_, Infallible>(resp.map(|b| Tracked::new(b, busy)))
-            }
+            one_request(live.load(), req, client, session.clone(), busy)
         })
     };
     let builder = limits.builder();
@@ -265,23 +258,31 @@ pub(super) async fn drain_all(supervisor: &Supervisor, live: &Live) {
     }
 }
 
-/// One request with the state current when it arrived.
+/// One request with the state current when it arrived, counted in flight on its connection
+/// (`busy`) until its answer's body ends.
+///
+/// This is the whole future hyper keeps per request (no wrapper around it): a layer more
+/// would hold another copy of the request and be moved in and out of hyper with it.
 async fn one_request(
-    live: &Live,
+    current: Arc<Current>,
     req: Request<Incoming>,
     client: SocketAddr,
-    session: &Conn,
-) -> Response<RespBody> {
-    let current = live.load();
-    if let Some(refused) = guard::check(&req, &current.limits) {
-        return refused;
-    }
-    if req.body().is_end_stream() {
+    session: Arc<Conn>,
+    busy: Busy,
+) -> Result<Response<Tracked<RespBody>>, Infallible> {
+    let resp = if let Some(refused) = guard::check(&req, &current.limits) {
+        refused
+    } else if req.body().is_end_stream() {
         // No body, so no body deadline to watch: the common GET takes the short path.
-        return current.proxy.handle(req, client, session).await;
+        current.proxy.handle(req, client, &session).await
+    } else {
+        // Boxed: the common path's future stays small (it is moved on every request).
+        Box::pin(with_body_deadline(&current, req, client, &session)).await
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        busy.mark_upgraded();
     }
-    // Boxed: the common path's future stays small (it is moved on every request).
-    Box::pin(with_body_deadline(&current, req, client, session)).await
+    Ok(resp.map(|b| Tracked::new(b, busy)))
 }
 
 /// Handle a request with a body under the body-read deadline: a client silent for longer gets
