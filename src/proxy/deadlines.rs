@@ -9,9 +9,10 @@
 //! Why: a tokio timeout around each attempt cost about 900 instructions per request (a clock
 //! read, an insert into and a removal from the timer wheel, polls): 3% of the proxy's CPU
 //! (docs/benchmarks.md). Here starting and stopping a clock are two atomic writes of the
-//! coarse time. The sweeper looks every eighth of the timeout (within 10–250 ms) and aborts
-//! the task of a connection whose request is overdue: hyper then fails the request, and the
-//! attempt reports a timeout. So a timeout fires up to an eighth of it (plus ~20 ms) late.
+//! coarse time. The sweeper looks every eighth of the timeout (but at least every 250 ms and
+//! at most every 10 ms) and aborts the task of a connection whose request is overdue: hyper
+//! then fails the request, and the attempt reports a timeout. So a timeout fires at most that
+//! period (plus ~20 ms of coarse clock) late.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
