@@ -331,6 +331,67 @@ mod tests {
     }
 
     #[test]
+    fn scan_finds_hop_by_hop_and_watched_names_without_lookups() {
+        let watched = HeaderName::from_static("x-cutover-env");
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("a"));
+        h.insert("x-user-id", HeaderValue::from_static("u1"));
+        let seen = scan(&h, &[&watched]);
+        assert!(!seen.hop_by_hop() && !seen.may_upgrade() && !seen.watched());
+        h.insert("x-cutover-env", HeaderValue::from_static("new"));
+        assert!(scan(&h, &[&watched]).watched());
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        let seen = scan(&h, &[&watched]);
+        assert!(seen.hop_by_hop() && !seen.may_upgrade());
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!scan(&h, &[]).may_upgrade(), "Upgrade without Connection");
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        assert!(scan(&h, &[]).may_upgrade());
+    }
+
+    #[test]
+    fn forwarding_values_are_reused_for_the_same_host_only() {
+        let cache = ForwardCache::default();
+        let client = "10.0.0.7".parse().expect("ip");
+        let mut first = HeaderMap::new();
+        first.insert(header::HOST, HeaderValue::from_static("a.example"));
+        set_forwarding(&mut first, client, false, &cache);
+        let mut again = HeaderMap::new();
+        again.insert(header::HOST, HeaderValue::from_static("a.example"));
+        again.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6"));
+        set_forwarding(&mut again, client, false, &cache);
+        assert_eq!(again["x-forwarded-for"], "10.0.0.7");
+        assert_eq!(again["forwarded"], "for=10.0.0.7;proto=http;host=a.example");
+        let mut other = HeaderMap::new();
+        other.insert(header::HOST, HeaderValue::from_static("b.example"));
+        set_forwarding(&mut other, client, false, &cache);
+        assert_eq!(other["forwarded"], "for=10.0.0.7;proto=http;host=b.example");
+        let mut trusted = HeaderMap::new();
+        trusted.insert(header::HOST, HeaderValue::from_static("a.example"));
+        trusted.insert("x-forwarded-for", HeaderValue::from_static("1.2.3.4"));
+        trusted.insert(header::FORWARDED, HeaderValue::from_static("for=1.2.3.4"));
+        set_forwarding(&mut trusted, client, true, &cache);
+        assert_eq!(trusted["x-forwarded-for"], "1.2.3.4, 10.0.0.7");
+        assert_eq!(
+            trusted["forwarded"],
+            "for=1.2.3.4, for=10.0.0.7;proto=http;host=a.example"
+        );
+    }
+
+    #[test]
+    fn ipv6_text_matches_display() {
+        let mut buf = [0u8; 39];
+        for ip in [
+            "::1",
+            "2001:db8::7",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let addr: IpAddr = ip.parse().expect("ip");
+            assert_eq!(ip_text(addr, &mut buf), addr.to_string());
+        }
+    }
+
+    #[test]
     fn ipv4_text_matches_display() {
         let mut buf = [0u8; 15];
         for octets in [
