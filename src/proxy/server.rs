@@ -2,8 +2,9 @@
 //! or upgrade-free), enforces the client limits, and drains gracefully on shutdown.
 //!
 //! Per connection: claim a slot under `max_connections` (else 503 and close), build hyper's
-//! settings from the current [`Limits`], watch the socket for traffic and close it once idle,
-//! and screen its HTTP/1 requests for conflicting framing ([`super::screen`]).
+//! settings from the current [`Limits`], record when bytes move and hand it to the worker's
+//! [`Supervisor`] (idle close, request-head timeout, drain), and screen its HTTP/1 requests
+//! for conflicting framing ([`super::screen`]).
 //! Per request: load the current [`Proxy`], refuse what [`guard`] refuses, and run the handler
 //! under the request's body deadline.
 
