@@ -26,7 +26,7 @@ use crate::router::{key, Env};
 pub const ERROR_HEADER: &str = "x-cutover-error";
 /// Header on every answer naming the env that served it.
 pub const ENV_HEADER: &str = "x-cutover-served-by";
-const ENV_HEADER_NAME: header::HeaderName = header::HeaderName::from_static(ENV_HEADER);
+pub(super) const ENV_HEADER_NAME: header::HeaderName = header::HeaderName::from_static(ENV_HEADER);
 
 impl Proxy {
     /// Serve one request from `client` on connection `conn`. Never fails: every problem
@@ -150,7 +150,7 @@ impl Proxy {
                     || (body_empty && attempt::idempotent(out.method)))
         };
 
-        let (resp, users, end) = match first.result {
+        let (resp, users) = match first.result {
             Ok(resp)
                 if resp.status() == StatusCode::SERVICE_UNAVAILABLE
                     && env != Env::Fallback
@@ -165,7 +165,7 @@ impl Proxy {
                     env_outcome: Some(Outcome::ServerError),
                     users: Outcome::ServerError,
                 };
-                with_end(Box::pin(self.fallback(env, start, &out, None, failed)).await)
+                Box::pin(self.fallback(env, start, &out, None, failed)).await
             }
             Ok(resp) => {
                 let now = Instant::now();
@@ -184,7 +184,7 @@ impl Proxy {
                     answer,
                     env_outcome: Some(failure.outcome()),
                 };
-                with_end(Box::pin(self.fallback(env, start, &out, first.unsent, failed)).await)
+                Box::pin(self.fallback(env, start, &out, first.unsent, failed)).await
             }
             Err(failure) => {
                 drop(permit);
@@ -196,9 +196,10 @@ impl Proxy {
                 }
                 let answer = proxy_error(env, failure);
                 let users = error_outcome(answer.status());
-                (answer, users, now)
+                (answer, users)
             }
         };
+        let end = Instant::now();
         self.metrics.record(Scope::Users, users, end - start, end);
         resp
     }
@@ -387,13 +388,6 @@ pub(super) fn proxy_error(env: Env, failure: Failure) -> Response<RespBody> {
     );
     h.insert(ENV_HEADER_NAME, HeaderValue::from_static(env.as_str()));
     resp
-}
-
-/// A fallback's answer with the time it ended.
-fn with_end(
-    (resp, users): (Response<RespBody>, Outcome),
-) -> (Response<RespBody>, Outcome, Instant) {
-    (resp, users, Instant::now())
 }
 
 fn failure_code(f: Failure) -> &'static str {

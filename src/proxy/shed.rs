@@ -17,7 +17,7 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use super::body::RespBody;
-use super::handler::{ENV_HEADER, ERROR_HEADER};
+use super::handler::{ENV_HEADER_NAME, ERROR_HEADER};
 use super::Proxy;
 use crate::metrics::{Outcome, Scope};
 use crate::router::Env;
@@ -145,7 +145,7 @@ impl ShedAnswers {
             h.insert(header::REFRESH, HeaderValue::from(retry));
         }
         h.insert(ERROR_HEADER, HeaderValue::from_static(cause.code()));
-        h.insert(ENV_HEADER, HeaderValue::from_static(env.as_str()));
+        h.insert(ENV_HEADER_NAME, HeaderValue::from_static(env.as_str()));
         if cause == Cause::NewSessions && version <= Version::HTTP_11 {
             // A refused newcomer comes back on a new connection (and asks for a token again)
             // rather than slipping in on this one.

@@ -15,7 +15,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -74,13 +74,12 @@ struct Table {
 #[derive(Default)]
 pub struct Supervisor {
     table: Mutex<Table>,
-    open: AtomicUsize,
 }
 
 impl std::fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Supervisor")
-            .field("open", &self.open.load(Relaxed))
+            .field("open", &self.open())
             .finish()
     }
 }
@@ -96,7 +95,8 @@ impl Supervisor {
 
     /// Connections supervised now.
     pub fn open(&self) -> usize {
-        self.open.load(Relaxed)
+        let t = self.table();
+        t.entries.len() - t.free.len()
     }
 
     /// Supervise `conn`, closed once it has been idle ([`Activity::is_idle`]) for
@@ -131,7 +131,6 @@ impl Supervisor {
             }
         };
         drop(t);
-        self.open.fetch_add(1, Relaxed);
         Supervised {
             conn: Box::pin(conn),
             order,
@@ -210,8 +209,6 @@ impl Drop for Slot {
             *e = None;
             t.free.push(self.index);
         }
-        drop(t);
-        self.supervisor.open.fetch_sub(1, Relaxed);
     }
 }
 

@@ -24,7 +24,7 @@ use tokio::sync::{oneshot, watch};
 use super::admission::Permit;
 use super::attempt::{self, Outgoing};
 use super::body::{ReqBody, RespBody};
-use super::handler::{proxy_error, status_outcome, ENV_HEADER};
+use super::handler::{proxy_error, status_outcome, ENV_HEADER_NAME};
 use super::headers::{self, ForwardCache};
 use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
 use super::Proxy;
@@ -230,9 +230,10 @@ pub async fn open(
     drop(permit);
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
     let (mut rparts, _) = resp.into_parts();
-    rparts
-        .headers
-        .insert(ENV_HEADER, http::HeaderValue::from_static(env.as_str()));
+    rparts.headers.insert(
+        ENV_HEADER_NAME,
+        http::HeaderValue::from_static(env.as_str()),
+    );
 
     let (registration, drained) = proxy.tunnels.register(env, key);
     let mut close_all = proxy.tunnels.close_all.subscribe();
