@@ -17,7 +17,7 @@ DURATION=${DURATION:-15s}
 WARMUP=${WARMUP:-3s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-1}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 UPSTREAM=${UPSTREAM:-static}
 MAX_BUSY=${MAX_BUSY:-0.25}          # wait until others use less than this share of the cores
 TARGETS=${TARGETS:-direct cutover bare nginx haproxy}
@@ -263,12 +263,37 @@ cp "$WORK/rows" "$RESULTS/proxy-$UPSTREAM-rows.txt"
 grep -v ' INFO ' "$WORK/cutover.err" | head -20 >&2 || true
 
 # ------------------------------------------------------------------------------- report
-# Per target: the round with the median rps (its p50/p99 are shown), and the rps range.
+# Per target: the median of each measure over the rounds (each taken on its own), the rps
+# range, the instruction count of the median-rps round, the failures over all rounds and the
+# most the others used in any round.
 summary() {
     local t=$1
-    awk -v t="$t" '$1 == t' "$WORK/rows" | sort -k3,3n | awk -v r="$ROUNDS" '
-        { rps[NR] = $3; line[NR] = $0 }
-        END { m = int((NR + 1) / 2); print line[m], rps[1], rps[NR] }'
+    awk -v t="$t" '$1 == t' "$WORK/rows" | awk -v t="$t" '
+        function median(a, n,    i, j, v) {
+            for (i = 2; i <= n; i++) { v = a[i]; for (j = i - 1; j >= 1 && a[j] > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        { n++; rps[n] = $3; p50[n] = $4; p99[n] = $5; cpu[n] = $6; r[n] = $3; instr[$3] = $8
+          split($9, b, "/"); non2xx += b[1]; sockerr += b[2]; if ($7 > others) others = $7 }
+        END {
+            lo = hi = rps[1]; for (i = 2; i <= n; i++) { if (rps[i] < lo) lo = rps[i]; if (rps[i] > hi) hi = rps[i] }
+            # the instruction count of the round whose rps is nearest the median
+            m = median(r, n); best = ""; d = -1
+            for (i = 1; i <= n; i++) { e = rps[i] - m; if (e < 0) e = -e; if (d < 0 || e < d) { d = e; best = instr[rps[i]] } }
+            printf "%s %d %.0f %.3f %.3f %.0f %.2f %s %d/%d %.0f %.0f\n", t, n, median(rps, n), median(p50, n),
+                median(p99, n), median(cpu, n), others, best, non2xx, sockerr, lo, hi
+        }'
+}
+# cutover against another target round by round: rps ratio and p99 ratio per round, and how
+# many rounds cutover had at least the other's rps and at most its p99.
+versus() {
+    local other=$1
+    awk -v o="$other" -v rounds="$ROUNDS" '$1 == "cutover" { c[$2] = $3; cp[$2] = $5 } $1 == o { x[$2] = $3; xp[$2] = $5 }
+        END {
+            for (r = 1; r <= rounds; r++) if ((r in c) && (r in x) && x[r] > 0 && xp[r] > 0) { n++; rr = c[r] / x[r]; pr = cp[r] / xp[r]
+                line = line sprintf(" %.2f×/%.2f×", rr, pr); if (rr >= 1) win++; if (pr <= 1) tail++ }
+            printf "%d %d %d%s\n", n, win + 0, tail + 0, line
+        }' "$WORK/rows"
 }
 direct_rps=$(summary direct | awk '{print $3}')
 direct_p99=$(summary direct | awk '{print $5}')
@@ -278,9 +303,10 @@ section="$WORK/section.md"
     echo
     echo "- wrk \`-t$THREADS -c$CONNS -d$DURATION --latency\` after a $WARMUP warm-up; every request carries its own"
     echo "  \`x-user-id\` (cycling through 100000 users; the Lua script is in \`bench/proxy.sh\`)."
-    echo "  $ROUNDS rounds, targets interleaved; a row shows the round with the median rps (with that"
-    echo "  round's p50/p99), the rps range over the rounds, and the CPU time (user + system) the"
-    echo "  proxy process used per request in that round."
+    echo "  $ROUNDS rounds, targets interleaved; a row shows the median over the rounds of each measure"
+    echo "  (rps, p50, p99 and the CPU time, user + system, the proxy used per request), each taken on"
+    echo "  its own, and the rps range. The machine's speed drifts between rounds (other tenants), so"
+    echo "  the round-by-round comparison below the table is the one to read."
     echo "- Everything on one machine: wrk, the proxy under test and the upstreams share its cores, so"
     echo "  a proxy that needs less CPU per request leaves more to wrk and the upstream. The CPU column"
     echo "  is the fairer efficiency measure; rps is what the issue asks for."
@@ -299,9 +325,29 @@ section="$WORK/section.md"
     for t in $TARGETS; do
         summary "$t" | awk -v dr="$direct_rps" -v dp="$direct_p99" '{
             printf "| %s | %.0f | %.0f–%.0f | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %.0f%% |\n",
-                $1, $3, $(NF-1), $NF, $4, $5, $3 / dr, $5 / dp, $6, $8, $9, $7 * 100 }'
+                $1, $3, $10, $11, $4, $5, $3 / dr, $5 / dp, $6, $8, $9, $7 * 100 }'
     done
     echo
+    if [[ " $TARGETS " == *" cutover "* ]]; then
+        echo "cutover against the others, round by round (cutover's rps / theirs and cutover's p99 / theirs"
+        echo "in each round; above 1× rps and at most 1× p99 is cutover ahead):"
+        echo
+        echo "| against | rounds with cutover's rps ≥ theirs | rounds with cutover's p99 ≤ theirs | median rps ratio | median p99 ratio | per round (rps/p99) |"
+        echo "| --- | ---: | ---: | ---: | ---: | --- |"
+        for t in $TARGETS; do
+            [[ $t == cutover || $t == direct ]] && continue
+            versus "$t" | awk -v t="$t" '
+                function median(a, n,    i, j, v) {
+                    for (i = 2; i <= n; i++) { v = a[i]; for (j = i - 1; j >= 1 && a[j] > v; j--) a[j + 1] = a[j]; a[j + 1] = v }
+                    return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+                }
+                { for (i = 4; i <= NF; i++) { split($i, v, "/"); sub(/×/, "", v[1]); sub(/×/, "", v[2]); rr[i - 3] = v[1]; pr[i - 3] = v[2] }
+                  k = NF - 3; line = ""; for (i = 4; i <= NF; i++) line = line " " $i
+                  if (k == 0) { printf "| %s | 0 of 0 | 0 of 0 | - | - | - |\n", t; next }
+                  printf "| %s | %d of %d | %d of %d | %.2f× | %.2f× |%s |\n", t, $2, $1, $3, $1, median(rr, k), median(pr, k), line }'
+        done
+        echo
+    fi
     echo "CPU and instructions are those of the proxy's processes (for \`direct\`: the upstream's);"
     echo "\"Others' CPU\" is the share of both cores that other processes (parallel builds) used during"
     echo "that round: rounds with a high share are slowed by them, which is why the instruction counts"

@@ -22,6 +22,8 @@
 //! - [`config`]: `cutover.toml` parsing and validation; [`reload`] applies a changed one.
 //! - [`api`]: JSON shapes of the control API, shared by server, CLI and console.
 //! - [`diag`]: source positions and "did you mean" helpers for config and plan errors.
+//! - [`shard`]: per-worker copies of the counters every request bumps (metrics, retry budget,
+//!   in-flight counts), so two cores never write the same cache line.
 
 pub mod analyzer;
 pub mod api;
@@ -39,4 +41,5 @@ pub mod proxy;
 pub mod reload;
 pub mod router;
 pub mod serve;
+pub mod shard;
 pub mod store;

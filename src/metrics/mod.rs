@@ -332,7 +332,7 @@ impl Metrics {
 
     /// An open connection or tunnel on `scope`; the gauge drops when the guard does.
     pub fn active(&self, scope: Scope) -> ActiveGuard<'_> {
-        self.totals[scope.index()].active.fetch_add(1, Relaxed);
+        self.totals[scope.index()].open();
         ActiveGuard {
             metrics: self,
             scope,
@@ -341,7 +341,7 @@ impl Metrics {
 
     /// Like [`Metrics::active`], for guards that must outlive a borrow (spawned tunnel tasks).
     pub fn active_owned(self: &std::sync::Arc<Self>, scope: Scope) -> OwnedActiveGuard {
-        self.totals[scope.index()].active.fetch_add(1, Relaxed);
+        self.totals[scope.index()].open();
         OwnedActiveGuard {
             metrics: std::sync::Arc::clone(self),
             scope,
@@ -365,9 +365,7 @@ pub struct ActiveGuard<'a> {
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        self.metrics.totals[self.scope.index()]
-            .active
-            .fetch_sub(1, Relaxed);
+        self.metrics.totals[self.scope.index()].close();
     }
 }
 
@@ -380,9 +378,7 @@ pub struct OwnedActiveGuard {
 
 impl Drop for OwnedActiveGuard {
     fn drop(&mut self) {
-        self.metrics.totals[self.scope.index()]
-            .active
-            .fetch_sub(1, Relaxed);
+        self.metrics.totals[self.scope.index()].close();
     }
 }
 

@@ -94,7 +94,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
             o,
             "cutover_requests_total{{scope=\"{}\"}} {}",
             s.as_str(),
-            t(s).requests.load(Relaxed)
+            t(s).requests()
         );
     }
 
@@ -106,7 +106,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
     );
     for s in Scope::ALL {
         for (k, kind) in ERROR_KINDS.iter().enumerate() {
-            let v = t(s).errors[k].load(Relaxed);
+            let v = t(s).errors(k);
             let _ = writeln!(
                 o,
                 "cutover_errors_total{{scope=\"{}\",kind=\"{kind}\"}} {v}",
@@ -123,8 +123,8 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
     );
     for s in Scope::ALL {
         let mut cumulative = 0u64;
-        for (i, b) in t(s).latency_buckets.iter().enumerate() {
-            cumulative += b.load(Relaxed);
+        for i in 0..=PROM_BUCKETS.len() {
+            cumulative += t(s).latency_bucket(i);
             let le = PROM_BUCKETS.get(i).map_or("+Inf".to_string(), |v| num(*v));
             let _ = writeln!(
                 o,
@@ -132,7 +132,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
                 s.as_str()
             );
         }
-        let sum = t(s).latency_sum_us.load(Relaxed) as f64 / 1e6;
+        let sum = t(s).latency_sum_us() as f64 / 1e6;
         let _ = writeln!(
             o,
             "cutover_request_duration_seconds_sum{{scope=\"{}\"}} {}",
@@ -172,7 +172,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
             o,
             "cutover_shed_total{{scope=\"{}\"}} {}",
             s.as_str(),
-            t(s).errors[4].load(Relaxed)
+            t(s).errors(4)
         );
     }
 

@@ -10,10 +10,14 @@
 //! a reader takes a count only when its stamp is the second it asks for. So nothing is lost, no
 //! stale count is ever read as current, and a sample more than a lap late is dropped instead of
 //! being counted into a newer second.
+//!
+//! Each data-plane worker writes slots of its own ([`Sharded`]); a read adds the shards up, so
+//! two cores never bump the same counter.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::histogram::BUCKETS;
+use crate::shard::Sharded;
 
 /// Seconds of history kept; windows and histories are capped just below it.
 pub const RING_SECONDS: u64 = 128;
@@ -124,9 +128,9 @@ impl Default for Sum {
     }
 }
 
-/// The one-second slots of one scope.
+/// The one-second slots of one scope, per worker.
 pub struct Ring {
-    slots: Box<[Slot]>,
+    shards: Sharded<Box<[Slot]>>,
 }
 
 fn stamp(second: u64) -> u64 {
@@ -137,12 +141,13 @@ fn stamp(second: u64) -> u64 {
 impl Ring {
     pub fn new() -> Self {
         Ring {
-            slots: (0..RING_SECONDS).map(|_| Slot::new()).collect(),
+            shards: Sharded::new(|| (0..RING_SECONDS).map(|_| Slot::new()).collect()),
         }
     }
 
+    /// The current thread's slot of `second`.
     fn slot(&self, second: u64) -> &Slot {
-        &self.slots[(second % RING_SECONDS) as usize]
+        &self.shards.local()[(second % RING_SECONDS) as usize]
     }
 
     pub fn add(&self, second: u64, counter: Counter, n: u32) {
@@ -168,12 +173,15 @@ impl Ring {
 
     /// Adds what the ring holds for `second` into `into`.
     pub fn read_into(&self, second: u64, into: &mut Sum) {
-        let (slot, st) = (self.slot(second), stamp(second));
-        for (dst, c) in into.counters.iter_mut().zip(&slot.counters) {
-            *dst += c.get(st);
-        }
-        for (dst, c) in into.latency.iter_mut().zip(slot.latency.iter()) {
-            *dst += c.get(st);
+        let (i, st) = ((second % RING_SECONDS) as usize, stamp(second));
+        for slots in self.shards.iter() {
+            let slot = &slots[i];
+            for (dst, c) in into.counters.iter_mut().zip(&slot.counters) {
+                *dst += c.get(st);
+            }
+            for (dst, c) in into.latency.iter_mut().zip(slot.latency.iter()) {
+                *dst += c.get(st);
+            }
         }
     }
 }
@@ -222,6 +230,27 @@ mod tests {
         r.request(3, true, false, Some(index(5.0)));
         let s = read(&r, later);
         assert_eq!((s.get(Counter::Requests), s.get(Counter::Errors)), (1, 0));
+    }
+
+    #[test]
+    fn a_read_adds_up_what_every_worker_counted() {
+        let r = Ring::new();
+        r.request(4, true, false, Some(index(5.0)));
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let r = &r;
+                s.spawn(move || {
+                    crate::shard::set_worker(w);
+                    r.request(4, false, false, Some(index(9.0)));
+                    r.add(4, Counter::Retries, 2);
+                });
+            }
+        });
+        let s = read(&r, 4);
+        assert_eq!((s.get(Counter::Requests), s.get(Counter::Errors)), (3, 1));
+        assert_eq!(s.get(Counter::Retries), 4);
+        assert_eq!(s.latency[index(9.0)], 2);
+        assert_eq!(s.latency.iter().sum::<u64>(), 3);
     }
 
     #[test]

@@ -336,3 +336,40 @@ fn concurrent_recording_while_reading_loses_nothing() {
     assert_eq!(errors, expected_errors);
     assert_eq!(m.active_now(Scope::Users), 0);
 }
+
+#[test]
+fn totals_and_gauges_add_up_over_the_workers() {
+    let t0 = Instant::now();
+    let m = Arc::new(Metrics::with_origin(t0));
+    // A guard opened on one worker and dropped on another still nets out.
+    let guard = std::thread::scope(|s| {
+        let guards: Vec<_> = (0..2)
+            .map(|w| {
+                let m = m.clone();
+                s.spawn(move || {
+                    crate::shard::set_worker(w);
+                    m.record(Scope::Old, Outcome::Ok, 3 * MS, at(t0, 1.0));
+                    m.record(Scope::Old, Outcome::Timeout, 30 * MS, at(t0, 1.0));
+                    m.active_owned(Scope::Old)
+                })
+            })
+            .collect();
+        guards
+            .into_iter()
+            .map(|g| g.join().expect("worker"))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(m.active_now(Scope::Old), 2);
+    drop(guard);
+    assert_eq!(m.active_now(Scope::Old), 0);
+    let t = &m.totals[Scope::Old.index()];
+    assert_eq!(t.requests(), 4);
+    assert_eq!(t.errors(1), 2, "two timeouts");
+    assert_eq!(t.latency_bucket(0), 2, "two under 5 ms");
+    assert_eq!(t.latency_sum_us(), 66_000);
+    let text = render_prometheus(&m, &RunGauges::default());
+    assert!(
+        text.contains("cutover_requests_total{scope=\"old\"} 4"),
+        "{text}"
+    );
+}

@@ -11,11 +11,15 @@
 //! the granted retries can never pass the allowance. Each count is stamped with its second in
 //! the same atomic word (as in the metrics ring), so a slot reused a lap later can neither lose
 //! nor resurrect counts.
+//!
+//! Requests, counted on every request, are kept per data-plane worker ([`Sharded`]) and added
+//! up when a retry asks; retries stay one count per second, which the exact cap above needs.
 
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::Instant;
 
 use crate::config::RetryBudgetConfig;
+use crate::shard::Sharded;
 
 /// A count stamped with its second: `(second + 1) << 32 | count`.
 #[derive(Debug, Default)]
@@ -58,18 +62,15 @@ impl Cell {
     }
 }
 
-#[derive(Debug, Default)]
-struct Slot {
-    requests: Cell,
-    retries: Cell,
-}
-
 #[derive(Debug)]
 pub struct RetryBudget {
     ratio: f64,
     reserve: f64,
     origin: Instant,
-    slots: Box<[Slot]>,
+    /// Requests per second of the window, per worker.
+    requests: Sharded<Box<[Cell]>>,
+    /// Retries per second of the window.
+    retries: Box<[Cell]>,
 }
 
 impl RetryBudget {
@@ -79,38 +80,42 @@ impl RetryBudget {
             ratio: cfg.ratio,
             reserve: f64::from(cfg.min_per_sec) * secs as f64,
             origin,
-            slots: (0..secs).map(|_| Slot::default()).collect(),
+            requests: Sharded::new(|| (0..secs).map(|_| Cell::default()).collect()),
+            retries: (0..secs).map(|_| Cell::default()).collect(),
         }
     }
 
-    /// The slot and stamp of `now`.
-    fn at(&self, now: Instant) -> (&Slot, u64) {
+    /// The slot index and stamp of `now`.
+    fn at(&self, now: Instant) -> (usize, u64) {
         let sec = now.saturating_duration_since(self.origin).as_secs();
-        let slot = &self.slots[(sec % self.slots.len() as u64) as usize];
-        (slot, (sec + 1) & 0xffff_ffff)
+        let i = (sec % self.retries.len() as u64) as usize;
+        (i, (sec + 1) & 0xffff_ffff)
     }
 
     /// Count one client request (every request deposits into the budget).
     pub fn record_request(&self, now: Instant) {
-        let (slot, stamp) = self.at(now);
-        slot.requests.add(stamp);
+        let (i, stamp) = self.at(now);
+        self.requests.local()[i].add(stamp);
     }
 
     /// Take one retry token if the budget allows it.
     pub fn try_retry(&self, now: Instant) -> bool {
-        let (current, stamp) = self.at(now);
-        current.retries.add(stamp);
-        let oldest = stamp.saturating_sub(self.slots.len() as u64 - 1);
-        let (mut requests, mut retries) = (0u64, 0u64);
-        for s in self.slots.iter() {
-            requests += s.requests.get(oldest, stamp);
-            retries += s.retries.get(oldest, stamp);
-        }
+        let (i, stamp) = self.at(now);
+        let current = &self.retries[i];
+        current.add(stamp);
+        let oldest = stamp.saturating_sub(self.retries.len() as u64 - 1);
+        let retries: u64 = self.retries.iter().map(|c| c.get(oldest, stamp)).sum();
+        let requests: u64 = self
+            .requests
+            .iter()
+            .flat_map(|slots| slots.iter())
+            .map(|c| c.get(oldest, stamp))
+            .sum();
         let allowed = self.ratio * requests as f64 + self.reserve;
         if retries as f64 <= allowed {
             true
         } else {
-            current.retries.sub(stamp);
+            current.sub(stamp);
             false
         }
     }
@@ -143,6 +148,25 @@ mod tests {
         }
         let granted = (0..100).filter(|_| b.try_retry(t0)).count();
         assert_eq!(granted, 20);
+    }
+
+    #[test]
+    fn requests_counted_on_every_worker_raise_the_allowance() {
+        let (b, t0) = budget();
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let b = &b;
+                s.spawn(move || {
+                    crate::shard::set_worker(w);
+                    for _ in 0..50 {
+                        b.record_request(t0);
+                    }
+                });
+            }
+        });
+        // 100 requests over two workers: 0.2 × 100 + 10.
+        let granted = (0..100).filter(|_| b.try_retry(t0)).count();
+        assert_eq!(granted, 30);
     }
 
     #[test]

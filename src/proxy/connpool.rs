@@ -3,7 +3,7 @@
 //!
 //! Owns the idle connections of an upstream and nothing else (no routing, metrics or
 //! timeouts of the request as a whole: [`super::attempt`] does those). Idle connections are
-//! kept per data-plane worker thread ([`set_worker`]), so a worker reuses the connections whose
+//! kept per data-plane worker thread ([`crate::shard`]), so a worker reuses the connections whose
 //! tasks run on its own runtime and the slot lock is never contended there. The most recently
 //! used connection is reused first (warm, least likely to have been closed by the upstream).
 //!
@@ -14,7 +14,6 @@
 //! The request timeout (to the response head) is kept per connection by [`super::deadlines`]:
 //! a request whose connection was cut there fails as [`SendError::TimedOut`].
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -28,6 +27,7 @@ use tokio::net::TcpStream;
 use super::body::ReqBody;
 use super::clock;
 use super::deadlines::{ConnClock, Deadlines};
+use crate::shard::Sharded;
 
 /// Idle connections kept per worker slot; more are closed when they come back.
 const MAX_IDLE_PER_SLOT: usize = 1024;
@@ -38,21 +38,8 @@ const READY_WAIT: Duration = Duration::from_secs(5);
 /// TCP keep-alive probes on upstream connections after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Mark the current thread as data-plane worker `i` (0 is every other thread).
-pub fn set_worker(i: usize) {
-    WORKER.with(|w| w.set(i));
-}
-
 fn expired(idle: &Idle, now_ms: u64) -> bool {
     now_ms.saturating_sub(idle.since_ms) > IDLE_TIMEOUT.as_millis() as u64
-}
-
-fn slot_index(slots: usize) -> usize {
-    WORKER.with(Cell::get) % slots
 }
 
 /// Why no answer came back from the upstream.
@@ -85,7 +72,8 @@ pub struct Conns {
     addr: SocketAddr,
     connect_timeout: Duration,
     deadlines: Arc<Deadlines>,
-    slots: Box<[Mutex<Vec<Idle>>]>,
+    /// Idle connections per worker ([`Sharded`]: a worker takes back its own).
+    slots: Sharded<Mutex<Vec<Idle>>>,
 }
 
 impl std::fmt::Debug for Conns {
@@ -99,13 +87,11 @@ impl std::fmt::Debug for Conns {
 
 impl Conns {
     pub fn new(addr: SocketAddr, connect_timeout: Duration, request_timeout: Duration) -> Conns {
-        // One slot per core (the data-plane workers) plus one for every other thread.
-        let slots = std::thread::available_parallelism().map_or(2, |n| n.get()) + 1;
         Conns {
             addr,
             connect_timeout,
             deadlines: Deadlines::new(request_timeout),
-            slots: (0..slots).map(|_| Mutex::new(Vec::new())).collect(),
+            slots: Sharded::default(),
         }
     }
 
@@ -181,7 +167,7 @@ impl Conns {
     }
 
     fn keep(&self, conn: Pooled) {
-        let Ok(mut idle) = self.slots[slot_index(self.slots.len())].lock() else {
+        let Ok(mut idle) = self.slots.local().lock() else {
             return;
         };
         let now = clock::now_ms();
@@ -198,7 +184,7 @@ impl Conns {
 
     /// The most recently used idle connection that is still open and fresh enough.
     fn take(&self) -> Option<Pooled> {
-        let mut idle = self.slots[slot_index(self.slots.len())].lock().ok()?;
+        let mut idle = self.slots.local().lock().ok()?;
         let now = clock::now_ms();
         while let Some(i) = idle.pop() {
             if !i.conn.tx.is_closed() && !expired(&i, now) {

@@ -287,7 +287,7 @@ impl Proxy {
             Some(u) => RespBody::upstream(
                 body,
                 conn,
-                InflightGuard::new(&u, &self.metrics, env),
+                InflightGuard::new(u, &self.metrics, env),
                 permit,
             ),
             None => RespBody::empty(),

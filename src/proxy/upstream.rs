@@ -2,7 +2,9 @@
 //!
 //! Selection is least-in-flight by power of two choices: pick two upstreams at random and take
 //! the one with fewer requests in flight. It spreads load like least-connections without a
-//! global scan or lock. Each upstream keeps its idle keep-alive connections
+//! global scan or lock. In-flight counts are kept per data-plane worker ([`Sharded`]) and each
+//! worker compares its own: a worker balances the requests it serves, so the sum is balanced
+//! too, and no count is written by two cores. Each upstream keeps its idle keep-alive connections
 //! ([`super::connpool`]).
 
 use std::net::SocketAddr;
@@ -15,13 +17,15 @@ use super::connpool::Conns;
 use crate::config::EnvConfig;
 use crate::metrics::{Metrics, OwnedActiveGuard, Scope};
 use crate::router::Env;
+use crate::shard::{self, Sharded};
 
 #[derive(Debug)]
 pub struct Upstream {
     pub addr: SocketAddr,
     /// Idle keep-alive connections to it.
     pub conns: Arc<Conns>,
-    inflight: AtomicUsize,
+    /// Requests in flight, per worker.
+    inflight: Sharded<AtomicUsize>,
 }
 
 /// One env's upstreams.
@@ -42,7 +46,7 @@ impl Pool {
                     Arc::new(Upstream {
                         addr: *a,
                         conns: Arc::new(Conns::new(*a, cfg.connect_timeout, cfg.request_timeout)),
-                        inflight: AtomicUsize::new(0),
+                        inflight: Sharded::default(),
                     })
                 })
                 .collect(),
@@ -62,11 +66,8 @@ impl Pool {
                     b += 1;
                 }
                 let (ua, ub) = (&self.upstreams[a], &self.upstreams[b]);
-                Some(if ub.inflight.load(Relaxed) < ua.inflight.load(Relaxed) {
-                    ub
-                } else {
-                    ua
-                })
+                let inflight = |u: &Upstream| u.inflight.local().load(Relaxed);
+                Some(if inflight(ub) < inflight(ua) { ub } else { ua })
             }
         }
     }
@@ -77,6 +78,8 @@ impl Pool {
 #[derive(Debug)]
 pub struct InflightGuard {
     upstream: Arc<Upstream>,
+    /// The worker it was counted on (the guard may be dropped on another thread).
+    shard: usize,
     _active: OwnedActiveGuard,
 }
 
@@ -85,10 +88,12 @@ impl InflightGuard {
         &self.upstream
     }
 
-    pub fn new(upstream: &Arc<Upstream>, metrics: &Arc<Metrics>, env: Env) -> InflightGuard {
-        upstream.inflight.fetch_add(1, Relaxed);
+    pub fn new(upstream: Arc<Upstream>, metrics: &Arc<Metrics>, env: Env) -> InflightGuard {
+        let shard = shard::index();
+        upstream.inflight.get(shard).fetch_add(1, Relaxed);
         InflightGuard {
-            upstream: upstream.clone(),
+            upstream,
+            shard,
             _active: metrics.active_owned(Scope::from(env)),
         }
     }
@@ -96,7 +101,7 @@ impl InflightGuard {
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.upstream.inflight.fetch_sub(1, Relaxed);
+        self.upstream.inflight.get(self.shard).fetch_sub(1, Relaxed);
     }
 }
 
@@ -120,10 +125,48 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let busy = pool.upstreams[0].clone();
         let _g: Vec<_> = (0..3)
-            .map(|_| InflightGuard::new(&busy, &metrics, Env::Old))
+            .map(|_| InflightGuard::new(busy.clone(), &metrics, Env::Old))
             .collect();
         for _ in 0..50 {
             assert_eq!(pool.pick().map(|u| u.addr.port()), Some(2));
         }
+    }
+
+    #[test]
+    fn each_worker_balances_its_own_requests() {
+        let cfg = EnvConfig {
+            upstreams: vec![
+                "127.0.0.1:1".parse().expect("addr"),
+                "127.0.0.1:2".parse().expect("addr"),
+            ],
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            probe_path: None,
+        };
+        let pool = Pool::new(Env::Old, &cfg);
+        let metrics = Arc::new(Metrics::new());
+        let busy = pool.upstreams[0].clone();
+        let guards: Vec<_> = (0..3)
+            .map(|_| InflightGuard::new(busy.clone(), &metrics, Env::Old))
+            .collect();
+        // Another worker does not see this thread's in-flight requests.
+        let seen = std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::shard::set_worker(0);
+                busy.inflight.local().load(Relaxed)
+            })
+            .join()
+            .expect("worker")
+        });
+        assert_eq!(seen, 0);
+        // A guard dropped on another thread gives back the count where it was taken.
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                crate::shard::set_worker(1);
+                drop(guards);
+            });
+        });
+        assert_eq!(busy.inflight.local().load(Relaxed), 0);
+        assert_eq!(metrics.active_now(Scope::Old), 0);
     }
 }

@@ -17,7 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
 use super::conn::{Open, OpenGuard};
-use super::connpool;
 use super::live::Live;
 use super::server::{
     drain_all, next_conn, spawn_conn, spawn_sweeper, spawn_tunnel_drain, Accepted,
@@ -115,8 +114,8 @@ fn start(i: usize, live: Arc<Live>) -> std::io::Result<Worker> {
     std::thread::Builder::new()
         .name(format!("cutover-proxy-{i}"))
         .spawn(move || {
-            // Slot 0 of every upstream pool belongs to the other threads.
-            connpool::set_worker(i + 1);
+            // Shard 0 of every per-worker counter and pool belongs to the other threads.
+            crate::shard::set_worker(i);
             runtime.block_on(async move {
                 let supervisor = Supervisor::new();
                 let sweeper = spawn_sweeper(&supervisor, &live);

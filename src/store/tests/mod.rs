@@ -37,7 +37,24 @@ fn event(action: &str, counter: u64) -> NewEvent {
 
 /// Write raw bytes into a tree of the store's sled database (the store must be closed).
 fn poke(dir: &std::path::Path, tree: &str, key: &[u8], value: &[u8]) {
-    let db = sled::open(dir.join("sled")).unwrap();
+    let db = open_closed(&dir.join("sled"));
     db.open_tree(tree).unwrap().insert(key, value).unwrap();
     db.flush().unwrap();
+}
+
+/// Open the sled database of a store that was just closed. sled lets go of its file lock when
+/// its last background thread ends, a moment after the store is dropped: wait for that (at most
+/// 5 s) instead of failing on "could not acquire lock".
+fn open_closed(path: &std::path::Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("waiting for sled's lock: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    }
 }

@@ -105,7 +105,7 @@ fn other_format_version_is_refused() {
     assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
     assert!(msg.contains("format version 2"), "{msg}");
     // Nothing was reset: the version and the data are still there.
-    let db = sled::open(tmp.path().join("sled")).unwrap();
+    let db = super::open_closed(&tmp.path().join("sled"));
     let version = db.open_tree("meta").unwrap().get("format_version").unwrap();
     assert_eq!(
         version.as_deref(),
