@@ -206,7 +206,8 @@ TIMEFORMAT='%U %S'
 # Busy clock ticks of all cores together, from /proc/stat.
 busy_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
 HAVE_PERF=0
-if perf stat -e instructions:u true >/dev/null 2>&1; then HAVE_PERF=1; fi
+# `perf stat` exits 0 also where the machine has no hardware counters ("<not supported>").
+if perf stat -x, -e instructions:u true 2>&1 >/dev/null | grep -q '^[0-9]'; then HAVE_PERF=1; fi
 STAMP=$(date -u +%Y-%m-%dT%H:%MZ)
 : >"$WORK/rows"
 for round in $(seq 1 "$ROUNDS"); do
