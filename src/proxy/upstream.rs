@@ -110,8 +110,9 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[test]
-    fn picks_the_less_busy_of_two() {
+    /// A pool of two upstreams (ports 1 and 2) with three requests in flight on the first,
+    /// counted on the current thread.
+    fn two_with_three_on_the_first() -> (Pool, Arc<Metrics>, Vec<InflightGuard>) {
         let cfg = EnvConfig {
             upstreams: vec![
                 "127.0.0.1:1".parse().expect("addr"),
@@ -124,9 +125,15 @@ mod tests {
         let pool = Pool::new(Env::Old, &cfg);
         let metrics = Arc::new(Metrics::new());
         let busy = pool.upstreams[0].clone();
-        let _g: Vec<_> = (0..3)
+        let guards = (0..3)
             .map(|_| InflightGuard::new(busy.clone(), &metrics, Env::Old))
             .collect();
+        (pool, metrics, guards)
+    }
+
+    #[test]
+    fn picks_the_less_busy_of_two() {
+        let (pool, _metrics, _g) = two_with_three_on_the_first();
         for _ in 0..50 {
             assert_eq!(pool.pick().map(|u| u.addr.port()), Some(2));
         }
@@ -134,21 +141,8 @@ mod tests {
 
     #[test]
     fn each_worker_balances_its_own_requests() {
-        let cfg = EnvConfig {
-            upstreams: vec![
-                "127.0.0.1:1".parse().expect("addr"),
-                "127.0.0.1:2".parse().expect("addr"),
-            ],
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            probe_path: None,
-        };
-        let pool = Pool::new(Env::Old, &cfg);
-        let metrics = Arc::new(Metrics::new());
+        let (pool, metrics, guards) = two_with_three_on_the_first();
         let busy = pool.upstreams[0].clone();
-        let guards: Vec<_> = (0..3)
-            .map(|_| InflightGuard::new(busy.clone(), &metrics, Env::Old))
-            .collect();
         // Another worker does not see this thread's in-flight requests.
         let seen = std::thread::scope(|s| {
             s.spawn(|| {
