@@ -1,9 +1,10 @@
 //! Cumulative counters since start, per scope: what Prometheus scrapes.
 //!
 //! Owns: monotonically increasing counters, the coarse Prometheus latency buckets and the
-//! active-connection gauges. What every request bumps ([`Served`]) is kept per data-plane
-//! worker ([`Sharded`]) and added up when read. Must not touch: windows — the ring answers "the last N seconds",
-//! this answers "since start", so a scrape never depends on when the analyzer last looked.
+//! active-connection gauges. What every request bumps (`Served`) is kept per data-plane
+//! worker ([`Sharded`]) and added up when read. Must not touch: windows — the ring answers
+//! "the last N seconds", this answers "since start", so a scrape never depends on when the
+//! analyzer last looked.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
 
@@ -36,7 +37,7 @@ pub const PROBE_OK: u8 = 2;
 
 /// What the requests of one scope added up to on one worker.
 #[derive(Debug, Default)]
-pub struct Served {
+struct Served {
     requests: AtomicU64,
     errors: [AtomicU64; 5],
     /// Non-cumulative counts per [`PROM_BUCKETS`] bound, plus one for `+Inf`.
