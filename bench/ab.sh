@@ -45,41 +45,18 @@ wait_port 19201; wait_port 19202; wait_port 19203
 export CUTOVER_TOKEN=ab-token
 start() { # name port admin
     local name=$1 port=$2 admin=$3
-    cat >"$WORK/$name.toml" <<TOML
-[listen]
-addr = "127.0.0.1:$port"
-[admin]
-addr = "127.0.0.1:$admin"
-[store]
-path = "$WORK/store-$name"
-[envs.old]
-upstreams = ["127.0.0.1:19201"]
-[envs.new]
-upstreams = ["127.0.0.1:19202"]
-[envs.fallback]
-upstreams = ["127.0.0.1:19203"]
-[routing]
-user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
-TOML
+    bench_config "$port" "$admin" "$WORK/store-$name" 19201 >"$WORK/$name.toml"
     "$WORK/$name/cutover" serve --config "$WORK/$name.toml" >"$WORK/$name.log" 2>&1 &
     PIDS+=($!)
     wait_port "$admin"; wait_port "$port"
-    curl -fsS -X POST -H "Authorization: Bearer $CUTOVER_TOKEN" -H 'content-type: application/json' \
-        -d '{"weight": 50}' "http://127.0.0.1:$admin/v1/weight" >/dev/null
+    set_weight_50 "$admin"
 }
 start base 19280 19290
 BASE_PID=${PIDS[-1]}
 start new 19281 19291
 NEW_PID=${PIDS[-1]}
 
-cat >"$WORK/users.lua" <<'LUA'
-local n = 0
-request = function()
-  n = n + 1
-  wrk.headers["x-user-id"] = "user-" .. (n % 100000)
-  return wrk.format(nil, "/api/items?page=1")
-end
-LUA
+users_lua >"$WORK/users.lua"
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
 # One run: "rps p99_ms cpu_us_per_request".

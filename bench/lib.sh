@@ -104,3 +104,44 @@ machine_facts() {
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores visible (\`nproc\`), $(free -g | awk '/Mem:/ {print $2}') GiB RAM"
     echo "- Kernel $(uname -r); $(rustc --version)"
 }
+
+# The cutover.toml of the data-path benches on stdout: listener on $1, admin on $2, store at $3,
+# upstreams OLD/NEW/FALLBACK on ports $4..$4+2, users keyed by `x-user-id`.
+bench_config() {
+    local port=$1 admin=$2 store=$3 base=$4
+    cat <<EOF
+[listen]
+addr = "127.0.0.1:$port"
+[admin]
+addr = "127.0.0.1:$admin"
+[store]
+path = "$store"
+[envs.old]
+upstreams = ["127.0.0.1:$base"]
+[envs.new]
+upstreams = ["127.0.0.1:$((base + 1))"]
+[envs.fallback]
+upstreams = ["127.0.0.1:$((base + 2))"]
+[routing]
+user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
+EOF
+}
+
+# The wrk script of the data-path benches on stdout.
+users_lua() {
+    cat <<'EOF'
+-- A different x-user-id on every request, cycling through 100000 users.
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["x-user-id"] = "user-" .. (n % 100000)
+  return wrk.format(nil, "/api/items?page=1")
+end
+EOF
+}
+
+# Set cutover's weight to 50 % through the control API on admin port $1 (needs CUTOVER_TOKEN).
+set_weight_50() {
+    curl -fsS -X POST -H "Authorization: Bearer $CUTOVER_TOKEN" -H 'content-type: application/json' \
+        -d '{"weight": 50}' "http://127.0.0.1:$1/v1/weight" >/dev/null
+}

@@ -52,29 +52,13 @@ UPSTREAM_PID=$!
 wait_port "$BASE"; wait_port $((BASE + 1)); wait_port $((BASE + 2))
 
 export CUTOVER_TOKEN=bench-token
-cat >"$WORK/cutover.toml" <<EOF
-[listen]
-addr = "127.0.0.1:$P_CUTOVER"
-[admin]
-addr = "127.0.0.1:$P_ADMIN"
-[store]
-path = "store"
-[envs.old]
-upstreams = ["127.0.0.1:$BASE"]
-[envs.new]
-upstreams = ["127.0.0.1:$((BASE + 1))"]
-[envs.fallback]
-upstreams = ["127.0.0.1:$((BASE + 2))"]
-[routing]
-user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
-EOF
+bench_config $P_CUTOVER $P_ADMIN store "$BASE" >"$WORK/cutover.toml"
 CUTOVER_LOG=${CUTOVER_LOG:-info} "$WORK/bin/cutover" serve --config "$WORK/cutover.toml" \
     >"$WORK/cutover.out" 2>"$WORK/cutover.err" &
 PIDS+=($!)
 CUTOVER_PID=$!
 wait_port $P_ADMIN; wait_port $P_CUTOVER
-curl -fsS -X POST -H "Authorization: Bearer $CUTOVER_TOKEN" -H 'content-type: application/json' \
-    -d '{"weight": 50}' "http://127.0.0.1:$P_ADMIN/v1/weight" >/dev/null
+set_weight_50 $P_ADMIN
 weight=$(curl -fsS -H "Authorization: Bearer $CUTOVER_TOKEN" "http://127.0.0.1:$P_ADMIN/v1/status" | jq .weight)
 log "cutover weight: $weight"
 
@@ -189,15 +173,7 @@ for t in cutover bare nginx haproxy; do
     SPLITS+="| $t | $s |"$'\n'
 done
 
-cat >"$WORK/users.lua" <<'EOF'
--- A different x-user-id on every request, cycling through 100000 users.
-local n = 0
-request = function()
-  n = n + 1
-  wrk.headers["x-user-id"] = "user-" .. (n % 100000)
-  return wrk.format(nil, "/api/items?page=1")
-end
-EOF
+users_lua >"$WORK/users.lua"
 
 # ------------------------------------------------------------------------------- runs
 to_ms() { awk '{ v = $1; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } printf "%.3f", v }' <<<"$1"; }
