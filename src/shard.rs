@@ -1,7 +1,7 @@
 //! Per-worker copies of the counters that every request bumps, so that two data-plane threads
 //! never write the same cache line.
 //!
-//! Owns: which shard the current thread writes ([`set_index`], called once by each data-plane
+//! Owns: which shard the current thread writes ([`set_worker`], called once by each data-plane
 //! worker; every other thread shares shard 0) and [`Sharded`], one cache-line-aligned copy of a
 //! value per shard. Must not touch: what the values mean — a reader combines the shards itself
 //! (sums counts, takes the least of gauges, ...).
@@ -12,6 +12,7 @@
 //! (docs/benchmarks.md, "Fourth round").
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 
 thread_local! {
     static INDEX: Cell<usize> = const { Cell::new(0) };
@@ -28,9 +29,11 @@ pub fn index() -> usize {
     INDEX.with(Cell::get)
 }
 
-/// Shards kept: one per core for the workers, plus one for every other thread.
+/// Shards kept: one per core for the workers, plus one for every other thread. Asked of the
+/// system once (every metrics scope, upstream and pool makes a [`Sharded`]).
 pub fn count() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get()) + 1
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| std::thread::available_parallelism().map_or(2, |n| n.get()) + 1)
 }
 
 /// A value on a cache line of its own (two lines: adjacent-line prefetch pairs them).

@@ -155,33 +155,6 @@ async fn absolute_uri_cannot_steer_the_request_elsewhere() {
     assert!(out.contains("\"path\":\"/admin\""), "{out}");
 }
 
-/// Read one HTTP/1.1 response with a `Content-Length` body from `s`.
-async fn read_response(s: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut bytes = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            });
-            if body.len() >= len.expect("content-length") {
-                return text;
-            }
-        }
-        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
-            .await
-            .expect("response in time")
-            .expect("read");
-        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&bytes));
-        bytes.extend_from_slice(&buf[..n]);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_upgrade_is_passed_through_and_the_connection_stays_http() {
     use tokio::io::AsyncWriteExt;
@@ -196,7 +169,7 @@ async fn a_declined_upgrade_is_passed_through_and_the_connection_stays_http() {
     )
     .await
     .expect("write");
-    let declined = read_response(&mut s).await;
+    let declined = common::raw::read_response(&mut s).await;
     assert!(declined.starts_with("HTTP/1.1 400"), "{declined}");
     assert!(
         declined
@@ -211,7 +184,7 @@ async fn a_declined_upgrade_is_passed_through_and_the_connection_stays_http() {
     s.write_all(b"GET /split HTTP/1.1\r\nHost: t\r\nx-user-id: ws-user\r\n\r\n")
         .await
         .expect("write");
-    let next = read_response(&mut s).await;
+    let next = common::raw::read_response(&mut s).await;
     assert!(next.starts_with("HTTP/1.1 200"), "{next}");
     assert!(next.contains("\"env\":\"new\""), "{next}");
 }

@@ -100,3 +100,29 @@ pub async fn read_head(s: &mut TcpStream, wait: Duration) -> String {
     }
     String::from_utf8_lossy(&bytes).into_owned()
 }
+
+/// Read one HTTP/1.1 response with a `Content-Length` body from `s`.
+pub async fn read_response(s: &mut TcpStream) -> String {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head.lines().find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse::<usize>().ok())?
+            });
+            if body.len() >= len.expect("content-length") {
+                return text;
+            }
+        }
+        let n = tokio::time::timeout_at(deadline, s.read(&mut buf))
+            .await
+            .expect("response in time")
+            .expect("read");
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&bytes));
+        bytes.extend_from_slice(&buf[..n]);
+    }
+}
