@@ -339,6 +339,18 @@ impl Metrics {
         }
     }
 
+    /// Count one more open on `scope` without a guard; pair it with [`Metrics::close_active`].
+    /// For owners that already hold the `Metrics` and would otherwise clone its `Arc` per
+    /// request ([`crate::proxy`]'s in-flight guard).
+    pub fn open_active(&self, scope: Scope) {
+        self.totals[scope.index()].open();
+    }
+
+    /// The end of one [`Metrics::open_active`].
+    pub fn close_active(&self, scope: Scope) {
+        self.totals[scope.index()].close();
+    }
+
     /// Like [`Metrics::active`], for guards that must outlive a borrow (spawned tunnel tasks).
     pub fn active_owned(self: &std::sync::Arc<Self>, scope: Scope) -> OwnedActiveGuard {
         self.totals[scope.index()].open();

@@ -284,12 +284,7 @@ impl Proxy {
             .headers
             .insert(ENV_HEADER_NAME, HeaderValue::from_static(env.as_str()));
         let body = match upstream {
-            Some(u) => RespBody::upstream(
-                body,
-                conn,
-                InflightGuard::new(u, &self.metrics, env),
-                permit,
-            ),
+            Some(u) => RespBody::upstream(body, conn, InflightGuard::new(u), permit),
             None => RespBody::empty(),
         };
         Response::from_parts(parts, body)

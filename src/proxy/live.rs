@@ -1,7 +1,8 @@
 //! The data path's reloadable state: the current [`Proxy`] and [`Limits`], swapped whole.
 //!
-//! Owns: one `ArcSwap` read once per request (a lock-free load) and once per accepted
-//! connection. A reload builds a complete new [`Proxy`] from the new config and stores it;
+//! Owns: one `ArcSwap` read once per accepted connection, and a generation number that every
+//! request reads (one plain atomic load) to see whether its connection's copy
+//! ([`ConnCurrent`]) is still current. A reload builds a complete new [`Proxy`] from the new config and stores it;
 //! requests already running keep the `Arc` they loaded (their pools, timeouts and budget) until
 //! they finish, so nothing in flight is dropped or changed midway. Router, metrics and the
 //! tunnel registry are carried over, never rebuilt: the weight, the numbers and the open
@@ -10,6 +11,8 @@
 //! Must not touch: listeners, the store or the orchestrator — which config keys may change on
 //! a reload is decided by the caller (`crate::serve`).
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +24,7 @@ use super::Proxy;
 use crate::config::Config;
 
 /// What a reload replaces.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Current {
     pub proxy: Arc<Proxy>,
     pub limits: Limits,
@@ -33,6 +36,8 @@ pub struct Current {
 #[derive(Debug)]
 pub struct Live {
     current: ArcSwap<Current>,
+    /// Bumped after every store into `current`.
+    generation: AtomicU64,
 }
 
 impl Live {
@@ -43,6 +48,7 @@ impl Live {
                 limits,
                 drain_timeout,
             }),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -66,5 +72,103 @@ impl Live {
             limits: cfg.limits,
             drain_timeout: cfg.drain_timeout,
         }));
+        // After the store: whoever sees the new generation loads the new state.
+        self.generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// A connection's own copy of the current state, for [`ConnCurrent`].
+    fn copy(&self) -> (u64, Arc<Current>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        (generation, Arc::new(Current::clone(&self.current.load())))
+    }
+}
+
+/// One client connection's copy of [`Current`], handed to each of its requests.
+///
+/// Why a copy: an `Arc` shared by every connection has one reference count, and a clone and a
+/// drop per request on two cores move that cache line between them on every request. The
+/// copy's count is touched only by its connection's worker; each request checks the
+/// generation (a read-only load) and takes a fresh copy after a reload. An idle connection
+/// keeps the state it last used (a replaced `Proxy` and its idle upstream connections) until
+/// its next request or its close.
+#[derive(Debug)]
+pub struct ConnCurrent {
+    live: Arc<Live>,
+    /// Used by the connection's own task only.
+    copy: RefCell<(u64, Arc<Current>)>,
+}
+
+impl ConnCurrent {
+    pub fn new(live: Arc<Live>) -> ConnCurrent {
+        let copy = RefCell::new(live.copy());
+        ConnCurrent { live, copy }
+    }
+
+    /// The state for the next request on this connection.
+    pub fn load(&self) -> Arc<Current> {
+        let now = self.live.generation.load(Ordering::Acquire);
+        let mut copy = self.copy.borrow_mut();
+        if copy.0 != now {
+            *copy = self.live.copy();
+        }
+        copy.1.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::router::{Router, RoutingTable, Weight};
+
+    fn config(request_timeout: &str) -> Config {
+        let text = format!(
+            r#"
+[listen]
+addr = "127.0.0.1:8080"
+[admin]
+addr = "127.0.0.1:9900"
+[store]
+path = "data"
+[envs.old]
+upstreams = ["127.0.0.1:9001"]
+request_timeout = "{request_timeout}"
+[envs.new]
+upstreams = ["127.0.0.1:9011"]
+[envs.fallback]
+upstreams = ["127.0.0.1:9021"]
+"#
+        );
+        Config::parse(&text, "c.toml").expect("valid config")
+    }
+
+    #[test]
+    fn a_connection_keeps_its_copy_until_a_reload_and_then_takes_the_new_state() {
+        let cfg = config("5s");
+        let router = Arc::new(Router::new(RoutingTable::new(Weight::ZERO, &cfg.salt)));
+        let proxy = Arc::new(Proxy::new(&cfg, router, Arc::new(Metrics::new())));
+        let live = Live::new(proxy.clone(), cfg.limits, cfg.drain_timeout);
+        let conn = ConnCurrent::new(live.clone());
+
+        let first = conn.load();
+        let second = conn.load();
+        assert!(Arc::ptr_eq(&first, &second), "one copy per connection");
+        assert!(Arc::ptr_eq(&first.proxy, &proxy));
+        assert!(
+            !Arc::ptr_eq(&first, &live.load()),
+            "a copy of its own, not the shared Arc"
+        );
+
+        live.apply(&config("1s"));
+        let after = conn.load();
+        assert!(
+            !Arc::ptr_eq(&after.proxy, &proxy),
+            "the reload was not seen"
+        );
+        assert!(Arc::ptr_eq(&after.proxy, &live.load().proxy));
+        assert!(
+            Arc::ptr_eq(&after, &conn.load()),
+            "a copy per reload, not per request"
+        );
     }
 }

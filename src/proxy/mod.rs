@@ -79,6 +79,7 @@ pub struct Proxy {
 impl Proxy {
     pub fn new(cfg: &Config, router: Arc<Router>, metrics: Arc<Metrics>) -> Proxy {
         let origin = Instant::now();
+        let pool_metrics = metrics.clone();
         Proxy {
             guards: Env::ALL
                 .map(|env| admission::EnvGuard::new(env, cfg.protect(env), &metrics, origin)),
@@ -90,7 +91,7 @@ impl Proxy {
             router,
             metrics,
             tunnels: Arc::new(tunnel::Tunnels::default()),
-            pools: Env::ALL.map(|env| upstream::Pool::new(env, cfg.env(env))),
+            pools: Env::ALL.map(|env| upstream::Pool::new(env, cfg.env(env), &pool_metrics)),
             budget: budget::RetryBudget::new(cfg.retry_budget, origin),
             key_sources: cfg.user_key.clone(),
             override_header: cfg.override_header.clone(),

@@ -26,7 +26,7 @@ use super::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
 use super::guard::{self, BodyWatch, BODY_WATCH};
 use super::headers::ForwardCache;
 use super::limits::Limits;
-use super::live::{Current, Live};
+use super::live::{ConnCurrent, Current, Live};
 use super::screen::Screened;
 use super::supervise::{Ended, Supervisor};
 use super::Proxy;
@@ -210,11 +210,11 @@ pub(super) fn spawn_conn(
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
     let service = {
-        let (live, activity) = (live.clone(), activity.clone());
+        let (current, activity) = (ConnCurrent::new(live.clone()), activity.clone());
         let session = Arc::new(Conn::default());
         service_fn(move |req| {
             let busy = activity.begin();
-            one_request(live.load(), req, client, session.clone(), busy)
+            one_request(current.load(), req, client, session.clone(), busy)
         })
     };
     let builder = limits.builder();

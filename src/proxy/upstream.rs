@@ -2,10 +2,11 @@
 //!
 //! Selection is least-in-flight by power of two choices: pick two upstreams at random and take
 //! the one with fewer requests in flight. It spreads load like least-connections without a
-//! global scan or lock. In-flight counts are kept per data-plane worker ([`Sharded`]) and each
-//! worker compares its own: a worker balances the requests it serves, so the sum is balanced
-//! too, and no count is written by two cores. Each upstream keeps its idle keep-alive connections
-//! ([`super::connpool`]).
+//! global scan or lock. Each data-plane worker has its own handle on every upstream ([`Upstream`],
+//! kept in a [`Sharded`]) with its own in-flight count, and compares its own: a worker balances
+//! the requests it serves, so the sum is balanced too, and neither a count nor a handle's
+//! reference count is written by two cores. Each upstream address keeps its idle keep-alive
+//! connections ([`super::connpool`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -15,49 +16,75 @@ use rand::Rng;
 
 use super::connpool::Conns;
 use crate::config::EnvConfig;
-use crate::metrics::{Metrics, OwnedActiveGuard, Scope};
+use crate::metrics::{Metrics, Scope};
 use crate::router::Env;
-use crate::shard::{self, Sharded};
+use crate::shard::Sharded;
 
+/// One worker's handle on one upstream address.
+///
+/// Each data-plane worker has its own `Upstream` for every address (see [`Pool`]): the
+/// in-flight count and the `Arc`'s reference count are written by that worker only, so the
+/// clone and drop a request makes of it never move a cache line between cores. What is
+/// shared between the workers is behind `conns` (whose idle connections are kept per worker
+/// too). Aligned so that two workers' handles never share a cache line.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct Upstream {
     pub addr: SocketAddr,
-    /// Idle keep-alive connections to it.
+    /// Idle keep-alive connections to it (one pool per address, shared by the workers).
     pub conns: Arc<Conns>,
-    /// Requests in flight, per worker.
-    inflight: Sharded<AtomicUsize>,
+    /// This worker's requests in flight on it.
+    inflight: AtomicUsize,
+    /// Where its env's active gauge is kept (so a request's guard needs no `Arc` of its own).
+    metrics: Arc<Metrics>,
+    scope: Scope,
 }
 
 /// One env's upstreams.
 #[derive(Debug)]
 pub struct Pool {
     pub env: Env,
-    pub upstreams: Box<[Arc<Upstream>]>,
+    /// Every worker's own handles on the env's upstreams, in config order.
+    upstreams: Sharded<Box<[Arc<Upstream>]>>,
 }
 
 impl Pool {
-    pub fn new(env: Env, cfg: &EnvConfig) -> Pool {
-        Pool {
-            env,
-            upstreams: cfg
-                .upstreams
+    pub fn new(env: Env, cfg: &EnvConfig, metrics: &Arc<Metrics>) -> Pool {
+        let conns: Vec<(SocketAddr, Arc<Conns>)> = cfg
+            .upstreams
+            .iter()
+            .map(|a| {
+                let conns = Conns::new(*a, cfg.connect_timeout, cfg.request_timeout);
+                (*a, Arc::new(conns))
+            })
+            .collect();
+        let handles = || {
+            conns
                 .iter()
-                .map(|a| {
+                .map(|(addr, conns)| {
                     Arc::new(Upstream {
-                        addr: *a,
-                        conns: Arc::new(Conns::new(*a, cfg.connect_timeout, cfg.request_timeout)),
-                        inflight: Sharded::default(),
+                        addr: *addr,
+                        conns: conns.clone(),
+                        inflight: AtomicUsize::new(0),
+                        metrics: metrics.clone(),
+                        scope: Scope::from(env),
                     })
                 })
-                .collect(),
+                .collect()
+        };
+        Pool {
+            env,
+            upstreams: Sharded::new(handles),
         }
     }
 
-    /// The upstream to use for the next request (power of two choices on in-flight).
+    /// The upstream to use for the next request (power of two choices on in-flight), as this
+    /// worker's handle on it.
     pub fn pick(&self) -> Option<&Arc<Upstream>> {
-        match self.upstreams.len() {
+        let upstreams = self.upstreams.local();
+        match upstreams.len() {
             0 => None,
-            1 => self.upstreams.first(),
+            1 => upstreams.first(),
             n => {
                 let mut rng = rand::thread_rng();
                 let a = rng.gen_range(0..n);
@@ -65,8 +92,8 @@ impl Pool {
                 if b >= a {
                     b += 1;
                 }
-                let (ua, ub) = (&self.upstreams[a], &self.upstreams[b]);
-                let inflight = |u: &Upstream| u.inflight.local().load(Relaxed);
+                let (ua, ub) = (&upstreams[a], &upstreams[b]);
+                let inflight = |u: &Upstream| u.inflight.load(Relaxed);
                 Some(if inflight(ub) < inflight(ua) { ub } else { ua })
             }
         }
@@ -77,10 +104,9 @@ impl Pool {
 /// when the response body has been fully sent or abandoned).
 #[derive(Debug)]
 pub struct InflightGuard {
+    /// The handle of the worker it was counted on (the guard may be dropped on another
+    /// thread: the count is given back where it was taken).
     upstream: Arc<Upstream>,
-    /// The worker it was counted on (the guard may be dropped on another thread).
-    shard: usize,
-    _active: OwnedActiveGuard,
 }
 
 impl InflightGuard {
@@ -88,20 +114,18 @@ impl InflightGuard {
         &self.upstream
     }
 
-    pub fn new(upstream: Arc<Upstream>, metrics: &Arc<Metrics>, env: Env) -> InflightGuard {
-        let shard = shard::index();
-        upstream.inflight.get(shard).fetch_add(1, Relaxed);
-        InflightGuard {
-            upstream,
-            shard,
-            _active: metrics.active_owned(Scope::from(env)),
-        }
+    /// Count a request on `upstream` and as active on its env.
+    pub fn new(upstream: Arc<Upstream>) -> InflightGuard {
+        upstream.inflight.fetch_add(1, Relaxed);
+        upstream.metrics.open_active(upstream.scope);
+        InflightGuard { upstream }
     }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
-        self.upstream.inflight.get(self.shard).fetch_sub(1, Relaxed);
+        self.upstream.inflight.fetch_sub(1, Relaxed);
+        self.upstream.metrics.close_active(self.upstream.scope);
     }
 }
 
@@ -122,12 +146,10 @@ mod tests {
             request_timeout: Duration::from_secs(1),
             probe_path: None,
         };
-        let pool = Pool::new(Env::Old, &cfg);
         let metrics = Arc::new(Metrics::new());
-        let busy = pool.upstreams[0].clone();
-        let guards = (0..3)
-            .map(|_| InflightGuard::new(busy.clone(), &metrics, Env::Old))
-            .collect();
+        let pool = Pool::new(Env::Old, &cfg, &metrics);
+        let busy = pool.upstreams.local()[0].clone();
+        let guards = (0..3).map(|_| InflightGuard::new(busy.clone())).collect();
         (pool, metrics, guards)
     }
 
@@ -142,12 +164,19 @@ mod tests {
     #[test]
     fn each_worker_balances_its_own_requests() {
         let (pool, metrics, guards) = two_with_three_on_the_first();
-        let busy = pool.upstreams[0].clone();
-        // Another worker does not see this thread's in-flight requests.
+        let busy = pool.upstreams.local()[0].clone();
+        assert_eq!(busy.inflight.load(Relaxed), 3);
+        // Another worker has its own handles and does not see this thread's requests.
         let seen = std::thread::scope(|s| {
             s.spawn(|| {
                 crate::shard::set_worker(0);
-                busy.inflight.local().load(Relaxed)
+                let theirs = &pool.upstreams.local()[0];
+                assert!(!Arc::ptr_eq(theirs, &busy), "a worker's own handle");
+                assert!(
+                    Arc::ptr_eq(&theirs.conns, &busy.conns),
+                    "one pool per address"
+                );
+                theirs.inflight.load(Relaxed)
             })
             .join()
             .expect("worker")
@@ -160,7 +189,7 @@ mod tests {
                 drop(guards);
             });
         });
-        assert_eq!(busy.inflight.local().load(Relaxed), 0);
+        assert_eq!(busy.inflight.load(Relaxed), 0);
         assert_eq!(metrics.active_now(Scope::Old), 0);
     }
 }
