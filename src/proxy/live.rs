@@ -121,30 +121,15 @@ mod tests {
     use crate::metrics::Metrics;
     use crate::router::{Router, RoutingTable, Weight};
 
-    fn config(request_timeout: &str) -> Config {
-        let text = format!(
-            r#"
-[listen]
-addr = "127.0.0.1:8080"
-[admin]
-addr = "127.0.0.1:9900"
-[store]
-path = "data"
-[envs.old]
-upstreams = ["127.0.0.1:9001"]
-request_timeout = "{request_timeout}"
-[envs.new]
-upstreams = ["127.0.0.1:9011"]
-[envs.fallback]
-upstreams = ["127.0.0.1:9021"]
-"#
-        );
-        Config::parse(&text, "c.toml").expect("valid config")
+    /// The README's example config (any valid config does: every reload builds a new `Proxy`).
+    fn config() -> Config {
+        Config::parse(include_str!("../../examples/cutover.toml"), "cutover.toml")
+            .expect("examples/cutover.toml is valid")
     }
 
     #[test]
     fn a_connection_keeps_its_copy_until_a_reload_and_then_takes_the_new_state() {
-        let cfg = config("5s");
+        let cfg = config();
         let router = Arc::new(Router::new(RoutingTable::new(Weight::ZERO, &cfg.salt)));
         let proxy = Arc::new(Proxy::new(&cfg, router, Arc::new(Metrics::new())));
         let live = Live::new(proxy.clone(), cfg.limits, cfg.drain_timeout);
@@ -159,7 +144,7 @@ upstreams = ["127.0.0.1:9021"]
             "a copy of its own, not the shared Arc"
         );
 
-        live.apply(&config("1s"));
+        live.apply(&config());
         let after = conn.load();
         assert!(
             !Arc::ptr_eq(&after.proxy, &proxy),
