@@ -2,11 +2,11 @@
 //!
 //! Owns: one `ArcSwap` read once per accepted connection, and a generation number that every
 //! request reads (one plain atomic load) to see whether its connection's copy
-//! ([`ConnCurrent`]) is still current. A reload builds a complete new [`Proxy`] from the new config and stores it;
-//! requests already running keep the `Arc` they loaded (their pools, timeouts and budget) until
-//! they finish, so nothing in flight is dropped or changed midway. Router, metrics and the
-//! tunnel registry are carried over, never rebuilt: the weight, the numbers and the open
-//! tunnels belong to the process, not to one config.
+//! ([`ConnCurrent`]) is still current. A reload builds a complete new [`Proxy`] from the new
+//! config and stores it; requests already running keep the `Arc` they loaded (their pools,
+//! timeouts and budget) until they finish, so nothing in flight is dropped or changed midway.
+//! Router, metrics and the tunnel registry are carried over, never rebuilt: the weight, the
+//! numbers and the open tunnels belong to the process, not to one config.
 //!
 //! Must not touch: listeners, the store or the orchestrator — which config keys may change on
 //! a reload is decided by the caller (`crate::serve`).
