@@ -166,6 +166,11 @@ mod tests {
         let (pool, metrics, guards) = two_with_three_on_the_first();
         let busy = pool.upstreams.local()[0].clone();
         assert_eq!(busy.inflight.load(Relaxed), 3);
+        assert_eq!(
+            metrics.active_now(Scope::Old),
+            3,
+            "counted as active on the env"
+        );
         // Another worker has its own handles and does not see this thread's requests.
         let seen = std::thread::scope(|s| {
             s.spawn(|| {
