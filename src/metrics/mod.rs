@@ -332,16 +332,16 @@ impl Metrics {
 
     /// An open connection or tunnel on `scope`; the gauge drops when the guard does.
     pub fn active(&self, scope: Scope) -> ActiveGuard<'_> {
-        self.totals[scope.index()].open();
+        self.open_active(scope);
         ActiveGuard {
             metrics: self,
             scope,
         }
     }
 
-    /// Count one more open on `scope` without a guard; pair it with [`Metrics::close_active`].
-    /// For owners that already hold the `Metrics` and would otherwise clone its `Arc` per
-    /// request ([`crate::proxy`]'s in-flight guard).
+    /// One more open on `scope` (what the guards count); pair it with
+    /// [`Metrics::close_active`]. Called directly by owners that already reach the `Metrics` and
+    /// would otherwise clone its `Arc` per request ([`crate::proxy`]'s in-flight guard).
     pub fn open_active(&self, scope: Scope) {
         self.totals[scope.index()].open();
     }
@@ -353,7 +353,7 @@ impl Metrics {
 
     /// Like [`Metrics::active`], for guards that must outlive a borrow (spawned tunnel tasks).
     pub fn active_owned(self: &std::sync::Arc<Self>, scope: Scope) -> OwnedActiveGuard {
-        self.totals[scope.index()].open();
+        self.open_active(scope);
         OwnedActiveGuard {
             metrics: std::sync::Arc::clone(self),
             scope,
@@ -377,7 +377,7 @@ pub struct ActiveGuard<'a> {
 
 impl Drop for ActiveGuard<'_> {
     fn drop(&mut self) {
-        self.metrics.totals[self.scope.index()].close();
+        self.metrics.close_active(self.scope);
     }
 }
 
@@ -390,7 +390,7 @@ pub struct OwnedActiveGuard {
 
 impl Drop for OwnedActiveGuard {
     fn drop(&mut self) {
-        self.metrics.totals[self.scope.index()].close();
+        self.metrics.close_active(self.scope);
     }
 }
 

@@ -52,7 +52,8 @@ impl Live {
         })
     }
 
-    /// The state to use for one request or connection.
+    /// The current state, for the accept loop, the sweepers and shutdown (a request uses its
+    /// connection's [`ConnCurrent`]).
     pub fn load(&self) -> Arc<Current> {
         self.current.load_full()
     }

@@ -206,11 +206,13 @@ pub(super) fn spawn_conn(
         client,
         slot,
     } = accepted;
-    let limits = live.load().limits;
+    // The connection's copy of the state; its limits are the ones this connection starts with.
+    let current = ConnCurrent::new(live.clone());
+    let limits = current.load().limits;
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
     let service = {
-        let (current, activity) = (ConnCurrent::new(live.clone()), activity.clone());
+        let activity = activity.clone();
         let session = Arc::new(Conn::default());
         service_fn(move |req| {
             let busy = activity.begin();
