@@ -20,9 +20,9 @@ THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-5}
 UPSTREAM=${UPSTREAM:-static}
 MAX_BUSY=${MAX_BUSY:-0.25}          # wait until others use less than this share of the cores
-TARGETS=${TARGETS:-direct cutover bare nginx haproxy}
+TARGETS=${TARGETS:-direct cutover bare hybrid raw nginx haproxy}
 BASE=${BASE:-19101}                   # upstreams: old BASE, new BASE+1, fallback BASE+2
-P_CUTOVER=19180 P_ADMIN=19190 P_NGINX=19181 P_HAPROXY=19182 P_BARE=19183
+P_CUTOVER=19180 P_ADMIN=19190 P_NGINX=19181 P_HAPROXY=19182 P_BARE=19183 P_RAW=19184 P_HYBRID=19185
 RESULTS="$BENCH_DIR/results"
 WORK=$(mktemp -d /tmp/cutover-bench.XXXXXX)
 PIDS=()
@@ -42,7 +42,7 @@ case $UPSTREAM in
     sim) UPSTREAM_BIN=upstream ;;
     *) log "UPSTREAM must be static or sim"; exit 2 ;;
 esac
-build_release "$WORK/bin" --example "$UPSTREAM_BIN" --example bare_proxy
+build_release "$WORK/bin" --example "$UPSTREAM_BIN" --example bare_proxy --example raw_proxy
 mkdir -p "$RESULTS"
 
 # ---------------------------------------------------------------- upstreams and proxies
@@ -68,6 +68,18 @@ log "cutover weight: $weight"
 PIDS+=($!)
 BARE_PID=$!
 wait_port $P_BARE
+
+# Yardsticks (examples/raw_proxy.rs): HTTP/1.1 written by hand on both sides (`raw`), and
+# hyper's server in front of the hand-written upstream side (`hybrid`).
+"$WORK/bin/raw_proxy" "127.0.0.1:$P_RAW" "127.0.0.1:$BASE" "127.0.0.1:$((BASE + 1))" \
+    >"$WORK/raw.log" 2>&1 &
+PIDS+=($!)
+RAW_PID=$!
+"$WORK/bin/raw_proxy" "127.0.0.1:$P_HYBRID" "127.0.0.1:$BASE" "127.0.0.1:$((BASE + 1))" \
+    --hyper-server >"$WORK/hybrid.log" 2>&1 &
+PIDS+=($!)
+HYBRID_PID=$!
+wait_port $P_RAW; wait_port $P_HYBRID
 
 mkdir -p "$WORK/nginx"
 cat >"$WORK/nginx/nginx.conf" <<EOF
@@ -137,6 +149,8 @@ port_of() {
         direct) echo "$BASE" ;;
         cutover) echo $P_CUTOVER ;;
         bare) echo $P_BARE ;;
+        raw) echo $P_RAW ;;
+        hybrid) echo $P_HYBRID ;;
         nginx) echo $P_NGINX ;;
         haproxy) echo $P_HAPROXY ;;
     esac
@@ -146,6 +160,8 @@ pids_of() {
         direct) echo "$UPSTREAM_PID" ;;
         cutover) echo "$CUTOVER_PID" ;;
         bare) echo "$BARE_PID" ;;
+        raw) echo "$RAW_PID" ;;
+        hybrid) echo "$HYBRID_PID" ;;
         nginx) echo "$NGINX_PID" $(pgrep -P "$NGINX_PID" || true) ;;
         haproxy) echo "$HAPROXY_PID" ;;
     esac
@@ -172,7 +188,7 @@ split_check() {
     done | sort | uniq -c | tr '\n' ' '
 }
 SPLITS=""
-for t in cutover bare nginx haproxy; do
+for t in cutover bare hybrid raw nginx haproxy; do
     s=$(split_check "$(port_of $t)")
     log "split via $t: $s"
     SPLITS+="| $t | $s |"$'\n'
@@ -305,6 +321,10 @@ section="$WORK/section.md"
     echo "  equal weights, \`http-reuse always\`, \`nbthread $(nproc)\`, no log. \`bare\`: examples/bare_proxy.rs,"
     echo "  the same hyper server, per-core runtimes and per-thread HTTP/1 pools as cutover, with nothing"
     echo "  else (hash split only: no header rules, metrics, fallback or timeouts), same allocator (mimalloc)."
+    echo "  \`raw\` and \`hybrid\`: examples/raw_proxy.rs, yardsticks that handle only what this benchmark"
+    echo "  sends: \`raw\` is HTTP/1.1 written by hand on both sides (heads parsed with httparse and"
+    echo "  forwarded as bytes, \`X-Forwarded-For\` added, no served-by header); \`hybrid\` is hyper's server"
+    echo "  in front of that hand-written upstream side."
     echo
     echo "| target | rps | rps range | p50 ms | p99 ms | rps / direct | p99 / direct | CPU µs/req | of which user | instructions/req (user+kernel) | non-2xx / socket errors | others' CPU during |"
     echo "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: |"

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use http::{HeaderMap, Method, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::body::{ReqBody, Unsent};
+use super::body::{ReqBody, Unsent, UpBody};
 use super::connpool::{Pooled, SendError};
 use super::upstream::{Pool, Upstream};
 use crate::metrics::Outcome;
@@ -69,12 +69,16 @@ pub struct Outgoing<'a> {
     pub method: &'a Method,
     pub path: &'a http::uri::PathAndQuery,
     pub headers: &'a HeaderMap,
+    /// An upgrade (the answer may switch protocols): sent through hyper, which hands over
+    /// the upgraded connection.
+    pub upgrade: bool,
 }
 
 pub struct Attempt {
-    pub result: Result<Response<Incoming>, Failure>,
+    pub result: Result<Response<UpBody>, Failure>,
     pub upstream: Option<Arc<Upstream>>,
-    /// The connection the answer came on, to give back once its body has ended.
+    /// The hyper connection the answer came on, to give back once its body has ended (a
+    /// hand-spoken connection travels inside the body instead).
     pub conn: Option<Pooled>,
     /// The request body, taken back if none of it was sent.
     pub unsent: Option<Incoming>,
@@ -96,15 +100,24 @@ pub async fn send(
             unsent: unsent.and_then(Unsent::take),
         };
     };
-    // Origin form (`/path?query`): the upstream connection is to this upstream already.
-    let mut req = Request::new(body);
-    *req.method_mut() = out.method.clone();
-    *req.uri_mut() = Uri::from(out.path.clone());
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = out.headers.clone();
-    let (result, conn) = match upstream.conns.send(req).await {
-        Ok((resp, conn)) => (Ok(resp), Some(conn)),
-        Err(e) => (Err(classify(&e)), None),
+    let by_hand = matches!(body, ReqBody::Empty) && !out.upgrade && *out.method != Method::CONNECT;
+    let (result, conn) = if by_hand {
+        // The common request, no body: spoken by hand, straight from the prepared headers.
+        match upstream.conns.send_raw(out).await {
+            Ok(resp) => (Ok(resp.map(UpBody::Raw)), None),
+            Err(e) => (Err(classify(&e)), None),
+        }
+    } else {
+        // Origin form (`/path?query`): the upstream connection is to this upstream already.
+        let mut req = Request::new(body);
+        *req.method_mut() = out.method.clone();
+        *req.uri_mut() = Uri::from(out.path.clone());
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = out.headers.clone();
+        match upstream.conns.send(req).await {
+            Ok((resp, conn)) => (Ok(resp.map(UpBody::Hyper)), Some(conn)),
+            Err(e) => (Err(classify(&e)), None),
+        }
     };
     let unsent = if result.is_err() {
         unsent.and_then(Unsent::take)

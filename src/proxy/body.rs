@@ -20,6 +20,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::admission::Permit;
 use super::guard::{BodyTimeout, BodyWatch, BODY_WATCH};
+use super::rawconn::RawBody;
 use super::upstream::InflightGuard;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -169,12 +170,49 @@ impl Body for ReqBody {
     }
 }
 
+/// An upstream's response body: read by hyper's client connection, or off a hand-spoken
+/// connection ([`super::rawconn`]).
+pub enum UpBody {
+    Hyper(Incoming),
+    Raw(RawBody),
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpBody::Raw(b) => Pin::new(b).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Hyper(b) => b.is_end_stream(),
+            UpBody::Raw(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Hyper(b) => b.size_hint(),
+            UpBody::Raw(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The body a client receives.
 pub enum RespBody {
     Upstream {
-        body: Incoming,
-        /// The upstream connection it comes on, given back to its pool when the body ends
-        /// (dropped with the body otherwise: a half-read connection is never reused).
+        body: UpBody,
+        /// The hyper connection it comes on, given back to its pool when the body ends
+        /// (dropped with the body otherwise: a half-read connection is never reused). A
+        /// hand-spoken connection is inside the body, and given back the same way.
         conn: Option<super::connpool::Pooled>,
         inflight: InflightGuard,
         /// The env's admission slot, returned when the body ends.
@@ -186,7 +224,7 @@ pub enum RespBody {
 impl RespBody {
     /// A streamed upstream body; `conn` goes back to the upstream's pool once it has ended.
     pub fn upstream(
-        body: Incoming,
+        body: UpBody,
         conn: Option<super::connpool::Pooled>,
         inflight: InflightGuard,
         permit: Permit,
@@ -210,8 +248,13 @@ impl RespBody {
         } = self
         {
             if body.is_end_stream() {
+                let conns = &inflight.upstream().conns;
                 if let Some(tx) = conn.take() {
-                    inflight.upstream().conns.put(tx);
+                    conns.put(tx);
+                } else if let UpBody::Raw(raw) = body {
+                    if let Some(c) = raw.take_reusable() {
+                        conns.put_raw(c);
+                    }
                 }
             }
         }
@@ -237,7 +280,7 @@ impl Body for RespBody {
         let this = self.get_mut();
         match this {
             RespBody::Upstream { body, .. } => {
-                let frame = Pin::new(body).poll_frame(cx).map_err(Into::into);
+                let frame = Pin::new(body).poll_frame(cx);
                 if frame.is_ready() {
                     this.release_if_ended();
                 }

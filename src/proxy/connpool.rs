@@ -7,9 +7,17 @@
 //! tasks run on its own runtime and the slot lock is never contended there. The most recently
 //! used connection is reused first (warm, least likely to have been closed by the upstream).
 //!
-//! A pooled connection the upstream closed meanwhile is detected before use (`ready` fails)
-//! or, if it races, hyper hands the request back unsent and it goes out on a new connection:
-//! a stale keep-alive connection never costs a user an error.
+//! Two kinds, kept apart: a request without a body goes out on a connection spoken to by
+//! hand ([`super::rawconn`], read by the request's own task); a request with a body, and
+//! every upgrade, on a hyper client connection (with its own task), which streams bodies both
+//! ways at once and hands over upgraded connections.
+//!
+//! A stale keep-alive connection (closed by the upstream while idle) never costs a user an
+//! error. On hyper's, it is detected before use (`ready` fails) or, if it races, hyper hands
+//! the request back unsent and it goes out on a new connection. A hand-spoken one is checked
+//! before use ([`RawConn::is_stale`]: free unless the socket became readable while idle);
+//! if the close races the request, an idempotent request that got no byte of an answer is
+//! sent once more on a new connection, and any other fails as a reset.
 //!
 //! The request timeout (to the response head) is kept per connection by [`super::deadlines`]:
 //! a request whose connection was cut there fails as [`SendError::TimedOut`].
@@ -24,9 +32,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::attempt::{idempotent, Outgoing};
 use super::body::ReqBody;
 use super::clock;
 use super::deadlines::{ConnClock, Deadlines};
+use super::rawconn::{RawBody, RawConn, RawError};
 use crate::shard::Sharded;
 
 /// Idle connections kept per worker slot; more are closed when they come back.
@@ -38,7 +48,7 @@ const READY_WAIT: Duration = Duration::from_secs(5);
 /// TCP keep-alive probes on upstream connections after this much silence.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
-fn expired(idle: &Idle, now_ms: u64) -> bool {
+fn expired<C>(idle: &Idle<C>, now_ms: u64) -> bool {
     now_ms.saturating_sub(idle.since_ms) > IDLE_TIMEOUT.as_millis() as u64
 }
 
@@ -50,7 +60,7 @@ pub enum SendError {
     /// No connection within the connect timeout: nothing was sent.
     ConnectTimeout,
     /// The connection closed or failed; the request may have been (partly) sent.
-    Failed(hyper::Error),
+    Failed(Box<dyn std::error::Error + Send + Sync>),
     /// No answer within the request timeout (the connection was cut).
     TimedOut,
 }
@@ -61,10 +71,47 @@ pub struct Pooled {
     clock: Arc<ConnClock>,
 }
 
-struct Idle {
-    conn: Pooled,
+struct Idle<C> {
+    conn: C,
     /// When it came back, on the coarse [`clock`].
     since_ms: u64,
+}
+
+/// Idle connections of one kind, per worker ([`Sharded`]: a worker takes back its own).
+struct Slots<C>(Sharded<Mutex<Vec<Idle<C>>>>);
+
+impl<C> Slots<C> {
+    fn len(&self) -> usize {
+        self.0.iter().map(|s| s.lock().map_or(0, |v| v.len())).sum()
+    }
+
+    fn keep(&self, conn: C) {
+        let Ok(mut idle) = self.0.local().lock() else {
+            return;
+        };
+        let now = clock::now_ms();
+        if idle.first().is_some_and(|oldest| expired(oldest, now)) {
+            idle.retain(|i| !expired(i, now));
+        }
+        if idle.len() < MAX_IDLE_PER_SLOT {
+            idle.push(Idle {
+                conn,
+                since_ms: now,
+            });
+        }
+    }
+
+    /// The most recently used idle connection that is fresh enough and `usable`.
+    fn take(&self, usable: impl Fn(&C) -> bool) -> Option<C> {
+        let mut idle = self.0.local().lock().ok()?;
+        let now = clock::now_ms();
+        while let Some(i) = idle.pop() {
+            if !expired(&i, now) && usable(&i.conn) {
+                return Some(i.conn);
+            }
+        }
+        None
+    }
 }
 
 /// The idle connections of one upstream.
@@ -72,8 +119,10 @@ pub struct Conns {
     addr: SocketAddr,
     connect_timeout: Duration,
     deadlines: Arc<Deadlines>,
-    /// Idle connections per worker ([`Sharded`]: a worker takes back its own).
-    slots: Sharded<Mutex<Vec<Idle>>>,
+    /// Idle hyper connections (requests with a body, upgrades).
+    slots: Slots<Pooled>,
+    /// Idle hand-spoken connections (requests without a body).
+    raw: Slots<RawConn>,
 }
 
 impl std::fmt::Debug for Conns {
@@ -91,16 +140,47 @@ impl Conns {
             addr,
             connect_timeout,
             deadlines: Deadlines::new(request_timeout),
-            slots: Sharded::default(),
+            slots: Slots(Sharded::default()),
+            raw: Slots(Sharded::default()),
         }
     }
 
-    /// Idle connections held, over all slots.
+    /// Idle connections held, over all slots and both kinds.
     pub fn idle(&self) -> usize {
-        self.slots
-            .iter()
-            .map(|s| s.lock().map_or(0, |v| v.len()))
-            .sum()
+        self.slots.len() + self.raw.len()
+    }
+
+    /// Send `out`, a request without a body, on an idle hand-spoken connection (or a new
+    /// one), waiting at most the request timeout for the response head. The connection comes
+    /// with the response body: give it back with [`Conns::put_raw`] once the body has ended.
+    pub async fn send_raw(&self, out: &Outgoing<'_>) -> Result<Response<RawBody>, SendError> {
+        let resend_ok = idempotent(out.method);
+        let mut pooled_ok = true;
+        loop {
+            // A pooled connection the upstream closed (or sent something unasked on) while
+            // it was idle is dropped here. If the close races the request, an idempotent
+            // request is sent once more, on a new connection; any other is not.
+            let pooled = pooled_ok
+                .then(|| self.raw.take(|c| !c.is_stale()))
+                .flatten();
+            let (conn, reused) = match pooled {
+                Some(conn) => (conn, true),
+                None => (self.connect_raw().await?, false),
+            };
+            match conn.send(out).await {
+                Ok(resp) => return Ok(resp),
+                // Most likely stale: the upstream closed it while it was idle.
+                Err(RawError::NoAnswer(_)) if reused && resend_ok => pooled_ok = false,
+                Err(RawError::NoAnswer(e)) => return Err(SendError::Failed(e.into())),
+                Err(RawError::Broken(e)) => return Err(SendError::Failed(e)),
+                Err(RawError::TimedOut) => return Err(SendError::TimedOut),
+            }
+        }
+    }
+
+    /// Give back a hand-spoken connection whose response has been read to the end.
+    pub fn put_raw(&self, conn: RawConn) {
+        self.raw.keep(conn);
     }
 
     /// Send `req` on an idle connection (or a new one), waiting at most the request timeout
@@ -119,7 +199,7 @@ impl Conns {
                 if reused {
                     continue;
                 }
-                return Err(SendError::Failed(e));
+                return Err(SendError::Failed(e.into()));
             }
             let answer = conn.tx.try_send_request(req);
             conn.clock.start();
@@ -139,7 +219,7 @@ impl Conns {
                             e.into_error(),
                         )))
                     }
-                    None => return Err(SendError::Failed(e.into_error())),
+                    None => return Err(SendError::Failed(e.into_error().into())),
                 },
             }
         }
@@ -158,43 +238,20 @@ impl Conns {
             let conns = self.clone();
             tokio::spawn(async move {
                 if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.tx.ready()).await {
-                    conns.keep(conn);
+                    conns.slots.keep(conn);
                 }
             });
             return;
         }
-        self.keep(conn);
+        self.slots.keep(conn);
     }
 
-    fn keep(&self, conn: Pooled) {
-        let Ok(mut idle) = self.slots.local().lock() else {
-            return;
-        };
-        let now = clock::now_ms();
-        if idle.first().is_some_and(|oldest| expired(oldest, now)) {
-            idle.retain(|i| !expired(i, now));
-        }
-        if idle.len() < MAX_IDLE_PER_SLOT {
-            idle.push(Idle {
-                conn,
-                since_ms: now,
-            });
-        }
-    }
-
-    /// The most recently used idle connection that is still open and fresh enough.
+    /// The most recently used idle hyper connection that is still open and fresh enough.
     fn take(&self) -> Option<Pooled> {
-        let mut idle = self.slots.local().lock().ok()?;
-        let now = clock::now_ms();
-        while let Some(i) = idle.pop() {
-            if !i.conn.tx.is_closed() && !expired(&i, now) {
-                return Some(i.conn);
-            }
-        }
-        None
+        self.slots.take(|c| !c.tx.is_closed())
     }
 
-    async fn connect(&self) -> Result<Pooled, SendError> {
+    async fn connect_stream(&self) -> Result<TcpStream, SendError> {
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
                 Ok(Ok(s)) => s,
@@ -204,11 +261,21 @@ impl Conns {
         let _ = stream.set_nodelay(true);
         let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
         let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        Ok(stream)
+    }
+
+    async fn connect_raw(&self) -> Result<RawConn, SendError> {
+        let stream = self.connect_stream().await?;
+        Ok(RawConn::new(stream, self.deadlines.watch()))
+    }
+
+    async fn connect(&self) -> Result<Pooled, SendError> {
+        let stream = self.connect_stream().await?;
         let (tx, conn) = http1::Builder::new()
             .writev(false)
             .handshake(TokioIo::new(stream))
             .await
-            .map_err(SendError::Failed)?;
+            .map_err(|e| SendError::Failed(e.into()))?;
         let addr = self.addr;
         let watched = self.deadlines.watch();
         let clock = watched.clock().clone();

@@ -10,14 +10,16 @@
 //! read, an insert into and a removal from the timer wheel, polls): 3% of the proxy's CPU
 //! (docs/benchmarks.md). Here starting and stopping a clock are two atomic writes of the
 //! coarse time. The sweeper looks every eighth of the timeout (but at least every 250 ms and
-//! at most every 10 ms) and aborts the task of a connection whose request is overdue: hyper
-//! then fails the request, and the attempt reports a timeout. So a timeout fires at most that
+//! at most every 10 ms) and aborts the task of a connection whose request is overdue (hyper
+//! then fails the request) or wakes the request waiting on a connection it reads itself
+//! ([`super::rawconn`], which then sees the cut); the attempt reports a timeout. So a timeout fires at most that
 //! period (plus ~20 ms of coarse clock) late.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::clock;
@@ -32,7 +34,11 @@ pub struct ConnClock {
     since: AtomicU64,
     /// The sweeper cut the connection because its request was overdue.
     cut: AtomicBool,
+    /// The connection's task, for a connection driven by hyper: aborted on a cut.
     task: OnceLock<AbortHandle>,
+    /// The task waiting for the answer, for a connection read by the request's own task
+    /// ([`super::rawconn`]): woken on a cut.
+    waiter: AtomicWaker,
 }
 
 impl ConnClock {
@@ -50,6 +56,12 @@ impl ConnClock {
     /// The sweeper cut this connection.
     pub fn was_cut(&self) -> bool {
         self.cut.load(Relaxed)
+    }
+
+    /// Wake `cx`'s task if the sweeper cuts the connection; true if it was cut already.
+    pub fn cut_or_register(&self, cx: &std::task::Context<'_>) -> bool {
+        self.waiter.register(cx.waker());
+        self.was_cut()
     }
 
     /// Cut the connection if its request has waited `timeout_ms` by `now_ms`.
@@ -70,6 +82,7 @@ impl ConnClock {
         if let Some(task) = self.task.get() {
             task.abort();
         }
+        self.waiter.wake();
         true
     }
 }

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::admission::{Permit, Shed};
 use super::attempt::{self, Attempt, Failure, Outgoing};
-use super::body::{ReqBody, RespBody};
+use super::body::{ReqBody, RespBody, UpBody};
 use super::headers::{
     self, is_upgrade, set_forwarding, strip_hop_by_hop, strip_seen_hop_by_hop, ForwardCache, Seen,
 };
@@ -108,6 +108,7 @@ impl Proxy {
             method: &parts.method,
             path: &path,
             headers: &parts.headers,
+            upgrade: false,
         };
         let Ok(permit) = permit else {
             // Shed: nothing was sent, so FALLBACK may take it (budget permitting); the env is
@@ -272,7 +273,7 @@ impl Proxy {
     /// back to the pool until it ends.
     pub(super) fn wrap(
         self: &Arc<Self>,
-        resp: Response<Incoming>,
+        resp: Response<UpBody>,
         upstream: Option<Arc<super::upstream::Upstream>>,
         conn: Option<super::connpool::Pooled>,
         env: Env,

@@ -200,6 +200,7 @@ pub async fn open(
         method: &parts.method,
         path: &path,
         headers: &parts.headers,
+        upgrade: true,
     };
     let scope = Scope::from(env);
     let attempt = attempt::send(proxy.pool(env), &out, ReqBody::Empty, None).await;
