@@ -208,6 +208,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_sweeper_wakes_a_request_reading_its_connection_itself() {
+        let d = Deadlines::new(Duration::from_millis(50));
+        let w = d.watch();
+        let clock = w.clock().clone();
+        clock.start();
+        // What `rawconn` does while it waits for an answer that never comes.
+        let waited = std::future::poll_fn(|cx| {
+            if clock.cut_or_register(cx) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        let woken = tokio::time::timeout(Duration::from_secs(2), waited).await;
+        assert!(woken.is_ok(), "the overdue request was never woken");
+        assert!(!clock.stop(), "a cut request counts as timed out");
+        drop(w);
+        assert!(d.conns.lock().expect("lock").is_empty(), "not forgotten");
+    }
+
+    #[tokio::test]
     async fn the_sweeper_aborts_an_overdue_connection_task() {
         let d = Deadlines::new(Duration::from_millis(50));
         let w = d.watch();
