@@ -26,7 +26,10 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
+
+#[path = "common/percore.rs"]
+mod percore;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -115,52 +118,26 @@ async fn forward(
     Ok(resp.map(|inner| Pooled { inner, back }))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let listen: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let old: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let new: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut threads = Vec::new();
-    for _ in 0..n {
-        threads.push(std::thread::spawn(move || -> std::io::Result<()> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let sock = TcpSocket::new_v4()?;
-                sock.set_reuseport(true)?;
-                sock.set_reuseaddr(true)?;
-                sock.bind(listen)?;
-                let listener = sock.listen(4096)?;
-                let builder = auto::Builder::new(TokioExecutor::new());
-                loop {
-                    let (stream, _) = listener.accept().await?;
-                    let _ = stream.set_nodelay(true);
-                    let service = service_fn(move |req| async move {
-                        Ok::<_, Infallible>(match forward([old, new], req).await {
-                            Ok(resp) => resp.map(Either::Left),
-                            Err(_) => {
-                                let mut r =
-                                    Response::new(Either::Right(Empty::<Bytes>::new().map_err(
-                                        |never: Infallible| -> hyper::Error { match never {} },
-                                    )));
-                                *r.status_mut() = http::StatusCode::BAD_GATEWAY;
-                                r
-                            }
-                        })
-                    });
-                    let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .into_owned();
-                    tokio::spawn(conn);
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let [listen, old, new] = percore::addrs(&[])?;
+    println!("bare proxy on http://{listen}");
+    percore::serve_per_core(listen, move |stream, _| async move {
+        let service = service_fn(move |req| async move {
+            Ok::<_, Infallible>(match forward([old, new], req).await {
+                Ok(resp) => resp.map(Either::Left),
+                Err(_) => {
+                    let mut r = Response::new(Either::Right(
+                        Empty::<Bytes>::new()
+                            .map_err(|never: Infallible| -> hyper::Error { match never {} }),
+                    ));
+                    *r.status_mut() = http::StatusCode::BAD_GATEWAY;
+                    r
                 }
             })
-        }));
-    }
-    println!("bare proxy on http://{listen}");
-    for t in threads {
-        let _ = t.join();
-    }
+        });
+        let _ = auto::Builder::new(TokioExecutor::new())
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .await;
+    });
     Ok(())
 }

@@ -19,7 +19,10 @@ use std::cell::RefCell;
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
+
+#[path = "common/percore.rs"]
+mod percore;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -242,52 +245,29 @@ async fn hybrid(
     Ok(resp.body(http_body_util::Full::new(body))?)
 }
 
+/// One client connection, in the mode chosen on the command line.
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    targets: [SocketAddr; 2],
+    hyper_server: bool,
+) {
+    if hyper_server {
+        let service = hyper::service::service_fn(move |req| hybrid(req, peer, targets));
+        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    } else if let Err(e) = serve(stream, peer, targets).await {
+        eprintln!("{peer}: {e}");
+    }
+}
+
 fn main() -> Result<(), Error> {
     let hyper_server = std::env::args().any(|a| a == "--hyper-server");
-    let mut args = std::env::args().skip(1).filter(|a| a != "--hyper-server");
-    let listen: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let old: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let new: SocketAddr = args.next().ok_or("LISTEN OLD NEW")?.parse()?;
-    let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let mut threads = Vec::new();
-    for _ in 0..n {
-        threads.push(std::thread::spawn(move || -> std::io::Result<()> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let sock = TcpSocket::new_v4()?;
-                sock.set_reuseport(true)?;
-                sock.set_reuseaddr(true)?;
-                sock.bind(listen)?;
-                let listener = sock.listen(4096)?;
-                loop {
-                    let (stream, peer) = listener.accept().await?;
-                    let _ = stream.set_nodelay(true);
-                    if hyper_server {
-                        let service = hyper::service::service_fn(move |req| async move {
-                            hybrid(req, peer, [old, new]).await
-                        });
-                        let conn = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                        .into_owned();
-                        tokio::spawn(conn);
-                        continue;
-                    }
-                    tokio::spawn(async move {
-                        if let Err(e) = serve(stream, peer, [old, new]).await {
-                            eprintln!("{peer}: {e}");
-                        }
-                    });
-                }
-            })
-        }));
-    }
+    let [listen, old, new] = percore::addrs(&["--hyper-server"])?;
     println!("raw proxy on http://{listen}");
-    for t in threads {
-        let _ = t.join();
-    }
+    percore::serve_per_core(listen, move |stream, peer| {
+        connection(stream, peer, [old, new], hyper_server)
+    });
     Ok(())
 }
