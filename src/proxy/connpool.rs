@@ -171,8 +171,14 @@ impl Conns {
                 Ok(resp) => return Ok(resp),
                 // Most likely stale: the upstream closed it while it was idle.
                 Err(RawError::NoAnswer(_)) if reused && resend_ok => pooled_ok = false,
-                Err(RawError::NoAnswer(e)) => return Err(SendError::Failed(e.into())),
-                Err(RawError::Broken(e)) => return Err(SendError::Failed(e)),
+                Err(RawError::NoAnswer(e)) => {
+                    tracing::debug!(upstream = %self.addr, error = %e, "no answer from the upstream");
+                    return Err(SendError::Failed(e.into()));
+                }
+                Err(RawError::Broken(e)) => {
+                    tracing::debug!(upstream = %self.addr, error = %e, "broken answer from the upstream");
+                    return Err(SendError::Failed(e));
+                }
                 Err(RawError::TimedOut) => return Err(SendError::TimedOut),
             }
         }
