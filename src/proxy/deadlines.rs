@@ -10,10 +10,10 @@
 //! read, an insert into and a removal from the timer wheel, polls): 3% of the proxy's CPU
 //! (docs/benchmarks.md). Here starting and stopping a clock are two atomic writes of the
 //! coarse time. The sweeper looks every eighth of the timeout (but at least every 250 ms and
-//! at most every 10 ms) and aborts the task of a connection whose request is overdue (hyper
-//! then fails the request) or wakes the request waiting on a connection it reads itself
-//! ([`super::rawconn`], which then sees the cut); the attempt reports a timeout. So a timeout fires at most that
-//! period (plus ~20 ms of coarse clock) late.
+//! at most every 10 ms). For a connection whose request is overdue, it aborts the
+//! connection's task (hyper then fails the request), or it wakes the request reading the
+//! connection itself ([`super::rawconn`], which then sees the cut). Either way the attempt
+//! reports a timeout, at most that period (plus ~20 ms of coarse clock) late.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
