@@ -142,38 +142,53 @@ async fn serve(
         up.stream.write_all(&out).await?;
 
         // The response head, then its body (Content-Length only).
-        let (resp_head, body_len) = loop {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut resp = httparse::Response::new(&mut headers);
-            match resp.parse(&up.buf)? {
-                httparse::Status::Complete(len) => {
-                    let mut body = None;
-                    for h in resp.headers.iter() {
-                        if h.name.eq_ignore_ascii_case("content-length") {
-                            body = std::str::from_utf8(h.value)?.trim().parse::<usize>().ok();
-                        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                            return Err("chunked responses are not handled".into());
-                        }
-                    }
-                    break (len, body.ok_or("no content-length")?);
-                }
-                httparse::Status::Partial => {
-                    if read_more(&mut up.stream, &mut up.buf).await? == 0 {
-                        return Err("upstream closed".into());
-                    }
-                }
-            }
-        };
-        while up.buf.len() < resp_head + body_len {
-            if read_more(&mut up.stream, &mut up.buf).await? == 0 {
-                return Err("upstream closed mid-body".into());
-            }
-        }
+        let (resp_head, body_len, _) = read_answer(&mut up, |_| {}).await?;
         let total = resp_head + body_len;
         client.write_all(&up.buf[..total]).await?;
         up.buf.drain(..total);
         POOL.with(|p| p.borrow_mut()[i].push(up));
     }
+}
+
+/// Read one whole answer (a head and a `Content-Length` body) into `up.buf`, handing each
+/// header line to `header`; returns the lengths of the head and the body, and the status.
+async fn read_answer(
+    up: &mut Upstream,
+    mut header: impl FnMut(&httparse::Header<'_>),
+) -> Result<(usize, usize, u16), Error> {
+    let (head, body_len, status) = loop {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut resp = httparse::Response::new(&mut headers);
+        match resp.parse(&up.buf)? {
+            httparse::Status::Complete(len) => {
+                let mut body = None;
+                for h in resp.headers.iter() {
+                    if h.name.eq_ignore_ascii_case("content-length") {
+                        body = std::str::from_utf8(h.value)?.trim().parse::<usize>().ok();
+                    } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                        return Err("chunked responses are not handled".into());
+                    }
+                    header(h);
+                }
+                break (
+                    len,
+                    body.ok_or("no content-length")?,
+                    resp.code.unwrap_or(502),
+                );
+            }
+            httparse::Status::Partial => {
+                if read_more(&mut up.stream, &mut up.buf).await? == 0 {
+                    return Err("upstream closed".into());
+                }
+            }
+        }
+    };
+    while up.buf.len() < head + body_len {
+        if read_more(&mut up.stream, &mut up.buf).await? == 0 {
+            return Err("upstream closed mid-body".into());
+        }
+    }
+    Ok((head, body_len, status))
 }
 
 /// `--hyper-server`: hyper's server on the client side (as in cutover), the hand-written
@@ -212,37 +227,23 @@ async fn hybrid(
     out.extend_from_slice(peer.ip().to_string().as_bytes());
     out.extend_from_slice(b"\r\n\r\n");
     up.stream.write_all(&out).await?;
-    let (resp, head, body_len) = loop {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Response::new(&mut headers);
-        match parsed.parse(&up.buf)? {
-            httparse::Status::Complete(len) => {
-                let mut resp = http::Response::builder().status(parsed.code.unwrap_or(502));
-                let mut body = None;
-                for h in parsed.headers.iter() {
-                    if h.name.eq_ignore_ascii_case("content-length") {
-                        body = std::str::from_utf8(h.value)?.trim().parse::<usize>().ok();
-                    }
-                    resp = resp.header(h.name, h.value);
-                }
-                break (resp, len, body.ok_or("no content-length")?);
-            }
-            httparse::Status::Partial => {
-                if read_more(&mut up.stream, &mut up.buf).await? == 0 {
-                    return Err("upstream closed".into());
-                }
-            }
+    let mut headers = http::HeaderMap::new();
+    let (head, body_len, status) = read_answer(&mut up, |h| {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(h.name.as_bytes()),
+            http::HeaderValue::from_bytes(h.value),
+        ) {
+            headers.append(n, v);
         }
-    };
-    while up.buf.len() < head + body_len {
-        if read_more(&mut up.stream, &mut up.buf).await? == 0 {
-            return Err("upstream closed mid-body".into());
-        }
-    }
+    })
+    .await?;
     let body = bytes::Bytes::copy_from_slice(&up.buf[head..head + body_len]);
     up.buf.drain(..head + body_len);
     POOL.with(|p| p.borrow_mut()[i].push(up));
-    Ok(resp.body(http_body_util::Full::new(body))?)
+    let mut resp = http::Response::new(http_body_util::Full::new(body));
+    *resp.status_mut() = http::StatusCode::from_u16(status)?;
+    *resp.headers_mut() = headers;
+    Ok(resp)
 }
 
 /// One client connection, in the mode chosen on the command line.

@@ -15,7 +15,7 @@
 use std::mem::MaybeUninit;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, StatusCode, Version};
+use http::{Method, StatusCode};
 
 /// A response head longer than this is refused (the upstream is broken or hostile).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -87,7 +87,6 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
-    pub version: Version,
     pub headers: HeaderMap,
     pub framing: Framing,
     /// The connection may carry another request once this body has been read.
@@ -127,15 +126,11 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
     if status.is_informational() {
         return Ok(Parsed::Interim(len));
     }
-    let version = if resp.version == Some(0) {
-        Version::HTTP_10
-    } else {
-        Version::HTTP_11
-    };
     let mut headers = HeaderMap::with_capacity(resp.headers.len());
     let mut length: Option<u64> = None;
     let mut chunked = None;
-    let mut close = version == Version::HTTP_10;
+    // HTTP/1.0 answers are not kept alive (the proxy answers its clients in HTTP/1.1).
+    let mut close = resp.version == Some(0);
     for h in resp.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| H1Error::Header)?;
         let value = HeaderValue::from_bytes(h.value).map_err(|_| H1Error::Header)?;
@@ -182,7 +177,6 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
     Ok(Parsed::Head(
         Head {
             status,
-            version,
             headers,
             framing,
             keep_alive,

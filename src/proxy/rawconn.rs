@@ -125,17 +125,17 @@ impl RawConn {
         let mut written = 0;
         std::future::poll_fn(|cx| {
             while written < out.len() {
-                if clock.cut_or_register(cx) {
-                    return Poll::Ready(Err(RawError::TimedOut));
-                }
-                match ready!(Pin::new(&mut *stream).poll_write(cx, &out[written..])) {
-                    Ok(0) => {
+                let write =
+                    |cx: &mut Context<'_>| Pin::new(&mut *stream).poll_write(cx, &out[written..]);
+                match ready!(unless_cut(clock, cx, write)) {
+                    None => return Poll::Ready(Err(RawError::TimedOut)),
+                    Some(Ok(0)) => {
                         return Poll::Ready(Err(RawError::NoAnswer(
                             io::ErrorKind::WriteZero.into(),
                         )))
                     }
-                    Ok(n) => written += n,
-                    Err(e) => return Poll::Ready(Err(RawError::NoAnswer(e))),
+                    Some(Ok(n)) => written += n,
+                    Some(Err(e)) => return Poll::Ready(Err(RawError::NoAnswer(e))),
                 }
             }
             Poll::Ready(Ok(()))
@@ -156,28 +156,40 @@ impl RawConn {
                 Err(e) => return Err(RawError::Broken(e.into())),
             }
             let read = std::future::poll_fn(|cx| {
-                if clock.cut_or_register(cx) {
-                    return Poll::Ready(Err(None));
-                }
-                poll_read_buf(stream, buf, cx).map_err(Some)
+                unless_cut(clock, cx, |cx| poll_read_buf(stream, buf, cx))
             })
             .await;
             match read {
-                Ok(0) if !received => {
+                Some(Ok(0)) if !received => {
                     return Err(RawError::NoAnswer(io::ErrorKind::UnexpectedEof.into()))
                 }
-                Ok(0) => {
+                Some(Ok(0)) => {
                     return Err(RawError::Broken(
                         "the upstream closed the connection in the middle of a response head"
                             .into(),
                     ))
                 }
-                Ok(_) => received = true,
-                Err(None) => return Err(RawError::TimedOut),
-                Err(Some(e)) if !received => return Err(RawError::NoAnswer(e)),
-                Err(Some(e)) => return Err(RawError::Broken(e.into())),
+                Some(Ok(_)) => received = true,
+                None => return Err(RawError::TimedOut),
+                Some(Err(e)) if !received => return Err(RawError::NoAnswer(e)),
+                Some(Err(e)) => return Err(RawError::Broken(e.into())),
             }
         }
+    }
+}
+
+/// Poll `io`; while it has to wait, a cut of the connection by the sweeper wakes this task
+/// and ends the wait (`None`). The waker is registered only then, not on every poll.
+fn unless_cut<T>(
+    clock: &ConnClock,
+    cx: &mut Context<'_>,
+    io: impl FnOnce(&mut Context<'_>) -> Poll<T>,
+) -> Poll<Option<T>> {
+    match io(cx) {
+        Poll::Ready(t) => Poll::Ready(Some(t)),
+        // Registered before the check, so a cut in between is not missed.
+        Poll::Pending if clock.cut_or_register(cx) => Poll::Ready(None),
+        Poll::Pending => Poll::Pending,
     }
 }
 
