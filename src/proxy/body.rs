@@ -68,13 +68,22 @@ impl Deadline {
     }
 }
 
+/// A client request's body as the handler gets it: hyper's, or `None` for a request read
+/// without one by [`super::front`] (whose requests have no body by construction).
+pub type ClientBody = Option<Incoming>;
+
+/// Whether a client's body is empty (nothing to send, nothing to replay).
+pub fn is_empty(body: &ClientBody) -> bool {
+    body.as_ref().is_none_or(Body::is_end_stream)
+}
+
 impl ReqBody {
     /// Wrap a client's body. Returns the body and, for a non-empty body, the handle through
     /// which it can be taken back while unsent.
-    pub fn new(body: Incoming) -> (ReqBody, Option<Unsent>) {
-        if body.is_end_stream() {
+    pub fn new(body: ClientBody) -> (ReqBody, Option<Unsent>) {
+        let Some(body) = body.filter(|b| !b.is_end_stream()) else {
             return (ReqBody::Empty, None);
-        }
+        };
         let unsent = Arc::new(Mutex::new(Some(body)));
         (
             ReqBody::Stream {

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::admission::{Permit, Shed};
 use super::attempt::{self, Attempt, Failure, Outgoing};
-use super::body::{ReqBody, RespBody, UpBody};
+use super::body::{ClientBody, ReqBody, RespBody, UpBody};
 use super::headers::{
     self, is_upgrade, set_forwarding, strip_hop_by_hop, strip_seen_hop_by_hop, ForwardCache, Seen,
 };
@@ -38,7 +38,7 @@ impl Proxy {
     /// either way is never sent to that env.
     pub async fn handle(
         self: &Arc<Self>,
-        mut req: Request<Incoming>,
+        mut req: Request<ClientBody>,
         client: SocketAddr,
         conn: &Conn,
     ) -> Response<RespBody> {
@@ -104,6 +104,17 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
+        if body
+            .as_ref()
+            .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact().is_none())
+        {
+            // A body of unknown length goes on chunked, as it came. Said explicitly: hyper's
+            // client sends a GET's or HEAD's body of unknown length as no body at all.
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         let out = Outgoing {
             method: &parts.method,
             path: &path,
@@ -125,7 +136,7 @@ impl Proxy {
                     env_outcome: None,
                     users: Outcome::Shed,
                 };
-                let unsent = (!body.is_end_stream()).then_some(body);
+                let unsent = body.filter(|b| !b.is_end_stream());
                 Box::pin(self.fallback(env, start, &out, unsent, failed)).await
             };
             self.metrics

@@ -16,17 +16,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::body::RespBody;
+use super::body::{self, ClientBody, RespBody};
 use super::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
+use super::front::{FrontConn, Handoff, Setup};
 use super::guard::{self, BodyWatch, BODY_WATCH};
 use super::headers::ForwardCache;
 use super::limits::Limits;
 use super::live::{ConnCurrent, Current, Live};
+use super::rewind::Rewind;
 use super::screen::Screened;
 use super::supervise::{Ended, Supervisor};
 use super::Proxy;
@@ -211,20 +213,34 @@ pub(super) fn spawn_conn(
     let limits = current.load().limits;
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
-    let service = {
-        let activity = activity.clone();
-        let session = Arc::new(Conn::default());
-        service_fn(move |req| {
-            let busy = activity.begin();
-            one_request(current.load(), req, client, session.clone(), busy)
-        })
-    };
-    let builder = limits.builder();
     let watched = Watched::new(stream, activity.clone(), slot);
-    let io = TokioIo::new(Screened::new(watched, activity.clone(), client));
-    let conn = builder
-        .serve_connection_with_upgrades(io, service)
-        .into_owned();
+    let setup = Setup {
+        io: Screened::new(watched, activity.clone(), client),
+        client,
+        current,
+        session: Arc::new(Conn::default()),
+        activity: activity.clone(),
+        max_head: limits.max_header_bytes,
+        max_headers: limits.max_headers,
+    };
+    // hyper takes the connection from the first request the lane does not take on.
+    let builder = limits.builder();
+    let for_hyper = activity.clone();
+    let conn = FrontConn::new(setup, move |h: Handoff| {
+        let Handoff {
+            unread,
+            io,
+            current,
+            session,
+        } = h;
+        let service = service_fn(move |req: Request<Incoming>| {
+            let busy = for_hyper.begin();
+            one_request(current.load(), req.map(Some), client, session.clone(), busy)
+        });
+        builder
+            .serve_connection_with_upgrades(TokioIo::new(Rewind::new(unread, io)), service)
+            .into_owned()
+    });
     let conn = supervisor.supervise(conn, activity, &limits);
     tokio::spawn(async move {
         let _hold = hold;
@@ -266,16 +282,16 @@ pub(super) async fn drain_all(supervisor: &Supervisor, live: &Live) {
 ///
 /// This is the whole future hyper keeps per request (no wrapper around it): a layer more
 /// would hold another copy of the request and be moved in and out of hyper with it.
-async fn one_request(
+pub(super) async fn one_request(
     current: Arc<Current>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     client: SocketAddr,
     session: Arc<Conn>,
     busy: Busy,
 ) -> Result<Response<Tracked<RespBody>>, Infallible> {
     let resp = if let Some(refused) = guard::check(&req, &current.limits) {
         refused
-    } else if req.body().is_end_stream() {
+    } else if body::is_empty(req.body()) {
         // No body, so no body deadline to watch: the common GET takes the short path.
         current.proxy.handle(req, client, &session).await
     } else {
@@ -292,7 +308,7 @@ async fn one_request(
 /// 408, and the attempt's failure is not blamed on the env.
 async fn with_body_deadline(
     current: &Current,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     client: SocketAddr,
     session: &Conn,
 ) -> Response<RespBody> {

@@ -14,7 +14,6 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
 
 use super::body::RespBody;
 use super::handler::{ENV_HEADER_NAME, ERROR_HEADER};
@@ -174,11 +173,11 @@ impl ShedAnswers {
 impl Proxy {
     /// Answer a request `env` will not take (before anything was sent), recording the shed on
     /// the env and for users.
-    pub(super) fn shed_answer(
+    pub(super) fn shed_answer<B>(
         &self,
         env: Env,
         cause: Cause,
-        req: &Request<Incoming>,
+        req: &Request<B>,
         start: Instant,
     ) -> Response<RespBody> {
         let now = Instant::now();

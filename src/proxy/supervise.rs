@@ -20,8 +20,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use hyper_util::server::graceful::GracefulConnection;
-
 use super::clock;
 use super::conn::Activity;
 use super::limits::Limits;
@@ -231,7 +229,16 @@ pub enum Ended<E> {
     Closed,
 }
 
-impl<C: GracefulConnection> Future for Supervised<C> {
+/// A connection that can be asked to finish what is in flight and then close
+/// ([`super::front::FrontConn`], which passes the request on to hyper's connection once hyper
+/// has it).
+pub trait Drainable: Future<Output = Result<(), Self::Error>> {
+    type Error;
+    /// Finish what is in flight, take no more requests, then end.
+    fn drain(self: Pin<&mut Self>);
+}
+
+impl<C: Drainable> Future for Supervised<C> {
     type Output = Ended<C::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -250,7 +257,7 @@ impl<C: GracefulConnection> Future for Supervised<C> {
             RUN => {}
             DRAIN if !this.shutting_down => {
                 this.shutting_down = true;
-                this.conn.as_mut().graceful_shutdown();
+                this.conn.as_mut().drain();
             }
             DRAIN => {}
             _ => return Poll::Ready(Ended::Closed),

@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio::sync::{oneshot, watch};
 
 use super::admission::Permit;
@@ -180,7 +179,7 @@ impl Drop for Registration {
 /// held for the handshake only.
 pub async fn open(
     proxy: &Arc<Proxy>,
-    mut req: Request<Incoming>,
+    mut req: Request<super::body::ClientBody>,
     client: SocketAddr,
     forwarding: &ForwardCache,
     env: Env,

@@ -1,0 +1,354 @@
+//! A client connection's own HTTP/1.1 lane, in front of hyper's server.
+//!
+//! Owns: [`FrontConn`], the future a client connection runs. It reads request heads itself;
+//! each one [`front_h1::parse_request`] takes (an HTTP/1.1 request without a body, upgrade or
+//! `Expect`) goes through the same [`server::one_request`] as hyper's, and its answer is
+//! written back by hand. The first request it does not take — and everything after it on that
+//! connection — goes to hyper, with the bytes read so far put back in front ([`super::rewind::Rewind`]), so
+//! hyper sees the connection exactly as if it had read it from the start. Must not touch:
+//! what a request does (the handler's), how a connection is watched ([`super::supervise`],
+//! [`super::conn`]) or screened ([`super::screen`], which sits below this lane as it sits
+//! below hyper).
+//!
+//! Why: hyper's server costs about 3 µs per request on this path, a fifth of the proxy's CPU
+//! per request (docs/benchmarks.md, "Seventh round"). The lane reads and writes through the
+//! same screened, watched socket as hyper, and answers the way hyper's server does: the
+//! answer's length as `Content-Length` when known, chunked otherwise, no body for `HEAD`,
+//! `204` and `304`, a `Date` when the answer has none, and `Connection: close` honoured both
+//! ways.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http::header;
+use http::{Method, Response};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::body::RespBody;
+use super::conn::{Activity, Tracked, Watched};
+use super::front_h1::{self, Framing};
+use super::live::ConnCurrent;
+use super::screen::Screened;
+use super::server::{self, Conn};
+use super::supervise::Drainable;
+
+/// The client socket as both lanes read it.
+pub type Io = Screened<Watched>;
+
+/// Read this much at a time (hyper's server starts with 8 KiB too).
+const READ_BUF: usize = 8 * 1024;
+/// A body frame up to this size is copied behind the head (one write); larger ones are
+/// written on their own.
+const COALESCE: usize = 16 * 1024;
+
+/// What hyper needs to take a connection over from the lane.
+pub struct Handoff {
+    /// Bytes read from the socket and not yet taken (the first is the first byte of the
+    /// request the lane did not take).
+    pub unread: Bytes,
+    pub io: Io,
+    pub current: ConnCurrent,
+    pub session: Arc<Conn>,
+}
+
+/// A client connection: the lane until it hands over, then hyper's connection (`H`, made by
+/// `F` from the [`Handoff`]).
+pub struct FrontConn<F, H> {
+    state: State<H>,
+    make_hyper: Option<F>,
+    flags: Arc<Flags>,
+}
+
+type Lane = Pin<Box<dyn Future<Output = io::Result<Option<Handoff>>> + Send>>;
+
+enum State<H> {
+    Lane(Lane),
+    Hyper(Pin<Box<H>>),
+    Done,
+}
+
+/// Shared by [`FrontConn`] and its lane (same task, so relaxed loads suffice).
+#[derive(Default)]
+struct Flags {
+    /// A drain asked the connection to finish.
+    draining: AtomicBool,
+    /// The lane is waiting for a request with nothing of it read.
+    idle: AtomicBool,
+}
+
+/// Everything the lane needs about its connection.
+pub struct Setup {
+    pub io: Io,
+    pub client: SocketAddr,
+    pub current: ConnCurrent,
+    pub session: Arc<Conn>,
+    pub activity: Arc<Activity>,
+    pub max_head: usize,
+    pub max_headers: usize,
+}
+
+impl<F, H> FrontConn<F, H>
+where
+    F: FnOnce(Handoff) -> H,
+    H: GracefulConnection,
+{
+    pub fn new(setup: Setup, make_hyper: F) -> FrontConn<F, H> {
+        let flags = Arc::new(Flags::default());
+        FrontConn {
+            state: State::Lane(Box::pin(lane(setup, flags.clone()))),
+            make_hyper: Some(make_hyper),
+            flags,
+        }
+    }
+}
+
+impl<F, H> Future for FrontConn<F, H>
+where
+    F: FnOnce(Handoff) -> H + Unpin,
+    H: GracefulConnection,
+{
+    type Output = Result<(), H::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Lane(lane) => {
+                    if this.flags.draining.load(Relaxed) && this.flags.idle.load(Relaxed) {
+                        this.state = State::Done;
+                        continue;
+                    }
+                    let handoff = match lane.as_mut().poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(Some(handoff))) => handoff,
+                        Poll::Ready(Ok(None)) => {
+                            this.state = State::Done;
+                            continue;
+                        }
+                        Poll::Ready(Err(e)) => {
+                            tracing::debug!(error = %e, "client connection ended with an error");
+                            this.state = State::Done;
+                            continue;
+                        }
+                    };
+                    let Some(make) = this.make_hyper.take() else {
+                        this.state = State::Done;
+                        continue;
+                    };
+                    let mut hyper = Box::pin(make(handoff));
+                    if this.flags.draining.load(Relaxed) {
+                        hyper.as_mut().graceful_shutdown();
+                    }
+                    this.state = State::Hyper(hyper);
+                }
+                State::Hyper(hyper) => return hyper.as_mut().poll(cx),
+                State::Done => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+impl<F, H> Drainable for FrontConn<F, H>
+where
+    F: FnOnce(Handoff) -> H + Unpin,
+    H: GracefulConnection,
+{
+    type Error = H::Error;
+
+    fn drain(self: Pin<&mut Self>) {
+        let this = self.get_mut();
+        this.flags.draining.store(true, Relaxed);
+        if let State::Hyper(hyper) = &mut this.state {
+            hyper.as_mut().graceful_shutdown();
+        }
+    }
+}
+
+/// Serve the requests the lane takes, one after another; return the connection for hyper at
+/// the first one it does not take, or `None` once the connection is over.
+async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
+    let Setup {
+        mut io,
+        client,
+        current,
+        session,
+        activity,
+        max_head,
+        max_headers,
+    } = setup;
+    let mut buf = BytesMut::with_capacity(READ_BUF);
+    let mut out = Vec::with_capacity(1024);
+    loop {
+        let head = loop {
+            match front_h1::parse_request(&mut buf, max_head, max_headers) {
+                Ok(Some(head)) => break head,
+                Ok(None) => {}
+                Err(front_h1::Unfit) => {
+                    return Ok(Some(Handoff {
+                        unread: buf.freeze(),
+                        io,
+                        current,
+                        session,
+                    }))
+                }
+            }
+            let idle = buf.is_empty();
+            if idle && flags.draining.load(Relaxed) {
+                return Ok(None);
+            }
+            flags.idle.store(idle, Relaxed);
+            if buf.capacity() - buf.len() < READ_BUF / 2 {
+                buf.reserve(READ_BUF);
+            }
+            let n = io.read_buf(&mut buf).await?;
+            flags.idle.store(false, Relaxed);
+            if n == 0 {
+                // The client closed (a head begun and not finished is dropped, as hyper does).
+                return Ok(None);
+            }
+        };
+        let head_request = head.req.method() == Method::HEAD;
+        let busy = activity.begin();
+        let Ok(resp) = server::one_request(
+            current.load(),
+            head.req.map(|()| None),
+            client,
+            session.clone(),
+            busy,
+        )
+        .await;
+        let close = head.close
+            || flags.draining.load(Relaxed)
+            || resp
+                .headers()
+                .get(header::CONNECTION)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        write_response(&mut io, &mut out, resp, head_request, close).await?;
+        if close {
+            let _ = io.shutdown().await;
+            return Ok(None);
+        }
+    }
+}
+
+/// Write `resp` to the client: head, then body frames as they come, flushed whenever the body
+/// has nothing ready. The request stays counted in flight until the body is done (its
+/// [`Tracked`] guard is dropped on return).
+async fn write_response(
+    io: &mut Io,
+    out: &mut Vec<u8>,
+    resp: Response<Tracked<RespBody>>,
+    head_request: bool,
+    close: bool,
+) -> io::Result<()> {
+    let (parts, mut body) = resp.into_parts();
+    out.clear();
+    let framing = date::with(|date| {
+        front_h1::encode_response(
+            out,
+            parts.status,
+            &parts.headers,
+            body.size_hint().exact(),
+            head_request,
+            date,
+            close,
+        )
+    });
+    if framing == Framing::None {
+        io.write_all(out).await?;
+        return io.flush().await;
+    }
+    let chunked = framing == Framing::Chunked;
+    let mut sent: u64 = 0;
+    loop {
+        // Whatever is ready goes behind what is waiting in `out`; only when the body has
+        // nothing ready is `out` written, so a small answer leaves in one write.
+        let frame = match poll_fn(|cx| Poll::Ready(Pin::new(&mut body).poll_frame(cx))).await {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                if !out.is_empty() {
+                    io.write_all(out).await?;
+                    out.clear();
+                }
+                io.flush().await?;
+                body.frame().await
+            }
+        };
+        match frame {
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    // Trailers: not sent (hyper's server sends them only to clients that
+                    // asked with `TE: trailers`, which this proxy strips as hop-by-hop).
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                sent += data.len() as u64;
+                if chunked {
+                    front_h1::chunk_start(out, data.len());
+                }
+                if out.len() + data.len() <= COALESCE {
+                    out.extend_from_slice(&data);
+                } else {
+                    io.write_all(out).await?;
+                    out.clear();
+                    io.write_all(&data).await?;
+                }
+                if chunked {
+                    out.extend_from_slice(front_h1::CHUNK_END);
+                }
+            }
+            Some(Err(e)) => return Err(io::Error::other(e)),
+            None => {
+                if chunked {
+                    out.extend_from_slice(front_h1::LAST_CHUNK);
+                }
+                if let Framing::Length(n) = framing {
+                    if sent != n {
+                        // The client was promised `n` bytes: the connection cannot go on.
+                        return Err(io::Error::other(format!(
+                            "answer body ended after {sent} of {n} bytes"
+                        )));
+                    }
+                }
+                io.write_all(out).await?;
+                out.clear();
+                return io.flush().await;
+            }
+        }
+    }
+}
+
+/// The `Date` header's value, formatted once a second per worker thread.
+mod date {
+    use std::cell::RefCell;
+    use std::time::SystemTime;
+
+    use super::super::clock;
+
+    thread_local! {
+        static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+
+    /// Call `f` with the current date as `Date` writes it (RFC 9110 §5.6.7).
+    pub fn with<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+        let second = clock::now_ms() / 1000;
+        CACHED.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.0 != second {
+                *c = (second, httpdate::fmt_http_date(SystemTime::now()));
+            }
+            f(c.1.as_bytes())
+        })
+    }
+}
