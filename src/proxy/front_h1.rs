@@ -34,12 +34,10 @@ pub struct Head {
     pub close: bool,
 }
 
-/// Where the bytes of one header line are inside the head.
-#[derive(Clone, Copy)]
-struct Span {
-    name: (usize, usize),
-    value: (usize, usize),
-}
+/// Where the bytes of one header line are inside the head (offset and length of its name,
+/// then of its value). `u32`: a head is far shorter, and the array of them is zeroed per
+/// request.
+type Span = [u32; 4];
 
 /// Read the request head at the start of `buf`. `Ok(None)`: not complete yet (and within
 /// `max_head` bytes). `Ok(Some(head))`: taken, and its bytes removed from `buf` (what follows
@@ -56,7 +54,11 @@ pub fn parse_request(
         Ok(httparse::Status::Partial) if buf.len() < max_head => return Ok(None),
         _ => return Err(Unfit),
     };
-    if len > max_head || parsed.headers.len() > max_headers || parsed.version != Some(1) {
+    if len > max_head
+        || u32::try_from(len).is_err()
+        || parsed.headers.len() > max_headers
+        || parsed.version != Some(1)
+    {
         return Err(Unfit);
     }
     let method = parsed.method.ok_or(Unfit)?;
@@ -66,12 +68,10 @@ pub fn parse_request(
     }
     let method = Method::from_bytes(method.as_bytes()).map_err(|_| Unfit)?;
     let base = buf.as_ptr() as usize;
-    let at = |s: &[u8]| (s.as_ptr() as usize - base, s.len());
+    // Inside the head, whose length fits a `u32` (checked above).
+    let at = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
     let path = at(path.as_bytes());
-    let mut spans = [Span {
-        name: (0, 0),
-        value: (0, 0),
-    }; MAX_HEADERS];
+    let mut spans: [Span; MAX_HEADERS] = [[0; 4]; MAX_HEADERS];
     let mut close = false;
     for (h, span) in parsed.headers.iter().zip(spans.iter_mut()) {
         let name = h.name.as_bytes();
@@ -84,10 +84,8 @@ pub fn parse_request(
         if name.eq_ignore_ascii_case(b"connection") && has_token(h.value, b"close") {
             close = true;
         }
-        *span = Span {
-            name: at(name),
-            value: at(h.value),
-        };
+        let ((n, n_len), (v, v_len)) = (at(name), at(h.value));
+        *span = [n, n_len, v, v_len];
     }
     let count = parsed.headers.len();
     // The head's bytes become the request's: the path and values are slices of them.
@@ -109,17 +107,18 @@ pub fn parse_request(
 fn build(
     head: &Bytes,
     method: Method,
-    path: (usize, usize),
+    path: (u32, u32),
     spans: &[Span],
     close: bool,
 ) -> Result<Head, Unfit> {
-    let slice = |(at, len): (usize, usize)| head.slice(at..at + len);
+    let range = |at: u32, len: u32| at as usize..(at + len) as usize;
+    let slice = |(at, len): (u32, u32)| head.slice(range(at, len));
     let uri = Uri::from_maybe_shared(slice(path)).map_err(|_| Unfit)?;
     let mut headers = HeaderMap::with_capacity(spans.len());
     for s in spans {
-        let name =
-            HeaderName::from_bytes(&head[s.name.0..s.name.0 + s.name.1]).map_err(|_| Unfit)?;
-        let value = HeaderValue::from_maybe_shared(slice(s.value)).map_err(|_| Unfit)?;
+        let [n, n_len, v, v_len] = *s;
+        let name = HeaderName::from_bytes(&head[range(n, n_len)]).map_err(|_| Unfit)?;
+        let value = HeaderValue::from_maybe_shared(slice((v, v_len))).map_err(|_| Unfit)?;
         headers.append(name, value);
     }
     let mut req = Request::new(());
