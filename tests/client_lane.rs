@@ -116,6 +116,9 @@ async fn serve(mut s: TcpStream, seen: Seen) {
         let method = words.next().unwrap_or("").to_owned();
         let path = words.next().unwrap_or("/").to_owned();
         seen.lock().expect("seen").push((head, body.clone()));
+        if path == "/slow" {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+        }
         if s.write_all(&answer(&method, &path, body.len()))
             .await
             .is_err()
@@ -382,4 +385,46 @@ async fn requests_the_lane_leaves_reach_hyper_with_every_byte() {
             up.seen()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_the_lanes_answer_in_flight_and_closes_its_idle_connections() {
+    let up = Upstream::start().await;
+    let (mut server, _dir) = server_for(up.addr);
+    // One connection idle after an answer, one with an answer in flight.
+    let mut idle = TcpStream::connect(server.proxy).await.expect("connect");
+    idle.write_all(b"GET /one HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .expect("write");
+    let first = common::raw::read_response(&mut idle).await;
+    assert!(first.ends_with("GET /one 0"), "{first}");
+    let mut busy = TcpStream::connect(server.proxy).await.expect("connect");
+    busy.write_all(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    let exited = tokio::task::spawn_blocking(move || server.sigterm(Duration::from_secs(10)));
+    let answer = read_until_closed(&mut busy, Instant::now(), Duration::from_secs(5)).await;
+    assert!(answer.closed, "the connection ends after its last answer");
+    assert_eq!(answer.status(), Some(200), "{}", answer.text());
+    assert_eq!(answer.header("connection").as_deref(), Some("close"));
+    assert!(answer.text().ends_with("GET /slow 0"), "{}", answer.text());
+    let rest = read_until_closed(&mut idle, Instant::now(), Duration::from_secs(5)).await;
+    assert!(
+        rest.closed && rest.bytes.is_empty(),
+        "idle connection: {}",
+        rest.text()
+    );
+    assert_eq!(
+        exited.await.expect("join"),
+        Some(0),
+        "exit code after SIGTERM"
+    );
+    // The drain timeout is 5 s: well before it, so nothing waited for it.
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        start.elapsed()
+    );
 }
