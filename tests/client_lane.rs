@@ -6,6 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,8 @@ type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 struct Upstream {
     addr: SocketAddr,
     seen: Seen,
+    /// `/slow` requests whose connection closed before their answer was due.
+    abandoned: Arc<AtomicUsize>,
 }
 
 /// The answer to a request for `path` (`body_len` bytes of body came with it).
@@ -57,13 +60,18 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let seen: Seen = Arc::default();
-        let s = seen.clone();
+        let abandoned: Arc<AtomicUsize> = Arc::default();
+        let (s, a) = (seen.clone(), abandoned.clone());
         tokio::spawn(async move {
             while let Ok((c, _)) = listener.accept().await {
-                tokio::spawn(serve(c, s.clone()));
+                tokio::spawn(serve(c, s.clone(), a.clone()));
             }
         });
-        Upstream { addr, seen }
+        Upstream {
+            addr,
+            seen,
+            abandoned,
+        }
     }
 
     fn seen(&self) -> Vec<(String, Vec<u8>)> {
@@ -73,7 +81,7 @@ impl Upstream {
 
 /// Serve requests with a `Content-Length` body, a chunked one (without extensions or
 /// trailers: what cutover sends upstream) or none.
-async fn serve(mut s: TcpStream, seen: Seen) {
+async fn serve(mut s: TcpStream, seen: Seen, abandoned: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -117,7 +125,15 @@ async fn serve(mut s: TcpStream, seen: Seen) {
         let path = words.next().unwrap_or("/").to_owned();
         seen.lock().expect("seen").push((head, body.clone()));
         if path == "/slow" {
-            tokio::time::sleep(Duration::from_millis(800)).await;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(800)) => {}
+                read = s.read(&mut chunk) => {
+                    if matches!(read, Ok(0) | Err(_)) {
+                        abandoned.fetch_add(1, SeqCst);
+                    }
+                    return;
+                }
+            }
         }
         if s.write_all(&answer(&method, &path, body.len()))
             .await
@@ -427,4 +443,24 @@ async fn sigterm_finishes_the_lanes_answer_in_flight_and_closes_its_idle_connect
         "took {:?}",
         start.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_closes_while_its_answer_is_on_the_way_cancels_the_request() {
+    let up = Upstream::start().await;
+    let (server, _dir) = server_for(up.addr);
+    let mut s = TcpStream::connect(server.proxy).await.expect("connect");
+    s.write_all(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\n")
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(s);
+    // The upstream's answer is due 800 ms after the request: the proxy must have let go of
+    // the exchange (closed its upstream connection) well before.
+    let cancelled = common::eventually(Duration::from_millis(600), || async {
+        up.abandoned.load(SeqCst) == 1
+    })
+    .await;
+    assert!(cancelled, "the upstream exchange outlived the client");
+    assert_eq!(up.seen().len(), 1);
 }

@@ -218,14 +218,30 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
         };
         let head_request = head.req.method() == Method::HEAD;
         let busy = activity.begin();
-        let Ok(resp) = server::one_request(
+        let request = server::one_request(
             current.load(),
             head.req.map(|()| None),
             client,
             session.clone(),
             busy,
-        )
-        .await;
+        );
+        tokio::pin!(request);
+        // While the answer is on its way, a client that closes its connection cancels the
+        // request (its upstream exchange and admission slot go with it), as hyper's server
+        // does: it watches for the close only while nothing else of the client's is
+        // buffered. Bytes that come instead are the next request's, and are kept.
+        let Ok(resp) = if buf.is_empty() {
+            tokio::select! {
+                biased;
+                resp = &mut request => resp,
+                read = io.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => return Ok(None),
+                    Ok(_) => request.await,
+                },
+            }
+        } else {
+            request.await
+        };
         let close = head.close
             || flags.draining.load(Relaxed)
             || resp
