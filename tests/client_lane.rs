@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::dead_addr;
-use common::raw::read_until_closed;
+use common::raw::{next_head, read_more, read_until_closed};
 use common::server::{write_config, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -83,16 +83,10 @@ impl Upstream {
 /// trailers: what cutover sends upstream) or none.
 async fn serve(mut s: TcpStream, seen: Seen, abandoned: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     loop {
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            continue;
+        let Some((head, start)) = next_head(&mut s, &mut buf).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
         let len = head
             .lines()
             .find_map(|l| {
@@ -106,18 +100,17 @@ async fn serve(mut s: TcpStream, seen: Seen, abandoned: Arc<AtomicUsize>) {
             .contains("transfer-encoding: chunked");
         let body = loop {
             if chunked {
-                if let Some((body, used)) = dechunk(&buf[end + 4..]) {
-                    buf.drain(..end + 4 + used);
+                if let Some((body, used)) = dechunk(&buf[start..]) {
+                    buf.drain(..start + used);
                     break body;
                 }
-            } else if buf.len() >= end + 4 + len {
-                let body = buf[end + 4..end + 4 + len].to_vec();
-                buf.drain(..end + 4 + len);
+            } else if buf.len() >= start + len {
+                let body = buf[start..start + len].to_vec();
+                buf.drain(..start + len);
                 break body;
             }
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            if !read_more(&mut s, &mut buf).await {
+                return;
             }
         };
         let mut words = head.split(' ');
@@ -125,9 +118,10 @@ async fn serve(mut s: TcpStream, seen: Seen, abandoned: Arc<AtomicUsize>) {
         let path = words.next().unwrap_or("/").to_owned();
         seen.lock().expect("seen").push((head, body.clone()));
         if path == "/slow" {
+            let mut probe = [0u8; 1];
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(800)) => {}
-                read = s.read(&mut chunk) => {
+                read = s.read(&mut probe) => {
                     if matches!(read, Ok(0) | Err(_)) {
                         abandoned.fetch_add(1, SeqCst);
                     }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use common::dead_addr;
 use common::server::{write_config, Server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// What the scripted upstream sends for a path, and whether it closes the connection after.
@@ -86,17 +86,11 @@ async fn serve(
     heads: Arc<Mutex<Vec<String>>>,
 ) {
     let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
     loop {
-        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-            match s.read(&mut chunk).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            continue;
+        let Some((head, start)) = common::raw::next_head(&mut s, &mut buf).await else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end + 4);
+        buf.drain(..start);
         requests.fetch_add(1, SeqCst);
         let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
         heads.lock().expect("heads").push(head);

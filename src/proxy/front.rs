@@ -4,18 +4,19 @@
 //! each one [`front_h1::parse_request`] takes (an HTTP/1.1 request without a body, upgrade or
 //! `Expect`) goes through the same [`server::one_request`] as hyper's, and its answer is
 //! written back by hand. The first request it does not take — and everything after it on that
-//! connection — goes to hyper, with the bytes read so far put back in front ([`super::rewind::Rewind`]), so
-//! hyper sees the connection exactly as if it had read it from the start. Must not touch:
-//! what a request does (the handler's), how a connection is watched ([`super::supervise`],
-//! [`super::conn`]) or screened ([`super::screen`], which sits below this lane as it sits
-//! below hyper).
+//! connection — goes to hyper, with the bytes read so far put back in front
+//! ([`super::rewind::Rewind`]), so hyper sees the connection exactly as if it had read it
+//! from the start. Must not touch: what a request does (the handler's), how a connection is
+//! watched ([`super::supervise`], [`super::conn`]) or screened ([`super::screen`], which sits
+//! below this lane as it sits below hyper).
 //!
-//! Why: hyper's server costs about 3 µs per request on this path, a fifth of the proxy's CPU
-//! per request (docs/benchmarks.md, "Seventh round"). The lane reads and writes through the
-//! same screened, watched socket as hyper, and answers the way hyper's server does: the
-//! answer's length as `Content-Length` when known, chunked otherwise, no body for `HEAD`,
-//! `204` and `304`, a `Date` when the answer has none, and `Connection: close` honoured both
-//! ways.
+//! Why: hyper's server was the largest cost left on the common request (about 3 µs by the
+//! yardsticks of docs/benchmarks.md); with this lane the proxy needs 0.95× the CPU per request
+//! ("Seventh round" there). The lane reads and writes through the same screened, watched
+//! socket as hyper, and answers the way hyper's server does: the answer's length as
+//! `Content-Length` when known, chunked otherwise, no body for `HEAD`, `204` and `304`, a
+//! `Date` when the answer has none, `Connection: close` honoured both ways, and a request
+//! cancelled when its client closes the connection before the answer.
 
 use std::future::{poll_fn, Future};
 use std::io;

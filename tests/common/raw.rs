@@ -126,3 +126,29 @@ pub async fn read_response(s: &mut TcpStream) -> String {
         bytes.extend_from_slice(&buf[..n]);
     }
 }
+
+/// Read from `s` into `buf` until `buf` starts with a whole request head; return the head
+/// (without its blank line) and where what follows it starts in `buf`. `None` once `s` closes
+/// or fails first. For scripted upstreams.
+pub async fn next_head(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<(String, usize)> {
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some((String::from_utf8_lossy(&buf[..end]).into_owned(), end + 4));
+        }
+        if !read_more(s, buf).await {
+            return None;
+        }
+    }
+}
+
+/// Append what `s` has to `buf`; false once it closes or fails.
+pub async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
+    let mut chunk = [0u8; 4096];
+    match s.read(&mut chunk).await {
+        Ok(n) if n > 0 => {
+            buf.extend_from_slice(&chunk[..n]);
+            true
+        }
+        _ => false,
+    }
+}
