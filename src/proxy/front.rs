@@ -311,6 +311,15 @@ async fn write_response(
                     continue;
                 }
                 sent += data.len() as u64;
+                if let Framing::Length(n) = framing {
+                    if sent > n {
+                        // Bytes past the promised length would be read by the client as the
+                        // start of the next answer: end the connection instead.
+                        return Err(io::Error::other(format!(
+                            "answer body brought more than its {n} bytes"
+                        )));
+                    }
+                }
                 if chunked {
                     front_h1::chunk_start(out, data.len());
                 }
