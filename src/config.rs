@@ -41,6 +41,9 @@ pub struct Config {
     /// Trust a client-sent `X-Forwarded-For` (only behind another trusted proxy).
     pub trust_forwarded: bool,
     pub drain_timeout: Duration,
+    /// Whether client connections start in cutover's own HTTP/1.1 lane (`proxy::front`);
+    /// `false` gives every request to hyper's server from the first byte.
+    pub client_lane: bool,
     pub retry_budget: RetryBudgetConfig,
     pub probe_interval: Duration,
     pub probe_timeout: Duration,
@@ -226,6 +229,7 @@ struct RawRouting {
 #[serde(deny_unknown_fields)]
 struct RawProxy {
     drain_timeout: Option<Spanned<String>>,
+    client_lane: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -524,13 +528,11 @@ impl Config {
             Ok(raw) => raw,
             Err(e) => {
                 let offset = e.span().map_or(0, |s| s.start);
-                let key = e
-                    .message()
-                    .split('`')
-                    .nth(1)
-                    .filter(|_| e.message().starts_with("unknown field"))
-                    .unwrap_or("")
-                    .to_owned();
+                let key = match e.message().split('`').nth(1) {
+                    Some(name) if e.message().starts_with("unknown field") => name.to_owned(),
+                    // A value of the wrong type: name the key written on that line.
+                    _ => key_at(text, offset),
+                };
                 c.problem(offset, &key, e.message().trim().to_owned());
                 return Err(ConfigError::Invalid(c.problems));
             }
@@ -657,6 +659,7 @@ impl Config {
                 .unwrap_or_else(|| "cutover".to_owned()),
             trust_forwarded: routing.and_then(|r| r.trust_forwarded).unwrap_or(false),
             drain_timeout,
+            client_lane: proxy.and_then(|p| p.client_lane).unwrap_or(true),
             retry_budget,
             probe_interval,
             probe_timeout,
@@ -664,6 +667,30 @@ impl Config {
             source: None,
             protection,
         })
+    }
+}
+
+/// The dotted name of the `key = value` line holding byte `offset` of `text` (with the
+/// `[table]` it is in), or "" if that line is not one.
+fn key_at(text: &str, offset: usize) -> String {
+    let Some(before) = text.get(..offset) else {
+        return String::new();
+    };
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let Some((key, _)) = line.split_once('=') else {
+        return String::new();
+    };
+    let key = key.trim().trim_matches('"');
+    let table = before[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
     }
 }
 
@@ -712,6 +739,19 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
         assert_eq!(p.len(), 1);
         assert_eq!((p[0].line, p[0].key.as_str()), (7, "paht"));
         assert!(p[0].to_string().starts_with("c.toml:7:1: "), "{}", p[0]);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key_and_line() {
+        let p = problems(&format!(
+            "{GOOD}[proxy]\ndrain_timeout = \"1s\"\nclient_lane = \"no\"\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].line, p[0].key.as_str()), (19, "proxy.client_lane"));
+        assert!(p[0].message.contains("boolean"), "{}", p[0]);
+        let c = Config::parse(&format!("{GOOD}[proxy]\nclient_lane = false\n"), "c.toml");
+        assert!(!c.expect("valid").client_lane);
+        assert!(Config::parse(GOOD, "c.toml").expect("valid").client_lane);
     }
 
     #[test]

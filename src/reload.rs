@@ -228,6 +228,7 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
         "proxy.drain_timeout",
         old.drain_timeout != new.drain_timeout,
     );
+    diff("proxy.client_lane", old.client_lane != new.client_lane);
     diff("limits", old.limits != new.limits);
     out
 }

@@ -109,7 +109,7 @@ pub async fn run(
         },
         stopped(),
     )?;
-    let live = Live::new(proxy, cfg.limits, cfg.drain_timeout);
+    let live = Live::from_config(proxy, &cfg);
     let workers = proxy::Workers::start(cfg.workers, live.clone()).map_err(ServeError::Workers)?;
     let reloader = Arc::new(Reloader::new(
         cfg,

@@ -1,7 +1,8 @@
 //! The client side's own HTTP/1.1 lane (`src/proxy/front.rs`), through the real binary and raw
 //! sockets: requests it takes and requests it leaves to hyper, mixed and pipelined on one
 //! connection, heads trickling in byte by byte, how answers are framed (length, chunked,
-//! `HEAD`, `204`, `304`, the proxy's own errors), `Date`, and `Connection: close` both ways.
+//! `HEAD`, `204`, `304`, the proxy's own errors), `Date`, `Connection: close` both ways, and
+//! `[proxy] client_lane = false`, which gives every connection to hyper.
 
 mod common;
 
@@ -37,6 +38,9 @@ fn answer(method: &str, path: &str, body_len: usize) -> Vec<u8> {
         "/not-modified" => {
             b"HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\ncontent-length: 10\r\n\r\n".to_vec()
         }
+        // A status with no standard reason phrase: the two lanes write it differently (the
+        // lane an empty reason, hyper `<none>`), which tells the tests who answered.
+        "/odd" => b"HTTP/1.1 599 Odd\r\ncontent-length: 2\r\n\r\nok".to_vec(),
         "/dated" => b"HTTP/1.1 200 OK\r\ndate: Thu, 01 Jan 2026 00:00:00 GMT\r\n\
               content-length: 2\r\n\r\nok"
             .to_vec(),
@@ -457,4 +461,75 @@ async fn a_client_that_closes_while_its_answer_is_on_the_way_cancels_the_request
     .await;
     assert!(cancelled, "the upstream exchange outlived the client");
     assert_eq!(up.seen().len(), 1);
+}
+
+/// The status line of the one answer to `request` on a new connection.
+async fn status_line(proxy: SocketAddr, request: &[u8]) -> String {
+    let (bytes, _) = send_and_read_to_close(proxy, request).await;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    text.split("\r\n").next().unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_can_be_turned_off_and_on_again_by_a_reload() {
+    // Who wrote the status line: the lane (no reason phrase), hyper's server for an answer
+    // from a hand-spoken upstream (which keeps no reason: hyper writes `<none>`), hyper on
+    // both sides (a request with a body: the env's own reason comes through).
+    const LANE: &str = "HTTP/1.1 599 ";
+    const HYPER: &str = "HTTP/1.1 599 <none>";
+    const HYPER_BOTH: &str = "HTTP/1.1 599 Odd";
+    let get = b"GET /odd HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+    let post = b"POST /odd HTTP/1.1\r\nhost: a\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx";
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let off = "client_lane = false";
+    let cfg = write_config(dir.path(), up.addr, dead_addr(), dead_addr(), off);
+    let server = Server::start(&cfg);
+
+    // Off: hyper answers every request, the lane's kind too.
+    assert_eq!(status_line(server.proxy, get).await, HYPER);
+    assert_eq!(status_line(server.proxy, post).await, HYPER_BOTH);
+    let pipeline = b"GET /a HTTP/1.1\r\nhost: a\r\n\r\nHEAD /b HTTP/1.1\r\nhost: a\r\n\r\n\
+        GET /odd HTTP/1.1\r\nhost: a\r\nconnection: close\r\n\r\n";
+    let (bytes, closed) = send_and_read_to_close(server.proxy, pipeline).await;
+    assert!(closed);
+    let got = answers(&bytes, &[false, true, false]);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0].1, "GET /a 0");
+    assert_eq!(got[2].0.lines().next(), Some(HYPER));
+
+    // On again by a reload: new connections start in the lane; hyper still takes a body.
+    write_config(dir.path(), up.addr, dead_addr(), dead_addr(), "");
+    let api = server.api();
+    let r = api
+        .post(server.url("/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert!(
+        body["changed"].to_string().contains("proxy.client_lane"),
+        "{body}"
+    );
+    assert_eq!(status_line(server.proxy, get).await, LANE);
+    assert_eq!(status_line(server.proxy, post).await, HYPER_BOTH);
+
+    // A mistyped value is refused whole, naming the key; the lane stays on.
+    write_config(
+        dir.path(),
+        up.addr,
+        dead_addr(),
+        dead_addr(),
+        "client_lane = \"no\"",
+    );
+    let r = api
+        .post(server.url("/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.expect("text");
+    assert!(text.contains("client_lane"), "{text}");
+    assert_eq!(status_line(server.proxy, get).await, LANE);
 }

@@ -16,7 +16,10 @@
 //! socket as hyper, and answers the way hyper's server does: the answer's length as
 //! `Content-Length` when known, chunked otherwise, no body for `HEAD`, `204` and `304`, a
 //! `Date` when the answer has none, `Connection: close` honoured both ways, and a request
-//! cancelled when its client closes the connection before the answer.
+//! cancelled when its client closes the connection before the answer. One difference: a
+//! status code without a standard reason phrase gets an empty one here (RFC 9112 allows it),
+//! where hyper writes `<none>`. `[proxy] client_lane = false` turns the lane off: the
+//! connection is hyper's from its first byte.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -95,6 +98,9 @@ pub struct Setup {
     pub activity: Arc<Activity>,
     pub max_head: usize,
     pub max_headers: usize,
+    /// `false` (`[proxy] client_lane = false`): hyper takes the connection from its first
+    /// byte.
+    pub enabled: bool,
 }
 
 impl<F, H> FrontConn<F, H>
@@ -185,7 +191,16 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
         activity,
         max_head,
         max_headers,
+        enabled,
     } = setup;
+    if !enabled {
+        return Ok(Some(Handoff {
+            unread: Bytes::new(),
+            io,
+            current,
+            session,
+        }));
+    }
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out = Vec::with_capacity(1024);
     loop {

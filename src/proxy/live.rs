@@ -30,6 +30,8 @@ pub struct Current {
     pub limits: Limits,
     /// How long a shutdown waits for requests and tunnels (read when the shutdown starts).
     pub drain_timeout: Duration,
+    /// New connections start in the client lane (`[proxy] client_lane`).
+    pub client_lane: bool,
 }
 
 /// Shared by the accept loop, every connection and whoever reloads.
@@ -41,13 +43,29 @@ pub struct Live {
 }
 
 impl Live {
+    /// The state `cfg` describes, with `proxy` built from it.
+    pub fn from_config(proxy: Arc<Proxy>, cfg: &Config) -> Arc<Live> {
+        Live::with(Current {
+            proxy,
+            limits: cfg.limits,
+            drain_timeout: cfg.drain_timeout,
+            client_lane: cfg.client_lane,
+        })
+    }
+
+    /// `limits` and `drain_timeout` for `proxy`, with the client lane on.
     pub fn new(proxy: Arc<Proxy>, limits: Limits, drain_timeout: Duration) -> Arc<Live> {
+        Live::with(Current {
+            proxy,
+            limits,
+            drain_timeout,
+            client_lane: true,
+        })
+    }
+
+    fn with(current: Current) -> Arc<Live> {
         Arc::new(Live {
-            current: ArcSwap::from_pointee(Current {
-                proxy,
-                limits,
-                drain_timeout,
-            }),
+            current: ArcSwap::from_pointee(current),
             generation: AtomicU64::new(0),
         })
     }
@@ -72,6 +90,7 @@ impl Live {
             proxy: Arc::new(proxy),
             limits: cfg.limits,
             drain_timeout: cfg.drain_timeout,
+            client_lane: cfg.client_lane,
         }));
         // After the store: whoever sees the new generation loads the new state.
         self.generation.fetch_add(1, Ordering::Release);

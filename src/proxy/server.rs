@@ -210,7 +210,10 @@ pub(super) fn spawn_conn(
     } = accepted;
     // The connection's copy of the state; its limits are the ones this connection starts with.
     let current = ConnCurrent::new(live.clone());
-    let limits = current.load().limits;
+    let (limits, lane) = {
+        let c = current.load();
+        (c.limits, c.client_lane)
+    };
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
     let watched = Watched::new(stream, activity.clone(), slot);
@@ -222,6 +225,7 @@ pub(super) fn spawn_conn(
         activity: activity.clone(),
         max_head: limits.max_header_bytes,
         max_headers: limits.max_headers,
+        enabled: lane,
     };
     // hyper takes the connection from the first request the lane does not take on.
     let builder = limits.builder();
