@@ -13,13 +13,25 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// `inner`, read from `prefix` first.
 #[derive(Debug)]
 pub struct Rewind<T> {
+    /// What is left of the bytes given back; empty (and holding no buffer) once read.
     prefix: Bytes,
     inner: T,
 }
 
 impl<T> Rewind<T> {
     pub fn new(prefix: Bytes, inner: T) -> Rewind<T> {
-        Rewind { prefix, inner }
+        let mut r = Rewind { prefix, inner };
+        r.release_if_read();
+        r
+    }
+
+    /// `prefix` is a view into the lane's whole read buffer: let go of that buffer once
+    /// nothing of it is left to read, so a connection that lives on with hyper (HTTP/2, a
+    /// tunnel) does not hold it for its lifetime.
+    fn release_if_read(&mut self) {
+        if !self.prefix.has_remaining() {
+            self.prefix = Bytes::new();
+        }
     }
 }
 
@@ -34,6 +46,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
             let n = this.prefix.len().min(buf.remaining());
             buf.put_slice(&this.prefix[..n]);
             this.prefix.advance(n);
+            this.release_if_read();
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)
@@ -85,5 +98,20 @@ mod tests {
         let mut rest = Vec::new();
         r.read_to_end(&mut rest).await.expect("read");
         assert_eq!(rest, b"lo world");
+    }
+
+    #[tokio::test]
+    async fn lets_go_of_the_read_buffer_once_the_prefix_is_read() {
+        let buffer = Bytes::from(b"GET / HTTP/1.1\r\n\r\n and room to spare".to_vec());
+        let mut r = Rewind::new(buffer.slice(..18), &b""[..]);
+        assert!(!buffer.is_unique(), "the prefix is a view into the buffer");
+        let mut head = Vec::new();
+        r.read_to_end(&mut head).await.expect("read");
+        assert_eq!(head, b"GET / HTTP/1.1\r\n\r\n");
+        assert!(buffer.is_unique(), "still held after the prefix was read");
+
+        // Nothing left to give back: not held from the start.
+        let _r = Rewind::new(buffer.slice(18..18), &b""[..]);
+        assert!(buffer.is_unique(), "an empty prefix holds the buffer");
     }
 }
