@@ -18,6 +18,8 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 
+use super::headers::has_token;
+
 /// At most this many header lines in a head taken here; a longer head goes to hyper (which
 /// applies `max_headers` itself).
 pub const MAX_HEADERS: usize = 64;
@@ -127,13 +129,6 @@ fn build(
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
     Ok(Head { req, close })
-}
-
-/// Whether the comma-separated list `value` holds `token` (case-insensitive).
-fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// How an answer's body goes to the client.

@@ -17,6 +17,8 @@ use std::mem::MaybeUninit;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
+use super::headers::has_token;
+
 /// A response head longer than this is refused (the upstream is broken or hostile).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// More header lines than this in one response head are refused (hyper's default too).
@@ -144,11 +146,7 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
             // Only the last coding frames the body.
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
             chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        } else if name == header::CONNECTION
-            && h.value
-                .split(|&b| b == b',')
-                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"))
-        {
+        } else if name == header::CONNECTION && has_token(h.value, b"close") {
             close = true;
         }
         headers.append(name, value);

@@ -83,9 +83,16 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 fn connection_has(headers: &HeaderMap, token: &str) -> bool {
     headers.get_all(header::CONNECTION).iter().any(|v| {
         v.to_str()
-            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-            .unwrap_or(false)
+            .is_ok_and(|s| has_token(s.as_bytes(), token.as_bytes()))
     })
+}
+
+/// Whether the comma-separated list `value` (`Connection`, say) holds `token`, ignoring case
+/// and the spaces around each item.
+pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value
+        .split(|&b| b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// Remove hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`, the

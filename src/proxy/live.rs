@@ -34,6 +34,18 @@ pub struct Current {
     pub client_lane: bool,
 }
 
+impl Current {
+    /// What `cfg` says, with `proxy` built from it.
+    fn new(proxy: Arc<Proxy>, cfg: &Config) -> Current {
+        Current {
+            proxy,
+            limits: cfg.limits,
+            drain_timeout: cfg.drain_timeout,
+            client_lane: cfg.client_lane,
+        }
+    }
+}
+
 /// Shared by the accept loop, every connection and whoever reloads.
 #[derive(Debug)]
 pub struct Live {
@@ -45,12 +57,7 @@ pub struct Live {
 impl Live {
     /// The state `cfg` describes, with `proxy` built from it.
     pub fn from_config(proxy: Arc<Proxy>, cfg: &Config) -> Arc<Live> {
-        Live::with(Current {
-            proxy,
-            limits: cfg.limits,
-            drain_timeout: cfg.drain_timeout,
-            client_lane: cfg.client_lane,
-        })
+        Live::with(Current::new(proxy, cfg))
     }
 
     /// `limits` and `drain_timeout` for `proxy`, with the client lane on.
@@ -86,12 +93,8 @@ impl Live {
         let old = self.load();
         let mut proxy = Proxy::new(cfg, old.proxy.router.clone(), old.proxy.metrics.clone());
         proxy.tunnels = old.proxy.tunnels.clone();
-        self.current.store(Arc::new(Current {
-            proxy: Arc::new(proxy),
-            limits: cfg.limits,
-            drain_timeout: cfg.drain_timeout,
-            client_lane: cfg.client_lane,
-        }));
+        self.current
+            .store(Arc::new(Current::new(Arc::new(proxy), cfg)));
         // After the store: whoever sees the new generation loads the new state.
         self.generation.fetch_add(1, Ordering::Release);
     }
