@@ -161,6 +161,8 @@ struct RawLimits {
     max_connections: Option<Spanned<i64>>,
     header_read_timeout: Option<Spanned<String>>,
     body_read_timeout: Option<Spanned<String>>,
+    min_body_rate: Option<Spanned<i64>>,
+    body_rate_grace: Option<Spanned<String>>,
     idle_timeout: Option<Spanned<String>>,
     max_header_bytes: Option<Spanned<i64>>,
     max_uri_bytes: Option<Spanned<i64>>,
@@ -352,6 +354,18 @@ impl Checker<'_> {
                 raw.body_read_timeout.as_ref(),
                 "limits.body_read_timeout",
                 d.body_read_timeout,
+            ),
+            min_body_rate: self.count(
+                raw.min_body_rate.as_ref(),
+                "limits.min_body_rate",
+                0,
+                1 << 30,
+                d.min_body_rate,
+            ),
+            body_rate_grace: self.duration(
+                raw.body_rate_grace.as_ref(),
+                "limits.body_rate_grace",
+                d.body_rate_grace,
             ),
             idle_timeout: self.duration(
                 raw.idle_timeout.as_ref(),

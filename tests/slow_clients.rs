@@ -101,6 +101,66 @@ async fn a_stalled_body_gets_408_and_is_not_counted_against_the_env() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_trickled_below_the_rate_floor_gets_408_and_is_not_counted_against_the_env() {
+    // Each pause (300 ms) is well under body_read_timeout: only the rate floor can end it.
+    let p = TestProxy::start(
+        100.0,
+        "[limits]\nbody_read_timeout = \"10s\"\nmin_body_rate = 100\nbody_rate_grace = \"1s\"\n",
+    )
+    .await;
+    let mut s = TcpStream::connect(p.addr).await.expect("connect");
+    s.write_all(b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n")
+        .await
+        .expect("write");
+    let start = Instant::now();
+    let mut r = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if s.write_all(b"x").await.is_err() {
+            break;
+        }
+        let got = read_until_closed(&mut s, Instant::now(), Duration::from_millis(10)).await;
+        if !got.bytes.is_empty() || got.closed {
+            r = Some(got);
+            break;
+        }
+    }
+    let r = r.expect("the trickle was never cut");
+    assert_eq!(r.status(), Some(408), "{}", r.text());
+    assert_eq!(
+        r.header("x-cutover-error").as_deref(),
+        Some("client-body-too-slow")
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        start.elapsed()
+    );
+    let w = p
+        .metrics
+        .window(std::time::Instant::now(), Duration::from_secs(30));
+    assert_eq!(
+        w.scope(Scope::New).errors,
+        0,
+        "the trickle was blamed on NEW"
+    );
+    // A body at a pace above the floor, with the same pauses, is not cut.
+    let mut s = TcpStream::connect(p.addr).await.expect("connect");
+    s.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 320\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        s.write_all(&[b'a'; 40]).await.expect("write");
+    }
+    let r = read_until_closed(&mut s, Instant::now(), Duration::from_secs(5)).await;
+    assert_eq!(r.status(), Some(200), "{}", r.text());
+    assert!(r.body().contains("\"body_bytes\":320"), "{}", r.body());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_but_slow_answers_are_not() {
     let p = TestProxy::start(
         100.0,

@@ -265,6 +265,11 @@ impl Metrics {
         self.global.retries.fetch_add(1, Relaxed);
     }
 
+    /// A client connection's lane served `n` requests (counted once, when it ends).
+    pub fn record_lane_requests(&self, n: u64) {
+        self.global.client_lane_requests.fetch_add(n, Relaxed);
+    }
+
     /// The retry budget refused a retry.
     pub fn record_budget_exhausted(&self, now: Instant) {
         self.rings[Scope::Fallback.index()].add(self.second(now), Counter::BudgetExhausted, 1);

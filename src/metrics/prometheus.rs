@@ -220,6 +220,17 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "cutover_retry_budget_exhausted_total {}",
         metrics.global.budget_exhausted.load(Relaxed)
     );
+    header(
+        &mut o,
+        "cutover_client_lane_requests_total",
+        "counter",
+        "Requests read and answered by the client side's own HTTP/1.1 lane (counted when their connection ends).",
+    );
+    let _ = writeln!(
+        o,
+        "cutover_client_lane_requests_total {}",
+        metrics.global.client_lane_requests.load(Relaxed)
+    );
 
     render_protection(&mut o, metrics);
 

@@ -149,4 +149,7 @@ impl ScopeTotals {
 pub struct GlobalTotals {
     pub retries: AtomicU64,
     pub budget_exhausted: AtomicU64,
+    /// Requests the client side's own HTTP/1.1 lane read and answered (the rest went through
+    /// hyper's server); added once per connection, when it ends.
+    pub client_lane_requests: AtomicU64,
 }

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 
 use super::body::{ReqBody, Unsent, UpBody};
 use super::connpool::{Pooled, SendError};
+use super::headers;
 use super::upstream::{Pool, Upstream};
 use crate::metrics::Outcome;
 
@@ -115,7 +116,16 @@ pub async fn send(
         *req.version_mut() = Version::HTTP_11;
         *req.headers_mut() = out.headers.clone();
         match upstream.conns.send(req).await {
-            Ok((resp, conn)) => (Ok(resp.map(UpBody::Hyper)), Some(conn)),
+            Ok((mut resp, conn)) => {
+                if headers::normalize_answer(&mut resp, out.upgrade) {
+                    (Ok(resp.map(UpBody::Hyper)), Some(conn))
+                } else {
+                    // An invalid answer (a `101` nobody asked for): the connection is
+                    // dropped, not given back, and the env failed the request as if it had
+                    // closed.
+                    (Err(Failure::Reset), None)
+                }
+            }
             Err(e) => (Err(classify(&e)), None),
         }
     };

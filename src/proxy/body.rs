@@ -19,7 +19,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::admission::Permit;
-use super::guard::{BodyTimeout, BodyWatch, BODY_WATCH};
+use super::clock;
+use super::guard::{BodyFault, BodyTimeout, BodyWatch, BODY_WATCH};
 use super::rawconn::RawBody;
 use super::upstream::InflightGuard;
 
@@ -36,11 +37,16 @@ pub enum ReqBody {
     },
 }
 
-/// The body deadline of the request (if it runs under one) and its timer while waiting.
+/// The body deadlines of the request (if it runs under them), its timer while waiting, and
+/// what the rate floor is judged on: bytes received over the time spent waiting on the
+/// client (on the coarse clock; time the env took to read is not the client's).
 #[derive(Debug, Default)]
 pub struct Deadline {
     watch: Option<Arc<BodyWatch>>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    wait_from_ms: Option<u64>,
+    waited_ms: u64,
+    bytes: u64,
 }
 
 impl Deadline {
@@ -48,7 +54,7 @@ impl Deadline {
     fn current() -> Deadline {
         Deadline {
             watch: BODY_WATCH.try_with(Arc::clone).ok(),
-            timer: None,
+            ..Deadline::default()
         }
     }
 
@@ -60,8 +66,27 @@ impl Deadline {
         let timer = self
             .timer
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(watch.timeout)));
+        self.wait_from_ms.get_or_insert_with(clock::now_ms);
         if timer.as_mut().poll(cx).is_ready() {
-            watch.fire();
+            watch.fire(BodyFault::Silent);
+            return true;
+        }
+        false
+    }
+
+    /// A frame of `len` bytes came: the pause is over. True when the body, over all the time
+    /// waited on the client, is below the rate floor.
+    fn too_slow(&mut self, len: u64) -> bool {
+        self.timer = None;
+        let Some(watch) = &self.watch else {
+            return false;
+        };
+        if let Some(from) = self.wait_from_ms.take() {
+            self.waited_ms += clock::now_ms().saturating_sub(from);
+        }
+        self.bytes += len;
+        if watch.too_slow(self.bytes, self.waited_ms) {
+            watch.fire(BodyFault::TooSlow);
             return true;
         }
         false
@@ -146,11 +171,19 @@ impl Body for ReqBody {
                 match Pin::new(body).poll_frame(cx) {
                     Poll::Pending if deadline.expired(cx) => {
                         let limit = deadline.watch.as_ref().map(|w| w.timeout);
-                        Poll::Ready(Some(Err(BodyTimeout(limit.unwrap_or_default()).into())))
+                        let e = BodyTimeout::Silent(limit.unwrap_or_default());
+                        Poll::Ready(Some(Err(e.into())))
                     }
                     Poll::Pending => Poll::Pending,
                     Poll::Ready(frame) => {
-                        deadline.timer = None;
+                        let len = match &frame {
+                            Some(Ok(f)) => f.data_ref().map_or(0, |d| d.len() as u64),
+                            _ => 0,
+                        };
+                        if deadline.too_slow(len) {
+                            let floor = deadline.watch.as_ref().map_or(0, |w| w.min_rate);
+                            return Poll::Ready(Some(Err(BodyTimeout::TooSlow(floor).into())));
+                        }
                         Poll::Ready(frame.map(|f| f.map_err(Into::into)))
                     }
                 }

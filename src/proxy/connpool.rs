@@ -279,6 +279,9 @@ impl Conns {
         let stream = self.connect_stream().await?;
         let (tx, conn) = http1::Builder::new()
             .writev(false)
+            // The answer-head limit of cutover's own client (an answer whose head is larger
+            // is refused whole on both paths).
+            .max_buf_size(super::h1::MAX_HEAD)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Failed(e.into()))?;

@@ -40,6 +40,16 @@ pub enum Verdict {
     Reject { head_at: u64 },
 }
 
+/// Why a request was refused ([`Verdict::Reject`]; [`Tracker::refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Both `Content-Length` and `Transfer-Encoding`.
+    ConflictingFraming,
+    /// HTTP/2's preface after an HTTP/1.1 request on the same connection (h2c is spoken from
+    /// a connection's first byte or not at all; NGINX and HAProxy answer it 400 too).
+    LateHttp2,
+}
+
 /// Watched header names, lowercase, by index.
 const NAMES: [&[u8]; 3] = [b"content-length", b"transfer-encoding", b"upgrade"];
 const CL: u8 = 0;
@@ -134,6 +144,7 @@ pub struct Tracker {
     upgrade: bool,
     may_upgrade: bool,
     requests: u64,
+    refusal: Refusal,
 }
 
 impl Default for Tracker {
@@ -157,6 +168,7 @@ impl Tracker {
             upgrade: false,
             may_upgrade: false,
             requests: 0,
+            refusal: Refusal::ConflictingFraming,
         }
     }
 
@@ -168,6 +180,11 @@ impl Tracker {
     /// Request heads read completely so far.
     pub fn requests(&self) -> u64 {
         self.requests
+    }
+
+    /// Why the tracker rejected a request (meaningful once [`Verdict::Reject`] is given).
+    pub fn refusal(&self) -> Refusal {
+        self.refusal
     }
 
     /// Some request asked to switch protocols: once it has (a `101`), call [`Tracker::stop`].
@@ -321,6 +338,13 @@ impl Tracker {
             },
             St::Version { n } => match VERSION.get(usize::from(n)) {
                 Some(&c) if c == b => St::Version { n: n + 1 },
+                // `HTTP/2` after a request was served: HTTP/2's preface, too late.
+                Some(_) if n == 5 && b == b'2' && self.requests > 0 => {
+                    self.refusal = Refusal::LateHttp2;
+                    St::Rejected {
+                        head_at: self.head_at,
+                    }
+                }
                 None if b == b'0' || b == b'1' => St::VersionEnd { cr: false },
                 _ => return self.pass(at),
             },

@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::{Tracker, Verdict};
+use super::{Refusal, Tracker, Verdict};
 
 fn whole(bytes: &[u8]) -> (Verdict, u64) {
     let mut t = Tracker::new();
@@ -49,6 +49,32 @@ fn both_framings_are_found_in_either_order_and_in_disguise() {
             "{framing:?}"
         );
     }
+}
+
+#[test]
+fn http2_preface_passes_first_and_is_refused_after_a_request() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let (v, n) = check(PREFACE);
+    assert!(matches!(v, Verdict::PassThrough { .. }), "{v:?}");
+    assert_eq!(n, 0);
+    let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut both = get.to_vec();
+    both.extend_from_slice(PREFACE);
+    assert_eq!(
+        check(&both),
+        (
+            Verdict::Reject {
+                head_at: get.len() as u64
+            },
+            1
+        )
+    );
+    let mut t = Tracker::new();
+    t.feed(&both);
+    assert_eq!(t.refusal(), Refusal::LateHttp2);
+    let mut t = Tracker::new();
+    t.feed(format!("{POST}Content-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes());
+    assert_eq!(t.refusal(), Refusal::ConflictingFraming);
 }
 
 #[test]

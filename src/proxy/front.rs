@@ -16,9 +16,9 @@
 //! socket as hyper, and answers the way hyper's server does: the answer's length as
 //! `Content-Length` when known, chunked otherwise, no body for `HEAD`, `204` and `304`, a
 //! `Date` when the answer has none, `Connection: close` honoured both ways, and a request
-//! cancelled when its client closes the connection before the answer. One difference: a
-//! status code without a standard reason phrase gets an empty one here (RFC 9112 allows it),
-//! where hyper writes `<none>`. `[proxy] client_lane = false` turns the lane off: the
+//! cancelled when its client closes the connection before the answer, and the env's own
+//! reason phrase kept where it differs from the standard one. `[proxy] client_lane = false`
+//! turns the lane off: the
 //! connection is hyper's from its first byte.
 
 use std::future::{poll_fn, Future};
@@ -203,6 +203,7 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
     }
     let mut buf = BytesMut::with_capacity(READ_BUF);
     let mut out = Vec::with_capacity(1024);
+    let mut served = Served(0, current.load().proxy.metrics.clone());
     loop {
         let head = loop {
             match front_h1::parse_request(&mut buf, max_head, max_headers) {
@@ -233,6 +234,7 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
             }
         };
         let head_request = head.req.method() == Method::HEAD;
+        served.0 += 1;
         let busy = activity.begin();
         let request = server::one_request(
             current.load(),
@@ -272,6 +274,17 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
     }
 }
 
+/// The requests a connection's lane served, added to the metrics once, when it ends.
+struct Served(u64, Arc<crate::metrics::Metrics>);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if self.0 > 0 {
+            self.1.record_lane_requests(self.0);
+        }
+    }
+}
+
 /// Write `resp` to the client: head, then body frames as they come, flushed whenever the body
 /// has nothing ready. The request stays counted in flight until the body is done (its
 /// [`Tracked`] guard is dropped on return).
@@ -287,8 +300,7 @@ async fn write_response(
     let framing = date::with(|date| {
         front_h1::encode_response(
             out,
-            parts.status,
-            &parts.headers,
+            &parts,
             body.size_hint().exact(),
             head_request,
             date,

@@ -142,7 +142,8 @@ pub enum Framing {
     Chunked,
 }
 
-/// Append the head of an answer with `status` and `headers` to `out`, and say how its body
+/// Append the head of the answer `parts` (its status, the env's own reason phrase if it
+/// carries one as hyper's `ReasonPhrase`, and its headers) to `out`, and say how its body
 /// is framed. `exact` is the body's exact length if known; `date` the `Date` value to add
 /// when the answer has none (as hyper's server does); `close` adds `Connection: close`.
 ///
@@ -151,17 +152,23 @@ pub enum Framing {
 /// answer to `HEAD` keeps the headers it has but no body.
 pub fn encode_response(
     out: &mut Vec<u8>,
-    status: StatusCode,
-    headers: &HeaderMap,
+    parts: &http::response::Parts,
     exact: Option<u64>,
     head_request: bool,
     date: &[u8],
     close: bool,
 ) -> Framing {
+    let (status, headers) = (parts.status, &parts.headers);
+    let reason = parts
+        .extensions
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| r.as_bytes());
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    // The env's own phrase when it had one of its own (hyper's `ReasonPhrase`, as hyper's
+    // server writes it), else the standard one.
+    out.extend_from_slice(reason.unwrap_or(status.canonical_reason().unwrap_or("").as_bytes()));
     out.extend_from_slice(b"\r\n");
     let bodiless = status.is_informational()
         || status == StatusCode::NO_CONTENT

@@ -121,11 +121,14 @@ fn encode(
             HeaderValue::from_str(v).expect("value"),
         );
     }
+    let mut resp = http::Response::new(());
+    *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+    *resp.headers_mut() = map;
+    let (parts, ()) = resp.into_parts();
     let mut out = Vec::new();
     let framing = encode_response(
         &mut out,
-        StatusCode::from_u16(status).expect("status"),
-        &map,
+        &parts,
         exact,
         head_request,
         b"Tue, 01 Dec 2026 00:00:00 GMT",

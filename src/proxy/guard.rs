@@ -56,7 +56,86 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Option<Response<RespBody>>
             ),
         ));
     }
+    check_host(req)
+}
+
+/// The `Host` rules of RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, and
+/// it is an authority (`host[:port]`, no spaces or user info; empty only when the target has
+/// no authority); an HTTP/1.0 request has at most one. A target in authority form
+/// (`GET host:port`) belongs to `CONNECT` alone (§3.2.3). NGINX and HAProxy answer each of
+/// these 400; so does the proxy, before routing, so none of them reaches an env or counts
+/// anywhere but as the client's.
+fn check_host<B>(req: &Request<B>) -> Option<Response<RespBody>> {
+    let uri = req.uri();
+    if uri.scheme().is_none() && uri.authority().is_some() {
+        return Some(bad_request(
+            "authority-form",
+            "cutover: a request target in authority form (host:port) is for CONNECT only\n",
+        ));
+    }
+    if req.version() >= http::Version::HTTP_2 {
+        // :authority is the target's; a Host beside it is checked like HTTP/1.1's.
+        return check_host_values(req, false);
+    }
+    check_host_values(req, req.version() == http::Version::HTTP_11)
+}
+
+fn check_host_values<B>(req: &Request<B>, required: bool) -> Option<Response<RespBody>> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return required.then(|| {
+            bad_request(
+                "missing-host",
+                "cutover: an HTTP/1.1 request needs a Host header\n",
+            )
+        });
+    };
+    if hosts.next().is_some() {
+        return Some(bad_request(
+            "duplicate-host",
+            "cutover: a request may carry one Host header, not several\n",
+        ));
+    }
+    if !valid_host(host.as_bytes()) {
+        return Some(bad_request(
+            "invalid-host",
+            "cutover: the Host header is not a host[:port]\n",
+        ));
+    }
     None
+}
+
+/// `uri-host [":" port]` of RFC 3986, loosely: the characters of a registered name, an IPv4
+/// or a bracketed IPv6 literal and a port. Empty is allowed (RFC 9110 §7.2).
+fn valid_host(host: &[u8]) -> bool {
+    host.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+            )
+    })
+}
+
+fn bad_request(code: &'static str, text: &'static str) -> Response<RespBody> {
+    answer(StatusCode::BAD_REQUEST, code, text)
 }
 
 /// 408 for a client that stopped sending its body.
@@ -83,6 +162,14 @@ pub fn conflicting_framing_bytes() -> &'static [u8] {
       cutover: a request with both Content-Length and Transfer-Encoding is refused\n"
 }
 
+/// 400 for HTTP/2's preface after an HTTP/1.1 request on the same connection (written by
+/// hand by [`super::screen`]).
+pub fn late_http2_bytes() -> &'static [u8] {
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+      x-cutover-error: late-http2-preface\r\nconnection: close\r\ncontent-length: 73\r\n\r\n\
+      cutover: HTTP/2 must be spoken from a connection's first byte, not after\n"
+}
+
 /// An answer of the proxy's own that also closes the connection (the request was not read
 /// to its end, or the client is not to be trusted with the connection any longer).
 fn answer(status: StatusCode, code: &'static str, text: impl Into<String>) -> Response<RespBody> {
@@ -98,39 +185,84 @@ fn answer(status: StatusCode, code: &'static str, text: impl Into<String>) -> Re
     resp
 }
 
-/// The deadline on pauses in one request's body. Set off by the body (from any task); the
-/// request's own task waits on [`BodyWatch::expired`] and answers 408 instead of blaming the
-/// env for the client's silence.
+/// The deadlines of one request's body: the longest pause, and the slowest average rate.
+/// Set off by the body (from any task); the request's own task waits on
+/// [`BodyWatch::expired`] and answers 408 instead of blaming the env for the client.
 #[derive(Debug)]
 pub struct BodyWatch {
     pub timeout: Duration,
-    fired: watch::Sender<bool>,
+    /// Bytes per second at the least (0: no floor), judged once `grace` of waiting passed.
+    pub min_rate: u64,
+    pub grace: Duration,
+    fired: watch::Sender<Option<BodyFault>>,
+}
+
+/// How a client failed its body's deadlines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    /// Nothing for longer than the pause limit.
+    Silent,
+    /// Slower on average than the rate floor.
+    TooSlow,
 }
 
 impl BodyWatch {
-    pub fn new(timeout: Duration) -> Arc<BodyWatch> {
+    pub fn new(limits: &Limits) -> Arc<BodyWatch> {
         Arc::new(BodyWatch {
-            timeout,
-            fired: watch::channel(false).0,
+            timeout: limits.body_read_timeout,
+            min_rate: limits.min_body_rate,
+            grace: limits.body_rate_grace,
+            fired: watch::channel(None).0,
         })
     }
 
-    /// Called by the body when the client has been silent for `timeout`.
-    pub fn fire(&self) {
-        self.fired.send_replace(true);
+    /// Called by the body when the client failed a deadline.
+    pub fn fire(&self, fault: BodyFault) {
+        self.fired.send_replace(Some(fault));
     }
 
-    /// Resolves once the deadline has fired.
-    pub async fn expired(&self) {
+    /// Whether `bytes` received over `waited_ms` of waiting on the client is below the floor.
+    pub fn too_slow(&self, bytes: u64, waited_ms: u64) -> bool {
+        self.min_rate > 0
+            && u128::from(waited_ms) > self.grace.as_millis()
+            && u128::from(bytes) * 1000 < u128::from(self.min_rate) * u128::from(waited_ms)
+    }
+
+    /// Resolves once a deadline has fired, with which.
+    pub async fn expired(&self) -> BodyFault {
         let mut rx = self.fired.subscribe();
-        let _ = rx.wait_for(|f| *f).await;
+        let fault = match rx.wait_for(Option::is_some).await {
+            Ok(f) => *f,
+            // The sender lives in `self`: not reached while it is borrowed.
+            Err(_) => None,
+        };
+        fault.unwrap_or(BodyFault::Silent)
+    }
+
+    /// The proxy's 408 for `fault`.
+    pub fn answer(&self, fault: BodyFault) -> Response<RespBody> {
+        match fault {
+            BodyFault::Silent => body_timeout(self.timeout),
+            BodyFault::TooSlow => answer(
+                StatusCode::REQUEST_TIMEOUT,
+                "client-body-too-slow",
+                format!(
+                    "cutover: the request body came slower than {} bytes/s; the request was abandoned\n",
+                    self.min_rate
+                ),
+            ),
+        }
     }
 }
 
 /// The error a body returns when its deadline fires.
 #[derive(Debug, thiserror::Error)]
-#[error("the client sent no request body data for {0:?}")]
-pub struct BodyTimeout(pub Duration);
+pub enum BodyTimeout {
+    #[error("the client sent no request body data for {0:?}")]
+    Silent(Duration),
+    #[error("the client sent its request body slower than {0} bytes/s")]
+    TooSlow(u64),
+}
 
 #[cfg(test)]
 mod tests {
@@ -160,14 +292,86 @@ mod tests {
         );
         let fine = Request::builder()
             .uri("http://127.0.0.1:9900/x")
+            .header(header::HOST, "127.0.0.1:9900")
             .body(())
             .expect("request");
         assert!(check(&fine, &limits).is_none());
     }
 
     #[test]
+    fn host_must_be_one_authority_on_http_1_1() {
+        let limits = Limits::default();
+        let code = |req: Request<()>| {
+            check(&req, &limits).map(|r| (r.status(), r.headers()[ERROR_HEADER].clone()))
+        };
+        let req = |host: &[&str]| {
+            let mut b = Request::builder().uri("/x");
+            for h in host {
+                b = b.header(header::HOST, *h);
+            }
+            b.body(()).expect("request")
+        };
+        assert_eq!(code(req(&["app.example:8080"])), None);
+        assert_eq!(code(req(&["[::1]:80"])), None);
+        assert_eq!(code(req(&[""])), None, "empty Host is allowed");
+        for (hosts, expected) in [
+            (&[][..], "missing-host"),
+            (&["a.example", "b.example"][..], "duplicate-host"),
+            (&["a.example", "a.example"][..], "duplicate-host"),
+            (&["a example"][..], "invalid-host"),
+            (&["user@a.example"][..], "invalid-host"),
+            (&["a.example/x"][..], "invalid-host"),
+        ] {
+            let got = code(req(hosts));
+            assert_eq!(
+                got.as_ref().map(|(s, c)| (*s, c.to_str().unwrap_or(""))),
+                Some((StatusCode::BAD_REQUEST, expected)),
+                "{hosts:?}"
+            );
+        }
+        let http10 = Request::builder()
+            .uri("/x")
+            .version(http::Version::HTTP_10)
+            .body(())
+            .expect("request");
+        assert_eq!(code(http10), None, "HTTP/1.0 may omit Host");
+        let authority_form = Request::builder()
+            .uri("app.example:80")
+            .header(header::HOST, "app.example")
+            .body(())
+            .expect("request");
+        assert_eq!(
+            code(authority_form).map(|(s, _)| s),
+            Some(StatusCode::BAD_REQUEST)
+        );
+    }
+
+    #[test]
+    fn a_body_is_too_slow_only_past_the_grace_and_below_the_floor() {
+        let limits = Limits {
+            min_body_rate: 100,
+            body_rate_grace: Duration::from_secs(5),
+            ..Limits::default()
+        };
+        let w = BodyWatch::new(&limits);
+        assert!(!w.too_slow(0, 5_000), "within the grace");
+        assert!(w.too_slow(3, 6_000), "a trickle");
+        assert!(!w.too_slow(600, 6_000), "exactly the floor");
+        assert!(w.too_slow(599, 6_000));
+        let off = BodyWatch::new(&Limits {
+            min_body_rate: 0,
+            ..limits
+        });
+        assert!(!off.too_slow(0, 3_600_000));
+    }
+
+    #[test]
     fn the_hand_written_answers_have_a_correct_length() {
-        for bytes in [too_many_connections_bytes(), conflicting_framing_bytes()] {
+        for bytes in [
+            too_many_connections_bytes(),
+            conflicting_framing_bytes(),
+            late_http2_bytes(),
+        ] {
             let text = std::str::from_utf8(bytes).expect("utf8");
             let (head, body) = text.split_once("\r\n\r\n").expect("head");
             assert!(

@@ -89,6 +89,9 @@ pub enum Framing {
 #[derive(Debug)]
 pub struct Head {
     pub status: StatusCode,
+    /// The env's reason phrase, where it is not the standard one for `status` (passed on as
+    /// hyper's client does, so every path answers with the same phrase).
+    pub reason: Option<hyper::ext::ReasonPhrase>,
     pub headers: HeaderMap,
     pub framing: Framing,
     /// The connection may carry another request once this body has been read.
@@ -115,6 +118,7 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
     let parsed = httparse::ParserConfig::default()
         .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
     let len = match parsed {
+        Ok(httparse::Status::Complete(len)) if len > MAX_HEAD => return Err(H1Error::HeadTooLarge),
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => return Err(H1Error::HeadTooLarge),
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
@@ -141,7 +145,12 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
             if length.is_some_and(|l| l != n) {
                 return Err(H1Error::Length);
             }
+            if length.is_none() {
+                // One value, however many the env repeated (`5, 5` or two lines of `5`).
+                headers.append(name, HeaderValue::from(n));
+            }
             length = Some(n);
+            continue;
         } else if name == header::TRANSFER_ENCODING {
             // Only the last coding frames the body.
             let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(b"");
@@ -175,6 +184,10 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
     Ok(Parsed::Head(
         Head {
             status,
+            reason: resp
+                .reason
+                .filter(|r| Some(*r) != status.canonical_reason())
+                .and_then(|r| hyper::ext::ReasonPhrase::try_from(r.as_bytes()).ok()),
             headers,
             framing,
             keep_alive,

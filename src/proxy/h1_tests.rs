@@ -128,8 +128,15 @@ fn framing_follows_rfc_9112() {
 
 #[test]
 fn lengths_must_be_digits_and_agree() {
-    let (h, _) = head(b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n", false);
-    assert_eq!(h.framing, Framing::Length(7));
+    for same in [
+        &b"HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n",
+    ] {
+        let (h, _) = head(same, false);
+        assert_eq!(h.framing, Framing::Length(7));
+        let passed_on: Vec<_> = h.headers.get_all(header::CONTENT_LENGTH).iter().collect();
+        assert_eq!(passed_on, ["7"], "one length is passed on");
+    }
     for bad in [
         &b"HTTP/1.1 200 OK\r\nContent-Length: 7, 8\r\n\r\n"[..],
         b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 8\r\n\r\n",
@@ -187,6 +194,12 @@ fn broken_heads_are_errors_not_guesses() {
     ));
     let mut huge = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
     huge.resize(MAX_HEAD + 10, b'a');
+    assert_eq!(
+        parse_response(&huge, false).err(),
+        Some(H1Error::HeadTooLarge)
+    );
+    // A whole head past the limit, arrived in one piece, is refused too.
+    huge.extend_from_slice(b"\r\n\r\n");
     assert_eq!(
         parse_response(&huge, false).err(),
         Some(H1Error::HeadTooLarge)

@@ -107,7 +107,9 @@ impl Proxy {
         if body
             .as_ref()
             .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact().is_none())
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
         {
+            // (An HTTP/2 body with a `Content-Length` keeps it: h2 holds the stream to it.)
             // A body of unknown length goes on chunked, as it came. Said explicitly: hyper's
             // client sends a GET's or HEAD's body of unknown length as no body at all.
             parts.headers.insert(
@@ -326,15 +328,14 @@ impl Proxy {
         upgrade: bool,
     ) -> http::uri::PathAndQuery {
         strip_seen_hop_by_hop(&mut parts.headers, upgrade, seen);
-        if let header::Entry::Vacant(e) = parts.headers.entry(header::HOST) {
-            // HTTP/2 clients send :authority instead of Host; upstreams speak HTTP/1.1.
-            if let Some(v) = parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-            {
-                e.insert(v);
-            }
+        // The target's authority wins over `Host` (RFC 9112 §3.2.2, absolute form); HTTP/2
+        // clients send :authority instead of Host, and upstreams speak HTTP/1.1.
+        if let Some(v) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(header::HOST, v);
         }
         set_forwarding(
             &mut parts.headers,

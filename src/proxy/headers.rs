@@ -95,8 +95,24 @@ pub fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// Remove hop-by-hop headers and every header named in `Connection`. With `keep_upgrade`, the
-/// `Upgrade` header and `Connection: upgrade` survive (a tunnel needs them end to end).
+/// Headers a `Connection` list never removes: the `Host` the env routes by, the framing of the
+/// message, and the forwarding headers the proxy owns (with `trust_forwarded`, a client could
+/// otherwise erase the chain a trusted balancer wrote). RFC 9110 §7.6.1 forbids a sender to
+/// list end-to-end fields; NGINX ignores such lists altogether, so keeping these is the
+/// stricter of the two readings that breaks nothing.
+const NEVER_LISTED: [HeaderName; 5] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    header::FORWARDED,
+];
+
+/// Remove hop-by-hop headers and every header named in `Connection` (but the
+/// [`NEVER_LISTED`] ones). With `keep_upgrade`, the `Upgrade` header and
+/// `Connection: upgrade` survive (a tunnel needs them end to end). A message that came with
+/// `Transfer-Encoding` loses its `Content-Length` too (RFC 9112 §6.3: the coding wins, and
+/// the length is wrong for what is passed on).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let seen = scan(headers, &[]);
     strip_seen_hop_by_hop(headers, keep_upgrade, seen);
@@ -115,11 +131,14 @@ pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, seen: 
             .filter_map(|v| v.to_str().ok())
             .flat_map(|s| s.split(','))
             .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-            .filter(|h| !(keep_upgrade && *h == header::UPGRADE))
+            .filter(|h| !(NEVER_LISTED.contains(h) || keep_upgrade && *h == header::UPGRADE))
             .collect();
         for name in listed {
             headers.remove(name);
         }
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
     }
     for name in &HOP_BY_HOP {
         headers.remove(name);
@@ -129,6 +148,52 @@ pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, seen: 
     } else {
         headers.remove(header::UPGRADE);
     }
+}
+
+/// An env's answer as hyper's client read it (requests with a body), held to the rules of
+/// cutover's own client ([`super::h1`]) so that every path answers alike: `false` for a `101`
+/// to a request that asked for no upgrade, or a head larger than the answer-head limit (an
+/// invalid answer, never passed on); otherwise the
+/// version is the proxy's own (HTTP/1.1: an HTTP/1.0 env is not shown to the client) and a
+/// repeated `Content-Length` (`5, 5`, or two lines of `5`, which hyper accepts) is passed on
+/// as one value.
+pub fn normalize_answer<B>(resp: &mut http::Response<B>, upgrade: bool) -> bool {
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+        return false;
+    }
+    *resp.version_mut() = http::Version::HTTP_11;
+    let headers = resp.headers_mut();
+    // hyper's client checks its head limit only while a head is incomplete; a larger head
+    // that arrived whole is refused here, by the same measure as the hand-spoken path's
+    // (its lines without the optional blanks around values).
+    let head: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if head > super::h1::MAX_HEAD {
+        return false;
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let repeated = match (lengths.next(), lengths.next()) {
+        (Some(v), None) => v.as_bytes().contains(&b','),
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
+    if repeated {
+        // hyper accepted it, so every value is the same number.
+        let first = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        match first {
+            Some(n) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The forwarding values of one client connection, built on its first request and reused:
@@ -299,6 +364,72 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn a_connection_list_never_removes_host_framing_or_forwarding() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static(
+                "host, content-length, x-forwarded-for, forwarded, x-forwarded-proto, cookie",
+            ),
+        );
+        for name in ["host", "content-length", "x-forwarded-for", "forwarded"] {
+            h.insert(name, HeaderValue::from_static("5"));
+        }
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        h.insert(header::COOKIE, HeaderValue::from_static("a=1"));
+        strip_hop_by_hop(&mut h, false);
+        let mut left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        left.sort_unstable();
+        assert_eq!(
+            left,
+            [
+                "content-length",
+                "forwarded",
+                "host",
+                "x-forwarded-for",
+                "x-forwarded-proto"
+            ]
+        );
+    }
+
+    #[test]
+    fn transfer_encoding_drops_content_length() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        strip_hop_by_hop(&mut h, false);
+        assert!(h.is_empty(), "{h:?}");
+    }
+
+    #[test]
+    fn hyper_answers_are_normalized_like_the_hand_spoken_ones() {
+        let answer = |status: u16, lengths: &[&'static str]| {
+            let mut r = http::Response::new(());
+            *r.status_mut() = http::StatusCode::from_u16(status).expect("status");
+            *r.version_mut() = http::Version::HTTP_10;
+            for l in lengths {
+                r.headers_mut()
+                    .append(header::CONTENT_LENGTH, HeaderValue::from_static(l));
+            }
+            r
+        };
+        let mut r = answer(200, &["5, 5"]);
+        assert!(normalize_answer(&mut r, false));
+        assert_eq!(r.version(), http::Version::HTTP_11);
+        let got: Vec<_> = r.headers().get_all(header::CONTENT_LENGTH).iter().collect();
+        assert_eq!(got, ["5"]);
+        let mut r = answer(200, &["7", "7"]);
+        assert!(normalize_answer(&mut r, false));
+        let got: Vec<_> = r.headers().get_all(header::CONTENT_LENGTH).iter().collect();
+        assert_eq!(got, ["7"]);
+        assert!(!normalize_answer(&mut answer(101, &[]), false));
+        assert!(normalize_answer(&mut answer(101, &[]), true));
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Longest pause in a request body while the proxy waits for it; past it, 408.
     pub body_read_timeout: Duration,
+    /// Slowest average rate (bytes per second) a request body may arrive at, counted over the
+    /// time the proxy waited on the client (not on the env) once [`Limits::body_rate_grace`]
+    /// of waiting has passed; slower, 408. 0 turns it off. Bounds a body trickled just fast
+    /// enough to dodge `body_read_timeout`.
+    pub min_body_rate: u64,
+    /// Waiting on a body this long before its rate is judged.
+    pub body_rate_grace: Duration,
     /// A connection with nothing in flight and no bytes either way for this long is closed.
     pub idle_timeout: Duration,
     /// Largest HTTP/1 request head (request line + headers) in bytes; past it, 431.
@@ -56,6 +63,8 @@ impl Default for Limits {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            min_body_rate: 256,
+            body_rate_grace: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 64 * 1024,
             max_uri_bytes: 8 * 1024,

@@ -66,13 +66,18 @@ impl RawConn {
     }
 
     /// For an idle connection: the upstream has closed it or sent something nobody asked
-    /// for (some servers send a `408` before closing an idle connection: it must not be taken
-    /// for the next request's answer). Costs no system call unless the socket became readable
-    /// since the last read: tokio forgets a socket's readiness after a read that drained it,
-    /// which a response's last read almost always does.
+    /// for (some servers send a `408` before closing an idle connection; a faulty one sends
+    /// a body after a `204` or a `HEAD` answer, or bytes past its `Content-Length`, late).
+    /// Such bytes must never be taken for the next request's answer, so this asks the kernel
+    /// itself (one `recv` with `MSG_PEEK`) rather than tokio's readiness, which can lag behind
+    /// bytes that arrived since the runtime last polled for events. What arrives after the
+    /// request was written cannot be told from its answer (docs/reliability.md).
     pub fn is_stale(&self) -> bool {
-        let mut probe = [0u8; 1];
-        !matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        !matches!(
+            socket2::SockRef::from(&self.stream).peek(&mut probe),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
     }
 
     /// Send the request `out` (which has no body) and read the head of its answer. The body
@@ -96,6 +101,9 @@ impl RawConn {
         // The version stays HTTP/1.1: the client is answered in the proxy's own version.
         *resp.status_mut() = head.status;
         *resp.headers_mut() = head.headers;
+        if let Some(reason) = head.reason {
+            resp.extensions_mut().insert(reason);
+        }
         Ok(resp)
     }
 

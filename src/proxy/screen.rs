@@ -26,8 +26,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::conn::Activity;
-use super::framing::{Tracker, Verdict};
-use super::guard::conflicting_framing_bytes;
+use super::framing::{Refusal, Tracker, Verdict};
+use super::guard::{conflicting_framing_bytes, late_http2_bytes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -80,7 +80,11 @@ where
         }
         self.mode = Mode::Refused;
         if let Some(stream) = self.inner.take() {
-            tokio::spawn(refuse(stream));
+            let answer = match self.tracker.refusal() {
+                Refusal::ConflictingFraming => conflicting_framing_bytes(),
+                Refusal::LateHttp2 => late_http2_bytes(),
+            };
+            tokio::spawn(refuse(stream, answer));
         }
         Poll::Ready(Ok(()))
     }
@@ -132,7 +136,8 @@ where
                 tracing::debug!(
                     client = %this.client,
                     offset = head_at,
-                    "request with both Content-Length and Transfer-Encoding refused (400, closing)"
+                    why = ?this.tracker.refusal(),
+                    "request refused before parsing (400, closing)"
                 );
                 this.mode = Mode::Refusing;
                 if keep > 0 {
@@ -198,9 +203,9 @@ where
 
 /// Write the `400`, close the sending side, and read what the client still sends for a
 /// short while, so that the close is not a reset that could destroy the answer in flight.
-async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, answer: &'static [u8]) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(conflicting_framing_bytes()).await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
         let mut buf = [0u8; 4096];
         let mut drained = 0;

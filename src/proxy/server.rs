@@ -316,7 +316,7 @@ async fn with_body_deadline(
     client: SocketAddr,
     session: &Conn,
 ) -> Response<RespBody> {
-    let watch = BodyWatch::new(current.limits.body_read_timeout);
+    let watch = BodyWatch::new(&current.limits);
     let proxy = current.proxy.clone();
     let handled = BODY_WATCH.scope(watch.clone(), async move {
         proxy.handle(req, client, session).await
@@ -325,9 +325,9 @@ async fn with_body_deadline(
         // Checked first: once the body deadline fired, the attempt's failure is the client's
         // doing and must not be recorded against the env.
         biased;
-        _ = watch.expired() => {
-            tracing::debug!(%client, "request body timed out");
-            guard::body_timeout(watch.timeout)
+        fault = watch.expired() => {
+            tracing::debug!(%client, ?fault, "request body timed out");
+            watch.answer(fault)
         }
         resp = handled => resp,
     }

@@ -1,0 +1,405 @@
+//! One behaviour per shape, whatever the path: the conformance suite.
+//!
+//! A request reaches cutover through the client lane or hyper's server (`[proxy] client_lane`
+//! on or off), over HTTP/1.1 or HTTP/2 (h2c), and leaves on cutover's own HTTP/1.1 client (no
+//! body) or hyper's (with a body). Every shape below — env answers from [`shapes::ANSWERS`]
+//! and hostile request heads from [`REQUESTS`] — runs through every combination against the
+//! real binary and a recording env ([`env::Env`]), and must give the same answer and put the
+//! same bytes at the env, besides meeting its own expectation.
+
+mod client;
+#[path = "../common/mod.rs"]
+mod common;
+mod env;
+mod shapes;
+
+use std::net::SocketAddr;
+
+use client::Answer;
+use common::dead_addr;
+use common::server::{write_config, Server};
+use env::{Env, Seen};
+
+/// Two proxies in front of one recording env (as OLD, weight 0): the lane on, and off.
+struct Paths {
+    env: Env,
+    lanes: [(Server, &'static str); 2],
+    _dirs: [tempfile::TempDir; 2],
+}
+
+impl Paths {
+    async fn start() -> Paths {
+        let env = Env::start().await;
+        let on = tempfile::tempdir().expect("tempdir");
+        let off = tempfile::tempdir().expect("tempdir");
+        let cfg_on = write_config(on.path(), env.addr, dead_addr(), dead_addr(), "");
+        let cfg_off = write_config(
+            off.path(),
+            env.addr,
+            dead_addr(),
+            dead_addr(),
+            "client_lane = false",
+        );
+        Paths {
+            env,
+            lanes: [
+                (Server::start(&cfg_on), "lane on"),
+                (Server::start(&cfg_off), "lane off"),
+            ],
+            _dirs: [on, off],
+        }
+    }
+}
+
+/// The body variants: none (cutover's own client upstream) and one (hyper's).
+const BODIES: [(&str, Option<&[u8]>); 2] = [("GET", None), ("POST", Some(b"hello"))];
+
+fn h1_request(method: &str, target: &str, lines: &str, body: Option<&[u8]>) -> Vec<u8> {
+    let mut r = format!("{method} {target} HTTP/1.1\r\n{lines}");
+    if let Some(b) = body {
+        r.push_str(&format!("content-length: {}\r\n", b.len()));
+    }
+    r.push_str("\r\n");
+    let mut r = r.into_bytes();
+    r.extend_from_slice(body.unwrap_or_default());
+    r
+}
+
+/// Short text of a value for a failure message.
+fn short(v: &impl std::fmt::Debug) -> String {
+    let t = format!("{v:?}");
+    if t.len() > 600 {
+        format!("{}…", &t[..600])
+    } else {
+        t
+    }
+}
+
+/// An answer as compared: status, headers (sorted, without `date` and framing), body.
+type Compared = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// What must be the same between two paths: the answer without its `date`, and what the
+/// env saw (headers sorted: their order is not part of the contract).
+fn comparable(answer: &Option<Answer>, seen: &[Seen]) -> (Option<Compared>, Vec<Seen>) {
+    let answer = answer.as_ref().map(|a| {
+        let mut h: Vec<_> = a
+            .headers
+            .iter()
+            .filter(|(k, _)| {
+                k != "date"
+                    && k != "connection"
+                    && k != "content-length"
+                    && k != "transfer-encoding"
+            })
+            .cloned()
+            .collect();
+        h.sort();
+        (a.status, h, a.body.clone())
+    });
+    let seen = seen
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s.headers.sort();
+            s
+        })
+        .collect();
+    (answer, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_env_answer_reaches_every_client_path_alike() {
+    let paths = Paths::start().await;
+    let mut failures = Vec::new();
+    for shape in shapes::ANSWERS {
+        for (method, body) in BODIES {
+            let target = format!("/answer/{}", shape.name);
+            let mut first: Option<(String, _)> = None;
+            for (server, lane) in &paths.lanes {
+                for proto in ["HTTP/1.1", "h2c"] {
+                    let path = format!("{} {lane}, {proto}, {method}", shape.name);
+                    let answer = if proto == "h2c" {
+                        client::h2c(server.proxy, method, &target, &[], body).await
+                    } else {
+                        let req = h1_request(method, &target, "host: conformance.test\r\n", body);
+                        client::h1(server.proxy, &req, false, false).await.0
+                    };
+                    let seen = paths.env.take();
+                    eprintln!(
+                        "{path}: {:?}",
+                        answer.as_ref().map(|a| (a.status, a.reason.clone()))
+                    );
+                    check_answer(&path, shape, answer.as_ref(), proto, &mut failures);
+                    let now = comparable(&answer, &seen);
+                    match &first {
+                        None => first = Some((path, now)),
+                        Some((p, then)) if *then != now => failures.push(format!(
+                            "{path} differs from {p}:\n  {}\n  {}",
+                            short(&now),
+                            short(&then)
+                        )),
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn check_answer(
+    path: &str,
+    shape: &shapes::AnswerShape,
+    answer: Option<&Answer>,
+    proto: &str,
+    failures: &mut Vec<String>,
+) {
+    let e = &shape.expect;
+    let Some(a) = answer else {
+        failures.push(format!("{path} ({}): no answer", shape.why));
+        return;
+    };
+    let mut wrong = Vec::new();
+    if a.status != e.status {
+        wrong.push(format!("status {} (want {})", a.status, e.status));
+    }
+    if a.body != e.body && e.error.is_none() {
+        wrong.push(format!("body {:?}", String::from_utf8_lossy(&a.body)));
+    }
+    if a.header("x-cutover-error") != e.error {
+        wrong.push(format!("x-cutover-error {:?}", a.header("x-cutover-error")));
+    }
+    if proto == "HTTP/1.1" {
+        if a.reason.as_deref() != Some(e.reason) {
+            wrong.push(format!("reason {:?} (want {:?})", a.reason, e.reason));
+        }
+        if a.version.as_deref() != Some("HTTP/1.1") {
+            wrong.push(format!("version {:?}", a.version));
+        }
+        if let Some(len) = e.length {
+            if a.all("content-length") != [len] {
+                wrong.push(format!("content-length {:?}", a.all("content-length")));
+            }
+        }
+        if a.header("transfer-encoding").is_some() && a.header("content-length").is_some() {
+            wrong.push("both Content-Length and Transfer-Encoding".into());
+        }
+    }
+    if !wrong.is_empty() {
+        failures.push(format!("{path} ({}): {}", shape.why, wrong.join(", ")));
+    }
+}
+
+/// A hostile or odd request head: the lines after the request line (without the body's
+/// framing), and what must come of it.
+struct RequestShape {
+    name: &'static str,
+    target: &'static str,
+    lines: &'static str,
+    expect: Outcome,
+}
+
+enum Outcome {
+    /// The proxy answers 400 with this `x-cutover-error` (or hyper's bare 400: `None`),
+    /// closes, and nothing reaches the env.
+    Refused(Option<&'static str>),
+    /// The env gets the request; `check` says what it must have seen.
+    Served(fn(&Seen) -> Result<(), String>),
+}
+
+const HOST: &str = "host: conformance.test\r\n";
+
+const REQUESTS: &[RequestShape] = &[
+    RequestShape {
+        name: "two Host headers",
+        target: "/answer/ok",
+        lines: "host: a.test\r\nhost: b.test\r\n",
+        expect: Outcome::Refused(Some("duplicate-host")),
+    },
+    RequestShape {
+        name: "no Host on HTTP/1.1",
+        target: "/answer/ok",
+        lines: "x-a: 1\r\n",
+        expect: Outcome::Refused(Some("missing-host")),
+    },
+    RequestShape {
+        name: "a Host with a space",
+        target: "/answer/ok",
+        lines: "host: a b.test\r\n",
+        expect: Outcome::Refused(Some("invalid-host")),
+    },
+    RequestShape {
+        name: "authority-form target",
+        target: "conformance.test:80",
+        lines: HOST,
+        expect: Outcome::Refused(Some("authority-form")),
+    },
+    RequestShape {
+        name: "absolute-form target whose authority differs from Host",
+        target: "http://target.test/answer/ok",
+        lines: "host: other.test\r\n",
+        expect: Outcome::Served(|s| {
+            expect_eq("host", s.header("host"), Some("target.test"))?;
+            expect_eq("target", Some(s.target.as_str()), Some("/answer/ok"))
+        }),
+    },
+    RequestShape {
+        name: "Connection naming Host, forwarding and framing headers",
+        target: "/answer/ok",
+        lines: "host: conformance.test\r\nconnection: host, x-forwarded-for, forwarded, content-length, x-forwarded-proto\r\nx-forwarded-for: 6.6.6.6\r\n",
+        expect: Outcome::Served(|s| {
+            expect_eq("host", s.header("host"), Some("conformance.test"))?;
+            expect_eq("x-forwarded-for", s.header("x-forwarded-for"), Some("127.0.0.1"))?;
+            expect_eq("x-forwarded-proto", s.header("x-forwarded-proto"), Some("http"))?;
+            expect_eq(
+                "forwarded",
+                s.header("forwarded"),
+                Some("for=127.0.0.1;proto=http;host=conformance.test"),
+            )
+        }),
+    },
+    RequestShape {
+        name: "Connection naming an end-to-end header of the client's",
+        target: "/answer/ok",
+        lines: "host: conformance.test\r\nconnection: x-secret\r\nx-secret: 1\r\nx-kept: 1\r\n",
+        expect: Outcome::Served(|s| {
+            expect_eq("x-secret", s.header("x-secret"), None)?;
+            expect_eq("x-kept", s.header("x-kept"), Some("1"))
+        }),
+    },
+    RequestShape {
+        name: "hop-by-hop headers",
+        target: "/answer/ok",
+        lines: "host: conformance.test\r\nkeep-alive: timeout=5\r\nte: trailers\r\nproxy-authorization: Basic eA==\r\nproxy-connection: keep-alive\r\ntrailer: x-t\r\n",
+        expect: Outcome::Served(|s| {
+            for h in ["keep-alive", "te", "proxy-authorization", "proxy-connection", "trailer", "connection"] {
+                expect_eq(h, s.header(h), None)?;
+            }
+            Ok(())
+        }),
+    },
+    RequestShape {
+        name: "spoofed forwarding headers",
+        target: "/answer/ok",
+        lines: "host: conformance.test\r\nx-forwarded-for: 6.6.6.6\r\nforwarded: for=6.6.6.6\r\nx-forwarded-proto: https\r\n",
+        expect: Outcome::Served(|s| {
+            expect_eq("x-forwarded-for", s.header("x-forwarded-for"), Some("127.0.0.1"))?;
+            expect_eq("x-forwarded-proto", s.header("x-forwarded-proto"), Some("http"))?;
+            expect_eq("forwarded count", Some(&*s.count("forwarded").to_string()), Some("1"))
+        }),
+    },
+];
+
+fn expect_eq(what: &str, got: Option<&str>, want: Option<&str>) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: {got:?}, want {want:?}"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_shape_is_answered_alike_on_every_path() {
+    let paths = Paths::start().await;
+    let mut failures = Vec::new();
+    for shape in REQUESTS {
+        for (method, body) in BODIES {
+            let mut first: Option<(String, _)> = None;
+            for (server, lane) in &paths.lanes {
+                let path = format!("{} ({lane}, {method})", shape.name);
+                let req = h1_request(method, shape.target, shape.lines, body);
+                let refused = matches!(shape.expect, Outcome::Refused(_));
+                let (answer, closed) = client::h1(server.proxy, &req, false, refused).await;
+                let seen = paths.env.take();
+                match (&shape.expect, &answer) {
+                    (Outcome::Refused(code), Some(a)) => {
+                        if a.status != 400
+                            || a.header("x-cutover-error") != *code
+                            || !closed
+                            || !seen.is_empty()
+                        {
+                            failures.push(format!(
+                                "{path}: {} {:?}, closed {closed}, env saw {}",
+                                a.status,
+                                a.header("x-cutover-error"),
+                                seen.len()
+                            ));
+                        }
+                    }
+                    (Outcome::Served(check), Some(a)) => {
+                        let verdict = match seen.as_slice() {
+                            [one] => check(one).and_then(|()| {
+                                expect_eq(
+                                    "body",
+                                    Some(&*String::from_utf8_lossy(&one.body)),
+                                    Some(&*String::from_utf8_lossy(body.unwrap_or_default())),
+                                )
+                            }),
+                            other => Err(format!("the env saw {} requests", other.len())),
+                        };
+                        if a.status != 200 {
+                            failures.push(format!("{path}: status {}", a.status));
+                        }
+                        if let Err(e) = verdict {
+                            failures.push(format!("{path}: {e}"));
+                        }
+                    }
+                    (_, None) => failures.push(format!("{path}: no answer")),
+                }
+                let now = comparable(&answer, &seen);
+                match &first {
+                    None => first = Some((path, now)),
+                    Some((p, then)) if *then != now => failures.push(format!(
+                        "{path} differs from {p}:\n  {}\n  {}",
+                        short(&now),
+                        short(&then)
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// h2c is spoken from a connection's first byte or not at all: HTTP/2's preface after an
+/// HTTP/1.1 request is refused (NGINX and HAProxy answer it 400 too), on both lanes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_preface_after_a_request_is_refused_on_both_lanes() {
+    let paths = Paths::start().await;
+    for (server, lane) in &paths.lanes {
+        let mut req = h1_request("GET", "/answer/ok", HOST, None);
+        req.extend_from_slice(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        let mut s = tokio::net::TcpStream::connect(server.proxy)
+            .await
+            .expect("connect");
+        tokio::io::AsyncWriteExt::write_all(&mut s, &req)
+            .await
+            .expect("write");
+        let mut buf = Vec::new();
+        let first = client::read_answer(&mut s, &mut buf, false)
+            .await
+            .expect("first answer");
+        assert_eq!(first.status, 200, "{lane}");
+        let second = client::read_answer(&mut s, &mut buf, false).await;
+        let second = second.unwrap_or_else(|| panic!("{lane}: closed without an answer"));
+        assert_eq!(
+            (second.status, second.header("x-cutover-error")),
+            (400, Some("late-http2-preface")),
+            "{lane}"
+        );
+        assert_eq!(
+            paths.env.take().len(),
+            1,
+            "{lane}: only the GET reached the env"
+        );
+    }
+    // The preface as a connection's first bytes is HTTP/2, on both lanes.
+    for (server, lane) in &paths.lanes {
+        let a = client::h2c(server.proxy, "GET", "/answer/ok", &[], None)
+            .await
+            .unwrap_or_else(|| panic!("{lane}: h2c"));
+        assert_eq!(a.status, 200, "{lane}");
+    }
+    let _: SocketAddr = paths.env.addr;
+}
