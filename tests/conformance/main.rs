@@ -403,3 +403,94 @@ async fn http2_preface_after_a_request_is_refused_on_both_lanes() {
     }
     let _: SocketAddr = paths.env.addr;
 }
+
+/// An env that sends late stray bytes after some answers: a body after a `204`, after a
+/// `HEAD` answer, or past the `Content-Length`, 30 ms after the answer, on the same
+/// connection. `strays` counts the strays written.
+async fn stray_env() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use tokio::io::AsyncWriteExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let strays = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = strays.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some((head, end)) = common::raw::next_head(&mut s, &mut buf).await {
+                    buf.drain(..end);
+                    let (answer, stray): (&[u8], &[u8]) = if head.contains("/204") {
+                        (
+                            b"HTTP/1.1 204 No Content\r\n\r\n",
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTRAY",
+                        )
+                    } else if head.starts_with("HEAD") {
+                        (b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", b"STRAY")
+                    } else if head.contains("/overflow") {
+                        (
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nSTRAY",
+                        )
+                    } else {
+                        (b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nreal", b"")
+                    };
+                    if s.write_all(answer).await.is_err() {
+                        return;
+                    }
+                    if !stray.is_empty() {
+                        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+                        if s.write_all(stray).await.is_err() {
+                            return;
+                        }
+                        count.fetch_add(1, SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    (addr, strays)
+}
+
+/// Bytes an env sends late, after an answer that had no room for them, arrive before the
+/// next request on that pooled connection is written: they are never that request's answer
+/// (the connection is dropped for another one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_stray_bytes_from_an_env_never_answer_the_next_request() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (env, strays) = stray_env().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config(dir.path(), env, dead_addr(), dead_addr(), "");
+    let server = Server::start(&cfg);
+    for (first, head) in [("/204", false), ("/head", true), ("/overflow", false)] {
+        for round in 0..5 {
+            let before = strays.load(SeqCst);
+            let method = if head { "HEAD" } else { "GET" };
+            let req = h1_request(method, first, HOST, None);
+            let (a, _) = client::h1(server.proxy, &req, head, false).await;
+            assert!(a.is_some(), "{first}: no answer");
+            assert!(
+                common::eventually(std::time::Duration::from_secs(5), || {
+                    let n = strays.load(SeqCst);
+                    async move { n > before }
+                })
+                .await,
+                "the env never sent its stray"
+            );
+            let req = h1_request("GET", "/next", HOST, None);
+            let (next, _) = client::h1(server.proxy, &req, false, false).await;
+            let next = next.expect("an answer to the next request");
+            assert_eq!(
+                (
+                    next.status,
+                    String::from_utf8_lossy(&next.body).into_owned()
+                ),
+                (200, "real".to_owned()),
+                "{first}, round {round}: the next request got the stray"
+            );
+        }
+    }
+}
