@@ -149,4 +149,8 @@ impl ScopeTotals {
 pub struct GlobalTotals {
     pub retries: AtomicU64,
     pub budget_exhausted: AtomicU64,
+    /// Failed exchanges that were the client's fault, by [`super::ClientFault::index`].
+    pub client_errors: [AtomicU64; 4],
+    /// Failed exchanges that were the proxy's own fault, by [`super::ProxyFault::index`].
+    pub proxy_errors: [AtomicU64; 1],
 }

@@ -21,9 +21,9 @@ use http::{Request, Response, StatusCode};
 use tokio::sync::{oneshot, watch};
 
 use super::admission::Permit;
-use super::attempt::{self, Outgoing};
+use super::attempt::{self, Failure, Outgoing};
 use super::body::{ReqBody, RespBody};
-use super::handler::{proxy_error, status_outcome, ENV_HEADER_NAME};
+use super::handler::{failure_answer, status_outcome, ENV_HEADER_NAME};
 use super::headers::{self, ForwardCache};
 use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
 use super::Proxy;
@@ -205,16 +205,15 @@ pub async fn open(
     let attempt = attempt::send(proxy.pool(env), &out, ReqBody::Empty, None).await;
     let mut resp = match attempt.result {
         Ok(resp) => resp,
-        Err(failure) => {
+        Err(Failure::Env(fault)) => {
             let now = Instant::now();
+            let scopes = [scope, Scope::Users];
             proxy
                 .metrics
-                .record(scope, failure.outcome(), start.elapsed(), now);
-            proxy
-                .metrics
-                .record(Scope::Users, failure.outcome(), start.elapsed(), now);
-            return proxy_error(env, failure);
+                .record_in(&scopes, fault.outcome(), start.elapsed(), now);
+            return failure_answer(env, Failure::Env(fault));
         }
+        Err(other) => return proxy.not_envs_fault(env, other, start),
     };
     let now = Instant::now();
     proxy.guard(env).sample(start.elapsed(), now);
