@@ -20,7 +20,7 @@ use super::headers::{
 use super::shed::Cause;
 use super::upstream::InflightGuard;
 use super::{tunnel, Conn, Proxy};
-use crate::metrics::{Outcome, ProxyFault, Scope};
+use crate::metrics::{ClientFault, Outcome, ProxyFault, Scope};
 use crate::router::{key, Env};
 
 /// Header on the proxy's own error answers, naming what went wrong (for operators and tests).
@@ -59,6 +59,14 @@ impl Proxy {
             None
         };
         let upgrade = seen.may_upgrade() && is_upgrade(req.headers());
+        if upgrade && tunnel::declares_body(&req) {
+            // Refused before anything reaches an env: the upgrade's upstream head would
+            // announce a body the tunnel never sends, and the env would take the next
+            // request on that connection for it (request smuggling).
+            self.metrics
+                .record_client_error(ClientFault::UpgradeWithBody, start);
+            return guard::client_fault(ClientFault::UpgradeWithBody);
+        }
         let (env, tunnel_key) = match forced {
             Some(env) => (env, None),
             None => {

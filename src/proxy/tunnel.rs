@@ -174,9 +174,26 @@ impl Drop for Registration {
     }
 }
 
+/// Whether an upgrade request declares a body (`Content-Length` other than 0, or any
+/// `Transfer-Encoding`). Such a request is refused before it reaches an env: the tunnel
+/// never forwards a body, so the upstream head would announce bytes that never come and the
+/// env would take the start of the next request on that connection for them.
+pub fn declares_body(req: &Request<super::body::ClientBody>) -> bool {
+    let h = req.headers();
+    !super::body::is_empty(req.body())
+        || h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get_all(http::header::CONTENT_LENGTH).iter().any(|v| {
+            v.as_bytes()
+                .iter()
+                .any(|b| *b != b'0' && !b.is_ascii_whitespace())
+        })
+}
+
 /// Forward an upgrade request to `env` and, on 101, tunnel the two upgraded connections.
 /// `key` is the user key it was routed by (`None` when forced); `permit` is its admission slot,
-/// held for the handshake only.
+/// held for the handshake only. The request has no body ([`declares_body`] refused it
+/// otherwise), and the upstream connection of an upgrade attempt is never pooled again: on
+/// 101 it becomes the tunnel, otherwise it closes once the answer has been read.
 pub async fn open(
     proxy: &Arc<Proxy>,
     mut req: Request<super::body::ClientBody>,
@@ -223,8 +240,13 @@ pub async fn open(
         .metrics
         .record(Scope::Users, outcome, start.elapsed(), now);
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // The env declined the upgrade: pass its answer through as a normal response.
-        return proxy.wrap(resp, attempt.upstream, attempt.conn, env, permit);
+        // The env declined the upgrade: pass its answer through as a normal response. Its
+        // connection is not given back to the pool (dropped here, hyper closes it once the
+        // answer has been read): an env that declines an upgrade may still be reading, or
+        // skipping, something of it, and the next request on that connection must not be
+        // taken for part of this one.
+        drop(attempt.conn);
+        return proxy.wrap(resp, attempt.upstream, None, env, permit);
     }
     drop(permit);
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
