@@ -42,6 +42,29 @@ pub struct Status {
     /// What herd protection did over the analysis window (docs/protection.md).
     #[serde(default)]
     pub protection: Protection,
+    /// Failed exchanges that were the client's own fault over the analysis window; never
+    /// counted in an env's `error_rate` nor in `users`.
+    #[serde(default)]
+    pub client_errors: ClientErrors,
+}
+
+/// Failed exchanges that were the client's fault, over the analysis window, by kind (the
+/// `kind` label of `cutover_client_errors_total`). The client got `400` or `408` (or nothing,
+/// when it had hung up).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientErrors {
+    /// All kinds together.
+    pub total: u64,
+    /// A request body that broke its own framing (a malformed chunk): `400`.
+    pub body_malformed: u64,
+    /// A client that hung up or reset before its body was all sent: `400`.
+    pub body_aborted: u64,
+    /// A body paused longer than `[limits] body_read_timeout`: `408`.
+    pub body_timeout: u64,
+    /// A body slower on average than `[limits] min_body_rate`: `408`.
+    pub body_too_slow: u64,
+    /// An upgrade request that declares a body, refused before it reached an env: `400`.
+    pub upgrade_with_body: u64,
 }
 
 /// Herd protection over the analysis window, all envs together (per-env shedding is in

@@ -12,6 +12,7 @@
 //! [`HistoryPoint`]s. Time always comes in as an argument (`now: Instant`), measured from the
 //! `origin` the metrics were created with, so tests drive it with synthetic instants.
 
+pub mod faults;
 pub mod histogram;
 pub mod names;
 pub mod prometheus;
@@ -21,6 +22,7 @@ mod window;
 
 use std::time::{Duration, Instant};
 
+pub use faults::{ClientFault, ProxyFault};
 pub use names::{MetricKind, MetricRef, Scope};
 pub use prometheus::{render_prometheus, render_tunnels_to_move, GateGauge, RunGauges};
 pub use window::{HistoryPoint, ScopeHistory};
@@ -93,6 +95,11 @@ pub struct WindowSnapshot {
     pub retries: u64,
     /// Retries the retry budget refused in the window.
     pub budget_exhausted: u64,
+    /// Failed exchanges that were the client's fault in the window, by [`ClientFault::index`].
+    pub client_errors: [u64; 5],
+    /// Failed exchanges that were the proxy's own fault in the window, by
+    /// [`ProxyFault::index`].
+    pub proxy_errors: [u64; 1],
 }
 
 impl WindowSnapshot {
@@ -156,6 +163,19 @@ impl WindowSnapshot {
             retries: self.retries,
             budget_exhausted: self.budget_exhausted,
             tunnels_to_move: 0,
+        }
+    }
+
+    /// The client's failed exchanges over the window, as status shows them.
+    pub fn client_errors(&self) -> crate::api::ClientErrors {
+        let of = |k: ClientFault| self.client_errors[k.index()];
+        crate::api::ClientErrors {
+            total: self.client_errors.iter().sum(),
+            body_malformed: of(ClientFault::BodyMalformed),
+            body_aborted: of(ClientFault::BodyAborted),
+            body_timeout: of(ClientFault::BodyTimeout),
+            body_too_slow: of(ClientFault::BodyTooSlow),
+            upgrade_with_body: of(ClientFault::UpgradeWithBody),
         }
     }
 
@@ -274,6 +294,30 @@ impl Metrics {
     pub fn record_budget_exhausted(&self, now: Instant) {
         self.rings[Scope::Fallback.index()].add(self.second(now), Counter::BudgetExhausted, 1);
         self.global.budget_exhausted.fetch_add(1, Relaxed);
+    }
+
+    /// A failed exchange that was the client's fault ([`ClientFault`]): counted here only,
+    /// never in an env's scope nor in `users`' requests and errors.
+    pub fn record_client_error(&self, kind: ClientFault, now: Instant) {
+        self.rings[Scope::Users.index()].add(self.second(now), Counter::client(kind), 1);
+        self.global.client_errors[kind.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A failed exchange that was the proxy's own fault ([`ProxyFault`]): counted here, never
+    /// in an env's scope (what the user got is recorded in `users` by the caller).
+    pub fn record_proxy_error(&self, kind: ProxyFault, now: Instant) {
+        self.rings[Scope::Users.index()].add(self.second(now), Counter::proxy(kind), 1);
+        self.global.proxy_errors[kind.index()].fetch_add(1, Relaxed);
+    }
+
+    /// Client faults of `kind` since start.
+    pub fn client_errors_total(&self, kind: ClientFault) -> u64 {
+        self.global.client_errors[kind.index()].load(Relaxed)
+    }
+
+    /// Proxy faults of `kind` since start.
+    pub fn proxy_errors_total(&self, kind: ProxyFault) -> u64 {
+        self.global.proxy_errors[kind.index()].load(Relaxed)
     }
 
     /// A shed answer to a browser was the waiting-room page.

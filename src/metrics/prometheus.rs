@@ -13,7 +13,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::totals::{ERROR_KINDS, PROBE_FAIL, PROBE_NONE, PROM_BUCKETS};
-use super::{Metrics, Scope};
+use super::{ClientFault, Metrics, ProxyFault, Scope};
 use crate::api::GateView;
 use crate::orchestrator::RunState;
 use crate::router::Env;
@@ -233,6 +233,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
     );
 
     render_protection(&mut o, metrics);
+    render_faults(&mut o, metrics);
 
     header(
         &mut o,
@@ -369,6 +370,38 @@ fn render_protection(o: &mut String, metrics: &Metrics) {
                 let _ = writeln!(o, "cutover_admission_limit{{env=\"{}\"}} {v}", env.as_str());
             }
         }
+    }
+}
+
+/// Failed exchanges that were not an env's fault: the client's, and the proxy's own.
+fn render_faults(o: &mut String, metrics: &Metrics) {
+    header(
+        o,
+        "cutover_client_errors_total",
+        "counter",
+        "Failed exchanges that were the client's fault (broken, aborted or too-slow body, bad request), by kind; never counted in an env's errors nor in users.",
+    );
+    for k in ClientFault::ALL {
+        let _ = writeln!(
+            o,
+            "cutover_client_errors_total{{kind=\"{}\"}} {}",
+            k.as_str(),
+            metrics.client_errors_total(k)
+        );
+    }
+    header(
+        o,
+        "cutover_proxy_errors_total",
+        "counter",
+        "Failed exchanges that were the proxy's own fault (out of file handles, local ports or kernel memory), by kind; never counted in an env's errors.",
+    );
+    for k in ProxyFault::ALL {
+        let _ = writeln!(
+            o,
+            "cutover_proxy_errors_total{{kind=\"{}\"}} {}",
+            k.as_str(),
+            metrics.proxy_errors_total(k)
+        );
     }
 }
 

@@ -16,6 +16,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::faults::{ClientFault, ProxyFault};
 use super::histogram::BUCKETS;
 use crate::shard::Sharded;
 
@@ -78,9 +79,36 @@ pub enum Counter {
     SessionsLimited,
     /// Tunnels closed by the drain because their user belongs to the other env now.
     TunnelsDrained,
+    /// Failed exchanges that were the client's fault, by [`ClientFault`] (kept in `users`'
+    /// ring, outside its requests and errors).
+    ClientBodyMalformed,
+    ClientBodyAborted,
+    ClientBodyTimeout,
+    ClientBodyTooSlow,
+    ClientUpgradeWithBody,
+    /// Failed exchanges that were the proxy's own fault, by [`ProxyFault`] (`users`' ring).
+    ProxyResources,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 18;
+
+impl Counter {
+    pub fn client(kind: ClientFault) -> Counter {
+        match kind {
+            ClientFault::BodyMalformed => Counter::ClientBodyMalformed,
+            ClientFault::BodyAborted => Counter::ClientBodyAborted,
+            ClientFault::BodyTimeout => Counter::ClientBodyTimeout,
+            ClientFault::BodyTooSlow => Counter::ClientBodyTooSlow,
+            ClientFault::UpgradeWithBody => Counter::ClientUpgradeWithBody,
+        }
+    }
+
+    pub fn proxy(kind: ProxyFault) -> Counter {
+        match kind {
+            ProxyFault::Resources => Counter::ProxyResources,
+        }
+    }
+}
 
 /// One second of one scope.
 struct Slot {

@@ -373,3 +373,39 @@ fn totals_and_gauges_add_up_over_the_workers() {
         "{text}"
     );
 }
+
+#[test]
+fn client_and_proxy_faults_are_counted_apart_from_every_scope() {
+    let t0 = Instant::now();
+    let m = Metrics::with_origin(t0);
+    m.record(Scope::New, Outcome::Ok, 10 * MS, at(t0, 1.5));
+    m.record(Scope::Users, Outcome::Ok, 10 * MS, at(t0, 1.5));
+    m.record_client_error(ClientFault::BodyMalformed, at(t0, 1.5));
+    m.record_client_error(ClientFault::BodyAborted, at(t0, 1.6));
+    m.record_client_error(ClientFault::BodyAborted, at(t0, 1.7));
+    m.record_proxy_error(ProxyFault::Resources, at(t0, 1.8));
+
+    let w = m.window(at(t0, 2.0), Duration::from_secs(10));
+    for scope in Scope::ALL {
+        assert_eq!(w.scope(scope).errors, 0, "{scope:?}");
+    }
+    assert_eq!(w.scope(Scope::Users).requests, 1);
+    let c = w.client_errors();
+    assert_eq!(
+        (c.total, c.body_malformed, c.body_aborted, c.body_timeout),
+        (3, 1, 2, 0)
+    );
+    assert_eq!(w.proxy_errors, [1]);
+
+    // Out of the window, still in the totals Prometheus shows.
+    let later = m.window(at(t0, 40.0), Duration::from_secs(10));
+    assert_eq!(later.client_errors().total, 0);
+    let text = render_prometheus(&m, &RunGauges::default());
+    assert!(
+        text.contains("cutover_client_errors_total{kind=\"body_aborted\"} 2\n"),
+        "{text}"
+    );
+    assert!(text.contains("cutover_client_errors_total{kind=\"body_timeout\"} 0\n"));
+    assert!(text.contains("cutover_proxy_errors_total{kind=\"resources\"} 1\n"));
+    assert!(text.contains("cutover_errors_total{scope=\"users\",kind=\"server_error\"} 0\n"));
+}

@@ -152,4 +152,8 @@ pub struct GlobalTotals {
     /// Requests the client side's own HTTP/1.1 lane read and answered (the rest went through
     /// hyper's server); added once per connection, when it ends.
     pub client_lane_requests: AtomicU64,
+    /// Failed exchanges that were the client's fault, by [`super::ClientFault::index`].
+    pub client_errors: [AtomicU64; 5],
+    /// Failed exchanges that were the proxy's own fault, by [`super::ProxyFault::index`].
+    pub proxy_errors: [AtomicU64; 1],
 }

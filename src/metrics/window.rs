@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::histogram::quantile;
 use super::ring::{Counter, Sum, MAX_WINDOW_SECONDS};
-use super::{Metrics, Scope, ScopeWindow, WindowSnapshot};
+use super::{ClientFault, Metrics, ProxyFault, Scope, ScopeWindow, WindowSnapshot};
 
 /// One second of one scope, for the console's sparklines.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -153,11 +153,14 @@ impl Metrics {
         });
 
         let fallback = &sums[Scope::Fallback.index()];
+        let users = &sums[Scope::Users.index()];
         WindowSnapshot {
             window,
             scopes,
             retries: fallback.get(Counter::Retries),
             budget_exhausted: fallback.get(Counter::BudgetExhausted),
+            client_errors: ClientFault::ALL.map(|k| users.get(Counter::client(k))),
+            proxy_errors: ProxyFault::ALL.map(|k| users.get(Counter::proxy(k))),
         }
     }
 

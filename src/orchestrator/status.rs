@@ -39,6 +39,7 @@ pub fn build(
             tunnels_to_move,
             ..snap.protection()
         },
+        client_errors: snap.client_errors(),
     }
 }
 

@@ -4,15 +4,22 @@
 //!   of it was sent: if an attempt fails before the first frame was polled (connect refused,
 //!   connect timeout), the untouched body is taken back and replayed on FALLBACK. While it
 //!   waits on the client for more, the request's body deadline ([`super::guard::BodyWatch`])
-//!   runs: a client silent for longer fails the body and the request is answered 408.
+//!   runs: a client silent for longer fails the body and the request is answered 408. A
+//!   failure of the client's own body (its framing broken, its connection gone, its deadline
+//!   passed) is counted once, here, as the client's fault
+//!   ([`crate::metrics::Metrics::record_client_error`]) and comes out typed
+//!   ([`ClientBodyError`], [`super::guard::BodyTimeout`]), so that
+//!   [`super::attempt::classify`] never takes it for the env's.
 //! - [`RespBody`]: what the client gets — an upstream's streamed body (holding the in-flight
 //!   and active-connection gauges and the admission slot until it ends) or a small answer of
 //!   the proxy's own.
 
+use std::error::Error as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -23,6 +30,7 @@ use super::clock;
 use super::guard::{BodyFault, BodyTimeout, BodyWatch, BODY_WATCH};
 use super::rawconn::RawBody;
 use super::upstream::InflightGuard;
+use crate::metrics::{ClientFault, Metrics};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -34,7 +42,47 @@ pub enum ReqBody {
         unsent: Arc<Mutex<Option<Incoming>>>,
         sending: Option<Incoming>,
         deadline: Deadline,
+        /// Where a failure of the client's body is counted.
+        metrics: Arc<Metrics>,
     },
+}
+
+/// The client's request body failed: its framing was broken or its connection ended before
+/// the body did. The client's fault, never the env's.
+#[derive(Debug, thiserror::Error)]
+#[error("the client's request body failed ({}): {source}", .fault.as_str())]
+pub struct ClientBodyError {
+    pub fault: ClientFault,
+    #[source]
+    source: hyper::Error,
+}
+
+impl ClientBodyError {
+    fn new(source: hyper::Error) -> ClientBodyError {
+        ClientBodyError {
+            fault: body_fault(&source),
+            source,
+        }
+    }
+}
+
+/// Malformed when the body's own framing was broken (hyper's decoder says `InvalidInput` or
+/// `InvalidData`: a bad chunk size, no CRLF after a chunk); aborted otherwise (the connection
+/// ended early, was reset, or failed).
+fn body_fault(e: &hyper::Error) -> ClientFault {
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            ) {
+                return ClientFault::BodyMalformed;
+            }
+        }
+        cur = err.source();
+    }
+    ClientFault::BodyAborted
 }
 
 /// The body deadlines of the request (if it runs under them), its timer while waiting, and
@@ -105,29 +153,24 @@ pub fn is_empty(body: &ClientBody) -> bool {
 impl ReqBody {
     /// Wrap a client's body. Returns the body and, for a non-empty body, the handle through
     /// which it can be taken back while unsent.
-    pub fn new(body: ClientBody) -> (ReqBody, Option<Unsent>) {
+    /// A failure of the client's body is counted in `metrics`.
+    pub fn new(body: ClientBody, metrics: &Arc<Metrics>) -> (ReqBody, Option<Unsent>) {
         let Some(body) = body.filter(|b| !b.is_end_stream()) else {
             return (ReqBody::Empty, None);
         };
-        let unsent = Arc::new(Mutex::new(Some(body)));
-        (
-            ReqBody::Stream {
-                unsent: unsent.clone(),
-                sending: None,
-                deadline: Deadline::current(),
-            },
-            Some(Unsent(unsent)),
-        )
+        let (body, unsent) = ReqBody::replay(body, metrics);
+        (body, Some(unsent))
     }
 
     /// A body for a replay of what `Unsent` took back.
-    pub fn replay(body: Incoming) -> (ReqBody, Unsent) {
+    pub fn replay(body: Incoming, metrics: &Arc<Metrics>) -> (ReqBody, Unsent) {
         let unsent = Arc::new(Mutex::new(Some(body)));
         (
             ReqBody::Stream {
                 unsent: unsent.clone(),
                 sending: None,
                 deadline: Deadline::current(),
+                metrics: metrics.clone(),
             },
             Unsent(unsent),
         )
@@ -159,6 +202,7 @@ impl Body for ReqBody {
                 unsent,
                 sending,
                 deadline,
+                metrics,
             } => {
                 if sending.is_none() {
                     // First poll: from now on the body counts as sent. The lock is taken once
@@ -170,17 +214,26 @@ impl Body for ReqBody {
                 };
                 match Pin::new(body).poll_frame(cx) {
                     Poll::Pending if deadline.expired(cx) => {
+                        metrics.record_client_error(ClientFault::BodyTimeout, Instant::now());
                         let limit = deadline.watch.as_ref().map(|w| w.timeout);
                         let e = BodyTimeout::Silent(limit.unwrap_or_default());
                         Poll::Ready(Some(Err(e.into())))
                     }
                     Poll::Pending => Poll::Pending,
+                    Poll::Ready(Some(Err(e))) => {
+                        // The client's own body failed: counted once, here, and typed so
+                        // that the attempt's failure is not taken for the env's.
+                        let e = ClientBodyError::new(e);
+                        metrics.record_client_error(e.fault, Instant::now());
+                        Poll::Ready(Some(Err(Box::new(e))))
+                    }
                     Poll::Ready(frame) => {
                         let len = match &frame {
                             Some(Ok(f)) => f.data_ref().map_or(0, |d| d.len() as u64),
                             _ => 0,
                         };
                         if deadline.too_slow(len) {
+                            metrics.record_client_error(ClientFault::BodyTooSlow, Instant::now());
                             let floor = deadline.watch.as_ref().map_or(0, |w| w.min_rate);
                             return Poll::Ready(Some(Err(BodyTimeout::TooSlow(floor).into())));
                         }

@@ -10,7 +10,10 @@
 //! Two kinds, kept apart: a request without a body goes out on a connection spoken to by
 //! hand ([`super::rawconn`], read by the request's own task); a request with a body, and
 //! every upgrade, on a hyper client connection (with its own task), which streams bodies both
-//! ways at once and hands over upgraded connections.
+//! ways at once and hands over upgraded connections. The connection of an upgrade attempt
+//! never comes back: on `101` it becomes the tunnel, and one whose upgrade the env declined is
+//! dropped by [`super::tunnel::open`] and closes after its answer (the env may still be
+//! reading or skipping something of that request).
 //!
 //! A stale keep-alive connection (closed by the upstream while idle) never costs a user an
 //! error. On hyper's, it is detected before use (`ready` fails) or, if it races, hyper hands

@@ -2,8 +2,9 @@
 //!
 //! Owns: refusing what the proxy never forwards — `CONNECT` (this is a reverse proxy, not a
 //! tunnel to wherever a client asks) and request targets longer than `max_uri_bytes` — with
-//! the proxy's own short answers, and [`BodyWatch`], which notices a client that stops sending
-//! its request body. Must not touch: routing or upstreams.
+//! the proxy's own short answers, [`BodyWatch`], which notices a client that stops sending
+//! its request body, and the answers to requests that failed by the client's own fault
+//! ([`client_fault`]). Must not touch: routing or upstreams.
 //!
 //! What hyper already refuses before any of this runs (and answers itself, then closes the
 //! connection): malformed request lines and header bytes (400), conflicting or invalid
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use super::body::RespBody;
 use super::handler::ERROR_HEADER;
 use super::limits::Limits;
+use crate::metrics::ClientFault;
 
 tokio::task_local! {
     /// The body deadline of the request being handled on this task; [`super::body::ReqBody`]
@@ -147,6 +149,46 @@ pub fn body_timeout(limit: Duration) -> Response<RespBody> {
     )
 }
 
+/// 408 for a client whose body came slower than `min_rate` bytes per second.
+fn body_too_slow(min_rate: u64) -> Response<RespBody> {
+    answer(
+        StatusCode::REQUEST_TIMEOUT,
+        "client-body-too-slow",
+        format!(
+            "cutover: the request body came slower than {min_rate} bytes/s; the request was abandoned\n"
+        ),
+    )
+}
+
+/// The answer to a request that failed by the client's own fault ([`ClientFault`]): `408` for
+/// a body that stopped arriving, `400` otherwise — never `502`, which would name the env.
+/// Closes the connection: the request was not read to its end.
+pub fn client_fault(kind: ClientFault) -> Response<RespBody> {
+    match kind {
+        ClientFault::BodyTimeout => {
+            body_timeout(BODY_WATCH.try_with(|w| w.timeout).unwrap_or_default())
+        }
+        ClientFault::BodyTooSlow => {
+            body_too_slow(BODY_WATCH.try_with(|w| w.min_rate).unwrap_or_default())
+        }
+        ClientFault::BodyMalformed => answer(
+            StatusCode::BAD_REQUEST,
+            "client-body-malformed",
+            "cutover: the request body is malformed (its chunked framing is broken); the request was abandoned\n",
+        ),
+        ClientFault::BodyAborted => answer(
+            StatusCode::BAD_REQUEST,
+            "client-body-aborted",
+            "cutover: the connection ended before the request body was all sent; the request was abandoned\n",
+        ),
+        ClientFault::UpgradeWithBody => answer(
+            StatusCode::BAD_REQUEST,
+            "upgrade-with-body",
+            "cutover: an upgrade request must not carry a body (Content-Length or Transfer-Encoding)\n",
+        ),
+    }
+}
+
 /// 503 for a connection past `max_connections` (written by hand: no HTTP parser runs).
 pub fn too_many_connections_bytes() -> &'static [u8] {
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
@@ -243,14 +285,7 @@ impl BodyWatch {
     pub fn answer(&self, fault: BodyFault) -> Response<RespBody> {
         match fault {
             BodyFault::Silent => body_timeout(self.timeout),
-            BodyFault::TooSlow => answer(
-                StatusCode::REQUEST_TIMEOUT,
-                "client-body-too-slow",
-                format!(
-                    "cutover: the request body came slower than {} bytes/s; the request was abandoned\n",
-                    self.min_rate
-                ),
-            ),
+            BodyFault::TooSlow => body_too_slow(self.min_rate),
         }
     }
 }

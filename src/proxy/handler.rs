@@ -11,15 +11,16 @@ use hyper::body::{Body, Incoming};
 use subtle::ConstantTimeEq;
 
 use super::admission::{Permit, Shed};
-use super::attempt::{self, Attempt, Failure, Outgoing};
+use super::attempt::{self, EnvFault, Failure, Outgoing};
 use super::body::{ClientBody, ReqBody, RespBody, UpBody};
+use super::guard;
 use super::headers::{
     self, is_upgrade, set_forwarding, strip_hop_by_hop, strip_seen_hop_by_hop, ForwardCache, Seen,
 };
 use super::shed::Cause;
 use super::upstream::InflightGuard;
 use super::{tunnel, Conn, Proxy};
-use crate::metrics::{Outcome, Scope};
+use crate::metrics::{ClientFault, Outcome, ProxyFault, Scope};
 use crate::router::{key, Env};
 
 /// Header on the proxy's own error answers, naming what went wrong (for operators and tests).
@@ -58,6 +59,14 @@ impl Proxy {
             None
         };
         let upgrade = seen.may_upgrade() && is_upgrade(req.headers());
+        if upgrade && tunnel::declares_body(&req) {
+            // Refused before anything reaches an env: the upgrade's upstream head would
+            // announce a body the tunnel never sends, and the env would take the next
+            // request on that connection for it (request smuggling).
+            self.metrics
+                .record_client_error(ClientFault::UpgradeWithBody, start);
+            return guard::client_fault(ClientFault::UpgradeWithBody);
+        }
         let (env, tunnel_key) = match forced {
             Some(env) => (env, None),
             None => {
@@ -131,7 +140,7 @@ impl Proxy {
                 .record(Scope::from(env), Outcome::Shed, start.elapsed(), now);
             let answer = self.shed_response(env, Cause::Overloaded, &parts, now);
             let (resp, users) = if env == Env::Fallback {
-                (answer, Outcome::Shed)
+                (answer, Some(Outcome::Shed))
             } else {
                 let failed = Failed {
                     answer,
@@ -141,11 +150,13 @@ impl Proxy {
                 let unsent = body.filter(|b| !b.is_end_stream());
                 Box::pin(self.fallback(env, start, &out, unsent, failed)).await
             };
-            self.metrics
-                .record(Scope::Users, users, start.elapsed(), Instant::now());
+            if let Some(users) = users {
+                self.metrics
+                    .record(Scope::Users, users, start.elapsed(), Instant::now());
+            }
             return resp;
         };
-        let (body, unsent) = ReqBody::new(body);
+        let (body, unsent) = ReqBody::new(body, &self.metrics);
         let body_empty = unsent.is_none();
         // The adaptive limit wants the env's own latency, without the wait for a slot; nothing
         // else needs a second reading of the clock.
@@ -155,14 +166,7 @@ impl Proxy {
             start
         };
         let first = attempt::send(self.pool(env), &out, body, unsent).await;
-        // A timeout is never replayed: the env may still be working on it, and a replay would
-        // double the load on a world that is already slow.
-        let replay_ok = |a: &Attempt, f: Failure| {
-            f != Failure::Timeout
-                && (f.nothing_sent()
-                    || a.unsent.is_some()
-                    || (body_empty && attempt::idempotent(out.method)))
-        };
+        let empty_idempotent = body_empty && attempt::idempotent(out.method);
 
         let (resp, users) = match first.result {
             Ok(resp)
@@ -190,37 +194,69 @@ impl Proxy {
                 self.metrics.record_in(&scopes, outcome, now - start, now);
                 return self.wrap(resp, first.upstream, first.conn, env, permit);
             }
-            Err(failure) if env != Env::Fallback && replay_ok(&first, failure) => {
+            Err(Failure::Env(fault))
+                if env != Env::Fallback
+                    && Failure::Env(fault).replayable(first.unsent.is_some(), empty_idempotent) =>
+            {
                 drop(permit);
-                let answer = proxy_error(env, failure);
+                let answer = env_error(env, fault);
                 let failed = Failed {
                     users: error_outcome(answer.status()),
                     answer,
-                    env_outcome: Some(failure.outcome()),
+                    env_outcome: Some(fault.outcome()),
                 };
                 Box::pin(self.fallback(env, start, &out, first.unsent, failed)).await
             }
-            Err(failure) => {
+            Err(Failure::Env(fault)) => {
                 drop(permit);
                 let now = Instant::now();
                 self.metrics
-                    .record(Scope::from(env), failure.outcome(), start.elapsed(), now);
+                    .record(Scope::from(env), fault.outcome(), start.elapsed(), now);
                 if env != Env::Fallback {
                     self.metrics.record_displaced(env, false, now);
                 }
-                let answer = proxy_error(env, failure);
+                let answer = env_error(env, fault);
                 let users = error_outcome(answer.status());
-                (answer, users)
+                (answer, Some(users))
+            }
+            Err(other) => {
+                // Not the env's fault: nothing goes into its scope, and it is never replayed.
+                drop(permit);
+                return self.not_envs_fault(env, other, start);
             }
         };
-        let end = Instant::now();
-        self.metrics.record(Scope::Users, users, end - start, end);
+        if let Some(users) = users {
+            let end = Instant::now();
+            self.metrics.record(Scope::Users, users, end - start, end);
+        }
         resp
+    }
+
+    /// Record and answer a failure that was not `env`'s fault ([`attempt::classify`]). A
+    /// client's fault is counted in its own counter only — by the body that failed
+    /// ([`ReqBody`]) or by the refusal — never in an env's scope nor in `users`: a client's
+    /// broken request is not something the service did to its users. The proxy's own is
+    /// counted in its counter and, as what the user got (a `503`), in `users`. (An env's
+    /// failure is recorded by the caller; it is only answered here.)
+    pub(super) fn not_envs_fault(
+        &self,
+        env: Env,
+        failure: Failure,
+        start: Instant,
+    ) -> Response<RespBody> {
+        if let Failure::Proxy(kind) = failure {
+            let now = Instant::now();
+            self.metrics.record_proxy_error(kind, now);
+            self.metrics
+                .record(Scope::Users, Outcome::ServerError, now - start, now);
+        }
+        failure_answer(env, failure)
     }
 
     /// Try FALLBACK after `env` could not (or would not) answer. `failed` is what the user
     /// gets if the retry is not allowed — FALLBACK sheds it too, or the retry budget is spent —
-    /// or FALLBACK fails as well. Returns the answer and what it counts as for users.
+    /// or FALLBACK fails as well. Returns the answer and what it counts as for users (`None`:
+    /// not counted there, the client's own fault).
     async fn fallback(
         self: &Arc<Self>,
         env: Env,
@@ -228,14 +264,14 @@ impl Proxy {
         out: &Outgoing<'_>,
         unsent: Option<Incoming>,
         failed: Failed,
-    ) -> (Response<RespBody>, Outcome) {
+    ) -> (Response<RespBody>, Option<Outcome>) {
         let refused = |this: &Self, now: Instant, failed: Failed| {
             if let Some(o) = failed.env_outcome {
                 this.metrics
                     .record(Scope::from(env), o, start.elapsed(), now);
             }
             this.metrics.record_displaced(env, false, now);
-            (failed.answer, failed.users)
+            (failed.answer, Some(failed.users))
         };
         // FALLBACK's own admission first, so a shed there spends no retry token.
         let Ok(permit) = self.guard(Env::Fallback).admit().await else {
@@ -252,7 +288,7 @@ impl Proxy {
         self.metrics.record_retry(now);
         let (body, unsent) = match unsent {
             Some(b) => {
-                let (body, handle) = ReqBody::replay(b);
+                let (body, handle) = ReqBody::replay(b, &self.metrics);
                 (body, Some(handle))
             }
             None => (ReqBody::Empty, None),
@@ -269,14 +305,21 @@ impl Proxy {
                     .record(Scope::Fallback, outcome, done - retry_start, done);
                 (
                     self.wrap(resp, second.upstream, second.conn, Env::Fallback, permit),
-                    outcome,
+                    Some(outcome),
                 )
             }
-            Err(f) => {
+            Err(Failure::Env(f)) => {
                 drop(permit);
                 self.metrics
                     .record(Scope::Fallback, f.outcome(), done - retry_start, done);
                 refused(self, done, failed)
+            }
+            Err(other) => {
+                // Not FALLBACK's fault (the client's body broke on the way, or the proxy had
+                // no socket): FALLBACK's scope is left alone; what `env` did still counts.
+                drop(permit);
+                let _ = refused(self, done, failed);
+                (self.not_envs_fault(Env::Fallback, other, start), None)
             }
         }
     }
@@ -375,14 +418,40 @@ fn error_outcome(status: StatusCode) -> Outcome {
     }
 }
 
+/// The proxy's answer to a failed attempt on `env`, by whose fault it was.
+pub(super) fn failure_answer(env: Env, failure: Failure) -> Response<RespBody> {
+    match failure {
+        Failure::Env(fault) => env_error(env, fault),
+        Failure::Client(kind) => guard::client_fault(kind),
+        Failure::Proxy(kind) => proxy_fault(env, kind),
+    }
+}
+
 /// The proxy's own answer when `env` could not answer.
-pub(super) fn proxy_error(env: Env, failure: Failure) -> Response<RespBody> {
-    let status = match failure {
-        Failure::Timeout | Failure::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
-        Failure::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
-        Failure::Refused | Failure::Reset => StatusCode::BAD_GATEWAY,
-    };
-    let text = format!("cutover: the {env} environment {}\n", failure.describe());
+fn env_error(env: Env, fault: EnvFault) -> Response<RespBody> {
+    let text = format!("cutover: the {env} environment {}\n", fault.describe());
+    let mut resp = own_answer(fault.status(), fault.code(), text);
+    resp.headers_mut()
+        .insert(ENV_HEADER_NAME, HeaderValue::from_static(env.as_str()));
+    resp
+}
+
+/// `503` when the proxy itself had no socket to reach `env` (the env is not named as the one
+/// that answered: it was never asked).
+fn proxy_fault(env: Env, kind: ProxyFault) -> Response<RespBody> {
+    match kind {
+        ProxyFault::Resources => own_answer(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "proxy-resources",
+            format!(
+                "cutover: the proxy is out of resources (file handles, local ports or memory) \
+                 to reach the {env} environment; retry shortly\n"
+            ),
+        ),
+    }
+}
+
+fn own_answer(status: StatusCode, code: &'static str, text: String) -> Response<RespBody> {
     let mut resp = Response::new(RespBody::text(text));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -390,20 +459,6 @@ pub(super) fn proxy_error(env: Env, failure: Failure) -> Response<RespBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    h.insert(
-        ERROR_HEADER,
-        HeaderValue::from_static(failure_code(failure)),
-    );
-    h.insert(ENV_HEADER_NAME, HeaderValue::from_static(env.as_str()));
+    h.insert(ERROR_HEADER, HeaderValue::from_static(code));
     resp
-}
-
-fn failure_code(f: Failure) -> &'static str {
-    match f {
-        Failure::NoUpstream => "no-upstream",
-        Failure::Refused => "refused",
-        Failure::ConnectTimeout => "connect-timeout",
-        Failure::Reset => "reset",
-        Failure::Timeout => "timeout",
-    }
 }

@@ -21,9 +21,9 @@ use http::{Request, Response, StatusCode};
 use tokio::sync::{oneshot, watch};
 
 use super::admission::Permit;
-use super::attempt::{self, Outgoing};
+use super::attempt::{self, Failure, Outgoing};
 use super::body::{ReqBody, RespBody};
-use super::handler::{proxy_error, status_outcome, ENV_HEADER_NAME};
+use super::handler::{failure_answer, status_outcome, ENV_HEADER_NAME};
 use super::headers::{self, ForwardCache};
 use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
 use super::Proxy;
@@ -174,9 +174,26 @@ impl Drop for Registration {
     }
 }
 
+/// Whether an upgrade request declares a body (`Content-Length` other than 0, or any
+/// `Transfer-Encoding`). Such a request is refused before it reaches an env: the tunnel
+/// never forwards a body, so the upstream head would announce bytes that never come and the
+/// env would take the start of the next request on that connection for them.
+pub fn declares_body(req: &Request<super::body::ClientBody>) -> bool {
+    let h = req.headers();
+    !super::body::is_empty(req.body())
+        || h.contains_key(http::header::TRANSFER_ENCODING)
+        || h.get_all(http::header::CONTENT_LENGTH).iter().any(|v| {
+            v.as_bytes()
+                .iter()
+                .any(|b| *b != b'0' && !b.is_ascii_whitespace())
+        })
+}
+
 /// Forward an upgrade request to `env` and, on 101, tunnel the two upgraded connections.
 /// `key` is the user key it was routed by (`None` when forced); `permit` is its admission slot,
-/// held for the handshake only.
+/// held for the handshake only. The request has no body ([`declares_body`] refused it
+/// otherwise), and the upstream connection of an upgrade attempt is never pooled again: on
+/// 101 it becomes the tunnel, otherwise it closes once the answer has been read.
 pub async fn open(
     proxy: &Arc<Proxy>,
     mut req: Request<super::body::ClientBody>,
@@ -205,16 +222,15 @@ pub async fn open(
     let attempt = attempt::send(proxy.pool(env), &out, ReqBody::Empty, None).await;
     let mut resp = match attempt.result {
         Ok(resp) => resp,
-        Err(failure) => {
+        Err(Failure::Env(fault)) => {
             let now = Instant::now();
+            let scopes = [scope, Scope::Users];
             proxy
                 .metrics
-                .record(scope, failure.outcome(), start.elapsed(), now);
-            proxy
-                .metrics
-                .record(Scope::Users, failure.outcome(), start.elapsed(), now);
-            return proxy_error(env, failure);
+                .record_in(&scopes, fault.outcome(), start.elapsed(), now);
+            return failure_answer(env, Failure::Env(fault));
         }
+        Err(other) => return proxy.not_envs_fault(env, other, start),
     };
     let now = Instant::now();
     proxy.guard(env).sample(start.elapsed(), now);
@@ -224,8 +240,13 @@ pub async fn open(
         .metrics
         .record(Scope::Users, outcome, start.elapsed(), now);
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // The env declined the upgrade: pass its answer through as a normal response.
-        return proxy.wrap(resp, attempt.upstream, attempt.conn, env, permit);
+        // The env declined the upgrade: pass its answer through as a normal response. Its
+        // connection is not given back to the pool (dropped here, hyper closes it once the
+        // answer has been read): an env that declines an upgrade may still be reading, or
+        // skipping, something of it, and the next request on that connection must not be
+        // taken for part of this one.
+        drop(attempt.conn);
+        return proxy.wrap(resp, attempt.upstream, None, env, permit);
     }
     drop(permit);
     let upstream_upgrade = hyper::upgrade::on(&mut resp);
