@@ -317,8 +317,9 @@ async fn sigterm_closes_every_open_websocket_with_1001_before_the_process_exits(
         assert_eq!(*code, Some(CloseCode::Away), "1001 Going Away: {closes:?}");
         assert!(*at <= exited, "the close came before the process exited");
         let after = at.duration_since(sigterm);
+        // Due within the 2 s drain timeout; the margin is for a loaded machine.
         assert!(
-            after < Duration::from_millis(2000 + 500),
+            after < Duration::from_millis(2000 + 1500),
             "closed {after:?} after SIGTERM; drain_timeout is 2s"
         );
     }
