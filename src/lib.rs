@@ -22,6 +22,7 @@
 //! - [`config`]: `cutover.toml` parsing and validation; [`reload`] applies a changed one.
 //! - [`api`]: JSON shapes of the control API, shared by server, CLI and console.
 //! - [`diag`]: source positions and "did you mean" helpers for config and plan errors.
+//! - [`rlimit`]: the process's open-file limit, raised at start.
 //! - [`shard`]: per-worker copies of the counters every request bumps (metrics, retry budget,
 //!   in-flight counts), so two cores never write the same cache line.
 
@@ -39,6 +40,7 @@ pub mod orchestrator;
 pub mod plan;
 pub mod proxy;
 pub mod reload;
+pub mod rlimit;
 pub mod router;
 pub mod serve;
 pub mod shard;

@@ -1,8 +1,9 @@
 //! `cutover serve`: wires the parts into one process and runs it until a signal.
 //!
-//! Order matters: the store opens first (a locked, foreign or unreadable store stops the start);
-//! the driver loads the persisted run and publishes its routing table; only then do the
-//! listeners accept. On SIGTERM/SIGINT: stop accepting, drain in-flight requests and tunnels
+//! Order matters: the open-file soft limit is raised to the hard one (with a warning naming
+//! `LimitNOFILE` when even that is below what `max_connections` needs, [`crate::rlimit`]); the
+//! store opens next (a locked, foreign or unreadable store stops the start); the driver loads
+//! the persisted run and publishes its routing table; only then do the listeners accept. On SIGTERM/SIGINT: stop accepting, drain in-flight requests and tunnels
 //! within the drain timeout, save the run's progress, exit 0. On SIGHUP (or `POST /v1/reload`)
 //! the config file is read again and applied whole or not at all ([`crate::reload`]).
 
@@ -56,6 +57,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Bound, &Token),
 ) -> Result<(), ServeError> {
+    // Every connection is a descriptor (a tunnel two): a service manager's default soft limit
+    // would turn users away long before `max_connections` does.
+    crate::rlimit::raise_for_serve(cfg.limits.max_connections);
     let store = Store::open(&cfg.store_path).map_err(|source| ServeError::Store {
         path: cfg.store_path.display().to_string(),
         source,

@@ -7,7 +7,8 @@
 //! [`users`], a seeded population of naive and good clients, short requests and WebSockets;
 //! [`scenario`], the incidents; [`setup`], the plan and config text handed to the server;
 //! [`director`], the scenario's timeline and end rule (pure); [`runner`], the run itself;
-//! [`summary`] and [`headless`], what is printed; [`limits`], the open-file limit it needs.
+//! [`summary`] and [`headless`], what is printed (the open-file limit it needs is raised by
+//! [`crate::rlimit`]).
 //!
 //! Must not touch: the proxy's internals — simulated environments and users talk to cutover
 //! only over loopback sockets, and the demo reads the run only through the control API client,
@@ -16,7 +17,6 @@
 pub mod capacity;
 pub mod director;
 pub mod headless;
-pub mod limits;
 pub mod runner;
 pub mod scenario;
 pub mod setup;

@@ -27,6 +27,9 @@ use crate::serve::Bound;
 
 /// How often the runner looks at the status.
 const POLL: Duration = Duration::from_millis(250);
+/// Open files the demo wants: one process holds every simulated user's sockets, the proxy's
+/// both sides and the simulated servers' — a herd of 200 users is ~2000 open files.
+const WANTED_FILES: u64 = 8192;
 /// How long the status may be unreachable before the demo gives up.
 const API_PATIENCE: Duration = Duration::from_secs(5);
 /// Users arrive and settle (connections opened, WebSockets up) before the plan starts, so the
@@ -40,7 +43,7 @@ pub async fn run_with(
     out: &mut (dyn Write + Send),
 ) -> Result<Summary, DemoError> {
     opts.validate()?;
-    let files = super::limits::raise_open_files(super::limits::WANTED_FILES);
+    let files = crate::rlimit::raise_open_files(WANTED_FILES).map(|f| f.soft);
     if files.is_some_and(|f| f < 4 * opts.users as u64 + 512) {
         tracing::warn!("only {files:?} open files allowed: a herd may run out of sockets");
     }

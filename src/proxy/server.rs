@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,6 +161,13 @@ impl<S> Accepted<S> {
     }
 }
 
+/// How long the acceptor waits after a failed accept (out of open files: nothing to gain by
+/// trying again at once).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Failed accepts not logged yet, and when (coarse clock, ms) the last line was written.
+static ACCEPT_FAILED: AtomicU64 = AtomicU64::new(0);
+static ACCEPT_LOGGED_MS: AtomicU64 = AtomicU64::new(0);
+
 /// Wait for the next connection that may be served. A failed accept backs off briefly; a
 /// connection past `max_connections` is answered 503 and closed. Cancel-safe.
 pub(super) async fn next_conn(
@@ -173,8 +180,8 @@ pub(super) async fn next_conn(
             Ok(a) => a,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                log_accept_failure(&e);
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
@@ -192,6 +199,22 @@ pub(super) async fn next_conn(
                 tokio::spawn(conn::refuse(stream));
             }
         }
+    }
+}
+
+/// Log a failed accept at most once a second, with how many failed since the last line (out
+/// of open files, the acceptor fails twenty times a second).
+fn log_accept_failure(e: &std::io::Error) {
+    ACCEPT_FAILED.fetch_add(1, Relaxed);
+    let now = super::clock::now_ms().max(1);
+    let last = ACCEPT_LOGGED_MS.load(Relaxed);
+    if (last == 0 || now.saturating_sub(last) >= 1000)
+        && ACCEPT_LOGGED_MS
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .is_ok()
+    {
+        let failed = ACCEPT_FAILED.swap(0, Relaxed);
+        tracing::warn!(error = %e, failed, "accept failed (out of open files? see LimitNOFILE in docs/operations.md)");
     }
 }
 

@@ -8,12 +8,17 @@
 //! instead of bringing them all back at the same instant. The page refreshes itself after the
 //! same delay twice over: a `<meta http-equiv="refresh">` in the built-in page and a `Refresh`
 //! header, so a custom page without the meta tag still comes back by itself.
+//!
+//! A refresh is a `GET` of the same address: it repeats a shed `GET` or `HEAD`, but not a form's
+//! `POST` (or any other method), whose data would be lost without a word. A request of any other
+//! method gets [`UNSENT_PAGE`] instead (also in place of a custom page, which may refresh): no
+//! refresh, and it says that what was sent did not arrive and how to send it again.
 
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 
 use super::body::RespBody;
 use super::handler::{ENV_HEADER_NAME, ERROR_HEADER};
@@ -48,6 +53,35 @@ to reload it; reloading sooner does not get you in faster.</p>
 </html>
 "#;
 
+/// The page for a shed request the refresh would not repeat (a form's `POST`, any method but
+/// `GET` and `HEAD`): it does not reload itself, and says what to do.
+pub const UNSENT_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Busy: your form was not sent</title>
+<style>
+body{font-family:system-ui,sans-serif;max-width:36em;margin:12vh auto;padding:0 1em;color:#222;line-height:1.5}
+h1{font-size:1.5em}.note{color:#555}
+</style>
+</head>
+<body>
+<h1>Your form was not sent</h1>
+<p>The service is very busy right now. So that it keeps working for everyone, new visits are
+let in gradually instead of all at once, and what you just sent was not let in.</p>
+<p><strong>Your form was not sent and nothing was changed.</strong> Go back (your browser's back
+button), wait about {retry_after} seconds, and send it again.</p>
+<p class="note">This page does not reload by itself, so nothing is sent twice.</p>
+</body>
+</html>
+"#;
+
+/// Whether a refresh (a `GET` of the same address) repeats a request of `method`.
+pub fn refresh_repeats(method: &Method) -> bool {
+    *method == Method::GET || *method == Method::HEAD
+}
+
 /// Why a request was shed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -79,6 +113,8 @@ impl Cause {
 pub struct ShedAnswers {
     /// The page split at each placeholder.
     parts: Vec<Bytes>,
+    /// [`UNSENT_PAGE`] split at each placeholder.
+    unsent: Vec<Bytes>,
     base_s: u32,
 }
 
@@ -92,12 +128,14 @@ pub enum Wants {
 
 impl ShedAnswers {
     pub fn new(page: Option<&str>, retry_after_s: u32) -> Self {
-        let page = page.unwrap_or(DEFAULT_PAGE);
-        ShedAnswers {
-            parts: page
-                .split(RETRY_PLACEHOLDER)
+        let split = |page: &str| {
+            page.split(RETRY_PLACEHOLDER)
                 .map(|p| Bytes::copy_from_slice(p.as_bytes()))
-                .collect(),
+                .collect()
+        };
+        ShedAnswers {
+            parts: split(page.unwrap_or(DEFAULT_PAGE)),
+            unsent: split(UNSENT_PAGE),
             base_s: retry_after_s.max(1),
         }
     }
@@ -107,7 +145,9 @@ impl ShedAnswers {
         jitter(self.base_s, rand::random::<f64>())
     }
 
-    /// The 503 for a request of `env` shed for `cause`, `retry` seconds from now.
+    /// The 503 for a request of `env` shed for `cause`, `retry` seconds from now. `repeat`:
+    /// whether a refresh would repeat the request ([`refresh_repeats`]); if not, the HTML page
+    /// is [`UNSENT_PAGE`], without a `Refresh`.
     pub fn answer(
         &self,
         env: Env,
@@ -115,9 +155,11 @@ impl ShedAnswers {
         wants: Wants,
         version: Version,
         retry: u32,
+        repeat: bool,
     ) -> Response<RespBody> {
         let (ctype, body) = match wants {
-            Wants::Html => ("text/html; charset=utf-8", self.page(retry)),
+            Wants::Html if repeat => ("text/html; charset=utf-8", fill(&self.parts, retry)),
+            Wants::Html => ("text/html; charset=utf-8", fill(&self.unsent, retry)),
             Wants::Json => (
                 "application/json",
                 Bytes::from(format!(
@@ -140,7 +182,7 @@ impl ShedAnswers {
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
         h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if wants == Wants::Html {
+        if wants == Wants::Html && repeat {
             h.insert(header::REFRESH, HeaderValue::from(retry));
         }
         h.insert(ERROR_HEADER, HeaderValue::from_static(cause.code()));
@@ -153,21 +195,27 @@ impl ShedAnswers {
         resp
     }
 
+    #[cfg(test)]
     fn page(&self, retry: u32) -> Bytes {
-        if self.parts.len() == 1 {
-            return self.parts[0].clone();
-        }
-        let n = retry.to_string();
-        let len = self.parts.iter().map(Bytes::len).sum::<usize>() + n.len() * self.parts.len();
-        let mut out = BytesMut::with_capacity(len);
-        for (i, p) in self.parts.iter().enumerate() {
-            if i > 0 {
-                out.put_slice(n.as_bytes());
-            }
-            out.put_slice(p);
-        }
-        out.freeze()
+        fill(&self.parts, retry)
     }
+}
+
+/// A page split at its placeholders, with `retry` put in each.
+fn fill(parts: &[Bytes], retry: u32) -> Bytes {
+    if parts.len() == 1 {
+        return parts[0].clone();
+    }
+    let n = retry.to_string();
+    let len = parts.iter().map(Bytes::len).sum::<usize>() + n.len() * parts.len();
+    let mut out = BytesMut::with_capacity(len);
+    for (i, p) in parts.iter().enumerate() {
+        if i > 0 {
+            out.put_slice(n.as_bytes());
+        }
+        out.put_slice(p);
+    }
+    out.freeze()
 }
 
 impl Proxy {
@@ -183,7 +231,8 @@ impl Proxy {
         let now = Instant::now();
         let (parts_headers, version) = (req.headers(), req.version());
         let wants = wants(parts_headers.get(header::ACCEPT));
-        let resp = self.shed_with(env, cause, wants, version, now);
+        let repeat = refresh_repeats(req.method());
+        let resp = self.shed_with(env, cause, wants, version, repeat, now);
         let latency = start.elapsed();
         self.metrics
             .record(Scope::from(env), Outcome::Shed, latency, now);
@@ -202,7 +251,8 @@ impl Proxy {
         now: Instant,
     ) -> Response<RespBody> {
         let wants = wants(parts.headers.get(header::ACCEPT));
-        self.shed_with(env, cause, wants, parts.version, now)
+        let repeat = refresh_repeats(&parts.method);
+        self.shed_with(env, cause, wants, parts.version, repeat, now)
     }
 
     fn shed_with(
@@ -211,13 +261,14 @@ impl Proxy {
         cause: Cause,
         wants: Wants,
         version: http::Version,
+        repeat: bool,
         now: Instant,
     ) -> Response<RespBody> {
         if wants == Wants::Html {
             self.metrics.record_waiting_room(env, now);
         }
         let retry = self.shed.retry_after();
-        self.shed.answer(env, cause, wants, version, retry)
+        self.shed.answer(env, cause, wants, version, retry, repeat)
     }
 }
 
@@ -311,6 +362,7 @@ mod tests {
             Wants::Html,
             Version::HTTP_11,
             3,
+            true,
         );
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[header::RETRY_AFTER], "3");
@@ -330,8 +382,42 @@ mod tests {
             Wants::Json,
             Version::HTTP_11,
             4,
+            true,
         );
         assert_eq!(r.headers()[header::CONNECTION], "close");
         assert_eq!(r.headers()[ERROR_HEADER], "new-sessions");
+    }
+
+    #[test]
+    fn a_shed_form_is_not_resubmitted_and_the_page_says_it_was_not_sent() {
+        for page in [
+            None,
+            Some(r#"<meta http-equiv="refresh" content="{retry_after}">"#),
+        ] {
+            let s = ShedAnswers::new(page, 2);
+            let r = s.answer(
+                Env::Old,
+                Cause::Overloaded,
+                Wants::Html,
+                Version::HTTP_11,
+                3,
+                refresh_repeats(&Method::POST),
+            );
+            assert_eq!(r.status(), 503);
+            assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+            assert!(!r.headers().contains_key(header::REFRESH));
+            let text = fill(&s.unsent, 3);
+            let text = std::str::from_utf8(&text).expect("utf-8");
+            assert!(!text.to_ascii_lowercase().contains("http-equiv"));
+            assert!(text.contains("Your form was not sent"));
+            assert!(text.contains("about 3 seconds"));
+            assert!(!text.contains("has been lost"));
+        }
+        for m in [Method::GET, Method::HEAD] {
+            assert!(refresh_repeats(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            assert!(!refresh_repeats(&m), "{m}");
+        }
     }
 }

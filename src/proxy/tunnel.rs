@@ -7,7 +7,8 @@
 //! - the drain ([`super::drain`]) can find tunnels whose user now belongs to the other env and
 //!   close them (WebSocket close `1012`, at a bounded rate) so they reconnect there;
 //! - a shutdown can wait for tunnels (bounded by the drain timeout) and then close the rest
-//!   (`1001`).
+//!   (`1001`), early enough that the close frames are written within the drain timeout, and
+//!   wait for them to be written before the process goes on to exit.
 //!
 //! The bytes themselves are copied by [`super::pipe`], which also closes a WebSocket politely.
 
@@ -25,16 +26,22 @@ use super::attempt::{self, Failure, Outgoing};
 use super::body::{ReqBody, RespBody};
 use super::handler::{failure_answer, status_outcome, ENV_HEADER_NAME};
 use super::headers::{self, ForwardCache};
+use super::pipe::{self, Stop};
 use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
 use super::Proxy;
 use crate::metrics::Scope;
 use crate::router::{Env, RoutingTable};
 
+/// How long before the drain timeout ends a shutdown closes the tunnels still open (at most a
+/// tenth of the timeout).
+const CLOSE_RESERVE: Duration = Duration::from_millis(500);
+
 /// Open tunnels: counts per env, who they belong to, and the signals that close them.
 #[derive(Debug)]
 pub struct Tunnels {
     open: [AtomicUsize; 3],
-    close_all: watch::Sender<bool>,
+    /// Set on shutdown: when the close frames must be written by.
+    close_all: watch::Sender<Option<Instant>>,
     entries: Mutex<HashMap<u64, Entry>>,
     next_id: AtomicU64,
     to_move: AtomicU64,
@@ -53,7 +60,7 @@ impl Default for Tunnels {
     fn default() -> Self {
         Tunnels {
             open: Default::default(),
-            close_all: watch::channel(false).0,
+            close_all: watch::channel(None).0,
             entries: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             to_move: AtomicU64::new(0),
@@ -76,15 +83,33 @@ impl Tunnels {
         self.to_move.load(Relaxed)
     }
 
-    /// Wait until every tunnel has closed or `timeout` passed; then close the rest.
+    /// Wait until every tunnel has closed or `timeout` has nearly passed; then close the rest
+    /// (WebSocket `1001`) so that their close frames are written before `timeout` ends, and
+    /// wait until they are (and their clients have answered, [`pipe::CLOSE_GRACE`] at most).
     /// Returns how many had to be closed.
     pub async fn drain(&self, timeout: Duration) -> usize {
         let deadline = Instant::now() + timeout;
-        while self.total() > 0 && Instant::now() < deadline {
+        // Time kept for the closing itself: waking every tunnel, writing, and a frame in
+        // progress to end.
+        let close_at = deadline - (timeout / 10).min(CLOSE_RESERVE);
+        while self.total() > 0 && Instant::now() < close_at {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.total();
-        let _ = self.close_all.send(true);
+        if left == 0 {
+            return 0;
+        }
+        self.close_all.send_if_modified(|d| {
+            let first = d.is_none();
+            d.get_or_insert(deadline);
+            first
+        });
+        // Each tunnel ends within the grace after writing its close: its task must run until
+        // then (a runtime dropped before would cut it without one).
+        let ended = deadline + pipe::CLOSE_GRACE + Duration::from_millis(200);
+        while self.total() > 0 && Instant::now() < ended {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         left
     }
 
@@ -265,21 +290,33 @@ pub async fn open(
         let stop = async move {
             let drained = async {
                 match drained.await {
-                    Ok(()) => SERVICE_RESTART,
+                    Ok(()) => Stop {
+                        code: SERVICE_RESTART,
+                        grace: pipe::CLOSE_GRACE,
+                    },
                     // Unregistered without a signal: never stops this way.
                     Err(_) => std::future::pending().await,
                 }
             };
             let shutdown = async {
-                let _ = close_all.wait_for(|c| *c).await;
-                GOING_AWAY
+                // The value is copied out: the lock of the watch is not held across a wait.
+                let by = close_all.wait_for(Option::is_some).await.map(|by| *by);
+                let Ok(by) = by else {
+                    return std::future::pending().await;
+                };
+                Stop {
+                    code: GOING_AWAY,
+                    grace: by.map_or(Duration::ZERO, |by| {
+                        by.saturating_duration_since(Instant::now())
+                    }),
+                }
             };
             tokio::select! {
-                code = drained => code,
-                code = shutdown => code,
+                s = drained => s,
+                s = shutdown => s,
             }
         };
-        if let Err(e) = super::pipe::pipe(client_upgrade, upstream_upgrade, websocket, stop).await {
+        if let Err(e) = pipe::pipe(client_upgrade, upstream_upgrade, websocket, stop).await {
             tracing::debug!(env = %env, error = %e, "tunnel ended with an error");
         }
     });
