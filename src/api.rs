@@ -65,6 +65,10 @@ pub struct ClientErrors {
     pub body_too_slow: u64,
     /// An upgrade request that declares a body, refused before it reached an env: `400`.
     pub upgrade_with_body: u64,
+    /// A request refused before routing (`CONNECT`, an over-long target, the `Host` rules).
+    pub bad_request: u64,
+    /// A client that closed its connection before its answer came (no answer to give).
+    pub gone: u64,
 }
 
 /// Herd protection over the analysis window, all envs together (per-env shedding is in

@@ -347,3 +347,53 @@ async fn the_proxy_out_of_file_handles_is_its_own_fault_not_the_envs() {
     }
     assert!(warned, "no warning in the log");
 }
+
+/// A client that closes before its answer, and requests refused before routing (by the guard
+/// or the framing screen), are the client's: counted as `gone` and `bad_request`, never as
+/// NEW's errors nor in `users`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_before_its_answer_and_a_bad_request_are_the_clients() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let (s, envs, _dir) = server_with("").await;
+    everyone_on_new(&s).await;
+    envs[1].behaviour.latency_ms.store(800, SeqCst);
+    for lane in 0..2 {
+        let mut c = TcpStream::connect(s.proxy).await.expect("connect");
+        // The lane takes a plain GET; one with an `Expect` goes to hyper's server.
+        let extra = if lane == 0 {
+            ""
+        } else {
+            "expect: 100-continue\r\n"
+        };
+        c.write_all(format!("GET /slow HTTP/1.1\r\nhost: a\r\n{extra}\r\n").as_bytes())
+            .await
+            .expect("write");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        drop(c);
+    }
+    for bad in [
+        &b"GET /x HTTP/1.1\r\nhost: a\r\nhost: b\r\n\r\n"[..],
+        b"CONNECT a:443 HTTP/1.1\r\nhost: a:443\r\n\r\n",
+        // Refused by the framing screen, before any parser: counted all the same.
+        b"POST /x HTTP/1.1\r\nhost: a\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        let r = common::raw::exchange(s.proxy, bad, Duration::from_secs(3)).await;
+        assert!(matches!(r.status(), Some(400 | 405)), "{}", r.text());
+    }
+    let counted = common::eventually(Duration::from_secs(5), || async {
+        let st = s.status().await;
+        st["client_errors"]["gone"] == 2 && st["client_errors"]["bad_request"] == 3
+    })
+    .await;
+    let st = s.status().await;
+    assert!(counted, "{}", st["client_errors"]);
+    envs[1].behaviour.latency_ms.store(0, SeqCst);
+    let text = metrics_text(&s).await;
+    assert_eq!(
+        sample(&text, "cutover_client_errors_total{kind=\"gone\"}"),
+        Some(2.0)
+    );
+    assert_eq!(errors_of(&text, "new"), 0.0, "{text}");
+    assert_eq!(errors_of(&text, "users"), 0.0);
+    assert_eq!(st["envs"]["new"]["error_rate"], 0.0);
+}

@@ -20,15 +20,24 @@ pub enum ClientFault {
     BodyTooSlow,
     /// An upgrade request that declares a body (refused before anything reaches an env).
     UpgradeWithBody,
+    /// A request the proxy refuses before routing (`CONNECT`, a target over `max_uri_bytes`,
+    /// the `Host` rules): `400`/`405`/`414`, nothing reaches an env.
+    BadRequest,
+    /// The client closed its connection before its answer came (a request without a body;
+    /// the `499` of other proxies: nobody is left to answer). The exchange is cancelled and
+    /// counted nowhere else.
+    Gone,
 }
 
 impl ClientFault {
-    pub const ALL: [ClientFault; 5] = [
+    pub const ALL: [ClientFault; 7] = [
         ClientFault::BodyMalformed,
         ClientFault::BodyAborted,
         ClientFault::BodyTimeout,
         ClientFault::BodyTooSlow,
         ClientFault::UpgradeWithBody,
+        ClientFault::BadRequest,
+        ClientFault::Gone,
     ];
 
     /// The label value (`kind`) and status field name.
@@ -39,6 +48,8 @@ impl ClientFault {
             ClientFault::BodyTimeout => "body_timeout",
             ClientFault::BodyTooSlow => "body_too_slow",
             ClientFault::UpgradeWithBody => "upgrade_with_body",
+            ClientFault::BadRequest => "bad_request",
+            ClientFault::Gone => "gone",
         }
     }
 

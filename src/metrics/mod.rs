@@ -96,7 +96,7 @@ pub struct WindowSnapshot {
     /// Retries the retry budget refused in the window.
     pub budget_exhausted: u64,
     /// Failed exchanges that were the client's fault in the window, by [`ClientFault::index`].
-    pub client_errors: [u64; 5],
+    pub client_errors: [u64; 7],
     /// Failed exchanges that were the proxy's own fault in the window, by
     /// [`ProxyFault::index`].
     pub proxy_errors: [u64; 1],
@@ -176,6 +176,8 @@ impl WindowSnapshot {
             body_timeout: of(ClientFault::BodyTimeout),
             body_too_slow: of(ClientFault::BodyTooSlow),
             upgrade_with_body: of(ClientFault::UpgradeWithBody),
+            bad_request: of(ClientFault::BadRequest),
+            gone: of(ClientFault::Gone),
         }
     }
 

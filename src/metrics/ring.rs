@@ -86,11 +86,13 @@ pub enum Counter {
     ClientBodyTimeout,
     ClientBodyTooSlow,
     ClientUpgradeWithBody,
+    ClientBadRequest,
+    ClientGone,
     /// Failed exchanges that were the proxy's own fault, by [`ProxyFault`] (`users`' ring).
     ProxyResources,
 }
 
-const COUNTERS: usize = 18;
+const COUNTERS: usize = 20;
 
 impl Counter {
     pub fn client(kind: ClientFault) -> Counter {
@@ -100,6 +102,8 @@ impl Counter {
             ClientFault::BodyTimeout => Counter::ClientBodyTimeout,
             ClientFault::BodyTooSlow => Counter::ClientBodyTooSlow,
             ClientFault::UpgradeWithBody => Counter::ClientUpgradeWithBody,
+            ClientFault::BadRequest => Counter::ClientBadRequest,
+            ClientFault::Gone => Counter::ClientGone,
         }
     }
 

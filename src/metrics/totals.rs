@@ -153,7 +153,7 @@ pub struct GlobalTotals {
     /// hyper's server); added once per connection, when it ends.
     pub client_lane_requests: AtomicU64,
     /// Failed exchanges that were the client's fault, by [`super::ClientFault::index`].
-    pub client_errors: [AtomicU64; 5],
+    pub client_errors: [AtomicU64; 7],
     /// Failed exchanges that were the proxy's own fault, by [`super::ProxyFault::index`].
     pub proxy_errors: [AtomicU64; 1],
 }

@@ -181,6 +181,17 @@ pub fn client_fault(kind: ClientFault) -> Response<RespBody> {
             "client-body-aborted",
             "cutover: the connection ended before the request body was all sent; the request was abandoned\n",
         ),
+        ClientFault::BadRequest => answer(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "cutover: the request is malformed\n",
+        ),
+        ClientFault::Gone => answer(
+            // Nobody is left to read it (other proxies log this as 499).
+            StatusCode::BAD_REQUEST,
+            "client-gone",
+            "cutover: the client closed its connection before its answer\n",
+        ),
         ClientFault::UpgradeWithBody => answer(
             StatusCode::BAD_REQUEST,
             "upgrade-with-body",

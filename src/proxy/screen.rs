@@ -54,6 +54,8 @@ pub struct Screened<S> {
     unflushed: bool,
     /// A read returned `Pending` while refusing; `poll_flush` wakes it.
     parked: bool,
+    /// Where a refusal is counted (a client's bad request).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl<S> Screened<S>
@@ -69,7 +71,14 @@ where
             client,
             unflushed: false,
             parked: false,
+            metrics: None,
         }
+    }
+
+    /// Count this connection's refusal, if any, in `metrics` (a client's bad request).
+    pub fn counting(mut self, metrics: Arc<crate::metrics::Metrics>) -> Screened<S> {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// hyper's read while refusing: wait for its answers to be out, then hand the socket over.
@@ -79,6 +88,12 @@ where
             return Poll::Pending;
         }
         self.mode = Mode::Refused;
+        if let Some(m) = &self.metrics {
+            m.record_client_error(
+                crate::metrics::ClientFault::BadRequest,
+                std::time::Instant::now(),
+            );
+        }
         if let Some(stream) = self.inner.take() {
             let answer = match self.tracker.refusal() {
                 Refusal::ConflictingFraming => conflicting_framing_bytes(),

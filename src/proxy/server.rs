@@ -32,6 +32,7 @@ use super::rewind::Rewind;
 use super::screen::Screened;
 use super::supervise::{Ended, Supervisor};
 use super::Proxy;
+use crate::metrics::ClientFault;
 
 /// Accept-queue length asked of the kernel for the client listener (capped by
 /// `net.core.somaxconn`). The default of `TcpListener::bind` is 128: a reconnect storm of a
@@ -233,15 +234,15 @@ pub(super) fn spawn_conn(
     } = accepted;
     // The connection's copy of the state; its limits are the ones this connection starts with.
     let current = ConnCurrent::new(live.clone());
-    let (limits, lane) = {
+    let (limits, lane, metrics) = {
         let c = current.load();
-        (c.limits, c.client_lane)
+        (c.limits, c.client_lane, c.proxy.metrics.clone())
     };
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
     let watched = Watched::new(stream, activity.clone(), slot);
     let setup = Setup {
-        io: Screened::new(watched, activity.clone(), client),
+        io: Screened::new(watched, activity.clone(), client).counting(metrics),
         client,
         current,
         session: Arc::new(Conn::default()),
@@ -317,10 +318,20 @@ pub(super) async fn one_request(
     busy: Busy,
 ) -> Result<Response<Tracked<RespBody>>, Infallible> {
     let resp = if let Some(refused) = guard::check(&req, &current.limits) {
+        let now = std::time::Instant::now();
+        current
+            .proxy
+            .metrics
+            .record_client_error(ClientFault::BadRequest, now);
         refused
     } else if body::is_empty(req.body()) {
-        // No body, so no body deadline to watch: the common GET takes the short path.
-        current.proxy.handle(req, client, &session).await
+        // No body, so no body deadline to watch: the common GET takes the short path. A
+        // client that closes before its answer drops this future (hyper's server and the
+        // lane both cancel): counted as the client's, once.
+        let gone = Gone(Some(&current.proxy.metrics));
+        let resp = current.proxy.handle(req, client, &session).await;
+        gone.answered();
+        resp
     } else {
         // Boxed: the common path's future stays small (it is moved on every request).
         Box::pin(with_body_deadline(&current, req, client, &session)).await
@@ -329,6 +340,24 @@ pub(super) async fn one_request(
         busy.mark_upgraded();
     }
     Ok(resp.map(|b| Tracked::new(b, busy)))
+}
+
+/// Counts a request whose client went away before its answer ([`ClientFault::Gone`]) when
+/// dropped before [`Gone::answered`].
+struct Gone<'a>(Option<&'a crate::metrics::Metrics>);
+
+impl Gone<'_> {
+    fn answered(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Gone<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            m.record_client_error(ClientFault::Gone, std::time::Instant::now());
+        }
+    }
 }
 
 /// Handle a request with a body under the body-read deadline: a client silent for longer gets
