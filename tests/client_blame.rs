@@ -28,17 +28,6 @@ async fn everyone_on_new(s: &Server) {
     assert_eq!(r.status(), 200);
 }
 
-async fn metrics_text(s: &Server) -> String {
-    s.api()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text")
-}
-
 /// The value of the sample `name` (with its labels, as written) in a Prometheus text.
 fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| {
@@ -175,7 +164,7 @@ async fn a_clients_broken_body_is_never_the_envs_error() {
         "{st:#}"
     );
 
-    let text = metrics_text(&s).await;
+    let text = s.metrics().await;
     for (kind, n) in want {
         assert_eq!(
             sample(
@@ -321,7 +310,7 @@ async fn the_proxy_out_of_file_handles_is_its_own_fault_not_the_envs() {
     assert!(after.starts_with("HTTP/1.1 200"), "{after}");
     assert!(after.contains("x-cutover-served-by: new"), "{after}");
 
-    let text = metrics_text(&s).await;
+    let text = s.metrics().await;
     assert_eq!(
         sample(&text, "cutover_proxy_errors_total{kind=\"resources\"}"),
         Some(1.0),
@@ -388,7 +377,7 @@ async fn a_client_gone_before_its_answer_and_a_bad_request_are_the_clients() {
     let st = s.status().await;
     assert!(counted, "{}", st["client_errors"]);
     envs[1].behaviour.latency_ms.store(0, SeqCst);
-    let text = metrics_text(&s).await;
+    let text = s.metrics().await;
     assert_eq!(
         sample(&text, "cutover_client_errors_total{kind=\"gone\"}"),
         Some(2.0)

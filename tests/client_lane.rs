@@ -547,16 +547,10 @@ async fn the_lane_can_be_turned_off_and_on_again_by_a_reload() {
 
 /// `cutover_client_lane_requests_total` of `server`.
 async fn lane_requests(server: &Server) -> u64 {
-    let text = server
-        .api()
-        .get(server.url("/metrics"))
-        .send()
+    server
+        .metrics()
         .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    text.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("cutover_client_lane_requests_total "))
         .and_then(|v| v.trim().parse().ok())
         .expect("the lane's counter")

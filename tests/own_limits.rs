@@ -7,9 +7,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::raw;
@@ -36,54 +35,7 @@ fn start_limited(config: &Path, soft: u64, hard: u64) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn sh");
-    adopt(child, config)
-}
-
-/// Wait for a started child's addresses, as [`Server::start`] does.
-fn adopt(mut child: Child, config: &Path) -> Server {
-    use std::io::{BufRead, BufReader};
-    let lines = |r: Box<dyn std::io::Read + Send>| {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(r).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    };
-    let out = lines(Box::new(child.stdout.take().expect("stdout")));
-    let err = lines(Box::new(child.stderr.take().expect("stderr")));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut proxy, mut admin) = (None, None);
-    while proxy.is_none() || admin.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let Ok(line) = out.recv_timeout(left) else {
-            let _ = child.kill();
-            let errs: Vec<String> = err.try_iter().collect();
-            panic!("cutover did not start: {}", errs.join("\n"));
-        };
-        if let Some(a) = line.strip_prefix("cutover: proxy listening on ") {
-            proxy = a.trim().parse().ok();
-        }
-        if let Some(a) = line.strip_prefix("cutover: admin API on ") {
-            admin = Some(a.trim().to_owned());
-        }
-    }
-    let dir = config.parent().expect("dir").to_path_buf();
-    let token = std::fs::read_to_string(dir.join("store/admin.token"))
-        .map(|t| t.trim().to_owned())
-        .unwrap_or_default();
-    Server {
-        child,
-        proxy: proxy.expect("proxy addr"),
-        admin: admin.expect("admin addr"),
-        config: config.to_path_buf(),
-        dir,
-        token,
-        stderr_lines: err,
-    }
+    Server::adopt(child, config)
 }
 
 /// The soft and hard "Max open files" of a running process.

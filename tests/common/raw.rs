@@ -152,3 +152,44 @@ pub async fn read_more(s: &mut TcpStream, buf: &mut Vec<u8>) -> bool {
         _ => false,
     }
 }
+
+/// Read a chunked body off `s` through `buf` (which may hold its start), decoded, trailers
+/// skipped; what follows it stays in `buf`. `None` if it is cut or malformed.
+pub async fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if !read_more(s, buf).await {
+                return None;
+            }
+        };
+        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            // Trailers up to the empty line.
+            loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    buf.drain(..i + 2);
+                    if i == 0 {
+                        return Some(body);
+                    }
+                    continue;
+                }
+                if !read_more(s, buf).await {
+                    return None;
+                }
+            }
+        }
+        while buf.len() < size + 2 {
+            if !read_more(s, buf).await {
+                return None;
+            }
+        }
+        body.extend(buf.drain(..size));
+        buf.drain(..2);
+    }
+}

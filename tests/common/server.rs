@@ -71,7 +71,7 @@ drain_timeout = "5s"
 impl Server {
     /// Start `cutover serve --config CONFIG` and wait until it reports its addresses.
     pub fn start(config: &Path) -> Server {
-        let mut child = Command::new(bin())
+        let child = Command::new(bin())
             .args(["serve", "--config"])
             .arg(config)
             .env("CUTOVER_LOG", "info")
@@ -80,6 +80,12 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn cutover");
+        Server::adopt(child, config)
+    }
+
+    /// A `cutover serve --config CONFIG` started some other way (with piped stdout and
+    /// stderr): wait until it reports its addresses.
+    pub fn adopt(mut child: Child, config: &Path) -> Server {
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -170,6 +176,18 @@ impl Server {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// `GET /metrics`, the Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.api()
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
     }
 
     pub async fn status(&self) -> serde_json::Value {

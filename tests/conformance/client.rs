@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::common::raw::read_more;
+use crate::common::raw::{read_chunked, read_more};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -121,33 +121,6 @@ pub async fn read_answer(
         answer.body = std::mem::take(buf);
     }
     Some(answer)
-}
-
-async fn read_chunked(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                break i;
-            }
-            if !read_more(s, buf).await {
-                return None;
-            }
-        };
-        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
-        buf.drain(..line_end + 2);
-        if size == 0 {
-            return Some(body);
-        }
-        while buf.len() < size + 2 {
-            if !read_more(s, buf).await {
-                return None;
-            }
-        }
-        body.extend(buf.drain(..size));
-        buf.drain(..2);
-    }
 }
 
 /// Send one request over HTTP/2 with prior knowledge; `None` when the stream failed.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::common::raw::{next_head, read_more};
+use crate::common::raw::{next_head, read_chunked, read_more};
 use crate::shapes;
 
 /// One request as the env received it.
@@ -81,7 +81,7 @@ async fn serve(mut s: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
             body: Vec::new(),
         };
         if seen.header("transfer-encoding").is_some() {
-            match dechunk(&mut s, &mut buf).await {
+            match read_chunked(&mut s, &mut buf).await {
                 Some(body) => seen.body = body,
                 None => return,
             }
@@ -103,45 +103,5 @@ async fn serve(mut s: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
             let _ = s.shutdown().await;
             return;
         }
-    }
-}
-
-/// Read a chunked body off `s` (through `buf`), decoded; `None` if it is cut or malformed.
-async fn dechunk(s: &mut TcpStream, buf: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                break i;
-            }
-            if !read_more(s, buf).await {
-                return None;
-            }
-        };
-        let line = String::from_utf8_lossy(&buf[..line_end]).into_owned();
-        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
-        buf.drain(..line_end + 2);
-        if size == 0 {
-            // Trailers up to the empty line.
-            loop {
-                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
-                    buf.drain(..i + 2);
-                    if i == 0 {
-                        return Some(body);
-                    }
-                    continue;
-                }
-                if !read_more(s, buf).await {
-                    return None;
-                }
-            }
-        }
-        while buf.len() < size + 2 {
-            if !read_more(s, buf).await {
-                return None;
-            }
-        }
-        body.extend(buf.drain(..size));
-        buf.drain(..2);
     }
 }

@@ -75,12 +75,38 @@ fn short(v: &impl std::fmt::Debug) -> String {
     }
 }
 
+/// The first path's result of a shape, which every other path must equal.
+#[derive(Default)]
+struct FirstPath(Option<(String, PathResult)>);
+
+/// What one path gave: the answer as compared, and what the env saw.
+type PathResult = (Option<Compared>, Vec<Seen>);
+
+impl FirstPath {
+    fn check(
+        &mut self,
+        path: String,
+        now: (Option<Compared>, Vec<Seen>),
+        failures: &mut Vec<String>,
+    ) {
+        match &self.0 {
+            None => self.0 = Some((path, now)),
+            Some((p, then)) if *then != now => failures.push(format!(
+                "{path} differs from {p}:\n  {}\n  {}",
+                short(&now),
+                short(then)
+            )),
+            Some(_) => {}
+        }
+    }
+}
+
 /// An answer as compared: status, headers (sorted, without `date` and framing), body.
 type Compared = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// What must be the same between two paths: the answer without its `date`, and what the
 /// env saw (headers sorted: their order is not part of the contract).
-fn comparable(answer: &Option<Answer>, seen: &[Seen]) -> (Option<Compared>, Vec<Seen>) {
+fn comparable(answer: &Option<Answer>, seen: &[Seen]) -> PathResult {
     let answer = answer.as_ref().map(|a| {
         let mut h: Vec<_> = a
             .headers
@@ -114,7 +140,7 @@ async fn every_env_answer_reaches_every_client_path_alike() {
     for shape in shapes::ANSWERS {
         for (method, body) in BODIES {
             let target = format!("/answer/{}", shape.name);
-            let mut first: Option<(String, _)> = None;
+            let mut first = FirstPath::default();
             for (server, lane) in &paths.lanes {
                 for proto in ["HTTP/1.1", "h2c"] {
                     let path = format!("{} {lane}, {proto}, {method}", shape.name);
@@ -130,16 +156,7 @@ async fn every_env_answer_reaches_every_client_path_alike() {
                         answer.as_ref().map(|a| (a.status, a.reason.clone()))
                     );
                     check_answer(&path, shape, answer.as_ref(), proto, &mut failures);
-                    let now = comparable(&answer, &seen);
-                    match &first {
-                        None => first = Some((path, now)),
-                        Some((p, then)) if *then != now => failures.push(format!(
-                            "{path} differs from {p}:\n  {}\n  {}",
-                            short(&now),
-                            short(&then)
-                        )),
-                        Some(_) => {}
-                    }
+                    first.check(path, comparable(&answer, &seen), &mut failures);
                 }
             }
         }
@@ -304,7 +321,7 @@ async fn every_request_shape_is_answered_alike_on_every_path() {
     let mut failures = Vec::new();
     for shape in REQUESTS {
         for (method, body) in BODIES {
-            let mut first: Option<(String, _)> = None;
+            let mut first = FirstPath::default();
             for (server, lane) in &paths.lanes {
                 let path = format!("{} ({lane}, {method})", shape.name);
                 let req = h1_request(method, shape.target, shape.lines, body);
@@ -346,16 +363,7 @@ async fn every_request_shape_is_answered_alike_on_every_path() {
                     }
                     (_, None) => failures.push(format!("{path}: no answer")),
                 }
-                let now = comparable(&answer, &seen);
-                match &first {
-                    None => first = Some((path, now)),
-                    Some((p, then)) if *then != now => failures.push(format!(
-                        "{path} differs from {p}:\n  {}\n  {}",
-                        short(&now),
-                        short(&then)
-                    )),
-                    Some(_) => {}
-                }
+                first.check(path, comparable(&answer, &seen), &mut failures);
             }
         }
     }
