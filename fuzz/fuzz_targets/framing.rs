@@ -1,8 +1,9 @@
 //! Any bytes, cut anywhere: the framing tracker never panics, gives the same verdict and
-//! request count for every split, and refuses only a stream that names both framings.
+//! request count for every split, and refuses only a stream that names both framings, or
+//! HTTP/2's preface after a request.
 #![no_main]
 
-use cutover::proxy::framing::{Tracker, Verdict};
+use cutover::proxy::framing::{Refusal, Tracker, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -39,7 +40,13 @@ fuzz_target!(|data: &[u8]| {
             assert!(head_at < bytes.len());
             let lower = bytes[head_at..].to_ascii_lowercase();
             let has = |n: &[u8]| lower.windows(n.len()).any(|w| w == n);
-            assert!(has(b"content-length") && has(b"transfer-encoding"));
+            match whole.refusal() {
+                Refusal::ConflictingFraming => {
+                    assert!(has(b"content-length") && has(b"transfer-encoding"))
+                }
+                Refusal::LateHttp2 => assert!(has(b"http/2") && whole.requests() > 0),
+            }
+            assert_eq!(split.refusal(), whole.refusal());
         }
         Verdict::PassThrough { at } => assert!(at <= bytes.len() as u64),
         Verdict::Continue => {}
