@@ -49,9 +49,9 @@ def exchange(port, data):
 
 
 def summary(got):
-    """Each answer's status line (with x-cutover-error), found at the start of a line."""
+    """Each answer's status line (with x-cutover-error): a version and three digits."""
     answers = []
-    starts = [m.start() for m in re.finditer(rb"(?:^|(?<=\n))HTTP/1\.[01] \d\d\d", got)]
+    starts = [m.start() for m in re.finditer(rb"HTTP/1\.[01] \d\d\d ", got)]
     for i, at in enumerate(starts):
         block = got[at:starts[i + 1] if i + 1 < len(starts) else len(got)]
         line = block.split(b"\r\n", 1)[0].decode("latin-1")
