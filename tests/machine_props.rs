@@ -116,6 +116,7 @@ fn observation(health: u8, degraded: bool) -> Observation {
     Observation {
         health,
         old_degraded: degraded.then(|| "old.p99_ms high".to_string()),
+        notes: Vec::new(),
     }
 }
 

@@ -22,6 +22,7 @@ use super::{Health, Observation};
 use crate::api::GateView;
 use crate::metrics::{Scope, WindowSnapshot};
 use crate::plan::model::{OnFail, Plan};
+use crate::router::Weight;
 
 /// Consecutive failing evaluations per gate name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,7 +96,14 @@ fn displaced_data(snap: &WindowSnapshot) -> Value {
 }
 
 /// Judges every gate of `plan` over `snap`, advancing `tracker`'s streaks.
-pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -> Evaluation {
+///
+/// `weight` is the share of users on NEW in effect, which says where the plan expects traffic.
+pub fn evaluate(
+    plan: &Plan,
+    snap: &WindowSnapshot,
+    weight: Weight,
+    tracker: &mut GateTracker,
+) -> Evaluation {
     let window = window_text(snap);
     tracker
         .streaks
@@ -105,14 +113,16 @@ pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -
     let mut acting: [Option<(String, Value)>; 2] = [None, None]; // [rollback, pause]
     let mut unjudged: Vec<String> = Vec::new();
     let mut old_degraded = None;
+    let mut notes: Vec<String> = Vec::new();
 
     for gate in &plan.gates {
         let Verdict {
             kind,
+            by_design,
             value,
             text,
             mut data,
-        } = judge(gate, snap, plan.analysis.min_requests, &window);
+        } = judge(gate, snap, plan.analysis.min_requests, weight, &window);
         let streak = tracker.apply(&gate.name, kind);
         let after = gate.after.max(1);
         views.push(GateView {
@@ -126,6 +136,7 @@ pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -
             on_fail: gate.on_fail.as_str().to_string(),
         });
         match kind {
+            Kind::Ok if by_design => notes.push(format!("gate \"{}\" {text}", gate.name)),
             Kind::Ok => {}
             Kind::NotEnoughTraffic => unjudged.push(format!("gate \"{}\": {text}", gate.name)),
             Kind::Failing => {
@@ -178,6 +189,7 @@ pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -
         observation: Observation {
             health,
             old_degraded,
+            notes,
         },
         gates: views,
     }

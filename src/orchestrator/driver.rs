@@ -238,7 +238,7 @@ impl Driver {
         };
         let plan = run.plan().clone();
         let snap = self.parts.metrics.window(now, plan.analysis.window);
-        let evaluation = analyzer::evaluate(&plan, &snap, &mut self.tracker);
+        let evaluation = analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
         self.gates = evaluation.gates;
         match machine::tick(&self.control, dt, &evaluation.observation) {
             Tick::Nothing => {}

@@ -33,7 +33,9 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
     // The highest valid weight so far, as written (for messages) and in basis points.
     let mut previous: Option<(f64, Weight)> = None;
     let mut steps = Vec::with_capacity(sections.len());
+    let mut last_weight_at = None;
     for (i, section) in sections.iter().enumerate() {
+        last_weight_at = section.field("weight").map(|f| f.at);
         section.check_keys(r, STEP_KEYS);
         let n = i + 1;
         let weight = read_weight(r, section, n, &mut previous);
@@ -58,6 +60,17 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
             approval,
             checks,
         });
+    }
+    // `completed` means every user is on NEW: a plan that stops short could never say so.
+    if let (Some((pct, last)), Some(at)) = (previous, last_weight_at) {
+        if last != Weight::FULL && steps.last().is_some_and(|s| s.weight == last) {
+            r.error(
+                at,
+                format!("the last step's `weight` is {pct}, not 100"),
+                "a run completes only when every user is on NEW: end with a step at `weight = 100` \
+                 (to stop part-way, pause or abort the run there instead)",
+            );
+        }
     }
     steps
 }

@@ -31,7 +31,7 @@ pub enum Tick {
 /// Let `dt` pass with the analyzer's observation `obs`.
 pub fn tick(ctl: &Control, dt: Duration, obs: &Observation) -> Tick {
     match ctl.state() {
-        RunState::Running => running(ctl, dt, &obs.health),
+        RunState::Running => running(ctl, dt, &obs.health, &obs.notes),
         RunState::AwaitingApproval | RunState::Paused => gates_only(ctl, &obs.health),
         RunState::RollingBack => ramp(ctl, dt, obs.old_degraded.as_deref()),
         _ => Tick::Nothing,
@@ -80,7 +80,7 @@ fn gates_only(ctl: &Control, health: &Health) -> Tick {
     }
 }
 
-fn running(ctl: &Control, dt: Duration, health: &Health) -> Tick {
+fn running(ctl: &Control, dt: Duration, health: &Health, notes: &[String]) -> Tick {
     let Some(run) = ctl.run() else {
         return Tick::Nothing;
     };
@@ -101,8 +101,12 @@ fn running(ctl: &Control, dt: Duration, health: &Health) -> Tick {
             };
             let served = run.hold_served.saturating_add(dt).min(hold);
             let mut next = ctl.clone();
+            // Gates that passed on an empty-by-design scope say so while the step holds.
+            let judged = (!notes.is_empty()).then(|| notes.join("; "));
             if let Some(r) = next.run.as_mut() {
-                r.waiting = None;
+                r.waiting = judged
+                    .as_ref()
+                    .map(|n| format!("holding step {step}, healthy; {n}", step = r.step + 1));
                 r.hold_served = served;
             }
             if served < hold {
@@ -114,7 +118,10 @@ fn running(ctl: &Control, dt: Duration, health: &Health) -> Tick {
                 phrase,
                 effects,
             } = flow::after_hold(&mut next);
-            let reason = format!("step {step} held {} healthy; {phrase}", human(hold));
+            let reason = match &judged {
+                Some(n) => format!("step {step} held {} healthy ({n}); {phrase}", human(hold)),
+                None => format!("step {step} held {} healthy; {phrase}", human(hold)),
+            };
             next.reason = Some(reason.clone());
             let data = json!({ "step": step, "hold_s": hold.as_secs_f64() });
             Tick::Transition(Transition::new(next, action, reason, data).with_effects(effects))
