@@ -196,6 +196,10 @@ impl Driver {
             Cmd::Rollback => Command::Rollback,
             Cmd::Abort => Command::Abort,
             Cmd::SetWeight(pct) => Command::SetWeight(Weight::from_percent(pct)),
+            Cmd::RampWeight { percent, over } => Command::RampWeight {
+                weight: Weight::from_percent(percent),
+                over,
+            },
         };
         let starting = matches!(command, Command::Start { .. });
         let transition = machine::apply(&self.control, command, actor, reason.as_deref())
@@ -233,14 +237,26 @@ impl Driver {
             .duration_since(self.last_eval)
             .min(self.analysis().interval * 3);
         self.last_eval = now;
-        let Some(run) = self.control.run().filter(|_| self.control.is_active()) else {
+        if !self.control.needs_ticks() {
             return;
+        }
+        // Gates judge an active run; a weight move after the run ended only needs time.
+        let observation = match self.control.run().filter(|_| self.control.is_active()) {
+            Some(run) => {
+                let plan = run.plan().clone();
+                let snap = self.parts.metrics.window(now, plan.analysis.window);
+                let evaluation =
+                    analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
+                self.gates = evaluation.gates;
+                evaluation.observation
+            }
+            None => analyzer::Observation {
+                health: analyzer::Health::Healthy,
+                old_degraded: None,
+                notes: Vec::new(),
+            },
         };
-        let plan = run.plan().clone();
-        let snap = self.parts.metrics.window(now, plan.analysis.window);
-        let evaluation = analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
-        self.gates = evaluation.gates;
-        match machine::tick(&self.control, dt, &evaluation.observation) {
+        match machine::tick(&self.control, dt, &observation) {
             Tick::Nothing => {}
             Tick::Progress(control) => {
                 self.control = control;
@@ -280,6 +296,24 @@ impl Driver {
             effects,
         } = t;
         let run_id = control.run().map(|r| r.id());
+        // Every event records the weight users were on before it and after it.
+        let mut data = match event.data {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => {
+                let mut m = serde_json::Map::new();
+                m.insert("value".into(), other);
+                m
+            }
+        };
+        data.insert(
+            "weight_before".into(),
+            serde_json::json!(self.control.weight().percent()),
+        );
+        data.insert(
+            "weight_after".into(),
+            serde_json::json!(control.weight().percent()),
+        );
         let new_event = NewEvent {
             at_ms: now_ms(),
             actor: actor.to_owned(),
@@ -288,7 +322,7 @@ impl Driver {
             run_id,
             state: control.state(),
             weight: control.weight().percent(),
-            data: event.data,
+            data: serde_json::Value::Object(data),
         };
         let store = self.parts.store.clone();
         let to_store = control.clone();

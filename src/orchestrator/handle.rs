@@ -27,6 +27,11 @@ pub enum Cmd {
     Abort,
     /// Percent, already validated to lie in 0..=100.
     SetWeight(f64),
+    /// Percent (validated as for `SetWeight`), reached over `over` at a constant rate.
+    RampWeight {
+        percent: f64,
+        over: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Error)]
