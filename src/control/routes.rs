@@ -33,14 +33,11 @@ struct WeightBody {
     ramp: Option<String>,
 }
 
-/// Longest `ramp` a weight move may take.
-pub const MAX_RAMP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// A `ramp` of `set-weight`: a duration from 0s to [`MAX_RAMP`].
+/// A `ramp` of `set-weight`: a duration from 0s to the plans' `[rollback] ramp` maximum (24h).
 pub fn parse_ramp(s: &str) -> Result<std::time::Duration, String> {
     let d =
         humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration: {e}"))?;
-    if d > MAX_RAMP {
+    if d > crate::plan::model::bounds::MAX_RAMP {
         return Err(format!("`{s}` is longer than 24h"));
     }
     Ok(d)

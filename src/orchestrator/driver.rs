@@ -130,7 +130,7 @@ impl Driver {
         tokio::pin!(shutdown);
         let mut status_tick = tokio::time::interval(Duration::from_millis(250));
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut eval_at = tokio::time::Instant::now() + self.analysis().interval;
+        let mut eval_at = tokio::time::Instant::now() + eval_interval(&self.analysis());
         loop {
             tokio::select! {
                 Some(req) = rx.recv() => {
@@ -140,7 +140,7 @@ impl Driver {
                 Some(done) = checks_rx.recv() => self.checks_done(done).await,
                 _ = tokio::time::sleep_until(eval_at) => {
                     self.evaluate().await;
-                    eval_at = tokio::time::Instant::now() + self.analysis().interval;
+                    eval_at = tokio::time::Instant::now() + eval_interval(&self.analysis());
                 }
                 _ = status_tick.tick() => self.publish_status(),
                 _ = &mut shutdown => break,
@@ -235,7 +235,7 @@ impl Driver {
         let now = Instant::now();
         let dt = now
             .duration_since(self.last_eval)
-            .min(self.analysis().interval * 3);
+            .min(eval_interval(&self.analysis()).saturating_mul(3));
         self.last_eval = now;
         if !self.control.needs_ticks() {
             return;
@@ -400,6 +400,14 @@ impl Driver {
         );
         self.status_tx.send_replace(s);
     }
+}
+
+/// How long the driver waits between evaluations: the plan's `interval`, kept within the plan
+/// bounds (`plan check` refuses anything outside them, but a run restored from an older store
+/// may hold any value), so `Instant + interval` can never overflow and panic the task.
+pub fn eval_interval(a: &Analysis) -> Duration {
+    let (lo, hi) = crate::plan::model::bounds::INTERVAL;
+    a.interval.clamp(lo, hi)
 }
 
 pub fn now_ms() -> u64 {

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::checks;
+use super::model::bounds::MAX_HOLD;
 use super::model::Step;
 use super::reader::{Reader, Section};
 use crate::router::Weight;
@@ -41,7 +42,7 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
         let weight = read_weight(r, section, n, &mut previous);
         let hold = section
             .field("hold")
-            .and_then(|f| r.duration(&f))
+            .and_then(|f| r.bounded_duration(&f, Duration::ZERO, MAX_HOLD, "10m"))
             .unwrap_or(Duration::ZERO);
         let approval = section
             .field("approval")
