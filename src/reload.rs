@@ -230,6 +230,37 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
     );
     diff("proxy.client_lane", old.client_lane != new.client_lane);
     diff("limits", old.limits != new.limits);
+    for env in Env::ALL {
+        let (a, b) = (old.protect(env), new.protect(env));
+        let mut diff = |key: &str, differs: bool| {
+            if differs {
+                out.push(format!("envs.{env}.{key}"));
+            }
+        };
+        diff("max_inflight", a.max_inflight != b.max_inflight);
+        diff("adaptive_limit", a.adaptive_limit != b.adaptive_limit);
+        diff("queue_timeout", a.queue_timeout != b.queue_timeout);
+        diff(
+            "new_sessions_per_sec",
+            a.new_sessions.map(|r| r.per_sec) != b.new_sessions.map(|r| r.per_sec),
+        );
+        diff(
+            "new_sessions_burst",
+            a.new_sessions.map(|r| r.burst) != b.new_sessions.map(|r| r.burst),
+        );
+    }
+    let (a, b) = (&old.protection, &new.protection);
+    let mut diff = |key: &str, differs: bool| {
+        if differs {
+            out.push(key.to_owned());
+        }
+    };
+    diff("tunnels.drain_rate", a.drain_rate != b.drain_rate);
+    diff("waiting_room.page_file", a.page != b.page);
+    diff(
+        "waiting_room.retry_after",
+        a.retry_after_s != b.retry_after_s,
+    );
     out
 }
 
@@ -242,6 +273,29 @@ mod tests {
 
     fn cfg(extra: &str) -> Config {
         Config::parse(&format!("{BASE}{extra}"), "c.toml").expect("valid")
+    }
+
+    #[test]
+    fn protection_keys_are_named_in_changed() {
+        let a = cfg("");
+        let text = BASE.replace(
+            "[envs.new]\n",
+            "[envs.new]\nmax_inflight = 8\nqueue_timeout = \"20ms\"\n",
+        );
+        let b = Config::parse(
+            &format!("{text}[tunnels]\ndrain_rate = 5\n[waiting_room]\nretry_after = 9\n"),
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(
+            changes(&a, &b),
+            [
+                "envs.new.max_inflight",
+                "envs.new.queue_timeout",
+                "tunnels.drain_rate",
+                "waiting_room.retry_after"
+            ]
+        );
     }
 
     #[test]

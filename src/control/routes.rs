@@ -72,7 +72,7 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "check the store directory and the server log"),
         },
         ("/v1/start", Method::POST) => start(control, req, &actor).await,
-        ("/v1/reload", Method::POST) => reload(control, &actor),
+        ("/v1/reload", Method::POST) => reload(control, &actor).await,
         ("/v1/weight", Method::POST) => {
             let body: WeightBody = match read_json(req).await {
                 Ok(b) => b,
@@ -201,7 +201,7 @@ async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Respon
 }
 
 /// Read the server's config file again and apply it whole, or answer 400 and change nothing.
-fn reload(control: &Control, actor: &str) -> Response<Body> {
+async fn reload(control: &Control, actor: &str) -> Response<Body> {
     use crate::reload::ReloadError;
     let Some(reloader) = &control.reload else {
         return error(
@@ -210,7 +210,7 @@ fn reload(control: &Control, actor: &str) -> Response<Body> {
             "restart the server with --config to change its settings",
         );
     };
-    match crate::serve::log_reload(reloader, actor) {
+    match crate::serve::log_reload(reloader, &control.handle, actor).await {
         Ok(r) => json(
             StatusCode::OK,
             &serde_json::json!({

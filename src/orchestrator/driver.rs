@@ -190,6 +190,23 @@ impl Driver {
                     run_id,
                 }
             }
+            Cmd::Record {
+                action,
+                reason,
+                data,
+            } => {
+                let t = Transition {
+                    control: self.control.clone(),
+                    event: machine::EventDraft {
+                        action,
+                        reason,
+                        data,
+                    },
+                    effects: Vec::new(),
+                };
+                self.commit(t, actor).await?;
+                return Ok(self.status_tx.borrow().clone());
+            }
             Cmd::Pause => Command::Pause,
             Cmd::Resume => Command::Resume,
             Cmd::Approve => Command::Approve,

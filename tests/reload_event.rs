@@ -1,0 +1,112 @@
+//! Issue 19 §5 through the real binary: a config reload is a decision too. SIGHUP and
+//! `POST /v1/reload` each append an event naming who asked and what changed (admission,
+//! `[tunnels]` and `[waiting_room]` keys included); a rejected reload is an event as well.
+
+mod common;
+
+use std::time::Duration;
+
+use common::eventually;
+use common::server::{write_config_envs, Server};
+use serde_json::Value;
+
+async fn reload_events(s: &Server) -> Vec<Value> {
+    s.events()
+        .await
+        .into_iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("reload"))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_and_post_reload_are_events_with_who_and_what_changed() {
+    let envs = common::sim_envs().await;
+    let addrs = [envs[0].addr, envs[1].addr, envs[2].addr];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config_envs(dir.path(), addrs, ["", "", ""], "");
+    let s = Server::start(&cfg);
+    assert!(reload_events(&s).await.is_empty());
+
+    // SIGHUP after adding admission control to NEW and a tunnel drain rate.
+    write_config_envs(
+        dir.path(),
+        addrs,
+        ["", "max_inflight = 8\nqueue_timeout = \"20ms\"", ""],
+        "[tunnels]\ndrain_rate = 5\n[waiting_room]\nretry_after = 7\n",
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status();
+    let got = eventually(Duration::from_secs(10), || async {
+        !reload_events(&s).await.is_empty()
+    })
+    .await;
+    assert!(got, "no reload event after SIGHUP");
+    let e = &reload_events(&s).await[0];
+    assert_eq!(e["action"], "reload", "{e:#}");
+    assert_eq!(e["actor"], "SIGHUP", "{e:#}");
+    let changed: Vec<&str> = e["data"]["changed"]
+        .as_array()
+        .expect("changed")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            "envs.new.max_inflight",
+            "envs.new.queue_timeout",
+            "tunnels.drain_rate",
+            "waiting_room.retry_after"
+        ],
+        "{e:#}"
+    );
+    assert!(
+        e["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("reloaded by SIGHUP: changed envs.new.max_inflight")),
+        "{e:#}"
+    );
+
+    // POST /v1/reload with nothing changed, then with a broken file: both logged, by the actor.
+    let r = s
+        .api()
+        .post(s.url("/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    std::fs::write(&cfg, "[listen]\naddr = 5\n").expect("write");
+    let r = s
+        .api()
+        .post(s.url("/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 400);
+    let events = reload_events(&s).await;
+    assert_eq!(events.len(), 3, "{events:#?}");
+    assert_eq!(events[1]["actor"], "test");
+    assert!(
+        events[1]["reason"]
+            .as_str()
+            .is_some_and(|r| r.ends_with("reloaded by test: nothing changed")),
+        "{:#}",
+        events[1]
+    );
+    assert_eq!(events[2]["action"], "reload_rejected");
+    assert!(
+        events[2]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("nothing changed")),
+        "{:#}",
+        events[2]
+    );
+    // The run's state and weight did not move.
+    assert_eq!(events[2]["state"], "idle");
+    assert_eq!(events[2]["weight"], 0.0);
+}
