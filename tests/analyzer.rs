@@ -760,3 +760,79 @@ fn a_scope_empty_by_design_passes_and_one_that_must_carry_traffic_waits() {
     );
     assert!(matches!(one.observation.health, Health::NotJudged { .. }));
 }
+
+/// Issue 19 §2: a herd is demand, not a fault of NEW. With admission shedding on every env
+/// that carries users, a rollback gate on users/OLD/FALLBACK holds the weight (pause, "demand
+/// above capacity"); a gate on NEW itself still rolls back.
+#[test]
+fn a_herd_holds_the_weight_and_only_evidence_against_new_rolls_back() {
+    let users_gate = gate(
+        "users errors",
+        "users.error_rate",
+        Condition::Max(0.02),
+        1,
+        OnFail::Rollback,
+    );
+    let new_gate = gate(
+        "new errors",
+        "new.error_rate",
+        Condition::Max(0.02),
+        1,
+        OnFail::Rollback,
+    );
+    let mut herd = snap(&[
+        (Scope::Old, 500, 0),
+        (Scope::New, 500, 0),
+        (Scope::Users, 1000, 100),
+    ]);
+    for s in [Scope::Old, Scope::New] {
+        herd.scopes[s.index()].shed = 50;
+        herd.scopes[s.index()].shed_rate = 5.0;
+    }
+    let at = |p: &Plan, w: &WindowSnapshot| {
+        cutover::analyzer::evaluate(p, w, Weight::from_percent(25.0), &mut GateTracker::new())
+            .observation
+            .health
+    };
+    let p = plan(vec![users_gate.clone(), new_gate.clone()]);
+    match at(&p, &herd) {
+        Health::Pause { reason, data } => {
+            assert!(
+                reason.starts_with(
+                    "demand above capacity: admission control is shedding on old 5.00/s, new 5.00/s"
+                ),
+                "{reason}"
+            );
+            assert!(reason.contains("gate \"users errors\" failed"), "{reason}");
+            assert!(data["held_not_rolled_back"].is_string(), "{data}");
+        }
+        h => panic!("{h:?}"),
+    }
+    // OLD alone at its limit: rolling users back onto it would make it worse; held too.
+    let mut old_only = herd.clone();
+    old_only.scopes[Scope::New.index()].shed = 0;
+    match at(&p, &old_only) {
+        Health::Pause { reason, .. } => {
+            assert!(
+                reason.contains("shedding on old 5.00/s;")
+                    || reason.contains("shedding on old 5.00/s:"),
+                "{reason}"
+            )
+        }
+        h => panic!("{h:?}"),
+    }
+    // Nobody shedding: the users' failures are not demand; the gate rolls back.
+    let mut calm = herd.clone();
+    for s in [Scope::Old, Scope::New] {
+        calm.scopes[s.index()].shed = 0;
+    }
+    assert!(matches!(at(&p, &calm), Health::Rollback { .. }));
+    // NEW failing on its own under the same load: evidence against NEW, rollback.
+    let mut new_fails = herd.clone();
+    new_fails.scopes[Scope::New.index()].errors = 100;
+    new_fails.scopes[Scope::New.index()].error_rate = 0.2;
+    match at(&p, &new_fails) {
+        Health::Rollback { reason, .. } => assert!(reason.contains("new errors"), "{reason}"),
+        h => panic!("{h:?}"),
+    }
+}
