@@ -112,6 +112,13 @@ impl Reloader {
         }
         let changed = changes(&state.running, &new);
         self.live.apply(&new);
+        // An env whose limit was removed is unlimited now: stop exporting the old limit.
+        for env in Env::ALL {
+            let p = new.protect(env);
+            if p.max_inflight.is_none() && !p.adaptive_limit {
+                self.metrics.set_admission_limit(env, None);
+            }
+        }
         self.env_addrs
             .store(Arc::new(Env::ALL.map(|e| new.env(e).upstreams.clone())));
         if let Some(old) = state.probes.take() {

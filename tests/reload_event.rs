@@ -110,3 +110,44 @@ async fn sighup_and_post_reload_are_events_with_who_and_what_changed() {
     assert_eq!(events[2]["state"], "idle");
     assert_eq!(events[2]["weight"], 0.0);
 }
+
+async fn metrics_text(s: &Server) -> String {
+    s.api()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// A removed `max_inflight` no longer leaves `cutover_admission_limit` exported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
+    let envs = common::sim_envs().await;
+    let addrs = [envs[0].addr, envs[1].addr, envs[2].addr];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config_envs(dir.path(), addrs, ["", "max_inflight = 8", ""], "");
+    let s = Server::start(&cfg);
+    let limit = "cutover_admission_limit{env=\"new\"} 8";
+    assert!(metrics_text(&s).await.contains(limit));
+    write_config_envs(dir.path(), addrs, ["", "", ""], "");
+    let r = s
+        .api()
+        .post(s.url("/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    let text = metrics_text(&s).await;
+    assert!(
+        !text.contains("cutover_admission_limit{env=\"new\"}"),
+        "{text}"
+    );
+    let e = reload_events(&s).await;
+    assert_eq!(
+        e[0]["data"]["changed"][0], "envs.new.max_inflight",
+        "{e:#?}"
+    );
+}
