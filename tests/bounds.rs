@@ -185,3 +185,53 @@ fn plan_check_refuses_out_of_range_durations_with_positions() {
     assert!(err.contains("p.toml:4:8: `hold` is 30days"), "{err}");
     assert!(err.contains("p.toml:6:8: `ramp` is 2days"), "{err}");
 }
+
+/// Through the binary: a config duration beyond its documented maximum is refused at start
+/// with file:line:col and the key (a year-long retry-budget window allocated a cell per second).
+#[test]
+fn serve_refuses_an_out_of_range_config_duration_with_its_position() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("c.toml");
+    std::fs::write(
+        &path,
+        "[listen]\naddr = \"127.0.0.1:0\"\n[envs.old]\nupstreams = [\"127.0.0.1:1\"]\n\
+         [envs.new]\nupstreams = [\"127.0.0.1:2\"]\n[envs.fallback]\nupstreams = [\"127.0.0.1:3\"]\n\
+         [retry_budget]\nwindow = \"365days\"\n",
+    )
+    .expect("write");
+    let mut child = Command::new(common::server::bin())
+        .args(["serve", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    // A refused config exits at once; one that was taken keeps serving: stop it and fail.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(78),
+        "the config was taken: {err}"
+    );
+    assert!(err.contains("c.toml:10:10:"), "{err}");
+    assert!(err.contains("retry_budget.window"), "{err}");
+    assert!(
+        err.contains("longer than the most this key allows, 10m"),
+        "{err}"
+    );
+}
