@@ -151,3 +151,75 @@ async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
         "{e:#?}"
     );
 }
+
+/// `[tunnels] drain_rate` changed by a reload applies to the next drain (it was captured when
+/// the drain task started): at 2 per second, six misplaced tunnels take over two seconds to
+/// close, where the start-up rate (50/s) closes them in a tenth of that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_drain_rate_paces_the_next_drain() {
+    use futures_util::StreamExt;
+    let envs = common::sim_envs().await;
+    let addrs = [envs[0].addr, envs[1].addr, envs[2].addr];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = write_config_envs(
+        dir.path(),
+        addrs,
+        ["", "", ""],
+        "[tunnels]\ndrain_rate = 50\n",
+    );
+    let s = Server::start(&cfg);
+    write_config_envs(
+        dir.path(),
+        addrs,
+        ["", "", ""],
+        "[tunnels]\ndrain_rate = 2\n",
+    );
+    let r = s
+        .api()
+        .post(s.url("/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    assert_eq!(r.status(), 200);
+    // Six tunnels on OLD (weight 0), each a different user.
+    let mut socks = Vec::new();
+    for i in 0..6 {
+        let mut req =
+            tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+                format!("ws://{}/ws", s.proxy),
+            )
+            .expect("request");
+        req.headers_mut().insert(
+            "x-user-id",
+            format!("tunnel-user-{i}").parse().expect("header"),
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .expect("websocket");
+        ws.next().await.expect("hello").expect("message");
+        socks.push(ws);
+    }
+    let started = std::time::Instant::now();
+    let r = s
+        .api()
+        .post(s.url("/v1/weight"))
+        .json(&serde_json::json!({"weight": 100}))
+        .send()
+        .await
+        .expect("weight");
+    assert_eq!(r.status(), 200);
+    // Each tunnel is closed by the drain (1012); wait for all six.
+    let closes = socks.into_iter().map(|mut ws| async move {
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+            if m.is_close() {
+                break;
+            }
+        }
+    });
+    futures_util::future::join_all(closes).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2000),
+        "six tunnels drained in {took:?}: the reloaded rate (2/s) was not applied"
+    );
+}
