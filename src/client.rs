@@ -110,6 +110,18 @@ impl Client {
             .await
     }
 
+    /// `POST /v1/weight` with a `ramp`: reach `weight` over `ramp` (e.g. `"2m"`).
+    pub async fn set_weight_ramped(
+        &self,
+        weight: f64,
+        ramp: &str,
+        reason: Option<&str>,
+    ) -> Result<Status, ClientError> {
+        let body = serde_json::json!({ "weight": weight, "ramp": ramp, "reason": reason });
+        self.call(Method::POST, "/v1/weight", Some(json_bytes(&body)?))
+            .await
+    }
+
     /// `GET /v1/events?since=ID`: events with an id above `since`, oldest first.
     pub async fn events(&self, since: u64) -> Result<Vec<Event>, ClientError> {
         self.call(Method::GET, &format!("/v1/events?since={since}"), None)

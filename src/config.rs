@@ -19,6 +19,32 @@ use crate::router::{Env, KeySource};
 mod protection;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 
+/// The longest value each duration key of the config takes (every one must also be above 0);
+/// documented in docs/config.md. Keys are matched by their last part (`envs.new.connect_timeout`
+/// → `connect_timeout`). The bounds keep every timer a task arms far from `Instant` overflow
+/// and every per-second table (the retry budget's window) small.
+pub const DURATION_BOUNDS: &[(&str, Duration)] = &[
+    ("connect_timeout", Duration::from_secs(5 * 60)),
+    ("request_timeout", Duration::from_secs(3600)),
+    ("header_read_timeout", Duration::from_secs(3600)),
+    ("body_read_timeout", Duration::from_secs(3600)),
+    ("body_rate_grace", Duration::from_secs(3600)),
+    ("idle_timeout", Duration::from_secs(24 * 3600)),
+    ("drain_timeout", Duration::from_secs(3600)),
+    ("window", Duration::from_secs(600)),
+    ("interval", Duration::from_secs(3600)),
+    ("timeout", Duration::from_secs(5 * 60)),
+];
+
+/// The longest value `key` takes (see [`DURATION_BOUNDS`]); one hour for a key not listed.
+pub fn duration_max(key: &str) -> Duration {
+    let last = key.rsplit('.').next().unwrap_or(key);
+    DURATION_BOUNDS
+        .iter()
+        .find(|(k, _)| *k == last)
+        .map_or(Duration::from_secs(3600), |(_, d)| *d)
+}
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -288,10 +314,23 @@ impl Checker<'_> {
 
     fn duration(&mut self, v: Option<&Spanned<String>>, key: &str, default: Duration) -> Duration {
         let Some(v) = v else { return default };
+        let max = duration_max(key);
         match humantime::parse_duration(v.get_ref()) {
-            Ok(d) if !d.is_zero() => d,
-            Ok(_) => {
+            Ok(d) if !d.is_zero() && d <= max => d,
+            Ok(d) if d.is_zero() => {
                 self.problem(v.span().start, key, "must be longer than 0 (e.g. \"2s\")");
+                default
+            }
+            Ok(_) => {
+                self.problem(
+                    v.span().start,
+                    key,
+                    format!(
+                        "`{}` is longer than the most this key allows, {}",
+                        v.get_ref(),
+                        humantime::format_duration(max)
+                    ),
+                );
                 default
             }
             Err(e) => {

@@ -112,6 +112,13 @@ impl Reloader {
         }
         let changed = changes(&state.running, &new);
         self.live.apply(&new);
+        // An env whose limit was removed is unlimited now: stop exporting the old limit.
+        for env in Env::ALL {
+            let p = new.protect(env);
+            if p.max_inflight.is_none() && !p.adaptive_limit {
+                self.metrics.set_admission_limit(env, None);
+            }
+        }
         self.env_addrs
             .store(Arc::new(Env::ALL.map(|e| new.env(e).upstreams.clone())));
         if let Some(old) = state.probes.take() {
@@ -230,6 +237,37 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
     );
     diff("proxy.client_lane", old.client_lane != new.client_lane);
     diff("limits", old.limits != new.limits);
+    for env in Env::ALL {
+        let (a, b) = (old.protect(env), new.protect(env));
+        let mut diff = |key: &str, differs: bool| {
+            if differs {
+                out.push(format!("envs.{env}.{key}"));
+            }
+        };
+        diff("max_inflight", a.max_inflight != b.max_inflight);
+        diff("adaptive_limit", a.adaptive_limit != b.adaptive_limit);
+        diff("queue_timeout", a.queue_timeout != b.queue_timeout);
+        diff(
+            "new_sessions_per_sec",
+            a.new_sessions.map(|r| r.per_sec) != b.new_sessions.map(|r| r.per_sec),
+        );
+        diff(
+            "new_sessions_burst",
+            a.new_sessions.map(|r| r.burst) != b.new_sessions.map(|r| r.burst),
+        );
+    }
+    let (a, b) = (&old.protection, &new.protection);
+    let mut diff = |key: &str, differs: bool| {
+        if differs {
+            out.push(key.to_owned());
+        }
+    };
+    diff("tunnels.drain_rate", a.drain_rate != b.drain_rate);
+    diff("waiting_room.page_file", a.page != b.page);
+    diff(
+        "waiting_room.retry_after",
+        a.retry_after_s != b.retry_after_s,
+    );
     out
 }
 
@@ -242,6 +280,29 @@ mod tests {
 
     fn cfg(extra: &str) -> Config {
         Config::parse(&format!("{BASE}{extra}"), "c.toml").expect("valid")
+    }
+
+    #[test]
+    fn protection_keys_are_named_in_changed() {
+        let a = cfg("");
+        let text = BASE.replace(
+            "[envs.new]\n",
+            "[envs.new]\nmax_inflight = 8\nqueue_timeout = \"20ms\"\n",
+        );
+        let b = Config::parse(
+            &format!("{text}[tunnels]\ndrain_rate = 5\n[waiting_room]\nretry_after = 9\n"),
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(
+            changes(&a, &b),
+            [
+                "envs.new.max_inflight",
+                "envs.new.queue_timeout",
+                "tunnels.drain_rate",
+                "waiting_room.retry_after"
+            ]
+        );
     }
 
     #[test]

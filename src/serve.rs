@@ -130,7 +130,11 @@ pub async fn run(
     });
     let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
     let proxy_task = tokio::spawn(workers.serve(proxy_listener, stopped()));
-    tokio::spawn(reload_on_sighup(reloader, stopped()));
+    tokio::spawn(reload_on_sighup(
+        reloader,
+        control.handle.clone(),
+        stopped(),
+    ));
     on_ready(bound, &control.token);
 
     shutdown.await;
@@ -144,7 +148,11 @@ pub async fn run(
 }
 
 /// Reload the config on every SIGHUP until `stop` resolves. The outcome goes to the log.
-async fn reload_on_sighup(reloader: Arc<Reloader>, stop: impl Future<Output = ()>) {
+async fn reload_on_sighup(
+    reloader: Arc<Reloader>,
+    handle: crate::orchestrator::Handle,
+    stop: impl Future<Output = ()>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -155,32 +163,52 @@ async fn reload_on_sighup(reloader: Arc<Reloader>, stop: impl Future<Output = ()
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                Some(()) = hup.recv() => { let _ = log_reload(&reloader, "SIGHUP"); }
+                Some(()) = hup.recv() => { let _ = log_reload(&reloader, &handle, "SIGHUP").await; }
                 _ = &mut stop => return,
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = reloader;
+        let _ = (reloader, handle);
         stop.await;
     }
 }
 
-/// Reload and log the outcome; `actor` says who asked.
-pub fn log_reload(
+/// Reload, log the outcome, and record it as a `reload` event (who asked, what changed; a
+/// rejected reload is a `reload_rejected` event with why); `actor` says who asked.
+pub async fn log_reload(
     reloader: &Reloader,
+    handle: &crate::orchestrator::Handle,
     actor: &str,
 ) -> Result<crate::reload::Reloaded, crate::reload::ReloadError> {
     let result = reloader.reload();
-    match &result {
+    let (action, reason, data) = match &result {
         Ok(r) => {
-            tracing::info!(actor, file = %r.file.display(), changed = ?r.changed, "config reloaded")
+            tracing::info!(actor, file = %r.file.display(), changed = ?r.changed, "config reloaded");
+            let what = match r.changed.is_empty() {
+                true => "nothing changed".to_owned(),
+                false => format!("changed {}", r.changed.join(", ")),
+            };
+            (
+                "reload",
+                format!("config {} reloaded by {actor}: {what}", r.file.display()),
+                serde_json::json!({ "file": r.file.display().to_string(), "changed": r.changed }),
+            )
         }
         // One log line per rejection, however many problems it lists.
         Err(e) => {
-            tracing::error!(actor, error = %e.to_string().replace('\n', "; "), "config reload rejected")
+            let why = e.to_string().replace('\n', "; ");
+            tracing::error!(actor, error = %why, "config reload rejected");
+            (
+                "reload_rejected",
+                format!("config reload by {actor} rejected, nothing changed: {why}"),
+                serde_json::json!({ "error": why }),
+            )
         }
+    };
+    if let Err(e) = handle.record(actor, action, reason, data).await {
+        tracing::error!(error = %e, "could not record the reload in the event log");
     }
     result
 }

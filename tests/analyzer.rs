@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cutover::analyzer::{evaluate, run_probes, GateTracker, Health, ProbeTarget};
+use cutover::analyzer::{run_probes, Evaluation, GateTracker, Health, ProbeTarget};
 use cutover::api::GateView;
 use cutover::metrics::{
     render_prometheus, GateGauge, MetricRef, Metrics, Outcome, RunGauges, Scope, ScopeWindow,
@@ -13,7 +13,12 @@ use cutover::metrics::{
 };
 use cutover::orchestrator::RunState;
 use cutover::plan::model::{Analysis, Condition, Gate, OnFail, Plan, Rollback};
-use cutover::router::Env;
+use cutover::router::{Env, Weight};
+
+/// Judges at 50 %: every env expected to carry traffic.
+fn evaluate(p: &Plan, w: &WindowSnapshot, t: &mut GateTracker) -> Evaluation {
+    cutover::analyzer::evaluate(p, w, Weight::from_percent(50.0), t)
+}
 
 fn metric(s: &str) -> MetricRef {
     MetricRef::parse(s).unwrap()
@@ -643,4 +648,191 @@ async fn probes_record_real_answers_and_stop_on_shutdown() {
         .await
         .expect("probe task stops on shutdown")
         .unwrap();
+}
+
+/// Issue 19 §1: a scope the plan left empty passes (saying so); one that must carry traffic
+/// still needs `min_requests`.
+#[test]
+fn a_scope_empty_by_design_passes_and_one_that_must_carry_traffic_waits() {
+    let p = plan(vec![
+        gate(
+            "fallback errors",
+            "fallback.error_rate",
+            Condition::Max(0.02),
+            1,
+            OnFail::Rollback,
+        ),
+        gate(
+            "old errors",
+            "old.error_rate",
+            Condition::Max(0.02),
+            1,
+            OnFail::Pause,
+        ),
+        gate(
+            "new slower",
+            "new.p99_ms",
+            Condition::RatioOf {
+                of: metric("old.p99_ms"),
+                ratio: 1.5,
+                confidence: None,
+            },
+            1,
+            OnFail::Pause,
+        ),
+        gate(
+            "users errors",
+            "users.error_rate",
+            Condition::Max(0.02),
+            1,
+            OnFail::Rollback,
+        ),
+    ]);
+    let at = |w: &WindowSnapshot, pct: f64| {
+        cutover::analyzer::evaluate(&p, w, Weight::from_percent(pct), &mut GateTracker::new())
+    };
+    // 100 %: OLD has no users, FALLBACK nothing displaced: healthy, and the notes say why.
+    let full = snap(&[
+        (Scope::New, 500, 0),
+        (Scope::Users, 500, 0),
+        (Scope::Old, 3, 0),
+    ]);
+    let e = at(&full, 100.0);
+    assert_eq!(e.observation.health, Health::Healthy, "{e:?}");
+    let notes = e.observation.notes.join(" | ");
+    assert!(notes.contains("\"fallback errors\" passes without traffic by design: nothing was displaced to fallback"), "{notes}");
+    assert!(
+        notes.contains(
+            "\"old errors\" passes without traffic by design: old has no users at weight 100%"
+        ),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("\"new slower\" passes without traffic by design"),
+        "{notes}"
+    );
+    // 90 %: OLD must carry traffic, so the same window cannot judge it.
+    match at(&full, 90.0).observation.health {
+        Health::NotJudged { reason } => {
+            assert!(
+                reason.contains("not enough traffic on old: 3 of 50"),
+                "{reason}"
+            );
+            assert!(!reason.contains("fallback"), "{reason}");
+        }
+        h => panic!("{h:?}"),
+    }
+    // Something displaced to FALLBACK: its few requests are now evidence it lacks.
+    let mut displaced = full.clone();
+    displaced.scopes[Scope::New.index()].displaced_to_fallback = 4;
+    displaced.scopes[Scope::Fallback.index()].requests = 4;
+    match at(&displaced, 100.0).observation.health {
+        Health::NotJudged { reason } => {
+            assert!(
+                reason.contains("not enough traffic on fallback: 4 of 50"),
+                "{reason}"
+            )
+        }
+        h => panic!("{h:?}"),
+    }
+    // `users` is never empty by design.
+    let quiet = snap(&[(Scope::New, 500, 0), (Scope::Users, 10, 0)]);
+    assert!(matches!(
+        at(&quiet, 100.0).observation.health,
+        Health::NotJudged { .. }
+    ));
+    // NEW at 0 % has no users: its gates pass; above 0 % they need traffic.
+    let p_new = plan(vec![gate(
+        "new errors",
+        "new.error_rate",
+        Condition::Max(0.02),
+        1,
+        OnFail::Rollback,
+    )]);
+    let none = snap(&[(Scope::Old, 500, 0)]);
+    let zero = cutover::analyzer::evaluate(&p_new, &none, Weight::ZERO, &mut GateTracker::new());
+    assert_eq!(zero.observation.health, Health::Healthy);
+    let one = cutover::analyzer::evaluate(
+        &p_new,
+        &none,
+        Weight::from_percent(1.0),
+        &mut GateTracker::new(),
+    );
+    assert!(matches!(one.observation.health, Health::NotJudged { .. }));
+}
+
+/// Issue 19 §2: a herd is demand, not a fault of NEW. With admission shedding on every env
+/// that carries users, a rollback gate on users/OLD/FALLBACK holds the weight (pause, "demand
+/// above capacity"); a gate on NEW itself still rolls back.
+#[test]
+fn a_herd_holds_the_weight_and_only_evidence_against_new_rolls_back() {
+    let users_gate = gate(
+        "users errors",
+        "users.error_rate",
+        Condition::Max(0.02),
+        1,
+        OnFail::Rollback,
+    );
+    let new_gate = gate(
+        "new errors",
+        "new.error_rate",
+        Condition::Max(0.02),
+        1,
+        OnFail::Rollback,
+    );
+    let mut herd = snap(&[
+        (Scope::Old, 500, 0),
+        (Scope::New, 500, 0),
+        (Scope::Users, 1000, 100),
+    ]);
+    for s in [Scope::Old, Scope::New] {
+        herd.scopes[s.index()].shed = 50;
+        herd.scopes[s.index()].shed_rate = 5.0;
+    }
+    let at = |p: &Plan, w: &WindowSnapshot| {
+        cutover::analyzer::evaluate(p, w, Weight::from_percent(25.0), &mut GateTracker::new())
+            .observation
+            .health
+    };
+    let p = plan(vec![users_gate.clone(), new_gate.clone()]);
+    match at(&p, &herd) {
+        Health::Pause { reason, data } => {
+            assert!(
+                reason.starts_with(
+                    "demand above capacity: admission control is shedding on old 5.00/s, new 5.00/s"
+                ),
+                "{reason}"
+            );
+            assert!(reason.contains("gate \"users errors\" failed"), "{reason}");
+            assert!(data["held_not_rolled_back"].is_string(), "{data}");
+        }
+        h => panic!("{h:?}"),
+    }
+    // OLD alone at its limit: rolling users back onto it would make it worse; held too.
+    let mut old_only = herd.clone();
+    old_only.scopes[Scope::New.index()].shed = 0;
+    match at(&p, &old_only) {
+        Health::Pause { reason, .. } => {
+            assert!(
+                reason.contains("shedding on old 5.00/s;")
+                    || reason.contains("shedding on old 5.00/s:"),
+                "{reason}"
+            )
+        }
+        h => panic!("{h:?}"),
+    }
+    // Nobody shedding: the users' failures are not demand; the gate rolls back.
+    let mut calm = herd.clone();
+    for s in [Scope::Old, Scope::New] {
+        calm.scopes[s.index()].shed = 0;
+    }
+    assert!(matches!(at(&p, &calm), Health::Rollback { .. }));
+    // NEW failing on its own under the same load: evidence against NEW, rollback.
+    let mut new_fails = herd.clone();
+    new_fails.scopes[Scope::New.index()].errors = 100;
+    new_fails.scopes[Scope::New.index()].error_rate = 0.2;
+    match at(&p, &new_fails) {
+        Health::Rollback { reason, .. } => assert!(reason.contains("new errors"), "{reason}"),
+        h => panic!("{h:?}"),
+    }
 }

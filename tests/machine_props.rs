@@ -70,6 +70,7 @@ enum Op {
     Rollback,
     Abort,
     SetWeight(u32),
+    RampWeight(u32, u64),
     /// Answer the pending checks (or a random step when none are pending).
     Checks {
         pass: bool,
@@ -91,6 +92,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => Just(Op::Rollback),
         1 => Just(Op::Abort),
         1 => (0u32..=12_000).prop_map(Op::SetWeight),
+        1 => (0u32..=10_000, prop_oneof![1 => Just(0u64), 3 => 1u64..=4000])
+            .prop_map(|(bp, ms)| Op::RampWeight(bp, ms)),
         3 => (any::<bool>(), 0usize..5).prop_map(|(pass, stray)| Op::Checks { pass, stray }),
         12 => (0u64..=3000, 0u8..8, any::<bool>()).prop_map(|(dt_ms, health, degraded)| {
             Op::Tick { dt_ms, health, degraded }
@@ -116,6 +119,7 @@ fn observation(health: u8, degraded: bool) -> Observation {
     Observation {
         health,
         old_degraded: degraded.then(|| "old.p99_ms high".to_string()),
+        notes: Vec::new(),
     }
 }
 
@@ -132,6 +136,10 @@ fn command(op: &Op, ctl: &Control, plan: &Plan, next_id: u64) -> Option<Command>
         Op::Rollback => Command::Rollback,
         Op::Abort => Command::Abort,
         Op::SetWeight(bp) => Command::SetWeight(Weight::from_bp(*bp)),
+        Op::RampWeight(bp, ms) => Command::RampWeight {
+            weight: Weight::from_bp(*bp),
+            over: Duration::from_millis(*ms),
+        },
         Op::Checks { pass, stray } => {
             let step = ctl.run().and_then(|r| r.checks_pending()).unwrap_or(*stray);
             if *pass {
@@ -155,12 +163,16 @@ fn allowed(cmd: &Command, before: &Control) -> bool {
         Command::Pause => s.is_active() && s != RunState::Paused,
         Command::Resume => s == RunState::Paused,
         Command::Approve => s == RunState::AwaitingApproval,
-        Command::Rollback => matches!(
-            s,
-            RunState::Running | RunState::Paused | RunState::AwaitingApproval
-        ),
+        Command::Rollback => match s {
+            RunState::Running | RunState::Paused | RunState::AwaitingApproval => true,
+            // "Return to OLD" after the run ended, when anyone is on NEW.
+            RunState::Aborted | RunState::Completed | RunState::RolledBack => {
+                before.weight() > Weight::ZERO
+            }
+            _ => false,
+        },
         Command::Abort => s.is_active(),
-        Command::SetWeight(_) => true,
+        Command::SetWeight(_) | Command::RampWeight { .. } => true,
         Command::ChecksPassed { step } | Command::ChecksFailed { step, .. } => {
             s == RunState::Running && before.run().and_then(|r| r.checks_pending()) == Some(*step)
         }
@@ -179,13 +191,67 @@ fn check_state(ctl: &Control) -> Result<(), TestCaseError> {
     if run.checks_pending().is_some() {
         prop_assert_eq!(run.state(), RunState::Running);
     }
-    let holding = run.state() == RunState::Running && run.checks_pending().is_none();
-    if holding || run.state() == RunState::AwaitingApproval {
+    let holding = run.state() == RunState::Running
+        && run.checks_pending().is_none()
+        && ctl.moving().is_none();
+    if holding || (run.state() == RunState::AwaitingApproval && ctl.moving().is_none()) {
         prop_assert_eq!(ctl.weight(), step.weight, "holding at the step's weight");
     }
     prop_assert_eq!(run.resume_to().is_some(), run.state() == RunState::Paused);
     let back: Control = serde_json::from_str(&serde_json::to_string(ctl).unwrap()).unwrap();
     prop_assert_eq!(&back, ctl);
+    Ok(())
+}
+
+/// Pace: no command but the immediate `SetWeight` moves users at once, except a plan's own
+/// step (step 1 from 0 %, the next step from the previous one) or a zero ramp.
+fn check_pace(cmd: &Command, before: &Control, after: &Control) -> Result<(), TestCaseError> {
+    let ramp = before
+        .run()
+        .map_or(Duration::from_secs(30), |r| r.plan().rollback.ramp);
+    let same = after.weight() == before.weight();
+    match cmd {
+        Command::Resume if !ramp.is_zero() => prop_assert!(same, "resume jumped"),
+        Command::Rollback if !ramp.is_zero() && after.state() == RunState::RollingBack => {
+            prop_assert!(same, "rollback jumped")
+        }
+        Command::RampWeight { over, .. } if !over.is_zero() => {
+            prop_assert!(same, "a ramped set-weight jumped")
+        }
+        Command::Start { plan, .. } if !plan.rollback.ramp.is_zero() => {
+            prop_assert!(
+                same || before.weight() == Weight::ZERO,
+                "start jumped from {:?} to {:?}",
+                before.weight(),
+                after.weight()
+            )
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A tick moves the weight by at most its share of the move's pace.
+fn check_tick_pace(before: &Control, after: &Control, dt: Duration) -> Result<(), TestCaseError> {
+    let rolling = before.state() == RunState::RollingBack
+        || (after.state() != before.state()
+            && matches!(after.state(), RunState::RollingBack | RunState::RolledBack));
+    let over = match before.moving() {
+        _ if rolling => before.run().map(|r| r.plan().rollback.ramp),
+        Some(m) => Some(m.over()),
+        None => None,
+    };
+    if let Some(over) = over.filter(|o| !o.is_zero()) {
+        let delta = u128::from(after.weight().bp().abs_diff(before.weight().bp()));
+        let bound = 10_000 * dt.as_nanos() / over.as_nanos() + 1;
+        prop_assert!(
+            delta <= bound,
+            "moved {} bp in {:?} of {:?}",
+            delta,
+            dt,
+            over
+        );
+    }
     Ok(())
 }
 
@@ -232,7 +298,7 @@ proptest! {
             if let Some(cmd) = command(op, &ctl, &plan, next_id) {
                 let action = cmd.action();
                 let may = allowed(&cmd, &before);
-                match apply(&ctl, cmd, "prop", reason) {
+                match apply(&ctl, cmd.clone(), "prop", reason) {
                     Ok(t) => {
                         prop_assert!(may, "{} accepted in {}", action, before.state());
                         prop_assert_eq!(t.event.action.as_str(), action);
@@ -243,6 +309,7 @@ proptest! {
                             next_id += 1;
                         }
                         check_move(&before, &t, false)?;
+                        check_pace(&cmd, &before, &t.control)?;
                         ctl = t.control;
                     }
                     Err(rej) => {
@@ -257,15 +324,22 @@ proptest! {
                 match tick(&ctl, dt, &obs) {
                     Tick::Nothing => {}
                     Tick::Progress(next) => {
-                        prop_assert!(before.state().is_active(), "only active runs progress");
+                        prop_assert!(
+                            before.state().is_active() || before.moving().is_some(),
+                            "only active runs and weight moves progress"
+                        );
                         prop_assert_eq!(next.state(), before.state());
                         prop_assert_eq!(next.weight(), before.weight());
                         prop_assert_eq!(next.step(), before.step());
                         ctl = next;
                     }
                     Tick::Transition(t) => {
-                        prop_assert!(before.state().is_active(), "only active runs tick");
+                        prop_assert!(
+                            before.state().is_active() || before.moving().is_some(),
+                            "only active runs and weight moves tick"
+                        );
                         check_move(&before, &t, true)?;
+                        check_tick_pace(&before, &t.control, dt)?;
                         if t.control.step() > before.step() {
                             // A tick advances only a served, healthy hold.
                             let run = before.run().unwrap();

@@ -8,7 +8,10 @@
 //! enough traffic does neither — a lull in traffic must neither wipe the evidence of a regression
 //! nor manufacture it. A gate *acts* when it fails now and its streak has reached `after`.
 //!
-//! Health: Rollback if a rollback gate acts (it wins over pause), else Pause if a pause gate acts,
+//! Health: Rollback if a rollback gate acts (it wins over pause) — but a rollback gate that is
+//! not on NEW's own numbers becomes a Pause ("demand above capacity") while admission control
+//! is shedding on an env that carries users: a herd is demand, not evidence against NEW, and a
+//! rollback would push users onto a full OLD — else Pause if a pause gate acts,
 //! else NotJudged if a gate could not judge or is failing but has not reached `after` yet (a step
 //! must not advance on a gate that is failing), else Healthy.
 
@@ -17,11 +20,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::judge::{judge, pct, threshold_text, Kind, Verdict};
+use super::judge::{judge, num, pct, threshold_text, Kind, Verdict};
 use super::{Health, Observation};
 use crate::api::GateView;
 use crate::metrics::{Scope, WindowSnapshot};
 use crate::plan::model::{OnFail, Plan};
+use crate::router::Weight;
 
 /// Consecutive failing evaluations per gate name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,25 +98,69 @@ fn displaced_data(snap: &WindowSnapshot) -> Value {
     json!({ "old": one(Scope::Old), "new": one(Scope::New), "users": one(Scope::Users) })
 }
 
+/// Whether `gate` is evidence against NEW itself: a gate on NEW's own numbers (its failures,
+/// its latency, what it turned away), alone or compared with OLD under the same load.
+fn against_new(gate: &crate::plan::model::Gate) -> bool {
+    gate.metric.scope == Scope::New
+}
+
+/// `demand above capacity: admission control is shedding on old 12/s, new 30/s` when an env
+/// that carries users at `weight` is at its limit — admission control is shedding there — else
+/// `None`. Then the failures users see are the herd's, not NEW's, and a rollback would push
+/// users onto an OLD that is (or, with NEW shedding too, the system that is) already full.
+pub fn demand_above_capacity(snap: &WindowSnapshot, weight: Weight) -> Option<String> {
+    let mut carrying = Vec::new();
+    if weight < Weight::FULL {
+        carrying.push(Scope::Old);
+    }
+    if weight > Weight::ZERO {
+        carrying.push(Scope::New);
+    }
+    let shedding: Vec<Scope> = carrying
+        .into_iter()
+        .filter(|s| snap.scope(*s).shed > 0)
+        .collect();
+    (!shedding.is_empty()).then(|| {
+        let each: Vec<String> = shedding
+            .iter()
+            .map(|s| format!("{} {}/s", s.as_str(), num(snap.scope(*s).shed_rate)))
+            .collect();
+        format!(
+            "demand above capacity: admission control is shedding on {}",
+            each.join(", ")
+        )
+    })
+}
+
 /// Judges every gate of `plan` over `snap`, advancing `tracker`'s streaks.
-pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -> Evaluation {
+///
+/// `weight` is the share of users on NEW in effect, which says where the plan expects traffic.
+pub fn evaluate(
+    plan: &Plan,
+    snap: &WindowSnapshot,
+    weight: Weight,
+    tracker: &mut GateTracker,
+) -> Evaluation {
     let window = window_text(snap);
     tracker
         .streaks
         .retain(|name, _| plan.gates.iter().any(|g| &g.name == name));
 
     let mut views = Vec::with_capacity(plan.gates.len());
-    let mut acting: [Option<(String, Value)>; 2] = [None, None]; // [rollback, pause]
+    // [rollback with evidence against NEW itself, rollback on anything else, pause]
+    let mut acting: [Option<(String, Value)>; 3] = [None, None, None];
     let mut unjudged: Vec<String> = Vec::new();
     let mut old_degraded = None;
+    let mut notes: Vec<String> = Vec::new();
 
     for gate in &plan.gates {
         let Verdict {
             kind,
+            by_design,
             value,
             text,
             mut data,
-        } = judge(gate, snap, plan.analysis.min_requests, &window);
+        } = judge(gate, snap, plan.analysis.min_requests, weight, &window);
         let streak = tracker.apply(&gate.name, kind);
         let after = gate.after.max(1);
         views.push(GateView {
@@ -126,6 +174,7 @@ pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -
             on_fail: gate.on_fail.as_str().to_string(),
         });
         match kind {
+            Kind::Ok if by_design => notes.push(format!("gate \"{}\" {text}", gate.name)),
             Kind::Ok => {}
             Kind::NotEnoughTraffic => unjudged.push(format!("gate \"{}\": {text}", gate.name)),
             Kind::Failing => {
@@ -143,8 +192,9 @@ pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -
                     continue;
                 }
                 let slot = match gate.on_fail {
-                    OnFail::Rollback => &mut acting[0],
-                    OnFail::Pause => &mut acting[1],
+                    OnFail::Rollback if against_new(gate) => &mut acting[0],
+                    OnFail::Rollback => &mut acting[1],
+                    OnFail::Pause => &mut acting[2],
                 };
                 if slot.is_none() {
                     let reason = format!(
@@ -162,9 +212,28 @@ pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -
         }
     }
 
-    let [rollback, pause] = acting;
-    let health = if let Some((reason, data)) = rollback {
+    let [rollback_new, rollback_other, pause] = acting;
+    let demand = demand_above_capacity(snap, weight);
+    let health = if let Some((reason, data)) = rollback_new {
         Health::Rollback { reason, data }
+    } else if let Some((reason, mut data)) = rollback_other {
+        match demand {
+            // A herd is demand, not a fault of NEW: hold the weight rather than push users
+            // back onto an OLD that is at its limit too.
+            Some(why) => {
+                if let Value::Object(m) = &mut data {
+                    m.insert("held_not_rolled_back".into(), json!(why));
+                }
+                Health::Pause {
+                    reason: format!(
+                        "{why}: holding the weight instead of rolling users back onto an \
+                         overloaded OLD (no evidence against NEW itself); {reason}"
+                    ),
+                    data,
+                }
+            }
+            None => Health::Rollback { reason, data },
+        }
     } else if let Some((reason, data)) = pause {
         Health::Pause { reason, data }
     } else if !unjudged.is_empty() {
@@ -178,6 +247,7 @@ pub fn evaluate(plan: &Plan, snap: &WindowSnapshot, tracker: &mut GateTracker) -
         observation: Observation {
             health,
             old_degraded,
+            notes,
         },
         gates: views,
     }

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use super::stats::ratio_excess;
 use crate::metrics::{MetricKind, MetricRef, Scope, WindowSnapshot};
 use crate::plan::model::{Condition, Gate};
+use crate::router::Weight;
 
 /// Fewest probes in a window for a `probe_success` gate to judge.
 pub const MIN_PROBES: u64 = 3;
@@ -41,6 +42,8 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
     pub kind: Kind,
+    /// The gate passed because a scope it reads is empty by design (see [`empty_by_design`]).
+    pub by_design: bool,
     pub value: Option<f64>,
     /// `new.error_rate = 0.031 > max 0.020`, or why it could not judge.
     pub text: String,
@@ -126,8 +129,47 @@ fn lacking(snap: &WindowSnapshot, m: MetricRef, min_requests: u64, window: &str)
     (have < need).then(|| format!("not enough {word} on {on}: {have} of {need} {what} in {window}"))
 }
 
+/// Why `m`'s scope carries no traffic because the plan put none there, if so.
+///
+/// Absence is evidence when the plan explains it: OLD has no users at 100 %, NEW none at 0 %,
+/// and FALLBACK only ever gets what an env could not answer, so with nothing displaced to it
+/// in the window its emptiness is the healthy case. `users` always carries traffic, and so do
+/// OLD and NEW at any weight in between: they still need `min_requests`. Only per-request
+/// metrics qualify; `share` and `probe_success` have samples of their own.
+pub fn empty_by_design(snap: &WindowSnapshot, m: MetricRef, weight: Weight) -> Option<String> {
+    match m.metric {
+        MetricKind::ErrorRate
+        | MetricKind::P50Ms
+        | MetricKind::P99Ms
+        | MetricKind::DisplacedRate => {}
+        _ => return None,
+    }
+    match m.scope {
+        Scope::Old if weight == Weight::FULL => Some("old has no users at weight 100%".into()),
+        Scope::New if weight == Weight::ZERO => Some("new has no users at weight 0%".into()),
+        Scope::Fallback => {
+            let displaced: u64 = [Scope::Old, Scope::New]
+                .iter()
+                .map(|s| snap.scope(*s).displaced_to_fallback)
+                .sum();
+            (displaced == 0 && snap.retries == 0)
+                .then(|| "nothing was displaced to fallback".to_string())
+        }
+        _ => None,
+    }
+}
+
 /// Judges `gate` over `snap`; `window` is the window's human form (`10s`).
-pub fn judge(gate: &Gate, snap: &WindowSnapshot, min_requests: u64, window: &str) -> Verdict {
+///
+/// `weight` is the share of users on NEW in effect: it says which scopes the plan expects to
+/// carry traffic (see [`empty_by_design`]).
+pub fn judge(
+    gate: &Gate,
+    snap: &WindowSnapshot,
+    min_requests: u64,
+    weight: Weight,
+    window: &str,
+) -> Verdict {
     let m = gate.metric;
     let value = snap.value(m);
     let mut data = Map::new();
@@ -141,6 +183,7 @@ pub fn judge(gate: &Gate, snap: &WindowSnapshot, min_requests: u64, window: &str
     }
     let not_enough = |text: String, data: Map<String, Value>| Verdict {
         kind: Kind::NotEnoughTraffic,
+        by_design: false,
         value,
         text,
         data,
@@ -152,12 +195,31 @@ pub fn judge(gate: &Gate, snap: &WindowSnapshot, min_requests: u64, window: &str
         data.insert("of".into(), json!(of.to_string()));
         data.insert("of_requests".into(), json!(snap.scope(of.scope).requests));
     }
-    let missing: Vec<String> = reads
-        .iter()
-        .filter_map(|r| lacking(snap, *r, min_requests, window))
-        .collect();
+    // A scope short of evidence is either lacking traffic (the gate cannot judge) or empty
+    // because the plan put no traffic there (nothing to judge: the gate passes, saying so).
+    let mut missing: Vec<String> = Vec::new();
+    let mut empty: Vec<String> = Vec::new();
+    for r in &reads {
+        if let Some(why) = lacking(snap, *r, min_requests, window) {
+            match empty_by_design(snap, *r, weight) {
+                Some(design) => empty.push(format!("{design} ({why})")),
+                None => missing.push(why),
+            }
+        }
+    }
     if !missing.is_empty() {
         return not_enough(missing.join("; "), data);
+    }
+    if !empty.is_empty() {
+        let text = format!("passes without traffic by design: {}", empty.join("; "));
+        data.insert("by_design".into(), json!(text));
+        return Verdict {
+            kind: Kind::Ok,
+            by_design: true,
+            value,
+            text,
+            data,
+        };
     }
     let Some(v) = value else {
         return not_enough(format!("no value for {m} in {window}"), data);
@@ -232,6 +294,7 @@ pub fn judge(gate: &Gate, snap: &WindowSnapshot, min_requests: u64, window: &str
     };
     Verdict {
         kind: if fails { Kind::Failing } else { Kind::Ok },
+        by_design: false,
         value: Some(v),
         text,
         data,

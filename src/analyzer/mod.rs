@@ -44,4 +44,9 @@ pub struct Observation {
     /// Set when a gate on OLD is failing right now: a rollback ramp holds instead of pushing
     /// more users onto an OLD that is already struggling.
     pub old_degraded: Option<String>,
+    /// Gates that passed without traffic because the plan put none in their scope (e.g.
+    /// `gate "fallback errors" passes without traffic by design: nothing was displaced to
+    /// fallback (...)`), for the status and the decision's reason.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }

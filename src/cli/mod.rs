@@ -76,6 +76,9 @@ pub enum Command {
     /// Set the share of users on NEW (percent); during a run this also pauses it.
     SetWeight {
         pct: f64,
+        /// Reach the weight over this long at a constant rate (e.g. `2m`) instead of at once
+        #[arg(long)]
+        ramp: Option<String>,
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]

@@ -186,10 +186,17 @@ pub async fn operator(cmd: Command) -> ExitCode {
             .action("abort", a.reason.as_deref())
             .await
             .map(|s| render::status(&s, json)),
-        Command::SetWeight { pct, reason, .. } => client
-            .set_weight(pct, reason.as_deref())
-            .await
-            .map(|s| render::status(&s, json)),
+        Command::SetWeight {
+            pct, ramp, reason, ..
+        } => match ramp {
+            Some(ramp) => {
+                client
+                    .set_weight_ramped(pct, &ramp, reason.as_deref())
+                    .await
+            }
+            None => client.set_weight(pct, reason.as_deref()).await,
+        }
+        .map(|s| render::status(&s, json)),
         Command::Plans { .. } => client.plans().await.map(|p| render::plans(&p, json)),
         Command::Events { since, follow, .. } => events(&client, since, follow, json).await,
         Command::Console { .. } => return console(client).await,

@@ -14,13 +14,34 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use super::{sse, Control};
-use crate::api::{ActionRequest, ApiError, ErrorDetail, WeightRequest, ACTOR_HEADER};
+use crate::api::{ActionRequest, ApiError, ErrorDetail, ACTOR_HEADER};
 use crate::orchestrator::{Cmd, CommandError};
 
 pub type Body = BoxBody<Bytes, Infallible>;
 
 /// Largest request body the API reads (a plan is a few KiB).
 pub const MAX_BODY: usize = 1024 * 1024;
+
+/// `POST /v1/weight`: [`crate::api::WeightRequest`] plus an optional `ramp` (a duration string).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightBody {
+    weight: f64,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    ramp: Option<String>,
+}
+
+/// A `ramp` of `set-weight`: a duration from 0s to the plans' `[rollback] ramp` maximum (24h).
+pub fn parse_ramp(s: &str) -> Result<std::time::Duration, String> {
+    let d =
+        humantime::parse_duration(s.trim()).map_err(|e| format!("`{s}` is not a duration: {e}"))?;
+    if d > crate::plan::model::bounds::MAX_RAMP {
+        return Err(format!("`{s}` is longer than 24h"));
+    }
+    Ok(d)
+}
 
 pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
@@ -51,9 +72,9 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "check the store directory and the server log"),
         },
         ("/v1/start", Method::POST) => start(control, req, &actor).await,
-        ("/v1/reload", Method::POST) => reload(control, &actor),
+        ("/v1/reload", Method::POST) => reload(control, &actor).await,
         ("/v1/weight", Method::POST) => {
-            let body: WeightRequest = match read_json(req).await {
+            let body: WeightBody = match read_json(req).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
@@ -64,7 +85,21 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
                     "give a percentage of users for NEW between 0 and 100, e.g. {\"weight\": 30}",
                 );
             }
-            command(control, Cmd::SetWeight(body.weight), &actor, body.reason).await
+            let cmd = match body.ramp.as_deref().map(parse_ramp) {
+                None => Cmd::SetWeight(body.weight),
+                Some(Ok(over)) => Cmd::RampWeight {
+                    percent: body.weight,
+                    over,
+                },
+                Some(Err(e)) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        &format!("ramp: {e}"),
+                        "give a duration from \"0s\" to \"24h\", e.g. {\"weight\": 0, \"ramp\": \"2m\"}",
+                    )
+                }
+            };
+            command(control, cmd, &actor, body.reason).await
         }
         (p, Method::POST) if action(p).is_some() => {
             let body: ActionRequest = match read_json_optional(req).await {
@@ -166,7 +201,7 @@ async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Respon
 }
 
 /// Read the server's config file again and apply it whole, or answer 400 and change nothing.
-fn reload(control: &Control, actor: &str) -> Response<Body> {
+async fn reload(control: &Control, actor: &str) -> Response<Body> {
     use crate::reload::ReloadError;
     let Some(reloader) = &control.reload else {
         return error(
@@ -175,7 +210,7 @@ fn reload(control: &Control, actor: &str) -> Response<Body> {
             "restart the server with --config to change its settings",
         );
     };
-    match crate::serve::log_reload(reloader, actor) {
+    match crate::serve::log_reload(reloader, &control.handle, actor).await {
         Ok(r) => json(
             StatusCode::OK,
             &serde_json::json!({

@@ -111,9 +111,10 @@ impl Scenario {
         match self {
             Scenario::Clean => "a healthy NEW: the run moves every user across, step by step",
             Scenario::ConnectionLimit => {
-                "NEW's instances have a hidden connection limit: as users move, its rejects \
-                 spill onto the small FALLBACK while NEW's own numbers look fine; the run must \
-                 stop on the fallback and users gates"
+                "NEW's instances have a hidden connection limit: as users move, NEW turns \
+                 requests away and the proxy replays them on the small FALLBACK, so NEW's error \
+                 rate and latency look fine; the run must pause on what NEW displaces before \
+                 FALLBACK saturates and users feel it"
             }
             Scenario::HalfCapacity => {
                 "NEW was left with half its capacity: under the big step its latency and errors \
@@ -185,7 +186,21 @@ impl Scenario {
                 RunState::RollingBack,
                 RunState::RolledBack,
             ],
-            Scenario::Herd => Vec::new(),
+            // Demand, not a fault of NEW: held (paused) or carried through, never rolled back.
+            Scenario::Herd => vec![RunState::Paused, RunState::Completed, RunState::Running],
+        }
+    }
+
+    /// The gates whose action tells this scenario's story (the first pause or rollback must
+    /// come from one of them); empty when any decision (or none) fits.
+    pub fn deciding_gates(self) -> &'static [&'static str] {
+        match self {
+            Scenario::ConnectionLimit => &[
+                "new turning users away",
+                "fallback taking traffic",
+                "users errors",
+            ],
+            Scenario::Clean | Scenario::HalfCapacity | Scenario::Herd => &[],
         }
     }
 

@@ -62,6 +62,10 @@ pub struct Summary {
     /// Final states in which the scenario did what it shows; empty: no expectation.
     pub expected: Vec<RunState>,
     pub as_expected: Option<bool>,
+    /// The gate of the first automatic pause or rollback, if any.
+    pub stopped_by: Option<String>,
+    /// The gates the scenario's story expects to stop the run (empty: any).
+    pub deciding_gates: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -140,12 +144,25 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
     let peaks_within_limits = [&f.envs.old, &f.envs.new, &f.envs.fallback]
         .iter()
         .all(|e| e.peak_inflight <= e.limit);
+    // The first automatic stop, and the gate behind it: the story is told by who stopped it.
+    let stop = events
+        .iter()
+        .find(|e| e.actor == "analyzer" && matches!(e.action.as_str(), "pause" | "rollback"));
+    let stopped_by = stop.and_then(|e| e.data["gate"].as_str().map(str::to_owned));
+    let deciding = f.scenario.deciding_gates();
+    let right_gate =
+        deciding.is_empty() || stopped_by.as_deref().is_some_and(|g| deciding.contains(&g));
+    let rolled_back = events.iter().any(|e| e.action == "rollback");
     let as_expected = match f.scenario {
         // Cut short by a person: nothing to judge.
         _ if matches!(f.ended_by, Ending::Interrupted | Ending::Quit) => None,
-        // The herd is survived when no env went past its limit, which needs the protection.
-        Scenario::Herd => f.protection.is_on().then_some(peaks_within_limits),
-        _ => Some(expected.contains(&f.final_state)),
+        // The herd is survived when no env went past its limit, which needs the protection,
+        // and it is demand, not a fault of NEW: no rollback.
+        Scenario::Herd => f
+            .protection
+            .is_on()
+            .then_some(peaks_within_limits && !rolled_back),
+        _ => Some(expected.contains(&f.final_state) && right_gate),
     };
     Summary {
         scenario: f.scenario,
@@ -182,6 +199,8 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
         peaks_within_limits,
         expected,
         as_expected,
+        stopped_by,
+        deciding_gates: deciding.iter().map(|g| (*g).to_owned()).collect(),
     }
 }
 
@@ -285,8 +304,28 @@ impl fmt::Display for Summary {
         }
         match self.as_expected {
             Some(true) => writeln!(f, "  outcome   as the scenario expects"),
-            Some(false) if self.scenario == Scenario::Herd => {
+            Some(false) if self.scenario == Scenario::Herd && !self.peaks_within_limits => {
                 writeln!(f, "  outcome   NOT as expected: an env went past its limit")
+            }
+            Some(false) if self.scenario == Scenario::Herd => writeln!(
+                f,
+                "  outcome   NOT as expected: the herd rolled the run back (demand is not a fault of NEW)"
+            ),
+            Some(false)
+                if !self.deciding_gates.is_empty()
+                    && self
+                        .stopped_by
+                        .as_ref()
+                        .is_none_or(|g| !self.deciding_gates.contains(g)) =>
+            {
+                writeln!(
+                    f,
+                    "  outcome   NOT as expected: stopped by {}, the story expects {}",
+                    self.stopped_by
+                        .as_deref()
+                        .map_or("no gate".to_owned(), |g| format!("gate \"{g}\"")),
+                    self.deciding_gates.join(" or ")
+                )
             }
             Some(false) => writeln!(
                 f,
@@ -354,7 +393,10 @@ mod tests {
             event(1, 1_000_000, "start", 0.0, RunState::Running),
             event(2, 1_005_000, "advance", 10.0, RunState::Running),
             event(3, 1_010_000, "advance", 50.0, RunState::Running),
-            event(4, 1_014_500, "pause", 50.0, RunState::Paused),
+            Event {
+                data: serde_json::json!({ "gate": "fallback taking traffic" }),
+                ..event(4, 1_014_500, "pause", 50.0, RunState::Paused)
+            },
         ];
         let s = build(facts(), &events);
         let actions: Vec<&str> = s.decisions.iter().map(|d| d.action.as_str()).collect();
@@ -368,6 +410,44 @@ mod tests {
         let text = s.to_string();
         assert!(text.contains("pause"), "{text}");
         assert!(text.contains("+2.5s from the fault"), "{text}");
+    }
+
+    /// Issue 19 §2: the summary tells the story as it happened — a connection limit stopped
+    /// by NEW's own error gate is not the story, whatever the end state.
+    #[test]
+    fn a_stop_by_the_wrong_gate_is_not_as_expected() {
+        let stop = |gate: &str| {
+            vec![Event {
+                data: serde_json::json!({ "gate": gate }),
+                ..event(1, 1_010_000, "rollback", 50.0, RunState::RollingBack)
+            }]
+        };
+        let facts_at = |state| Facts {
+            final_state: state,
+            ..facts()
+        };
+        let s = build(facts_at(RunState::RolledBack), &stop("new errors"));
+        assert_eq!(s.as_expected, Some(false));
+        assert_eq!(s.stopped_by.as_deref(), Some("new errors"));
+        let text = s.to_string();
+        assert!(
+            text.contains("NOT as expected: stopped by gate \"new errors\", the story expects"),
+            "{text}"
+        );
+        let s = build(facts_at(RunState::Paused), &stop("new turning users away"));
+        assert_eq!(s.as_expected, Some(true));
+        // The herd: a rollback is never the story, even with every env within its limit.
+        let herd = Facts {
+            scenario: Scenario::Herd,
+            protection: Protection::On,
+            ..facts_at(RunState::RolledBack)
+        };
+        let s = build(herd, &stop("users errors"));
+        assert_eq!(s.as_expected, Some(false));
+        assert!(
+            s.to_string().contains("the herd rolled the run back"),
+            "{s}"
+        );
     }
 
     #[test]

@@ -243,8 +243,9 @@ impl Metrics {
         now.saturating_duration_since(self.origin).as_secs()
     }
 
-    /// One finished request (or attempt) on `scope`. Shed requests count as requests and errors
-    /// but not in the latency histogram: they were never served, and their ~0 ms would hide
+    /// One finished request (or attempt) on `scope`. Shed requests count as requests and as
+    /// shed, not as errors (admission control's answers are `shed_rate`, a metric of their
+    /// own) nor in the latency histogram: they were never served, and their ~0 ms would hide
     /// real latency.
     pub fn record(&self, scope: Scope, outcome: Outcome, latency: Duration, now: Instant) {
         self.record_in(&[scope], outcome, latency, now);
@@ -258,7 +259,9 @@ impl Metrics {
         let secs = (!shed).then_some(latency.as_secs_f64());
         let bucket = secs.map(|s| histogram::index(s * 1e3));
         for scope in scopes {
-            self.rings[scope.index()].request(sec, outcome.is_error(), shed, bucket);
+            // A shed answer is the proxy's protection at work, not a failure of the scope: it
+            // counts in `shed` (and `shed_rate`), never in `errors` (`error_rate`).
+            self.rings[scope.index()].request(sec, outcome.is_error() && !shed, shed, bucket);
             self.totals[scope.index()].request(outcome, secs);
         }
     }
@@ -310,6 +313,29 @@ impl Metrics {
     pub fn record_proxy_error(&self, kind: ProxyFault, now: Instant) {
         self.rings[Scope::Users.index()].add(self.second(now), Counter::proxy(kind), 1);
         self.global.proxy_errors[kind.index()].fetch_add(1, Relaxed);
+    }
+
+    /// A request forced to `env` by the override header (a smoke test), `ok` when the env
+    /// answered below 500: counted here only, never in the env's scope nor in `users`, so a
+    /// smoke test neither moves nor stalls a run.
+    pub fn record_override(&self, env: Env, ok: bool) {
+        let i = Scope::from(env).index();
+        let slot = if ok {
+            &self.global.overrides_ok[i]
+        } else {
+            &self.global.overrides_failed[i]
+        };
+        slot.fetch_add(1, Relaxed);
+    }
+
+    /// Override-forced requests to `env` since start that ended `ok` (or not).
+    pub fn overrides_total(&self, env: Env, ok: bool) -> u64 {
+        let i = Scope::from(env).index();
+        if ok {
+            self.global.overrides_ok[i].load(Relaxed)
+        } else {
+            self.global.overrides_failed[i].load(Relaxed)
+        }
     }
 
     /// Client faults of `kind` since start.

@@ -377,6 +377,22 @@ fn render_protection(o: &mut String, metrics: &Metrics) {
 fn render_faults(o: &mut String, metrics: &Metrics) {
     header(
         o,
+        "cutover_override_requests_total",
+        "counter",
+        "Requests forced to an env by the override header (smoke tests), by env and result; counted apart from the users' traffic, never in an env's scope.",
+    );
+    for env in Env::ALL {
+        for (result, ok) in [("ok", true), ("error", false)] {
+            let _ = writeln!(
+                o,
+                "cutover_override_requests_total{{env=\"{}\",result=\"{result}\"}} {}",
+                env.as_str(),
+                metrics.overrides_total(env, ok)
+            );
+        }
+    }
+    header(
+        o,
         "cutover_client_errors_total",
         "counter",
         "Failed exchanges that were the client's fault (broken, aborted or too-slow body, bad request), by kind; never counted in an env's errors nor in users.",

@@ -206,7 +206,7 @@ fn probes_are_none_until_recorded() {
 }
 
 #[test]
-fn shed_requests_are_errors_but_not_timed() {
+fn shed_requests_are_shed_not_errors_nor_timed() {
     let t0 = Instant::now();
     let m = Metrics::with_origin(t0);
     let now = at(t0, 11.0);
@@ -215,7 +215,10 @@ fn shed_requests_are_errors_but_not_timed() {
         m.record(Scope::Users, Outcome::Shed, Duration::ZERO, at(t0, 10.5));
     }
     let u = m.window(now, Duration::from_secs(2)).scopes[Scope::Users.index()].clone();
-    assert_eq!((u.requests, u.errors, u.shed), (20, 10, 10));
+    // Issue 19: an answer shed by admission control is `shed_rate`, a metric of its own, not
+    // an error of the scope (users' errors are what users got that failed).
+    assert_eq!((u.requests, u.errors, u.shed), (20, 0, 10));
+    assert_eq!(u.error_rate, 0.0);
     assert!((u.shed_rate - 10.0).abs() < 1e-9, "{}", u.shed_rate);
     assert!(
         u.p50_ms > 99.0,

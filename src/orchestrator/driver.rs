@@ -130,7 +130,7 @@ impl Driver {
         tokio::pin!(shutdown);
         let mut status_tick = tokio::time::interval(Duration::from_millis(250));
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut eval_at = tokio::time::Instant::now() + self.analysis().interval;
+        let mut eval_at = tokio::time::Instant::now() + eval_interval(&self.analysis());
         loop {
             tokio::select! {
                 Some(req) = rx.recv() => {
@@ -140,7 +140,7 @@ impl Driver {
                 Some(done) = checks_rx.recv() => self.checks_done(done).await,
                 _ = tokio::time::sleep_until(eval_at) => {
                     self.evaluate().await;
-                    eval_at = tokio::time::Instant::now() + self.analysis().interval;
+                    eval_at = tokio::time::Instant::now() + eval_interval(&self.analysis());
                 }
                 _ = status_tick.tick() => self.publish_status(),
                 _ = &mut shutdown => break,
@@ -190,12 +190,33 @@ impl Driver {
                     run_id,
                 }
             }
+            Cmd::Record {
+                action,
+                reason,
+                data,
+            } => {
+                let t = Transition {
+                    control: self.control.clone(),
+                    event: machine::EventDraft {
+                        action,
+                        reason,
+                        data,
+                    },
+                    effects: Vec::new(),
+                };
+                self.commit(t, actor).await?;
+                return Ok(self.status_tx.borrow().clone());
+            }
             Cmd::Pause => Command::Pause,
             Cmd::Resume => Command::Resume,
             Cmd::Approve => Command::Approve,
             Cmd::Rollback => Command::Rollback,
             Cmd::Abort => Command::Abort,
             Cmd::SetWeight(pct) => Command::SetWeight(Weight::from_percent(pct)),
+            Cmd::RampWeight { percent, over } => Command::RampWeight {
+                weight: Weight::from_percent(percent),
+                over,
+            },
         };
         let starting = matches!(command, Command::Start { .. });
         let transition = machine::apply(&self.control, command, actor, reason.as_deref())
@@ -231,16 +252,28 @@ impl Driver {
         let now = Instant::now();
         let dt = now
             .duration_since(self.last_eval)
-            .min(self.analysis().interval * 3);
+            .min(eval_interval(&self.analysis()).saturating_mul(3));
         self.last_eval = now;
-        let Some(run) = self.control.run().filter(|_| self.control.is_active()) else {
+        if !self.control.needs_ticks() {
             return;
+        }
+        // Gates judge an active run; a weight move after the run ended only needs time.
+        let observation = match self.control.run().filter(|_| self.control.is_active()) {
+            Some(run) => {
+                let plan = run.plan().clone();
+                let snap = self.parts.metrics.window(now, plan.analysis.window);
+                let evaluation =
+                    analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
+                self.gates = evaluation.gates;
+                evaluation.observation
+            }
+            None => analyzer::Observation {
+                health: analyzer::Health::Healthy,
+                old_degraded: None,
+                notes: Vec::new(),
+            },
         };
-        let plan = run.plan().clone();
-        let snap = self.parts.metrics.window(now, plan.analysis.window);
-        let evaluation = analyzer::evaluate(&plan, &snap, &mut self.tracker);
-        self.gates = evaluation.gates;
-        match machine::tick(&self.control, dt, &evaluation.observation) {
+        match machine::tick(&self.control, dt, &observation) {
             Tick::Nothing => {}
             Tick::Progress(control) => {
                 self.control = control;
@@ -280,6 +313,24 @@ impl Driver {
             effects,
         } = t;
         let run_id = control.run().map(|r| r.id());
+        // Every event records the weight users were on before it and after it.
+        let mut data = match event.data {
+            serde_json::Value::Object(m) => m,
+            serde_json::Value::Null => serde_json::Map::new(),
+            other => {
+                let mut m = serde_json::Map::new();
+                m.insert("value".into(), other);
+                m
+            }
+        };
+        data.insert(
+            "weight_before".into(),
+            serde_json::json!(self.control.weight().percent()),
+        );
+        data.insert(
+            "weight_after".into(),
+            serde_json::json!(control.weight().percent()),
+        );
         let new_event = NewEvent {
             at_ms: now_ms(),
             actor: actor.to_owned(),
@@ -288,7 +339,7 @@ impl Driver {
             run_id,
             state: control.state(),
             weight: control.weight().percent(),
-            data: event.data,
+            data: serde_json::Value::Object(data),
         };
         let store = self.parts.store.clone();
         let to_store = control.clone();
@@ -366,6 +417,14 @@ impl Driver {
         );
         self.status_tx.send_replace(s);
     }
+}
+
+/// How long the driver waits between evaluations: the plan's `interval`, kept within the plan
+/// bounds (`plan check` refuses anything outside them, but a run restored from an older store
+/// may hold any value), so `Instant + interval` can never overflow and panic the task.
+pub fn eval_interval(a: &Analysis) -> Duration {
+    let (lo, hi) = crate::plan::model::bounds::INTERVAL;
+    a.interval.clamp(lo, hi)
 }
 
 pub fn now_ms() -> u64 {

@@ -27,6 +27,18 @@ pub enum Cmd {
     Abort,
     /// Percent, already validated to lie in 0..=100.
     SetWeight(f64),
+    /// Percent (validated as for `SetWeight`), reached over `over` at a constant rate.
+    RampWeight {
+        percent: f64,
+        over: std::time::Duration,
+    },
+    /// Log a decision taken outside the run (a config reload) as an event; the run's state
+    /// and weight do not change.
+    Record {
+        action: String,
+        reason: String,
+        data: serde_json::Value,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -80,6 +92,22 @@ impl Handle {
             .await
             .map_err(|_| CommandError::Stopped)?;
         rx.await.map_err(|_| CommandError::Stopped)?
+    }
+
+    /// Append an event for a decision taken outside the run (e.g. `reload`), by `actor`.
+    pub async fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        reason: String,
+        data: serde_json::Value,
+    ) -> Result<(), CommandError> {
+        let cmd = Cmd::Record {
+            action: action.to_owned(),
+            reason,
+            data,
+        };
+        self.command(cmd, actor, None).await.map(|_| ())
     }
 
     /// New events as they are stored. Subscribe before reading the backlog to miss none.

@@ -29,7 +29,10 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) fn read(r: &mut Reader<'_>, s: &Section<'_>) -> Option<Check> {
     s.check_keys(r, CHECK_KEYS);
     let timeout = match s.field("timeout") {
-        Some(f) => r.positive_duration(&f, "5s"),
+        Some(f) => {
+            let (lo, hi) = super::model::bounds::CHECK_TIMEOUT;
+            r.bounded_duration(&f, lo, hi, "5s")
+        }
         None => Some(DEFAULT_TIMEOUT),
     };
     match (s.field("http_get"), s.field("command")) {

@@ -19,6 +19,23 @@ pub struct Plan {
     pub rollback: Rollback,
 }
 
+/// Ranges of a plan's durations, checked by `plan check` (docs/plans.md lists them).
+pub mod bounds {
+    use std::time::Duration;
+
+    /// `[analysis] interval`: how often gates are judged.
+    pub const INTERVAL: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(60));
+    /// `[analysis] window`: at least the interval, at most what the metric rings keep (128 s).
+    pub const MAX_WINDOW: Duration = Duration::from_secs(120);
+    /// `[[steps]] hold`.
+    pub const MAX_HOLD: Duration = Duration::from_secs(7 * 24 * 3600);
+    /// `[rollback] ramp` (and `set-weight --ramp`).
+    pub const MAX_RAMP: Duration = Duration::from_secs(24 * 3600);
+    /// `[[steps.checks]] timeout`.
+    pub const CHECK_TIMEOUT: (Duration, Duration) =
+        (Duration::from_millis(1), Duration::from_secs(600));
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     /// How often gates are evaluated.

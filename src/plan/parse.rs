@@ -7,7 +7,9 @@
 use toml_edit::ImDocument;
 
 use super::diagnostic::Diagnostic;
-use super::model::{Analysis, Plan, Rollback};
+use std::time::Duration;
+
+use super::model::{bounds, Analysis, Plan, Rollback};
 use super::reader::{Reader, Section};
 use super::{gates, steps};
 
@@ -79,12 +81,13 @@ fn read_analysis(r: &mut Reader<'_>, root: &Section<'_>) -> Analysis {
         return a;
     };
     section.check_keys(r, ANALYSIS_KEYS);
+    let (lo, hi) = bounds::INTERVAL;
     let interval = section
         .field("interval")
-        .map_or(Some(a.interval), |f| r.positive_duration(&f, "1s"));
-    let window = section
-        .field("window")
-        .map_or(Some(a.window), |f| r.positive_duration(&f, "10s"));
+        .map_or(Some(a.interval), |f| r.bounded_duration(&f, lo, hi, "1s"));
+    let window = section.field("window").map_or(Some(a.window), |f| {
+        r.bounded_duration(&f, Duration::from_millis(1), bounds::MAX_WINDOW, "10s")
+    });
     if let (Some(interval), Some(window)) = (interval, window) {
         if window < interval {
             let at = section.field("window").map_or(section.at, |f| f.at);
@@ -124,7 +127,10 @@ fn read_rollback(r: &mut Reader<'_>, root: &Section<'_>) -> Rollback {
         return rb;
     };
     section.check_keys(r, ROLLBACK_KEYS);
-    if let Some(d) = section.field("ramp").and_then(|f| r.duration(&f)) {
+    if let Some(d) = section
+        .field("ramp")
+        .and_then(|f| r.bounded_duration(&f, Duration::ZERO, bounds::MAX_RAMP, "2m"))
+    {
         rb.ramp = d;
     }
     rb

@@ -136,14 +136,37 @@ impl<'t> Reader<'t> {
         }
     }
 
-    /// A duration above zero; `example` is used in the hint (e.g. `"1s"`).
-    pub fn positive_duration(&mut self, f: &Field<'_>, example: &str) -> Option<Duration> {
+    /// A duration in `min..=max`, reported at the value when outside it.
+    pub fn bounded_duration(
+        &mut self,
+        f: &Field<'_>,
+        min: Duration,
+        max: Duration,
+        example: &str,
+    ) -> Option<Duration> {
         let d = self.duration(f)?;
-        if d.is_zero() {
+        if d.is_zero() && !min.is_zero() {
             self.error(
                 f.at,
                 format!("`{}` must be longer than 0s", f.key),
                 format!("e.g. `{} = \"{example}\"`", f.key),
+            );
+            return None;
+        }
+        if d < min || d > max {
+            let fmt = |d: Duration| humantime::format_duration(d).to_string();
+            let range = if min.is_zero() {
+                format!("from 0s to {}", fmt(max))
+            } else {
+                format!("from {} to {}", fmt(min), fmt(max))
+            };
+            self.error(
+                f.at,
+                format!("`{}` is {}, outside its range {range}", f.key, fmt(d)),
+                format!(
+                    "e.g. `{} = \"{example}\"` (docs/plans.md lists every range)",
+                    f.key
+                ),
             );
             return None;
         }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::checks;
+use super::model::bounds::MAX_HOLD;
 use super::model::Step;
 use super::reader::{Reader, Section};
 use crate::router::Weight;
@@ -33,13 +34,15 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
     // The highest valid weight so far, as written (for messages) and in basis points.
     let mut previous: Option<(f64, Weight)> = None;
     let mut steps = Vec::with_capacity(sections.len());
+    let mut last_weight_at = None;
     for (i, section) in sections.iter().enumerate() {
+        last_weight_at = section.field("weight").map(|f| f.at);
         section.check_keys(r, STEP_KEYS);
         let n = i + 1;
         let weight = read_weight(r, section, n, &mut previous);
         let hold = section
             .field("hold")
-            .and_then(|f| r.duration(&f))
+            .and_then(|f| r.bounded_duration(&f, Duration::ZERO, MAX_HOLD, "10m"))
             .unwrap_or(Duration::ZERO);
         let approval = section
             .field("approval")
@@ -58,6 +61,17 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
             approval,
             checks,
         });
+    }
+    // `completed` means every user is on NEW: a plan that stops short could never say so.
+    if let (Some((pct, last)), Some(at)) = (previous, last_weight_at) {
+        if last != Weight::FULL && steps.last().is_some_and(|s| s.weight == last) {
+            r.error(
+                at,
+                format!("the last step's `weight` is {pct}, not 100"),
+                "a run completes only when every user is on NEW: end with a step at `weight = 100` \
+                 (to stop part-way, pause or abort the run there instead)",
+            );
+        }
     }
     steps
 }

@@ -25,11 +25,15 @@ use crate::router::Router;
 /// How often the drain looks even without a router change (tunnels that raced a change).
 const RESCAN: Duration = Duration::from_secs(1);
 
-/// Run the drain until the task is dropped or aborted. `rate`: closes per second (> 0).
-pub async fn run(tunnels: Arc<Tunnels>, router: Arc<Router>, metrics: Arc<Metrics>, rate: f64) {
-    let period = Duration::from_secs_f64(1.0 / rate.clamp(1e-3, 1e6));
-    let mut pace = tokio::time::interval(period);
-    pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
+/// Run the drain until the task is dropped or aborted. `rate()`: closes per second (> 0),
+/// read again before each drain, so a config reload's `[tunnels] drain_rate` applies to the
+/// next one.
+pub async fn run(
+    tunnels: Arc<Tunnels>,
+    router: Arc<Router>,
+    metrics: Arc<Metrics>,
+    rate: impl Fn() -> f64,
+) {
     let mut changes = router.watch();
     loop {
         changes.borrow_and_update();
@@ -41,6 +45,10 @@ pub async fn run(tunnels: Arc<Tunnels>, router: Arc<Router>, metrics: Arc<Metric
             }
             continue;
         }
+        let rate = rate();
+        let period = Duration::from_secs_f64(1.0 / rate.clamp(1e-3, 1e6));
+        let mut pace = tokio::time::interval(period);
+        pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
         tracing::info!(
             tunnels = queue.len(),
             rate,

@@ -67,6 +67,9 @@ impl Proxy {
                 .record_client_error(ClientFault::UpgradeWithBody, start);
             return guard::client_fault(ClientFault::UpgradeWithBody);
         }
+        if let (Some(env), false) = (forced, upgrade) {
+            return Box::pin(self.forced(req, client, conn, env, seen, start)).await;
+        }
         let (env, tunnel_key) = match forced {
             Some(env) => (env, None),
             None => {
@@ -230,6 +233,62 @@ impl Proxy {
             self.metrics.record(Scope::Users, users, end - start, end);
         }
         resp
+    }
+
+    /// A request forced to `env` by the override header (a smoke test): the env's own answer,
+    /// never replayed on FALLBACK (the smoke test wants to see what the env does), and counted
+    /// apart from the users' traffic ([`crate::metrics::Metrics::record_override`]): a smoke
+    /// test must neither move nor stall a run. Admission still applies (a smoke test does not
+    /// get past an env's limit).
+    async fn forced(
+        self: &Arc<Self>,
+        req: Request<ClientBody>,
+        client: SocketAddr,
+        conn: &Conn,
+        env: Env,
+        seen: Seen,
+        start: Instant,
+    ) -> Response<RespBody> {
+        let (mut parts, body) = req.into_parts();
+        let Ok(permit) = self.guard(env).admit().await else {
+            self.metrics.record_override(env, false);
+            return self.shed_response(env, Cause::Overloaded, &parts, Instant::now());
+        };
+        let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
+        if body
+            .as_ref()
+            .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact().is_none())
+            && !parts.headers.contains_key(header::CONTENT_LENGTH)
+        {
+            parts.headers.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+        let out = Outgoing {
+            method: &parts.method,
+            path: &path,
+            headers: &parts.headers,
+            upgrade: false,
+        };
+        let (body, unsent) = ReqBody::new(body, &self.metrics);
+        let first = attempt::send(self.pool(env), &out, body, unsent).await;
+        match first.result {
+            Ok(resp) => {
+                self.metrics
+                    .record_override(env, !resp.status().is_server_error());
+                self.wrap(resp, first.upstream, first.conn, env, permit)
+            }
+            Err(Failure::Env(fault)) => {
+                drop(permit);
+                self.metrics.record_override(env, false);
+                env_error(env, fault)
+            }
+            Err(other) => {
+                drop(permit);
+                self.not_envs_fault(env, other, start)
+            }
+        }
     }
 
     /// Record and answer a failure that was not `env`'s fault ([`attempt::classify`]). A

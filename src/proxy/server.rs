@@ -122,13 +122,15 @@ pub async fn serve_live(
 }
 
 /// The task that closes tunnels of users moved to the other env, at the drain rate.
-pub(super) fn spawn_tunnel_drain(live: &Live) -> tokio::task::JoinHandle<()> {
+/// The rate is read from the live state before each drain, so a reload's rate applies.
+pub(super) fn spawn_tunnel_drain(live: &Arc<Live>) -> tokio::task::JoinHandle<()> {
     let proxy = live.load().proxy.clone();
+    let live = live.clone();
     tokio::spawn(super::drain::run(
         proxy.tunnels.clone(),
         proxy.router.clone(),
         proxy.metrics.clone(),
-        proxy.drain_rate,
+        move || live.load().proxy.drain_rate,
     ))
 }
 

@@ -57,7 +57,10 @@ pub fn apply(
         Command::Approve => approve(ctl, &who),
         Command::Rollback => rollback(ctl, &who),
         Command::Abort => abort(ctl, &who),
-        Command::SetWeight(w) => set_weight(ctl, Weight::from_bp(w.bp()), &who),
+        Command::SetWeight(w) => set_weight(ctl, Weight::from_bp(w.bp()), None, &who),
+        Command::RampWeight { weight, over } => {
+            set_weight(ctl, Weight::from_bp(weight.bp()), Some(over), &who)
+        }
         Command::ChecksPassed { step } => checks_passed(ctl, step, &who),
         Command::ChecksFailed { step, output } => checks_failed(ctl, step, &output, &who),
     }
@@ -156,17 +159,36 @@ fn resume(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
                     ResumeTo::Hold => RunState::Running,
                     _ => RunState::AwaitingApproval,
                 };
-                if paused.reapply_weight {
-                    if let Some(w) = run.step_weight() {
-                        next.weight = w;
-                    }
-                }
             }
             let what = match paused.to {
                 ResumeTo::Hold => "holding",
                 _ => "awaiting approval at",
             };
-            format!("{what} step {} at {}", next.step(), pct(next.weight))
+            let n = next.step();
+            // A manual move ends here. Back to the step's weight from wherever users are
+            // now, at the plan's pace.
+            next.moving = None;
+            let target = next.run.as_ref().and_then(|r| r.step_weight());
+            match target {
+                Some(t) if t != next.weight => {
+                    let over = flow::pace(&next);
+                    let from = next.weight;
+                    if over.is_zero() {
+                        next.weight = t;
+                        format!("{what} step {n} at {}", pct(t))
+                    } else {
+                        let why = format!("resume to step {n}'s {}", pct(t));
+                        next.moving = Some(super::Move::new(from, t, over, why));
+                        format!(
+                            "{what} step {n}: ramping {} → {} over {}",
+                            pct(from),
+                            pct(t),
+                            super::human(over)
+                        )
+                    }
+                }
+                _ => format!("{what} step {n} at {}", pct(next.weight)),
+            }
         }
         ResumeTo::Rollback => {
             flow::rollback(&mut next, &who.by("rollback resumed"));
@@ -202,10 +224,25 @@ fn rollback(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
     match ctl.state() {
         RunState::Running | RunState::Paused | RunState::AwaitingApproval => {}
         RunState::RollingBack => return Err(Rejection::new("the run is already rolling back")),
-        _ => return Err(not_active(ctl, "roll back")),
+        // After abort or completion (or a manual weight after a rollback): return to OLD,
+        // ramped like any rollback.
+        RunState::Aborted | RunState::Completed | RunState::RolledBack
+            if ctl.weight() > Weight::ZERO => {}
+        RunState::Aborted | RunState::Completed | RunState::RolledBack => {
+            return Err(Rejection::new(format!(
+                "{}; every user is already on OLD (weight 0%)",
+                describe(ctl)
+            )))
+        }
+        RunState::Idle => return Err(not_active(ctl, "roll back")),
     }
     let mut next = ctl.clone();
-    let cause = who.by("rollback");
+    let cause = match ctl.state() {
+        RunState::Aborted | RunState::Completed | RunState::RolledBack => {
+            who.by(&format!("return to OLD after the run {}", ctl.state()))
+        }
+        _ => who.by("rollback"),
+    };
     flow::rollback(&mut next, &cause);
     let reason = format!("{cause}; {}", flow::rollback_phrase(&next));
     next.reason = Some(reason.clone());
@@ -218,6 +255,7 @@ fn abort(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
         return Err(not_active(ctl, "abort"));
     }
     let mut next = ctl.clone();
+    next.moving = None;
     if let Some(run) = next.run.as_mut() {
         run.state = RunState::Aborted;
         run.checks_pending = None;
@@ -238,27 +276,45 @@ fn abort(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
     ))
 }
 
-fn set_weight(ctl: &Control, weight: Weight, who: &Who) -> Result<Transition, Rejection> {
+/// The operator's override: at once, or over `ramp` (`set-weight 0 --ramp 2m`). During a run it
+/// pauses the run (a paused rollback resumes with a fresh ramp from the weight users are on).
+fn set_weight(
+    ctl: &Control,
+    weight: Weight,
+    ramp: Option<std::time::Duration>,
+    who: &Who,
+) -> Result<Transition, Rejection> {
     let mut next = ctl.clone();
-    next.weight = weight;
-    let mut reason = who.by(&format!("manual weight {}", pct(weight)));
     if let Some(to) = flow::resume_target(ctl) {
         flow::pause(&mut next, to, true);
-        if to == ResumeTo::Rollback {
-            // Resuming starts a fresh ramp from the manual weight, for the same cause.
-            if let Some(run) = next.run.as_mut() {
-                let cause = run
-                    .ramp
-                    .as_ref()
-                    .map(|r| r.cause.clone())
-                    .unwrap_or_default();
-                run.ramp = Some(super::Ramp::new(weight, cause));
-            }
+    }
+    let ramp = ramp.filter(|r| !r.is_zero() && weight != ctl.weight());
+    let mut reason = match ramp {
+        Some(over) => {
+            let why = format!("manual weight {}", pct(weight));
+            next.moving = Some(super::Move::new(ctl.weight(), weight, over, why));
+            who.by(&format!(
+                "manual weight {}, ramping from {} over {}",
+                pct(weight),
+                pct(ctl.weight()),
+                super::human(over)
+            ))
         }
+        None => {
+            next.moving = None;
+            next.weight = weight;
+            who.by(&format!("manual weight {}", pct(weight)))
+        }
+    };
+    if flow::resume_target(ctl).is_some() {
         reason.push_str("; run paused");
     }
     next.reason = Some(reason.clone());
-    let data = json!({ "from_weight": ctl.weight().percent(), "weight": weight.percent() });
+    let data = json!({
+        "from_weight": ctl.weight().percent(),
+        "weight": weight.percent(),
+        "ramp_s": ramp.map(|r| r.as_secs_f64()),
+    });
     Ok(Transition::new(next, "weight", reason, data))
 }
 
@@ -277,17 +333,16 @@ fn expect_checks(ctl: &Control, step: usize) -> Result<(), Rejection> {
 fn checks_passed(ctl: &Control, step: usize, who: &Who) -> Result<Transition, Rejection> {
     expect_checks(ctl, step)?;
     let mut next = ctl.clone();
+    let mut target = next.weight;
     if let Some(run) = next.run.as_mut() {
         run.checks_pending = None;
         run.hold_served = std::time::Duration::ZERO;
-        if let Some(w) = run.step_weight() {
-            next.weight = w;
-        }
+        target = run.step_weight().unwrap_or(target);
     }
+    let how = flow::apply_step_weight(&mut next, &format!("step {}'s {}", step + 1, pct(target)));
     let reason = who.noted(format!(
-        "pre-step checks passed for step {}; weight {}",
-        step + 1,
-        pct(next.weight)
+        "pre-step checks passed for step {}; weight {how}",
+        step + 1
     ));
     next.reason = Some(reason.clone());
     Ok(Transition::new(

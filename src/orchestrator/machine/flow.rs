@@ -5,8 +5,48 @@
 
 use std::time::Duration;
 
-use super::{pct, Control, Effect, Ramp, Resume, ResumeTo, RunState};
+use super::ramp::ramp_weight;
+use super::{pct, Control, Effect, Move, Ramp, Resume, ResumeTo, RunState};
+use crate::plan::Rollback;
 use crate::router::Weight;
+
+/// The pace of every move the machine makes other than a plan's own step: the run's
+/// `[rollback] ramp` (the documented default, 30s, when the plan has none or there is no run).
+pub(super) fn pace(ctl: &Control) -> Duration {
+    ctl.run
+        .as_ref()
+        .map_or_else(|| Rollback::default().ramp, |r| r.plan.rollback.ramp)
+}
+
+/// Bring the weight to the current step's: at once when users are on the previous step's
+/// weight (the plan's own step, or step 1 from 0 %), else ramped at [`pace`] from the weight
+/// users are on now. Returns a phrase: `at 25%` or `ramping 40% → 10% over 30s`.
+pub(super) fn apply_step_weight(ctl: &mut Control, why: &str) -> String {
+    let over = pace(ctl);
+    let Some(run) = ctl.run.as_ref() else {
+        return String::new();
+    };
+    let Some(target) = run.step_weight() else {
+        return String::new();
+    };
+    let previous = match run.step {
+        0 => Weight::ZERO,
+        i => run.plan.steps.get(i - 1).map_or(Weight::ZERO, |s| s.weight),
+    };
+    let now = ctl.weight;
+    if now == target || now == previous || over.is_zero() {
+        ctl.moving = None;
+        ctl.weight = target;
+        return format!("at {}", pct(target));
+    }
+    ctl.moving = Some(Move::new(now, target, over, why.to_string()));
+    format!(
+        "ramping {} → {} over {}",
+        pct(now),
+        pct(target),
+        super::human(over)
+    )
+}
 
 /// Enter the current step (`run.step`): its checks first, or its weight at once when it has
 /// none. Returns the effects and a phrase saying which, e.g. `step 2 at 25%`.
@@ -26,14 +66,15 @@ pub(super) fn enter_step(ctl: &mut Control) -> (Vec<Effect>, String) {
     };
     if has_checks {
         run.checks_pending = Some(index);
+        ctl.moving = None;
         (
             vec![Effect::RunChecks { step: index }],
             format!("step {n}: running pre-step checks before {}", pct(weight)),
         )
     } else {
         run.checks_pending = None;
-        ctl.weight = weight;
-        (Vec::new(), format!("step {n} at {}", pct(weight)))
+        let how = apply_step_weight(ctl, &format!("step {n}'s {}", pct(weight)));
+        (Vec::new(), format!("step {n} {how}"))
     }
 }
 
@@ -115,6 +156,8 @@ pub(super) fn resume_target(ctl: &Control) -> Option<ResumeTo> {
 
 /// Pause the run; `resume` goes back to `to`. Pending checks are dropped (re-run on resume).
 pub(super) fn pause(ctl: &mut Control, to: ResumeTo, reapply_weight: bool) {
+    // A pause holds the weight where users are now; resuming ramps on from there.
+    ctl.moving = None;
     if let Some(run) = ctl.run.as_mut() {
         run.state = RunState::Paused;
         run.checks_pending = None;
@@ -128,14 +171,26 @@ pub(super) fn pause(ctl: &mut Control, to: ResumeTo, reapply_weight: bool) {
 /// this run is continued; otherwise a new one starts from the weight in effect.
 pub(super) fn rollback(ctl: &mut Control, cause: &str) {
     let weight = ctl.weight;
+    ctl.moving = None;
     let Some(run) = ctl.run.as_mut() else {
         return;
     };
     run.checks_pending = None;
     run.paused = None;
     run.waiting = None;
-    if run.ramp.is_none() {
-        run.ramp = Some(Ramp::new(weight, cause.to_string()));
+    // Continue an unfinished ramp only from where it left users; a weight moved since (by
+    // hand, or a completed or aborted run) starts a fresh ramp from the weight users are on.
+    let continues = run
+        .ramp
+        .as_ref()
+        .is_some_and(|r| ramp_weight(r.from, r.elapsed, run.plan.rollback.ramp) == weight);
+    if !continues {
+        let cause = run
+            .ramp
+            .as_ref()
+            .filter(|_| run.state.is_active())
+            .map_or_else(|| cause.to_string(), |r| r.cause.clone());
+        run.ramp = Some(Ramp::new(weight, cause));
     }
     if run.plan.rollback.ramp.is_zero() || weight == Weight::ZERO {
         run.state = RunState::RolledBack;

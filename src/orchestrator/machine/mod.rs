@@ -36,11 +36,20 @@
 //!   weight is a `ramp` transition. `obs.old_degraded` holds the ramp (no elapsed time); a
 //!   zero ramp (or weight already 0) ends at 0 at once, `old_degraded` notwithstanding.
 //!   Pause/rollback verdicts are ignored while rolling back.
+//! - Pace: apart from a plan's own step (step N entered from step N−1's weight, step 1 from
+//!   0 %) and an immediate `SetWeight`, every weight move is a [`Move`] in [`Control`] that
+//!   walks from the weight in effect to its target over the plan's `rollback.ramp` (the default
+//!   when there is no run): `Resume` back to the step's weight, `Start` from a weight the plan
+//!   did not set, `RampWeight` (the operator's `set-weight --ramp`). Ticks advance it (a `ramp`
+//!   event per weight change) in any state, also after the run ended; the hold does not grow
+//!   during it; a pause (manual or gate) stops it where users are; a move towards OLD holds
+//!   while OLD is degraded.
 //! - `abort` leaves the weight where it is: the operator takes manual control with
-//!   `SetWeight`, which with no active run just sets the weight.
-//! - `SetWeight` during an active run pauses it at that weight. Resuming re-applies the step's
-//!   weight (hold served is kept); for a paused rollback, resuming starts a fresh ramp from the
-//!   manual weight.
+//!   `SetWeight`, which with no active run just sets the weight. `Rollback` is accepted after
+//!   `abort`, `completed` (and a manual weight after `rolled_back`) as "return to OLD", ramped.
+//! - `SetWeight` during an active run pauses it at that weight. Resuming ramps back to the
+//!   step's weight (hold served is kept); for a paused rollback, resuming starts a fresh ramp
+//!   from the weight users are on.
 
 mod apply;
 mod flow;
@@ -59,7 +68,7 @@ use crate::plan::{Plan, Step};
 use crate::router::Weight;
 
 pub use apply::apply;
-pub use ramp::{ramp_weight, Ramp};
+pub use ramp::{move_weight, ramp_weight, Move, Ramp};
 pub use tick::{tick, Tick};
 
 /// The whole persisted orchestrator state.
@@ -69,9 +78,22 @@ pub struct Control {
     /// Why the last decision (automatic or manual) was taken.
     reason: Option<String>,
     run: Option<Run>,
+    /// A weight move in progress (see [`Move`]); `None` when the weight is where it should be.
+    #[serde(default)]
+    moving: Option<Move>,
 }
 
 impl Control {
+    /// The weight move in progress, if any.
+    pub fn moving(&self) -> Option<&Move> {
+        self.moving.as_ref()
+    }
+
+    /// True when ticks have work to do: an active run, or a weight move in progress.
+    pub fn needs_ticks(&self) -> bool {
+        self.is_active() || self.moving.is_some()
+    }
+
     /// `Idle` when no run was ever started, else the current (or last) run's state.
     pub fn state(&self) -> RunState {
         self.run.as_ref().map_or(RunState::Idle, |r| r.state)
@@ -106,7 +128,7 @@ impl Control {
     pub fn hold_remaining(&self) -> Option<Duration> {
         let run = self.run.as_ref()?;
         let holding = match run.state {
-            RunState::Running => run.checks_pending.is_none(),
+            RunState::Running => run.checks_pending.is_none() && self.moving.is_none(),
             RunState::Paused => run.paused.is_some_and(|p| p.to == ResumeTo::Hold),
             _ => false,
         };
@@ -224,6 +246,12 @@ pub enum Command {
     Rollback,
     Abort,
     SetWeight(Weight),
+    /// Move the weight to `weight` over `over` (the operator's ramped override; pauses a run
+    /// like `SetWeight`).
+    RampWeight {
+        weight: Weight,
+        over: Duration,
+    },
     /// Pre-step checks of `plan.steps[step]` passed.
     ChecksPassed {
         step: usize,
@@ -245,7 +273,7 @@ impl Command {
             Command::Approve => "approve",
             Command::Rollback => "rollback",
             Command::Abort => "abort",
-            Command::SetWeight(_) => "weight",
+            Command::SetWeight(_) | Command::RampWeight { .. } => "weight",
             Command::ChecksPassed { .. } => "checks_passed",
             Command::ChecksFailed { .. } => "checks_failed",
         }

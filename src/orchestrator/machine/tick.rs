@@ -30,8 +30,11 @@ pub enum Tick {
 
 /// Let `dt` pass with the analyzer's observation `obs`.
 pub fn tick(ctl: &Control, dt: Duration, obs: &Observation) -> Tick {
+    if ctl.moving.is_some() && ctl.state() != RunState::RollingBack {
+        return moving(ctl, dt, obs);
+    }
     match ctl.state() {
-        RunState::Running => running(ctl, dt, &obs.health),
+        RunState::Running => running(ctl, dt, &obs.health, &obs.notes),
         RunState::AwaitingApproval | RunState::Paused => gates_only(ctl, &obs.health),
         RunState::RollingBack => ramp(ctl, dt, obs.old_degraded.as_deref()),
         _ => Tick::Nothing,
@@ -80,7 +83,7 @@ fn gates_only(ctl: &Control, health: &Health) -> Tick {
     }
 }
 
-fn running(ctl: &Control, dt: Duration, health: &Health) -> Tick {
+fn running(ctl: &Control, dt: Duration, health: &Health, notes: &[String]) -> Tick {
     let Some(run) = ctl.run() else {
         return Tick::Nothing;
     };
@@ -101,8 +104,12 @@ fn running(ctl: &Control, dt: Duration, health: &Health) -> Tick {
             };
             let served = run.hold_served.saturating_add(dt).min(hold);
             let mut next = ctl.clone();
+            // Gates that passed on an empty-by-design scope say so while the step holds.
+            let judged = (!notes.is_empty()).then(|| notes.join("; "));
             if let Some(r) = next.run.as_mut() {
-                r.waiting = None;
+                r.waiting = judged
+                    .as_ref()
+                    .map(|n| format!("holding step {step}, healthy; {n}", step = r.step + 1));
                 r.hold_served = served;
             }
             if served < hold {
@@ -114,7 +121,10 @@ fn running(ctl: &Control, dt: Duration, health: &Health) -> Tick {
                 phrase,
                 effects,
             } = flow::after_hold(&mut next);
-            let reason = format!("step {step} held {} healthy; {phrase}", human(hold));
+            let reason = match &judged {
+                Some(n) => format!("step {step} held {} healthy ({n}); {phrase}", human(hold)),
+                None => format!("step {step} held {} healthy; {phrase}", human(hold)),
+            };
             next.reason = Some(reason.clone());
             let data = json!({ "step": step, "hold_s": hold.as_secs_f64() });
             Tick::Transition(Transition::new(next, action, reason, data).with_effects(effects))
@@ -159,5 +169,68 @@ fn ramp(ctl: &Control, dt: Duration, old_degraded: Option<&str>) -> Tick {
     }
     next.weight = weight;
     let reason = format!("rollback ramp {} → {}", pct(from_weight), pct(weight));
+    Tick::Transition(Transition::new(next, "ramp", reason, data))
+}
+
+/// A weight move in progress: gates still act on an active run (a pause holds the weight where
+/// it is, a rollback takes over); otherwise the weight walks on towards the target at its pace,
+/// holding while it moves users onto an OLD that is degraded. The step's hold does not grow
+/// until the move ends.
+fn moving(ctl: &Control, dt: Duration, obs: &Observation) -> Tick {
+    match (&obs.health, ctl.state()) {
+        (Health::Rollback { reason, data }, s) if s.is_active() => {
+            return gate_rollback(ctl, reason, data)
+        }
+        (Health::Pause { reason, data }, RunState::Running | RunState::AwaitingApproval) => {
+            return gate_pause(ctl, reason, data)
+        }
+        _ => {}
+    }
+    let mut next = ctl.clone();
+    let before = ctl.weight();
+    let Some(mv) = next.moving.as_mut() else {
+        return Tick::Nothing;
+    };
+    let towards_old = mv.to < mv.from;
+    if let (true, Some(why)) = (towards_old, obs.old_degraded.as_deref()) {
+        let note = format!(
+            "weight move holding at {}: OLD degraded: {why}",
+            pct(before)
+        );
+        if let Some(run) = next.run.as_mut() {
+            run.waiting = Some(note);
+        }
+        return progress(ctl, next);
+    }
+    mv.elapsed = mv.elapsed.saturating_add(dt).min(mv.over);
+    let weight = mv.weight();
+    let data = json!({
+        "from_weight": before.percent(),
+        "weight": weight.percent(),
+        "move_from": mv.from.percent(),
+        "move_to": mv.to.percent(),
+        "elapsed_s": mv.elapsed.as_secs_f64(),
+        "over_s": mv.over.as_secs_f64(),
+    });
+    let why = mv.why.clone();
+    let done = weight == mv.to;
+    if done {
+        next.moving = None;
+    }
+    if let Some(run) = next.run.as_mut() {
+        run.waiting = None;
+    }
+    if weight == before && !done {
+        return progress(ctl, next);
+    }
+    next.weight = weight;
+    let reason = if done {
+        format!("{why}: weight {} reached", pct(weight))
+    } else {
+        format!("{why}: ramp {} → {}", pct(before), pct(weight))
+    };
+    if done {
+        next.reason = Some(reason.clone());
+    }
     Tick::Transition(Transition::new(next, "ramp", reason, data))
 }

@@ -184,10 +184,11 @@ proptest::proptest! {
     /// two neighbours gives exactly one error, at the later one's value, naming the earlier one.
     #[test]
     fn rising_weights_parse_and_a_swap_is_pinpointed(
-        set in proptest::collection::btree_set(1u32..=10_000, 2..8),
+        set in proptest::collection::btree_set(1u32..10_000, 1..7),
         swap_seed in 0usize..100,
     ) {
-        let bps: Vec<u32> = set.into_iter().collect();
+        // A valid plan ends at 100 %.
+        let bps: Vec<u32> = set.into_iter().chain([10_000]).collect();
         let render = |bps: &[u32]| {
             let mut text = HEAD.to_owned();
             for bp in bps {
@@ -209,4 +210,16 @@ proptest::proptest! {
         let previous = format!("weight {}", f64::from(bps[i + 1]) / 100.0);
         proptest::prop_assert!(diags[0].message.contains(&previous), "{:?}", diags[0]);
     }
+}
+
+#[test]
+fn a_plan_that_stops_short_of_100_is_refused_and_says_why() {
+    let d = one("name = \"x\"\n[[steps]]\nweight = 10\n[[steps]]\nweight = 50\n");
+    assert_diag(
+        &d,
+        5,
+        10,
+        "the last step's `weight` is 50, not 100",
+        "a run completes only when every user is on NEW",
+    );
 }

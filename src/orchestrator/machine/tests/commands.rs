@@ -231,7 +231,7 @@ fn set_weight_without_an_active_run_just_sets_it() {
 }
 
 #[test]
-fn set_weight_during_a_run_pauses_and_resume_reapplies_the_step_weight() {
+fn set_weight_during_a_run_pauses_and_resume_ramps_back_to_the_step_weight() {
     let ctl = progressed(&running(three_steps()), secs(3), &healthy());
     let t = ok(&ctl, Command::SetWeight(w(30.0)));
     assert_eq!(t.control.state(), RunState::Paused);
@@ -240,10 +240,138 @@ fn set_weight_during_a_run_pauses_and_resume_reapplies_the_step_weight() {
         t.control.reason(),
         Some("manual weight 30% by cli; run paused")
     );
+    // Resume does not put 20 % of the users back at once: it ramps at the plan's pace (10 s).
     let r = ok(&t.control, Command::Resume);
     assert_eq!(r.control.state(), RunState::Running);
-    assert_eq!(r.control.weight(), w(10.0));
-    assert_eq!(r.control.hold_remaining(), Some(secs(7)));
+    assert_eq!(r.control.weight(), w(30.0));
+    assert!(
+        r.event.reason.contains("ramping 30% → 10% over 10s"),
+        "{}",
+        r.event.reason
+    );
+    assert_eq!(r.control.hold_remaining(), None, "no hold while moving");
+    let half = moved(&r.control, secs(5), &healthy());
+    assert_eq!(half.event.action, "ramp");
+    assert_eq!(half.control.weight(), w(20.0));
+    assert_eq!(half.control.hold_remaining(), None);
+    let there = moved(&half.control, secs(5), &healthy());
+    assert_eq!(there.control.weight(), w(10.0));
+    assert!(there.control.moving().is_none());
+    // The hold served before the pause is kept; it grows again from here.
+    assert_eq!(there.control.hold_remaining(), Some(secs(7)));
+}
+
+#[test]
+fn start_below_the_current_weight_ramps_down_from_it() {
+    let at40 = ok(&Control::default(), Command::SetWeight(w(40.0))).control;
+    let t = ok(&at40, start_cmd(three_steps()));
+    assert_eq!(t.control.weight(), w(40.0), "nobody moves at once");
+    assert!(
+        t.event.reason.contains("step 1 ramping 40% → 10% over 10s"),
+        "{}",
+        t.event.reason
+    );
+    assert_eq!(
+        moved(&t.control, secs(5), &healthy()).control.weight(),
+        w(25.0)
+    );
+    // From 0 % the first step is the plan's own step: at once.
+    let t = ok(&Control::default(), start_cmd(three_steps()));
+    assert_eq!(t.control.weight(), w(10.0));
+}
+
+#[test]
+fn rollback_after_abort_or_completion_returns_to_old_ramped() {
+    let aborted = ok(&running(three_steps()), Command::Abort).control;
+    let t = ok(&aborted, Command::Rollback);
+    assert_eq!(t.control.state(), RunState::RollingBack);
+    assert_eq!(t.control.weight(), w(10.0));
+    assert!(
+        t.event
+            .reason
+            .contains("return to OLD after the run aborted"),
+        "{}",
+        t.event.reason
+    );
+    assert_eq!(
+        moved(&t.control, secs(5), &healthy()).control.weight(),
+        w(5.0)
+    );
+    // A completed run at 100 %: "return to OLD".
+    let mut ctl = running(plan(vec![step(100.0, 1, false, false)], 10));
+    ctl = moved(&ctl, secs(1), &healthy()).control;
+    assert_eq!(ctl.state(), RunState::Completed);
+    let t = ok(&ctl, Command::Rollback);
+    assert_eq!(
+        (t.control.state(), t.control.weight()),
+        (RunState::RollingBack, Weight::FULL)
+    );
+    let done = moved(
+        &moved(&t.control, secs(5), &healthy()).control,
+        secs(5),
+        &healthy(),
+    );
+    assert_eq!(
+        (done.control.state(), done.control.weight()),
+        (RunState::RolledBack, Weight::ZERO)
+    );
+    // Everyone already on OLD: nothing to do.
+    refused(&done.control, Command::Rollback);
+    refused(&Control::default(), Command::Rollback);
+}
+
+#[test]
+fn a_ramped_set_weight_moves_at_its_pace_even_without_a_run() {
+    let at50 = ok(&Control::default(), Command::SetWeight(w(50.0))).control;
+    let t = ok(
+        &at50,
+        Command::RampWeight {
+            weight: Weight::ZERO,
+            over: secs(10),
+        },
+    );
+    assert_eq!(t.control.weight(), w(50.0));
+    assert!(
+        t.event
+            .reason
+            .contains("manual weight 0%, ramping from 50% over 10s"),
+        "{}",
+        t.event.reason
+    );
+    let mid = moved(&t.control, secs(4), &healthy()).control;
+    assert_eq!(mid.weight(), w(30.0));
+    // An immediate set-weight overrides the move.
+    let now = ok(&mid, Command::SetWeight(w(45.0))).control;
+    assert!(now.moving().is_none());
+    assert_eq!(tick(&now, secs(4), &healthy()), Tick::Nothing);
+    // A zero ramp is at once.
+    let t = ok(
+        &at50,
+        Command::RampWeight {
+            weight: w(20.0),
+            over: Duration::ZERO,
+        },
+    );
+    assert_eq!(t.control.weight(), w(20.0));
+}
+
+#[test]
+fn a_pause_during_a_move_holds_the_weight_and_resume_ramps_on() {
+    let ctl = running(three_steps());
+    let paused = ok(&ctl, Command::SetWeight(w(30.0))).control;
+    let r = ok(&paused, Command::Resume).control;
+    let mid = moved(&r, secs(5), &healthy()).control;
+    assert_eq!(mid.weight(), w(20.0));
+    // A gate pause mid-move: the weight stays where users are.
+    let p = moved(&mid, secs(1), &gate(false)).control;
+    assert_eq!((p.state(), p.weight()), (RunState::Paused, w(20.0)));
+    assert_eq!(tick(&p, secs(5), &healthy()), Tick::Nothing);
+    let r = ok(&p, Command::Resume);
+    assert!(
+        r.event.reason.contains("ramping 20% → 10% over 10s"),
+        "{}",
+        r.event.reason
+    );
 }
 
 #[test]

@@ -88,6 +88,7 @@ pub(super) fn obs(health: Health) -> Observation {
     Observation {
         health,
         old_degraded: None,
+        notes: Vec::new(),
     }
 }
 

@@ -164,6 +164,7 @@ fn the_ramp_holds_while_old_is_degraded() {
     let degraded = Observation {
         health: Health::Healthy,
         old_degraded: Some("old.p99_ms 900 > 500".into()),
+        notes: Vec::new(),
     };
     let held = progressed(&rolling, secs(5), &degraded);
     assert_eq!(
