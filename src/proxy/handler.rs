@@ -116,19 +116,7 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
-        if body
-            .as_ref()
-            .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact().is_none())
-            && !parts.headers.contains_key(header::CONTENT_LENGTH)
-        {
-            // (An HTTP/2 body with a `Content-Length` keeps it: h2 holds the stream to it.)
-            // A body of unknown length goes on chunked, as it came. Said explicitly: hyper's
-            // client sends a GET's or HEAD's body of unknown length as no body at all.
-            parts.headers.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-        }
+        frame_unknown_length(&mut parts.headers, &body);
         let out = Outgoing {
             method: &parts.method,
             path: &path,
@@ -255,16 +243,7 @@ impl Proxy {
             return self.shed_response(env, Cause::Overloaded, &parts, Instant::now());
         };
         let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
-        if body
-            .as_ref()
-            .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact().is_none())
-            && !parts.headers.contains_key(header::CONTENT_LENGTH)
-        {
-            parts.headers.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-        }
+        frame_unknown_length(&mut parts.headers, &body);
         let out = Outgoing {
             method: &parts.method,
             path: &path,
@@ -450,6 +429,22 @@ impl Proxy {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"))
+    }
+}
+
+/// A body of unknown length goes on chunked, as it came. Said explicitly: hyper's client
+/// sends a GET's or HEAD's body of unknown length as no body at all. (An HTTP/2 body with a
+/// `Content-Length` keeps it: h2 holds the stream to it.)
+fn frame_unknown_length(headers: &mut http::HeaderMap, body: &ClientBody) {
+    if body
+        .as_ref()
+        .is_some_and(|b| !b.is_end_stream() && b.size_hint().exact().is_none())
+        && !headers.contains_key(header::CONTENT_LENGTH)
+    {
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
     }
 }
 
