@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod routes;
 pub mod sse;
+pub mod tokens;
 
 use std::future::Future;
 use std::sync::Arc;
