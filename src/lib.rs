@@ -23,6 +23,7 @@
 //! - [`api`]: JSON shapes of the control API, shared by server, CLI and console.
 //! - [`diag`]: source positions and "did you mean" helpers for config and plan errors.
 //! - [`rlimit`]: the process's open-file limit, raised at start.
+//! - [`resolve`]: upstream addresses as written (`https://host:port`), names resolved again and again.
 //! - [`tls`]: certificates for the listeners and trust for `https://` envs (rustls).
 //! - [`shard`]: per-worker copies of the counters every request bumps (metrics, retry budget,
 //!   in-flight counts), so two cores never write the same cache line.
@@ -41,6 +42,7 @@ pub mod orchestrator;
 pub mod plan;
 pub mod proxy;
 pub mod reload;
+pub mod resolve;
 pub mod rlimit;
 pub mod router;
 pub mod serve;
