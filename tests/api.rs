@@ -215,8 +215,8 @@ async fn the_live_event_stream_delivers_within_a_second() {
     let (s, _envs, _dir) = server_with("").await;
     let client = cutover::client::Client::new(&s.admin, Some(s.token.clone()), "stream-test")
         .expect("client");
+    // Subscribed once `follow` returns: the server subscribes before it answers.
     let mut stream = client.follow(0).await.expect("follow");
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let sent = Instant::now();
     client
         .set_weight(7.0, Some("stream"))

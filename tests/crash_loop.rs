@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::server::{bin, write_config, Server};
+use common::server::{serve_refused, write_config, Server};
 use common::{any_port, eventually};
 use cutover::demo::upstream::SimEnv;
 use rand::{Rng, SeedableRng};
@@ -96,6 +96,7 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
     let (mut runs, mut rollbacks) = (1, 0);
     const KILLS: usize = 50;
     for kill in 0..KILLS {
+        // A random uptime before each crash is what the test is about: kills at any moment.
         let uptime = Duration::from_millis(rng.gen_range(50..=400));
         tokio::time::sleep(uptime).await;
         // What the server had said before the crash is a floor for what it says after.
@@ -181,33 +182,6 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
     assert!(runs >= 2, "no run completed across {KILLS} crashes");
 }
 
-/// Run `cutover serve` on `cfg`; it must refuse to start: (exit code, stderr).
-fn refused(cfg: &std::path::Path) -> (Option<i32>, String) {
-    let mut child = std::process::Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .env_remove("CUTOVER_TOKEN")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            return (status.code(), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("cutover started on a store it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
     let [old, new, fallback] = envs().await;
@@ -216,7 +190,7 @@ async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     std::fs::create_dir_all(dir.path().join("store")).expect("mkdir");
     std::fs::write(dir.path().join("store/important.csv"), "a,b\n").expect("write");
-    let (code, err) = refused(&cfg);
+    let (code, err) = serve_refused(&cfg);
     assert_ne!(code, Some(0));
     assert!(err.contains("is not a cutover plan store"), "{err}");
     assert!(err.contains("important.csv"), "{err}");
@@ -242,7 +216,7 @@ async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
         let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         std::fs::write(&path, junk).expect("damage");
     }
-    let (code, err) = refused(&cfg);
+    let (code, err) = serve_refused(&cfg);
     assert_ne!(code, Some(0), "{err}");
     assert!(
         err.contains("cannot be read") || err.contains("is not a cutover plan store"),
@@ -255,7 +229,7 @@ async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     drop(Server::start(&cfg));
     std::fs::remove_file(dir.path().join("store/sled/conf")).expect("rm");
-    let (code, err) = refused(&cfg);
+    let (code, err) = serve_refused(&cfg);
     assert_ne!(code, Some(0));
     assert!(err.contains("lacks the sled file(s) conf"), "{err}");
 }

@@ -200,14 +200,7 @@ async fn a_reloaded_drain_rate_paces_the_next_drain() {
         socks.push(ws);
     }
     let started = std::time::Instant::now();
-    let r = s
-        .api()
-        .post(s.url("/v1/weight"))
-        .json(&serde_json::json!({"weight": 100}))
-        .send()
-        .await
-        .expect("weight");
-    assert_eq!(r.status(), 200);
+    s.set_weight(100.0).await;
     // Each tunnel is closed by the drain (1012); wait for all six.
     let closes = socks.into_iter().map(|mut ws| async move {
         while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await {

@@ -167,10 +167,13 @@ async fn a_flapping_upstream_never_hangs_a_user() {
             (502 | 504, "new") => assert!(!code.is_empty(), "an error without a cause"),
             other => panic!("unexpected answer {other:?}"),
         }
+        // Spread over the flaps: some requests meet NEW up, some down.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // The 1 s request timeout and a retry, with room for a loaded machine; without the
+    // timeout a user would wait for the client's own (20 s).
     assert!(
-        slowest < Duration::from_millis(1500),
+        slowest < Duration::from_secs(3),
         "a user waited {slowest:?}"
     );
     assert!(
@@ -205,13 +208,7 @@ async fn the_analyzer_sees_upstream_faults_in_the_status_envs() {
     .expect("config");
     let s = Server::start(&cfg);
     let api = s.api();
-    let r = api
-        .post(s.url("/v1/weight"))
-        .json(&serde_json::json!({"weight": 100}))
-        .send()
-        .await
-        .expect("weight");
-    assert_eq!(r.status(), 200);
+    s.set_weight(100.0).await;
     let c = client();
     let mut answers = Vec::new();
     for i in 0..10 {
