@@ -6,8 +6,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::any_port;
 use common::server::{serve_refused, write_config, Server};
-use common::{any_port, eventually};
 use cutover::demo::upstream::SimEnv;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -166,14 +166,12 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
         }
     }
     // And the last run goes on: it completes or rolls back to its end.
-    let finished = eventually(Duration::from_secs(20), || async {
-        matches!(
-            get_json(&s, "/v1/status").await["state"].as_str(),
-            Some("completed" | "rolled_back")
-        )
-    })
+    s.wait_status(
+        "the run to go on to its end after the last restart",
+        Duration::from_secs(20),
+        |st| matches!(st["state"].as_str(), Some("completed" | "rolled_back")),
+    )
     .await;
-    assert!(finished, "the run did not continue after the last restart");
     let total = events(&s).await.len();
     eprintln!(
         "crash loop: {KILLS} kills, {runs} runs, {rollbacks} rollbacks, {total} events, {:?}",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::fault::{Fault, Mode, SynBlackHole};
 use common::server::Server;
-use common::{any_port, client, eventually, TestProxy};
+use common::{any_port, client, TestProxy, WAIT};
 use cutover::config::Config;
 use cutover::demo::upstream::SimEnv;
 use cutover::metrics::Scope;
@@ -207,7 +207,6 @@ async fn the_analyzer_sees_upstream_faults_in_the_status_envs() {
     )
     .expect("config");
     let s = Server::start(&cfg);
-    let api = s.api();
     s.set_weight(100.0).await;
     let c = client();
     let mut answers = Vec::new();
@@ -220,18 +219,9 @@ async fn the_analyzer_sees_upstream_faults_in_the_status_envs() {
             .all(|a| a.0 == 504 && a.3 < Duration::from_secs(1)),
         "{answers:?}"
     );
-    let seen = eventually(Duration::from_secs(5), || async {
-        let st: serde_json::Value = api
-            .get(s.url("/v1/status"))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+    s.wait_status("the status to show NEW's errors", WAIT, |st| {
         st["envs"]["new"]["error_rate"].as_f64() > Some(0.5)
             && st["envs"]["users"]["error_rate"].as_f64() > Some(0.5)
     })
     .await;
-    assert!(seen, "the status never showed NEW's errors");
 }
