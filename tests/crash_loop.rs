@@ -6,21 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::any_port;
 use common::server::{serve_refused, write_config, Server};
-use cutover::demo::upstream::SimEnv;
+use common::sim_envs;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-
-async fn envs() -> [SimEnv; 3] {
-    [
-        SimEnv::start("old", any_port()).await.expect("old"),
-        SimEnv::start("new", any_port()).await.expect("new"),
-        SimEnv::start("fallback", any_port())
-            .await
-            .expect("fallback"),
-    ]
-}
 
 async fn get_json(s: &Server, path: &str) -> Value {
     s.api()
@@ -83,7 +72,7 @@ fn matches_an_event(status: &Value, candidates: &[Value]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     let seed: u64 = rand::random();
@@ -182,7 +171,7 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     // Foreign: a directory with somebody else's files.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");

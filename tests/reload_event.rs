@@ -110,17 +110,6 @@ async fn sighup_and_post_reload_are_events_with_who_and_what_changed() {
     assert_eq!(events[2]["weight"], 0.0);
 }
 
-async fn metrics_text(s: &Server) -> String {
-    s.api()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 /// A removed `max_inflight` no longer leaves `cutover_admission_limit` exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
@@ -130,7 +119,7 @@ async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
     let cfg = write_config_envs(dir.path(), addrs, ["", "max_inflight = 8", ""], "");
     let s = Server::start(&cfg);
     let limit = "cutover_admission_limit{env=\"new\"} 8";
-    assert!(metrics_text(&s).await.contains(limit));
+    assert!(s.metrics().await.contains(limit));
     write_config_envs(dir.path(), addrs, ["", "", ""], "");
     let r = s
         .api()
@@ -139,7 +128,7 @@ async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
         .await
         .expect("reload");
     assert_eq!(r.status(), 200);
-    let text = metrics_text(&s).await;
+    let text = s.metrics().await;
     assert!(
         !text.contains("cutover_admission_limit{env=\"new\"}"),
         "{text}"

@@ -57,15 +57,7 @@ async fn a_smoke_test_neither_moves_nor_stalls_a_run() {
     assert_eq!(st["state"], "running", "a smoke test moved the run: {st:#}");
     assert_eq!(st["weight"], 10.0, "{st:#}");
     assert_eq!(st["envs"]["fallback"]["requests"], 0, "{st:#}");
-    let metrics = s
-        .api()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("cutover_override_requests_total{env=\"fallback\",result=\"error\"} 200"),
         "{metrics}"

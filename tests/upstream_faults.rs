@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::fault::{Fault, Mode, SynBlackHole};
 use common::server::Server;
-use common::{any_port, client, TestProxy, WAIT};
+use common::{any_port, client, sim_envs, TestProxy, WAIT};
 use cutover::config::Config;
-use cutover::demo::upstream::SimEnv;
 use cutover::metrics::Scope;
 use cutover::proxy::{live::Live, Proxy};
 
@@ -185,13 +184,7 @@ async fn a_flapping_upstream_never_hangs_a_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_analyzer_sees_upstream_faults_in_the_status_envs() {
-    let envs = [
-        SimEnv::start("old", any_port()).await.expect("old"),
-        SimEnv::start("new", any_port()).await.expect("new"),
-        SimEnv::start("fallback", any_port())
-            .await
-            .expect("fallback"),
-    ];
+    let envs = sim_envs().await;
     let fault = Fault::start(envs[1].addr).await;
     fault.set(Mode::BlackHole);
     let dir = tempfile::tempdir().expect("tempdir");

@@ -330,20 +330,19 @@ mod tests {
         (start.elapsed(), closed)
     }
 
+    /// The supervisor closed it, `from_ms` to `to_ms` after the test began waiting.
+    fn closed_between((took, closed): (Duration, bool), from_ms: u64, to_ms: u64) {
+        assert!(closed, "it ended by itself");
+        let (from, to) = (Duration::from_millis(from_ms), Duration::from_millis(to_ms));
+        assert!(took >= from, "closed early: {took:?}, not before {from:?}");
+        assert!(took <= to, "closed late: {took:?}, by {to:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_closed_after_the_idle_timeout() {
         let (s, _activity, conn) = one_conn(limits(1_000, 60_000), false);
-        let (took, closed) = ended(conn).await;
-        assert!(closed);
         // Swept every quarter of the timeout: never early, at most a quarter late.
-        assert!(
-            took >= Duration::from_millis(1_000),
-            "closed early: {took:?}"
-        );
-        assert!(
-            took <= Duration::from_millis(1_250),
-            "closed late: {took:?}"
-        );
+        closed_between(ended(conn).await, 1_000, 1_250);
         assert_eq!(s.open(), 0, "its slot is given back");
     }
 
@@ -355,31 +354,13 @@ mod tests {
         let waited = tokio::time::timeout(Duration::from_secs(30), conn.as_mut()).await;
         assert!(waited.is_err(), "closed with a request in flight");
         drop(busy);
-        let (took, closed) = conn.await;
-        assert!(closed);
-        assert!(
-            took >= Duration::from_secs(31),
-            "closed before idle: {took:?}"
-        );
-        assert!(
-            took <= Duration::from_millis(31_250),
-            "closed late: {took:?}"
-        );
+        closed_between(conn.await, 31_000, 31_250);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_connection_without_a_request_head_is_closed_after_the_head_timeout() {
         let (_s, _activity, conn) = one_conn(limits(60_000, 2_000), false);
-        let (took, closed) = ended(conn).await;
-        assert!(closed);
-        assert!(
-            took >= Duration::from_millis(2_000),
-            "closed early: {took:?}"
-        );
-        assert!(
-            took <= Duration::from_millis(2_500),
-            "closed late: {took:?}"
-        );
+        closed_between(ended(conn).await, 2_000, 2_500);
     }
 
     #[tokio::test(start_paused = true)]
@@ -405,12 +386,8 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_secs(5));
         let (_, closed) = finishing.await.expect("task");
         assert!(!closed, "a drained connection ends by itself");
-        let (took, closed) = stuck.await.expect("task");
-        assert!(closed, "closed at the drain's deadline");
-        assert!(
-            took >= Duration::from_secs(5),
-            "closed before the deadline: {took:?}"
-        );
+        // Closed at the drain's deadline.
+        closed_between(stuck.await.expect("task"), 5_000, 5_010);
         assert_eq!(s.open(), 0);
     }
 }
