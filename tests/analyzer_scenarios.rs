@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::load::Load;
 use common::server::Server;
-use common::{eventually, server_with};
+use common::{server_with, WAIT};
 use cutover::demo::upstream::SimEnv;
 use serde_json::Value;
 
@@ -36,13 +36,6 @@ async fn world_with(extra: &str) -> World {
 
 const ANALYSIS: &str = "[analysis]\ninterval = \"250ms\"\nwindow = \"2s\"\nmin_requests = 20\n";
 
-async fn wait_for(s: &Server, secs: u64, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-    let ok = eventually(Duration::from_secs(secs), || async { f(&s.status().await) }).await;
-    let st = s.status().await;
-    assert!(ok, "timed out waiting for {what}: {st:#}");
-    st
-}
-
 fn load(s: &Server) -> Load {
     Load::start(
         s.proxy_url("/"),
@@ -63,19 +56,27 @@ async fn a_new_answering_500s_is_rolled_back_and_ramps_to_zero() {
          [rollback]\nramp = \"2s\"\n"
     );
     w.s.start_plan(&plan).await;
-    wait_for(&w.s, 10, "step 1 at 40%", |st| st["weight"] == 40.0).await;
-    w.new.behaviour.error_permille.store(1000, SeqCst);
-    let st = wait_for(&w.s, 10, "a rollback", |st| {
-        st["state"] == "rolling_back" || st["state"] == "rolled_back"
+    w.s.wait_status("step 1 at 40%", Duration::from_secs(10), |st| {
+        st["weight"] == 40.0
     })
     .await;
+    w.new.behaviour.error_permille.store(1000, SeqCst);
+    let st =
+        w.s.wait_status("a rollback", Duration::from_secs(10), |st| {
+            st["state"] == "rolling_back" || st["state"] == "rolled_back"
+        })
+        .await;
     assert!(
         st["reason"]
             .as_str()
             .is_some_and(|r| r.contains("new errors")),
         "{st:#}"
     );
-    let st = wait_for(&w.s, 10, "rolled back", |st| st["state"] == "rolled_back").await;
+    let st =
+        w.s.wait_status("rolled back", Duration::from_secs(10), |st| {
+            st["state"] == "rolled_back"
+        })
+        .await;
     assert_eq!(st["weight"], 0.0);
     let events: Vec<Value> = w.s.events().await;
     let ramp: Vec<f64> = events
@@ -111,7 +112,11 @@ async fn b_new_rejects_spill_onto_fallback_and_the_fallback_gate_pauses() {
          [[gates]]\nname = \"fallback share\"\nmetric = \"fallback.share\"\nmax = 0.05\nafter = 2\non_fail = \"pause\"\n"
     );
     w.s.start_plan(&plan).await;
-    let st = wait_for(&w.s, 15, "a pause", |st| st["state"] == "paused").await;
+    let st =
+        w.s.wait_status("a pause", Duration::from_secs(15), |st| {
+            st["state"] == "paused"
+        })
+        .await;
     assert!(
         st["reason"]
             .as_str()
@@ -144,7 +149,11 @@ async fn c_a_new_three_times_slower_than_old_trips_the_relative_gate() {
          [[gates]]\nname = \"new slower than old\"\nmetric = \"new.p99_ms\"\nmax_ratio_of = \"old.p99_ms\"\nratio = 2.0\nafter = 2\non_fail = \"pause\"\n"
     );
     w.s.start_plan(&plan).await;
-    let st = wait_for(&w.s, 15, "a pause", |st| st["state"] == "paused").await;
+    let st =
+        w.s.wait_status("a pause", Duration::from_secs(15), |st| {
+            st["state"] == "paused"
+        })
+        .await;
     assert!(
         st["reason"]
             .as_str()
@@ -162,8 +171,13 @@ async fn d_too_little_traffic_decides_nothing_and_says_why() {
          [[gates]]\nname = \"new errors\"\nmetric = \"new.error_rate\"\nmax = 0.05\non_fail = \"rollback\"\n"
     );
     w.s.start_plan(&plan).await;
-    // Well past the hold, still at step 1: a gate that cannot judge is not healthy yet.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    w.s.wait_status("the gate to judge", WAIT, |st| {
+        st["gates"][0]["verdict"] == "not_enough_traffic"
+    })
+    .await;
+    // Waiting out the 500 ms hold several times over is the test: still at step 1, since a
+    // gate that cannot judge is not healthy yet.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let st = w.s.status().await;
     assert_eq!(st["state"], "running", "{st:#}");
     assert_eq!(st["step"], 1, "{st:#}");
@@ -186,7 +200,10 @@ async fn e_old_degrading_during_a_rollback_ramp_holds_the_ramp() {
          [rollback]\nramp = \"20s\"\n"
     );
     w.s.start_plan(&plan).await;
-    wait_for(&w.s, 10, "step 1 at 80%", |st| st["weight"] == 80.0).await;
+    w.s.wait_status("step 1 at 80%", Duration::from_secs(10), |st| {
+        st["weight"] == 80.0
+    })
+    .await;
     let resp =
         w.s.api()
             .post(w.s.url("/v1/rollback"))
@@ -196,12 +213,14 @@ async fn e_old_degrading_during_a_rollback_ramp_holds_the_ramp() {
             .expect("rb");
     assert_eq!(resp.status(), 200);
     w.old.behaviour.error_permille.store(500, SeqCst);
-    let st = wait_for(&w.s, 10, "the ramp to hold", |st| {
-        st["reason"].as_str().is_some_and(|r| r.contains("holding"))
-    })
-    .await;
+    let st =
+        w.s.wait_status("the ramp to hold", Duration::from_secs(10), |st| {
+            st["reason"].as_str().is_some_and(|r| r.contains("holding"))
+        })
+        .await;
     assert_eq!(st["state"], "rolling_back");
     let held = st["weight"].as_f64().expect("weight");
+    // That the ramp stays put for a while (eight evaluations) is the test.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let st = w.s.status().await;
     assert_eq!(
@@ -212,7 +231,7 @@ async fn e_old_degrading_during_a_rollback_ramp_holds_the_ramp() {
     assert_eq!(st["state"], "rolling_back");
     // OLD recovers: the ramp continues.
     w.old.behaviour.error_permille.store(0, SeqCst);
-    wait_for(&w.s, 15, "the ramp to continue", |st| {
+    w.s.wait_status("the ramp to continue", Duration::from_secs(15), |st| {
         st["weight"].as_f64().is_some_and(|x| x < held)
     })
     .await;
@@ -229,7 +248,11 @@ async fn f_a_healthy_run_completes_all_its_steps_by_itself() {
          [[gates]]\nname = \"users errors\"\nmetric = \"users.error_rate\"\nmax = 0.05\non_fail = \"rollback\"\n"
     );
     w.s.start_plan(&plan).await;
-    let st = wait_for(&w.s, 25, "completion", |st| st["state"] == "completed").await;
+    let st =
+        w.s.wait_status("completion", Duration::from_secs(25), |st| {
+            st["state"] == "completed"
+        })
+        .await;
     assert_eq!(st["weight"], 100.0);
     let (sent, failed) = traffic.stop().await;
     assert!(sent > 100);

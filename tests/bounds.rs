@@ -199,35 +199,8 @@ fn serve_refuses_an_out_of_range_config_duration_with_its_position() {
          [retry_budget]\nwindow = \"365days\"\n",
     )
     .expect("write");
-    let mut child = Command::new(common::server::bin())
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("serve");
-    // A refused config exits at once; one that was taken keeps serving: stop it and fail.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut e, &mut err);
-    }
-    assert_eq!(
-        status.and_then(|s| s.code()),
-        Some(78),
-        "the config was taken: {err}"
-    );
+    let (code, err) = common::server::serve_refused(&path);
+    assert_eq!(code, Some(78), "{err}");
     assert!(err.contains("c.toml:10:10:"), "{err}");
     assert!(err.contains("retry_budget.window"), "{err}");
     assert!(

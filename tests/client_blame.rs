@@ -13,20 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::raw::{read_response, read_until_closed, Reply};
 use common::server::Server;
-use common::server_with;
+use common::{server_with, wait_in_flight, wait_until, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-async fn everyone_on_new(s: &Server) {
-    let r = s
-        .api()
-        .post(s.url("/v1/weight"))
-        .json(&serde_json::json!({"weight": 100}))
-        .send()
-        .await
-        .expect("weight");
-    assert_eq!(r.status(), 200);
-}
 
 /// The value of the sample `name` (with its labels, as written) in a Prometheus text.
 fn sample(text: &str, name: &str) -> Option<f64> {
@@ -77,7 +66,7 @@ async fn upload(proxy: std::net::SocketAddr, bytes: &[u8], end: End) -> Reply {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clients_broken_body_is_never_the_envs_error() {
     let (s, _envs, _dir) = server_with("[limits]\nbody_read_timeout = \"1s\"\n").await;
-    everyone_on_new(&s).await;
+    s.set_weight(100.0).await;
     let head_cl = "POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 100\r\n\r\n0123456789";
     let head_chunked = "POST /upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n";
     let malformed = format!("{head_chunked}5\r\nhelloXX0\r\n\r\n");
@@ -136,19 +125,13 @@ async fn a_clients_broken_body_is_never_the_envs_error() {
         ("body_aborted", 3 * ROUNDS),
         ("body_timeout", ROUNDS),
     ];
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (counted, st) = loop {
-        let st = s.status().await;
-        let counted = want
-            .iter()
-            .all(|(k, n)| st["client_errors"][k].as_u64() == Some(*n as u64))
-            && st["envs"]["new"]["requests"].as_u64() >= Some(good);
-        if counted || Instant::now() > deadline {
-            break (counted, st);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert!(counted, "client errors not counted as expected: {st:#}");
+    let st = s
+        .wait_status("the client errors counted", WAIT, |st| {
+            want.iter()
+                .all(|(k, n)| st["client_errors"][k].as_u64() == Some(*n as u64))
+                && st["envs"]["new"]["requests"].as_u64() >= Some(good)
+        })
+        .await;
     assert_eq!(
         st["client_errors"]["total"].as_u64(),
         Some(5 * ROUNDS as u64)
@@ -260,7 +243,7 @@ async fn the_proxy_out_of_file_handles_is_its_own_fault_not_the_envs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = common::server::write_config(dir.path(), old.addr, new, fallback.addr, "");
     let s = Server::start(&cfg);
-    everyone_on_new(&s).await;
+    s.set_weight(100.0).await;
     let pid = s.child.id();
 
     // A client connection, served once (so it has surely been accepted); NEW closed the
@@ -344,9 +327,14 @@ async fn the_proxy_out_of_file_handles_is_its_own_fault_not_the_envs() {
 async fn a_client_gone_before_its_answer_and_a_bad_request_are_the_clients() {
     use std::sync::atomic::Ordering::SeqCst;
     let (s, envs, _dir) = server_with("").await;
-    everyone_on_new(&s).await;
+    s.set_weight(100.0).await;
     envs[1].behaviour.latency_ms.store(800, SeqCst);
     for lane in 0..2 {
+        // The previous request has ended at NEW (cancelled, or answered to nobody).
+        wait_until("NEW with nothing in flight", WAIT, || async {
+            envs[1].behaviour.inflight.load(SeqCst) == 0
+        })
+        .await;
         let mut c = TcpStream::connect(s.proxy).await.expect("connect");
         // The lane takes a plain GET; one with an `Expect` goes to hyper's server.
         let extra = if lane == 0 {
@@ -357,7 +345,8 @@ async fn a_client_gone_before_its_answer_and_a_bad_request_are_the_clients() {
         c.write_all(format!("GET /slow HTTP/1.1\r\nhost: a\r\n{extra}\r\n").as_bytes())
             .await
             .expect("write");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        // Gone while its answer is on the way.
+        wait_in_flight(&envs[1], 1).await;
         drop(c);
     }
     for bad in [
@@ -369,13 +358,11 @@ async fn a_client_gone_before_its_answer_and_a_bad_request_are_the_clients() {
         let r = common::raw::exchange(s.proxy, bad, Duration::from_secs(3)).await;
         assert!(matches!(r.status(), Some(400 | 405)), "{}", r.text());
     }
-    let counted = common::eventually(Duration::from_secs(5), || async {
-        let st = s.status().await;
-        st["client_errors"]["gone"] == 2 && st["client_errors"]["bad_request"] == 3
-    })
-    .await;
-    let st = s.status().await;
-    assert!(counted, "{}", st["client_errors"]);
+    let st = s
+        .wait_status("2 clients gone and 3 bad requests counted", WAIT, |st| {
+            st["client_errors"]["gone"] == 2 && st["client_errors"]["bad_request"] == 3
+        })
+        .await;
     envs[1].behaviour.latency_ms.store(0, SeqCst);
     let text = s.metrics().await;
     assert_eq!(

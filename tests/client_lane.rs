@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::raw::{next_head, read_more, read_until_closed};
 use common::server::{write_config, Server};
-use common::{dead_addr, eventually};
+use common::{dead_addr, wait_until, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,7 +24,7 @@ type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 struct Upstream {
     addr: SocketAddr,
     seen: Seen,
-    /// `/slow` requests whose connection closed before their answer was due.
+    /// `/slow` and `/stall` requests whose connection closed before their answer was due.
     abandoned: Arc<AtomicUsize>,
 }
 
@@ -120,10 +120,16 @@ async fn serve(mut s: TcpStream, seen: Seen, abandoned: Arc<AtomicUsize>) {
         let method = words.next().unwrap_or("").to_owned();
         let path = words.next().unwrap_or("/").to_owned();
         seen.lock().expect("seen").push((head, body.clone()));
-        if path == "/slow" {
+        // An env that answers late (`/slow`: 800 ms) or not before the test ends (`/stall`).
+        let late = match path.as_str() {
+            "/slow" => Some(Duration::from_millis(800)),
+            "/stall" => Some(Duration::from_secs(60)),
+            _ => None,
+        };
+        if let Some(late) = late {
             let mut probe = [0u8; 1];
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_millis(800)) => {}
+                _ = tokio::time::sleep(late) => {}
                 read = s.read(&mut probe) => {
                     if matches!(read, Ok(0) | Err(_)) {
                         abandoned.fetch_add(1, SeqCst);
@@ -297,6 +303,7 @@ async fn a_head_trickling_in_byte_by_byte_is_answered_and_the_connection_kept() 
         for b in req.as_bytes() {
             s.write_all(&[*b]).await.expect("write");
             s.flush().await.expect("flush");
+            // The trickle is what is tested: one byte at a time, each in its own read.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         let text = common::raw::read_response(&mut s).await;
@@ -415,7 +422,10 @@ async fn sigterm_finishes_the_lanes_answer_in_flight_and_closes_its_idle_connect
     busy.write_all(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\n")
         .await
         .expect("write");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the /slow request at the upstream", WAIT, || async {
+        up.seen().len() == 2
+    })
+    .await;
     let start = Instant::now();
     let exited = tokio::task::spawn_blocking(move || server.sigterm(Duration::from_secs(10)));
     let answer = read_until_closed(&mut busy, Instant::now(), Duration::from_secs(5)).await;
@@ -434,9 +444,9 @@ async fn sigterm_finishes_the_lanes_answer_in_flight_and_closes_its_idle_connect
         Some(0),
         "exit code after SIGTERM"
     );
-    // The drain timeout is 5 s: well before it, so nothing waited for it.
+    // The drain timeout is 5 s: before it, so nothing waited for it.
     assert!(
-        start.elapsed() < Duration::from_secs(3),
+        start.elapsed() < Duration::from_secs(5),
         "took {:?}",
         start.elapsed()
     );
@@ -447,18 +457,22 @@ async fn a_client_that_closes_while_its_answer_is_on_the_way_cancels_the_request
     let up = Upstream::start().await;
     let (server, _dir) = server_for(up.addr);
     let mut s = TcpStream::connect(server.proxy).await.expect("connect");
-    s.write_all(b"GET /slow HTTP/1.1\r\nhost: a\r\n\r\n")
+    s.write_all(b"GET /stall HTTP/1.1\r\nhost: a\r\n\r\n")
         .await
         .expect("write");
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    drop(s);
-    // The upstream's answer is due 800 ms after the request: the proxy must have let go of
-    // the exchange (closed its upstream connection) well before.
-    let cancelled = common::eventually(Duration::from_millis(600), || async {
-        up.abandoned.load(SeqCst) == 1
+    wait_until("the /stall request at the upstream", WAIT, || async {
+        up.seen().len() == 1
     })
     .await;
-    assert!(cancelled, "the upstream exchange outlived the client");
+    drop(s);
+    // The upstream's answer is not due before the test ends: the proxy must let go of the
+    // exchange (close its upstream connection) when its client goes.
+    wait_until(
+        "the upstream to see its exchange abandoned",
+        WAIT,
+        || async { up.abandoned.load(SeqCst) == 1 },
+    )
+    .await;
     assert_eq!(up.seen().len(), 1);
 }
 
@@ -511,13 +525,12 @@ async fn the_lane_can_be_turned_off_and_on_again_by_a_reload() {
     );
     assert_eq!(status_line(server.proxy, get).await, ODD);
     assert_eq!(status_line(server.proxy, post).await, ODD);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            lane_requests(&server).await == 1
-        })
-        .await,
-        "the GET went through the lane, the POST through hyper"
-    );
+    wait_until(
+        "one lane request (the GET went through the lane, the POST through hyper)",
+        WAIT,
+        || async { lane_requests(&server).await == 1 },
+    )
+    .await;
 
     // A mistyped value is refused whole, naming the key; the lane stays on.
     write_config(
@@ -536,13 +549,12 @@ async fn the_lane_can_be_turned_off_and_on_again_by_a_reload() {
     let text = r.text().await.expect("text");
     assert!(text.contains("client_lane"), "{text}");
     assert_eq!(status_line(server.proxy, get).await, ODD);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            lane_requests(&server).await == 2
-        })
-        .await,
-        "the lane stayed on"
-    );
+    wait_until(
+        "a second lane request (the lane stayed on)",
+        WAIT,
+        || async { lane_requests(&server).await == 2 },
+    )
+    .await;
 }
 
 /// `cutover_client_lane_requests_total` of `server`.

@@ -219,6 +219,7 @@ async fn a_bad_head_trickled_in_pieces_after_a_good_request_is_still_refused() {
         if c.write_all(piece.as_bytes()).await.is_err() {
             break;
         }
+        // The trickle is what is tested: each piece in a read of its own.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let r = read_until_closed(&mut c, start, WAIT).await;

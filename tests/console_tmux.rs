@@ -4,10 +4,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use common::server::bin;
-use common::{eventually, server_with};
+use common::{eventually, server_with, wait_until, WAIT};
 
 fn tmux(args: &[&str]) -> String {
     let out = Command::new("tmux")
@@ -55,7 +54,7 @@ async fn console_shows_the_run_and_p_pauses_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let shown = eventually(Duration::from_secs(10), || async {
+    let shown = eventually(WAIT, || async {
         let screen = tmux(&["capture-pane", "-p", "-t", &session.0]).to_lowercase();
         screen.contains("console-e2e")
             && screen.contains("running")
@@ -67,24 +66,18 @@ async fn console_shows_the_run_and_p_pauses_it() {
     assert!(shown, "the console did not show the run:\n{screen}");
 
     tmux(&["send-keys", "-t", &session.0, "p"]);
-    let paused = eventually(Duration::from_secs(5), || async {
-        let st = s.status().await;
-        st["state"] == "paused"
-    })
-    .await;
-    assert!(paused, "p did not pause the run");
+    s.wait_for_state("paused", WAIT).await;
     let events = s.events().await;
     let pause = events
         .iter()
         .find(|e| e["action"] == "pause")
         .expect("a pause event");
     assert_eq!(pause["actor"], "console");
-    let updated = eventually(Duration::from_secs(5), || async {
+    wait_until("the screen to show the pause", WAIT, || async {
         tmux(&["capture-pane", "-p", "-t", &session.0])
             .to_lowercase()
             .contains("paused")
     })
     .await;
-    assert!(updated, "the screen did not show the pause");
     tmux(&["send-keys", "-t", &session.0, "q"]);
 }

@@ -6,21 +6,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::server::{bin, write_config, Server};
-use common::{any_port, eventually};
-use cutover::demo::upstream::SimEnv;
+use common::server::{serve_refused, write_config, Server};
+use common::sim_envs;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-
-async fn envs() -> [SimEnv; 3] {
-    [
-        SimEnv::start("old", any_port()).await.expect("old"),
-        SimEnv::start("new", any_port()).await.expect("new"),
-        SimEnv::start("fallback", any_port())
-            .await
-            .expect("fallback"),
-    ]
-}
 
 async fn get_json(s: &Server, path: &str) -> Value {
     s.api()
@@ -83,7 +72,7 @@ fn matches_an_event(status: &Value, candidates: &[Value]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     let seed: u64 = rand::random();
@@ -96,6 +85,7 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
     let (mut runs, mut rollbacks) = (1, 0);
     const KILLS: usize = 50;
     for kill in 0..KILLS {
+        // A random uptime before each crash is what the test is about: kills at any moment.
         let uptime = Duration::from_millis(rng.gen_range(50..=400));
         tokio::time::sleep(uptime).await;
         // What the server had said before the crash is a floor for what it says after.
@@ -165,14 +155,12 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
         }
     }
     // And the last run goes on: it completes or rolls back to its end.
-    let finished = eventually(Duration::from_secs(20), || async {
-        matches!(
-            get_json(&s, "/v1/status").await["state"].as_str(),
-            Some("completed" | "rolled_back")
-        )
-    })
+    s.wait_status(
+        "the run to go on to its end after the last restart",
+        Duration::from_secs(20),
+        |st| matches!(st["state"].as_str(), Some("completed" | "rolled_back")),
+    )
     .await;
-    assert!(finished, "the run did not continue after the last restart");
     let total = events(&s).await.len();
     eprintln!(
         "crash loop: {KILLS} kills, {runs} runs, {rollbacks} rollbacks, {total} events, {:?}",
@@ -181,42 +169,15 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
     assert!(runs >= 2, "no run completed across {KILLS} crashes");
 }
 
-/// Run `cutover serve` on `cfg`; it must refuse to start: (exit code, stderr).
-fn refused(cfg: &std::path::Path) -> (Option<i32>, String) {
-    let mut child = std::process::Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .env_remove("CUTOVER_TOKEN")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let mut err = String::new();
-            if let Some(mut e) = child.stderr.take() {
-                let _ = std::io::Read::read_to_string(&mut e, &mut err);
-            }
-            return (status.code(), err);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("cutover started on a store it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
-    let [old, new, fallback] = envs().await;
+    let [old, new, fallback] = sim_envs().await;
     // Foreign: a directory with somebody else's files.
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     std::fs::create_dir_all(dir.path().join("store")).expect("mkdir");
     std::fs::write(dir.path().join("store/important.csv"), "a,b\n").expect("write");
-    let (code, err) = refused(&cfg);
+    let (code, err) = serve_refused(&cfg);
     assert_ne!(code, Some(0));
     assert!(err.contains("is not a cutover plan store"), "{err}");
     assert!(err.contains("important.csv"), "{err}");
@@ -242,7 +203,7 @@ async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
         let junk: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
         std::fs::write(&path, junk).expect("damage");
     }
-    let (code, err) = refused(&cfg);
+    let (code, err) = serve_refused(&cfg);
     assert_ne!(code, Some(0), "{err}");
     assert!(
         err.contains("cannot be read") || err.contains("is not a cutover plan store"),
@@ -255,7 +216,7 @@ async fn a_damaged_or_foreign_store_is_refused_with_a_clear_message() {
     let cfg = write_config(dir.path(), old.addr, new.addr, fallback.addr, "");
     drop(Server::start(&cfg));
     std::fs::remove_file(dir.path().join("store/sled/conf")).expect("rm");
-    let (code, err) = refused(&cfg);
+    let (code, err) = serve_refused(&cfg);
     assert_ne!(code, Some(0));
     assert!(err.contains("lacks the sled file(s) conf"), "{err}");
 }

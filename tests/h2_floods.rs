@@ -7,9 +7,8 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::any_port;
-use common::server::{write_config, Server};
-use cutover::demo::upstream::SimEnv;
+use common::server::Server;
+use common::server_with;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,19 +23,6 @@ fn memory_kib(pid: u32) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmHWM:"), field("VmRSS:"))
-}
-
-async fn setup() -> (Server, [SimEnv; 3], tempfile::TempDir) {
-    let envs = [
-        SimEnv::start("old", any_port()).await.expect("old"),
-        SimEnv::start("new", any_port()).await.expect("new"),
-        SimEnv::start("fallback", any_port())
-            .await
-            .expect("fallback"),
-    ];
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path(), envs[0].addr, envs[1].addr, envs[2].addr, "");
-    (Server::start(&cfg), envs, dir)
 }
 
 /// A normal HTTP/2 client gets its answer promptly.
@@ -58,7 +44,7 @@ async fn normal_client_is_served(s: &Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rapid_reset_flood_is_survived_with_bounded_memory() {
-    let (s, envs, _dir) = setup().await;
+    let (s, envs, _dir) = server_with("").await;
     normal_client_is_served(&s).await;
     let (_, rss_before) = memory_kib(s.child.id());
     const SENT: usize = 20_000;
@@ -134,7 +120,7 @@ fn literal(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_continuation_flood_is_cut_off_with_bounded_memory() {
-    let (s, envs, _dir) = setup().await;
+    let (s, envs, _dir) = server_with("").await;
     normal_client_is_served(&s).await;
     let (_, rss_before) = memory_kib(s.child.id());
     let tcp = TcpStream::connect(s.proxy).await.expect("connect");

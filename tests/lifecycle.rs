@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::server::{write_config, Server};
-use common::{eventually, server_with, sim_envs};
+use common::{server_with, sim_envs, wait_in_flight, WAIT};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
@@ -20,12 +20,7 @@ async fn a_run_started_from_the_cli_advances_by_its_holds_and_completes() {
     let (code, out, err) = s.cli(&["start", plan.to_str().expect("utf8")]);
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("plan quick"), "{out}");
-    let done = eventually(Duration::from_secs(15), || async {
-        s.status().await["state"] == "completed"
-    })
-    .await;
-    assert!(done, "run did not complete: {}", s.status().await);
-    let st = s.status().await;
+    let st = s.wait_for_state("completed", Duration::from_secs(15)).await;
     assert_eq!(st["weight"], 100.0);
     let actions: Vec<String> = s
         .events()
@@ -65,23 +60,16 @@ async fn kill_9_mid_run_resumes_at_the_same_step_and_weight_with_events_intact()
     let mut s = Server::start(&cfg);
     let plan = "name = \"crashy\"\n[analysis]\ninterval = \"200ms\"\nwindow = \"1s\"\n\
                 [[steps]]\nweight = 10\nhold = \"500ms\"\n[[steps]]\nweight = 30\nhold = \"60s\"\n[[steps]]\nweight = 100\n";
-    let resp = s
-        .api()
-        .post(s.url("/v1/start"))
-        .body(plan)
-        .send()
-        .await
-        .expect("start");
-    assert_eq!(resp.status(), 200);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            s.status().await["weight"] == 30.0
+    s.start_plan(plan).await;
+    s.wait_status("weight 30", WAIT, |st| st["weight"] == 30.0)
+        .await;
+    // Serve a few seconds of the 60 s hold, then crash hard. Progress is saved about every
+    // second: with 3 s served, at least the first 1.8 s are stored.
+    let before = s
+        .wait_status("3 s of the hold served", WAIT, |st| {
+            st["hold_remaining_s"].as_f64().is_some_and(|l| l <= 57.0)
         })
-        .await
-    );
-    // Serve a few seconds of the 60 s hold, then crash hard.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let before = s.status().await;
+        .await;
     let events_before = s.events().await;
     assert_eq!(before["state"], "running");
     assert_eq!(before["step"], 2);
@@ -155,7 +143,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let url = s.proxy_url("/slow");
     let inflight =
         tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status().as_u16()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_in_flight(&old, 1).await;
     let code = tokio::task::spawn_blocking(move || {
         let code = s.sigterm(Duration::from_secs(10));
         (code, s)
@@ -207,21 +195,8 @@ async fn a_failing_pre_step_check_pauses_and_moves_nobody() {
                 [[steps.checks]]\nenv = \"new\"\nhttp_get = \"/healthz\"\nexpect_status = 200\n\
                 expect_json = { pointer = \"/pool_size\", equals = 40 }\n\
                 [[steps]]\nweight = 100\n";
-    let resp = s
-        .api()
-        .post(s.url("/v1/start"))
-        .body(plan)
-        .send()
-        .await
-        .expect("start");
-    assert_eq!(resp.status(), 200);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            s.status().await["state"] == "paused"
-        })
-        .await
-    );
-    let st = s.status().await;
+    s.start_plan(plan).await;
+    let st = s.wait_for_state("paused", WAIT).await;
     let reason = st["reason"].as_str().unwrap_or("");
     assert!(reason.contains("/pool_size is 20, expected 40"), "{st:#}");
     assert_eq!(st["weight"], 0.0, "a user moved although the check failed");
@@ -231,12 +206,8 @@ async fn a_failing_pre_step_check_pauses_and_moves_nobody() {
         .store(40, std::sync::atomic::Ordering::SeqCst);
     let (code, _, err) = s.cli(&["resume", "--reason", "pool fixed"]);
     assert_eq!(code, 0, "{err}");
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            s.status().await["weight"] == 25.0
-        })
-        .await
-    );
+    s.wait_status("weight 25", WAIT, |st| st["weight"] == 25.0)
+        .await;
     assert_eq!(s.status().await["state"], "running");
 }
 
@@ -254,12 +225,10 @@ async fn probes_of_every_env_reach_the_status() {
         .replace("upstreams = [", "probe_path = \"/healthz\"\nupstreams = [");
     std::fs::write(&cfg, text).expect("write");
     let s = Server::start(&cfg);
-    let ok = eventually(Duration::from_secs(10), || async {
-        let st = s.status().await;
+    s.wait_status("probes of old and fallback up, new down", WAIT, |st| {
         st["envs"]["old"]["probe_success"] == 1.0
             && st["envs"]["fallback"]["probe_success"] == 1.0
             && st["envs"]["new"]["probe_success"] == 0.0
     })
     .await;
-    assert!(ok, "{:#}", s.status().await);
 }

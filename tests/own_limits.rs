@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::raw;
 use common::server::{bin, write_config, write_config_envs, Server};
-use common::sim_envs;
+use common::{sim_envs, wait_in_flight};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -291,11 +291,7 @@ async fn a_shed_form_post_is_told_it_was_not_sent_and_a_shed_get_still_refreshes
     let s = Server::start(&cfg);
     old.behaviour.latency_ms.store(4000, SeqCst);
     let holder = tokio::spawn(reqwest::get(s.proxy_url("/slow")));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while old.behaviour.inflight.load(SeqCst) == 0 {
-        assert!(Instant::now() < deadline, "the holder never reached OLD");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_in_flight(&old, 1).await;
     let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
     let form = "name=Ada&comment=hello";
     let post = format!(

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::server::Server;
-use common::{eventually, server_with};
+use common::{server_with, WAIT};
 use serde_json::{json, Value};
 
 /// No gates (time alone judges), a long first step, a 4 s pace.
@@ -83,12 +83,7 @@ async fn weight_moves_are_ramped_and_every_event_records_before_and_after() {
     assert_eq!(code, 200, "{body:#}");
     assert_eq!(body["state"], "rolling_back");
     walked(&weights_until(&s, 0.0, 20).await, 10.0, 0.0);
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            s.status().await["state"] == "rolled_back"
-        })
-        .await
-    );
+    s.wait_for_state("rolled_back", WAIT).await;
 
     // set-weight with a ramp, from the CLI and the API.
     let (code, _, err) = s.cli(&["set-weight", "30", "--ramp", "3s"]);

@@ -2,10 +2,8 @@
 
 mod common;
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use common::{client, eventually, TestProxy};
+use common::{client, wait_until, TestProxy, WAIT};
 use cutover::router::Env;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
@@ -34,12 +32,10 @@ async fn websocket_echo_through_the_proxy_to_the_users_env() {
     assert_eq!(p.proxy.tunnels.open(Env::New), 1);
     ws.close(None).await.expect("close");
     drop(ws);
-    assert!(
-        eventually(Duration::from_secs(5), || async {
-            p.proxy.tunnels.open(Env::New) == 0
-        })
-        .await
-    );
+    wait_until("the closed tunnel to be forgotten", WAIT, || async {
+        p.proxy.tunnels.open(Env::New) == 0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

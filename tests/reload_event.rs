@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::eventually;
 use common::server::{write_config_envs, Server};
+use common::{wait_until, WAIT};
 use serde_json::Value;
 
 async fn reload_events(s: &Server) -> Vec<Value> {
@@ -41,11 +41,10 @@ async fn sighup_and_post_reload_are_events_with_who_and_what_changed() {
     let _ = std::process::Command::new("kill")
         .args(["-HUP", &s.child.id().to_string()])
         .status();
-    let got = eventually(Duration::from_secs(10), || async {
+    wait_until("a reload event after SIGHUP", WAIT, || async {
         !reload_events(&s).await.is_empty()
     })
     .await;
-    assert!(got, "no reload event after SIGHUP");
     let e = &reload_events(&s).await[0];
     assert_eq!(e["action"], "reload", "{e:#}");
     assert_eq!(e["actor"], "SIGHUP", "{e:#}");
@@ -111,17 +110,6 @@ async fn sighup_and_post_reload_are_events_with_who_and_what_changed() {
     assert_eq!(events[2]["weight"], 0.0);
 }
 
-async fn metrics_text(s: &Server) -> String {
-    s.api()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 /// A removed `max_inflight` no longer leaves `cutover_admission_limit` exported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
@@ -131,7 +119,7 @@ async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
     let cfg = write_config_envs(dir.path(), addrs, ["", "max_inflight = 8", ""], "");
     let s = Server::start(&cfg);
     let limit = "cutover_admission_limit{env=\"new\"} 8";
-    assert!(metrics_text(&s).await.contains(limit));
+    assert!(s.metrics().await.contains(limit));
     write_config_envs(dir.path(), addrs, ["", "", ""], "");
     let r = s
         .api()
@@ -140,7 +128,7 @@ async fn a_removed_limit_is_no_longer_exported_after_a_reload() {
         .await
         .expect("reload");
     assert_eq!(r.status(), 200);
-    let text = metrics_text(&s).await;
+    let text = s.metrics().await;
     assert!(
         !text.contains("cutover_admission_limit{env=\"new\"}"),
         "{text}"
@@ -200,14 +188,7 @@ async fn a_reloaded_drain_rate_paces_the_next_drain() {
         socks.push(ws);
     }
     let started = std::time::Instant::now();
-    let r = s
-        .api()
-        .post(s.url("/v1/weight"))
-        .json(&serde_json::json!({"weight": 100}))
-        .send()
-        .await
-        .expect("weight");
-    assert_eq!(r.status(), 200);
+    s.set_weight(100.0).await;
     // Each tunnel is closed by the drain (1012); wait for all six.
     let closes = socks.into_iter().map(|mut ws| async move {
         while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(20), ws.next()).await {

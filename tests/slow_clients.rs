@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use common::raw::{exchange, read_head, read_until_closed};
-use common::{client, eventually, TestProxy};
+use common::{client, wait_until, TestProxy, WAIT};
 use cutover::metrics::Scope;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -282,11 +282,12 @@ async fn past_max_connections_new_clients_get_503_and_a_close() {
     assert_eq!(resp.status(), 503);
     // Slots free up as connections close.
     held.truncate(10);
-    let freed = eventually(Duration::from_secs(5), || async {
-        matches!(c.get(p.url("/")).send().await, Ok(r) if r.status() == 200)
-    })
+    wait_until(
+        "closed connections to give their slots back",
+        WAIT,
+        || async { matches!(c.get(p.url("/")).send().await, Ok(r) if r.status() == 200) },
+    )
     .await;
-    assert!(freed, "closed connections never gave their slots back");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,9 +313,8 @@ async fn open_tunnels_count_against_max_connections() {
         .pool_max_idle_per_host(0)
         .build()
         .expect("client");
-    let freed = eventually(Duration::from_secs(5), || async {
+    wait_until("the closed tunnel to give its slot back", WAIT, || async {
         matches!(c.get(p.url("/")).send().await, Ok(r) if r.status() == 200)
     })
     .await;
-    assert!(freed, "a closed tunnel never gave its slot back");
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use common::load::Load;
-use common::{eventually, server_with};
+use common::{server_with, WAIT};
 
 const PLAN: &str = "name = \"smoke\"\n[analysis]\ninterval = \"250ms\"\nwindow = \"2s\"\nmin_requests = 20\n\
                     [[steps]]\nweight = 10\nhold = \"10m\"\n[[steps]]\nweight = 100\n\
@@ -48,26 +48,16 @@ async fn a_smoke_test_neither_moves_nor_stalls_a_run() {
     assert_eq!(failed, 200, "the smoke test did not see FALLBACK's fault");
 
     // Several evaluations later the run still holds its step and the gate is not failing.
-    let evaluated = eventually(Duration::from_secs(10), || async {
-        let st = s.status().await;
-        st["gates"][0]["verdict"] == "ok"
-            && st["hold_remaining_s"].as_f64().unwrap_or(600.0) < 598.0
-    })
-    .await;
-    let st = s.status().await;
-    assert!(evaluated, "{st:#}");
+    let st = s
+        .wait_status("the gate ok and 2 s of the hold served", WAIT, |st| {
+            st["gates"][0]["verdict"] == "ok"
+                && st["hold_remaining_s"].as_f64().unwrap_or(600.0) < 598.0
+        })
+        .await;
     assert_eq!(st["state"], "running", "a smoke test moved the run: {st:#}");
     assert_eq!(st["weight"], 10.0, "{st:#}");
     assert_eq!(st["envs"]["fallback"]["requests"], 0, "{st:#}");
-    let metrics = s
-        .api()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = s.metrics().await;
     assert!(
         metrics.contains("cutover_override_requests_total{env=\"fallback\",result=\"error\"} 200"),
         "{metrics}"

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::dead_addr;
 use common::server::{write_config, Server};
+use common::{dead_addr, wait_until, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -49,6 +49,8 @@ struct Scripted {
     conns: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
     heads: Arc<Mutex<Vec<String>>>,
+    /// Connections it has closed.
+    closed: Arc<AtomicUsize>,
 }
 
 impl Scripted {
@@ -62,12 +64,18 @@ impl Scripted {
             conns: Arc::default(),
             requests: Arc::default(),
             heads: Arc::default(),
+            closed: Arc::default(),
         };
         let (c, r, h) = (up.conns.clone(), up.requests.clone(), up.heads.clone());
+        let d = up.closed.clone();
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 c.fetch_add(1, SeqCst);
-                tokio::spawn(serve(s, close_soon, r.clone(), h.clone()));
+                let (r, h, d) = (r.clone(), h.clone(), d.clone());
+                tokio::spawn(async move {
+                    serve(s, close_soon, r, h).await;
+                    d.fetch_add(1, SeqCst);
+                });
             }
         });
         up
@@ -76,9 +84,16 @@ impl Scripted {
     fn requests(&self) -> usize {
         self.requests.load(SeqCst)
     }
+
+    /// Wait until it has closed `n` connections.
+    async fn wait_closed(&self, n: usize) {
+        let what = format!("the upstream to close {n} connection(s)");
+        wait_until(&what, WAIT, || async { self.closed.load(SeqCst) >= n }).await;
+    }
 }
 
-/// Answer the requests on `s` (heads only: the requests here have no body).
+/// Answer the requests on `s` (heads only: the requests here have no body); the socket is
+/// closed on return.
 async fn serve(
     mut s: TcpStream,
     close_soon: bool,
@@ -99,7 +114,8 @@ async fn serve(
             return;
         }
         if path == "/then-408" {
-            // What some servers do to an idle keep-alive connection before closing it.
+            // What some servers do to an idle keep-alive connection before closing it (the
+            // pause is part of it: the answer comes unasked, after the last one).
             tokio::time::sleep(Duration::from_millis(5)).await;
             let _ = s
                 .write_all(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
@@ -107,6 +123,7 @@ async fn serve(
             return;
         }
         if close_soon {
+            // The short keep-alive timeout under test.
             tokio::time::sleep(Duration::from_millis(5)).await;
             return;
         }
@@ -237,8 +254,8 @@ async fn an_upstream_closing_idle_connections_costs_no_bodyless_request_an_error
         };
         let resp = req.header("x-user-id", "u").send().await.expect("send");
         assert_eq!(resp.status(), 200, "request {i}: {:?}", resp.headers());
-        // Let the upstream's close arrive before the next request.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Let the upstream's close come before the next request.
+        up.wait_closed(i + 1).await;
     }
     assert_eq!(up.requests(), 30, "a request was sent twice");
     assert_eq!(
@@ -281,7 +298,7 @@ async fn an_unasked_answer_on_an_idle_connection_is_never_taken_for_the_next_one
     let up = Scripted::start(false).await;
     let (server, _dir) = server_for(up.addr);
     let mut client = TcpStream::connect(server.proxy).await.expect("connect");
-    for method in ["GET", "POST"] {
+    for (round, method) in ["GET", "POST"].into_iter().enumerate() {
         client
             .write_all(b"GET /then-408 HTTP/1.1\r\nhost: a\r\n\r\n")
             .await
@@ -289,7 +306,7 @@ async fn an_unasked_answer_on_an_idle_connection_is_never_taken_for_the_next_one
         let first = common::raw::read_response(&mut client).await;
         assert!(first.starts_with("HTTP/1.1 200"), "{first}");
         // The upstream's 408 and close arrive while the connection sits in the pool.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        up.wait_closed(round + 1).await;
         let req = format!("{method} /plain HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n");
         client.write_all(req.as_bytes()).await.expect("write");
         let next = common::raw::read_response(&mut client).await;

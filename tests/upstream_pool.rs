@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::dead_addr;
 use common::server::{write_config, Server};
+use common::{dead_addr, wait_until, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -28,6 +28,8 @@ struct RawUpstream {
     addr: SocketAddr,
     conns: Arc<AtomicUsize>,
     requests: Arc<AtomicUsize>,
+    /// Connections it has closed.
+    closed: Arc<AtomicUsize>,
 }
 
 impl RawUpstream {
@@ -36,23 +38,29 @@ impl RawUpstream {
         let addr = listener.local_addr().expect("addr");
         let conns = Arc::new(AtomicUsize::new(0));
         let requests = Arc::new(AtomicUsize::new(0));
-        let (c, r) = (conns.clone(), requests.clone());
+        let closed = Arc::new(AtomicUsize::new(0));
+        let (c, r, d) = (conns.clone(), requests.clone(), closed.clone());
         tokio::spawn(async move {
             while let Ok((s, _)) = listener.accept().await {
                 c.fetch_add(1, SeqCst);
-                tokio::spawn(serve(s, after, r.clone()));
+                let (r, d) = (r.clone(), d.clone());
+                tokio::spawn(async move {
+                    serve(s, after, r).await;
+                    d.fetch_add(1, SeqCst);
+                });
             }
         });
         RawUpstream {
             addr,
             conns,
             requests,
+            closed,
         }
     }
 }
 
 /// Answer each request on `s` (heads and `content-length` bodies only, which is all the test
-/// sends) until the peer closes or `after` says to close.
+/// sends) until the peer closes or `after` says to close; the socket is closed on return.
 async fn serve(mut s: TcpStream, after: After, requests: Arc<AtomicUsize>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
@@ -83,6 +91,7 @@ async fn serve(mut s: TcpStream, after: After, requests: Arc<AtomicUsize>) {
             return;
         }
         if let After::CloseSoon = after {
+            // The short keep-alive timeout under test.
             tokio::time::sleep(Duration::from_millis(5)).await;
             return;
         }
@@ -142,8 +151,9 @@ async fn an_upstream_closing_idle_connections_costs_no_user_an_error() {
             .await
             .expect("post");
         assert_eq!(resp.status(), 200, "request {i}: {:?}", resp.headers());
-        // Let the upstream's close arrive before the next request, as a keep-alive timeout would.
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Let the upstream's close come before the next request, as a keep-alive timeout would.
+        let what = format!("the upstream to close connection {}", i + 1);
+        wait_until(&what, WAIT, || async { up.closed.load(SeqCst) > i }).await;
     }
     assert_eq!(up.requests.load(SeqCst), 60);
     assert_eq!(
@@ -170,11 +180,13 @@ async fn a_response_the_client_abandons_does_not_poison_the_pool() {
                     let _ = s
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\npartial")
                         .await;
+                    // Hold the connection (mid-body or idle) past the test's end.
                     tokio::time::sleep(Duration::from_secs(30)).await;
                 } else {
                     let _ = s
                         .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
                         .await;
+                    // Hold the connection (mid-body or idle) past the test's end.
                     tokio::time::sleep(Duration::from_secs(30)).await;
                 }
             });

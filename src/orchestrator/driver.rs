@@ -8,10 +8,12 @@
 //! come back as commands.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 use tokio::sync::{broadcast, mpsc, watch};
+// Tokio's clock, so that a test on paused time drives the holds, the interval and the saves.
+use tokio::time::Instant;
 
 use super::checks::{self, EnvAddrs};
 use super::handle::{Cmd, CommandError, Handle, Request};
@@ -130,7 +132,7 @@ impl Driver {
         tokio::pin!(shutdown);
         let mut status_tick = tokio::time::interval(Duration::from_millis(250));
         status_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut eval_at = tokio::time::Instant::now() + eval_interval(&self.analysis());
+        let mut eval_at = Instant::now() + eval_interval(&self.analysis());
         loop {
             tokio::select! {
                 Some(req) = rx.recv() => {
@@ -140,7 +142,7 @@ impl Driver {
                 Some(done) = checks_rx.recv() => self.checks_done(done).await,
                 _ = tokio::time::sleep_until(eval_at) => {
                     self.evaluate().await;
-                    eval_at = tokio::time::Instant::now() + eval_interval(&self.analysis());
+                    eval_at = Instant::now() + eval_interval(&self.analysis());
                 }
                 _ = status_tick.tick() => self.publish_status(),
                 _ = &mut shutdown => break,
@@ -261,7 +263,10 @@ impl Driver {
         let observation = match self.control.run().filter(|_| self.control.is_active()) {
             Some(run) => {
                 let plan = run.plan().clone();
-                let snap = self.parts.metrics.window(now, plan.analysis.window);
+                let snap = self
+                    .parts
+                    .metrics
+                    .window(now.into_std(), plan.analysis.window);
                 let evaluation =
                     analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
                 self.gates = evaluation.gates;
@@ -407,7 +412,7 @@ impl Driver {
 
     fn publish_status(&self) {
         let window = self.analysis().window;
-        let snap = self.parts.metrics.window(Instant::now(), window);
+        let snap = self.parts.metrics.window(Instant::now().into_std(), window);
         let s = status::build(
             &self.control,
             &snap,

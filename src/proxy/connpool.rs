@@ -299,3 +299,43 @@ impl Conns {
         Ok(Pooled { tx, clock })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_reused_until_the_idle_timeout_then_dropped() {
+        clock::follow_tokio();
+        let slots: Slots<u32> = Slots(Sharded::default());
+        slots.keep(1);
+        tokio::time::advance(IDLE_TIMEOUT).await;
+        assert_eq!(slots.take(|_| true), Some(1), "fresh enough at the timeout");
+        slots.keep(1);
+        tokio::time::advance(IDLE_TIMEOUT + Duration::from_millis(1)).await;
+        assert_eq!(slots.take(|_| true), None, "reused past the idle timeout");
+        assert_eq!(
+            slots.len(),
+            0,
+            "an expired connection is dropped when looked at"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_connections_are_dropped_when_another_comes_back() {
+        clock::follow_tokio();
+        let slots: Slots<u32> = Slots(Sharded::default());
+        slots.keep(1);
+        slots.keep(2);
+        tokio::time::advance(IDLE_TIMEOUT / 2).await;
+        slots.keep(3);
+        tokio::time::advance(IDLE_TIMEOUT / 2 + Duration::from_millis(1)).await;
+        slots.keep(4);
+        assert_eq!(slots.len(), 2, "the two expired ones went when 4 came back");
+        assert_eq!(
+            slots.take(|&c| c != 4),
+            Some(3),
+            "the most recent usable one"
+        );
+    }
+}

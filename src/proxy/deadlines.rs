@@ -207,9 +207,10 @@ mod tests {
         assert!(!c.stop(), "the answer came after the cut");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn the_sweeper_wakes_a_request_reading_its_connection_itself() {
-        let d = Deadlines::new(Duration::from_millis(50));
+        clock::follow_tokio();
+        let d = Deadlines::new(Duration::from_millis(400));
         let w = d.watch();
         let clock = w.clock().clone();
         clock.start();
@@ -221,23 +222,37 @@ mod tests {
                 std::task::Poll::Pending
             }
         });
-        let start = std::time::Instant::now();
-        let woken = tokio::time::timeout(Duration::from_secs(2), waited).await;
-        // Bounded generously: the sweep runs every 10 ms here. (A timeout polls the future
-        // once more when it fires, so without a wake it would still end, at 2 s.)
-        assert!(
-            woken.is_ok() && start.elapsed() < Duration::from_secs(1),
-            "the overdue request was not woken ({:?})",
-            start.elapsed()
-        );
+        let start = tokio::time::Instant::now();
+        // (A timeout polls the future once more when it fires, so without a wake it would
+        // still end, at 10 s.)
+        let woken = tokio::time::timeout(Duration::from_secs(10), waited).await;
+        let took = start.elapsed();
+        assert!(woken.is_ok(), "the overdue request was not woken");
+        // Swept every eighth of the timeout: never early, at most an eighth late.
+        assert!(took >= Duration::from_millis(400), "cut early: {took:?}");
+        assert!(took <= Duration::from_millis(450), "cut late: {took:?}");
         assert!(!clock.stop(), "a cut request counts as timed out");
         drop(w);
         assert!(d.conns.lock().expect("lock").is_empty(), "not forgotten");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
+    async fn a_request_answered_in_time_is_not_cut() {
+        clock::follow_tokio();
+        let d = Deadlines::new(Duration::from_millis(400));
+        let w = d.watch();
+        for _ in 0..10 {
+            w.clock().start();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(w.clock().stop(), "cut before its timeout");
+        }
+        assert!(!w.clock().was_cut());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn the_sweeper_aborts_an_overdue_connection_task() {
-        let d = Deadlines::new(Duration::from_millis(50));
+        clock::follow_tokio();
+        let d = Deadlines::new(Duration::from_millis(400));
         let w = d.watch();
         let clock = w.clock().clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -246,12 +261,17 @@ mod tests {
             std::future::pending::<()>().await;
         });
         clock.start();
+        let start = tokio::time::Instant::now();
         // The task's end drops `tx`: the receiver sees it.
-        let ended = tokio::time::timeout(Duration::from_secs(2), rx).await;
+        let ended = tokio::time::timeout(Duration::from_secs(10), rx).await;
         assert!(ended.is_ok(), "the overdue connection was never cut");
+        assert!(start.elapsed() <= Duration::from_millis(450), "cut late");
         assert!(!clock.stop());
         assert!(clock.was_cut());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(d.conns.lock().expect("lock").is_empty(), "not forgotten");
+        // The aborted task drops its watch as it unwinds: wait for that, not for a while.
+        while !d.conns.lock().expect("lock").is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(10), "not forgotten");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
     }
 }

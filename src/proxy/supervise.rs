@@ -141,9 +141,9 @@ impl Supervisor {
         }
     }
 
-    /// Close the connections idle now, or overdue with a request head; returns how many.
-    pub fn close_idle(&self) -> usize {
-        let now = clock::now_ms();
+    /// Close the connections idle at `now` (coarse [`clock`] milliseconds), or overdue with a
+    /// request head; returns how many.
+    pub fn close_idle(&self, now: u64) -> usize {
         let mut closed = 0;
         for e in self.table().entries.iter().flatten() {
             if e.activity.is_idle(now, e.idle_timeout_ms)
@@ -163,7 +163,7 @@ impl Supervisor {
             let l = limits();
             let every = l.idle_timeout.min(l.header_read_timeout) / 4;
             tokio::time::sleep(every.clamp(SWEEP_MIN, SWEEP_MAX)).await;
-            let closed = self.close_idle();
+            let closed = self.close_idle(clock::now_ms());
             if closed > 0 {
                 tracing::debug!(closed, "closed idle or slow client connections");
             }
@@ -263,5 +263,131 @@ impl<C: Drainable> Future for Supervised<C> {
             _ => return Poll::Ready(Ended::Closed),
         }
         this.conn.as_mut().poll(cx).map(Ended::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! On paused time: the coarse clock follows tokio's ([`clock::follow_tokio`]), so each
+    //! sweep happens exactly when the test's time says, and no test waits on the wall clock.
+
+    use super::*;
+    use tokio::time::Instant;
+
+    /// A connection that never ends by itself; with `finish_on_drain`, a drain ends it.
+    struct Conn {
+        finish_on_drain: bool,
+        drained: bool,
+    }
+
+    impl Future for Conn {
+        type Output = Result<(), ()>;
+        fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            if self.drained && self.finish_on_drain {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Pending
+            }
+        }
+    }
+
+    impl Drainable for Conn {
+        type Error = ();
+        fn drain(self: Pin<&mut Self>) {
+            self.get_mut().drained = true;
+        }
+    }
+
+    fn limits(idle_ms: u64, head_ms: u64) -> Limits {
+        Limits {
+            idle_timeout: Duration::from_millis(idle_ms),
+            header_read_timeout: Duration::from_millis(head_ms),
+            ..Limits::default()
+        }
+    }
+
+    /// A supervisor sweeping with `l`, and one connection under it.
+    fn one_conn(
+        l: Limits,
+        finish_on_drain: bool,
+    ) -> (Arc<Supervisor>, Arc<Activity>, Supervised<Conn>) {
+        clock::follow_tokio();
+        let s = Supervisor::new();
+        tokio::spawn(s.clone().sweep(move || l));
+        let activity = Activity::new();
+        let conn = Conn {
+            finish_on_drain,
+            drained: false,
+        };
+        let supervised = s.supervise(conn, activity.clone(), &l);
+        (s, activity, supervised)
+    }
+
+    /// Wait for `conn` to end; how long it took, and whether the supervisor closed it.
+    async fn ended(conn: Supervised<Conn>) -> (Duration, bool) {
+        let start = Instant::now();
+        let closed = matches!(conn.await, Ended::Closed);
+        (start.elapsed(), closed)
+    }
+
+    /// The supervisor closed it, `from_ms` to `to_ms` after the test began waiting.
+    fn closed_between((took, closed): (Duration, bool), from_ms: u64, to_ms: u64) {
+        assert!(closed, "it ended by itself");
+        let (from, to) = (Duration::from_millis(from_ms), Duration::from_millis(to_ms));
+        assert!(took >= from, "closed early: {took:?}, not before {from:?}");
+        assert!(took <= to, "closed late: {took:?}, by {to:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+        let (s, _activity, conn) = one_conn(limits(1_000, 60_000), false);
+        // Swept every quarter of the timeout: never early, at most a quarter late.
+        closed_between(ended(conn).await, 1_000, 1_250);
+        assert_eq!(s.open(), 0, "its slot is given back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_flight_keeps_its_connection_open() {
+        let (_s, activity, conn) = one_conn(limits(1_000, 60_000), false);
+        let busy = activity.begin();
+        let mut conn = Box::pin(ended(conn));
+        let waited = tokio::time::timeout(Duration::from_secs(30), conn.as_mut()).await;
+        assert!(waited.is_err(), "closed with a request in flight");
+        drop(busy);
+        closed_between(conn.await, 31_000, 31_250);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_request_head_is_closed_after_the_head_timeout() {
+        let (_s, _activity, conn) = one_conn(limits(60_000, 2_000), false);
+        closed_between(ended(conn).await, 2_000, 2_500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_what_finishes_and_closes_the_rest_at_its_timeout() {
+        let (s, _a, finishing) = one_conn(limits(60_000, 60_000), true);
+        let stuck = s.supervise(
+            Conn {
+                finish_on_drain: false,
+                drained: false,
+            },
+            Activity::new(),
+            &limits(60_000, 60_000),
+        );
+        let finishing = tokio::spawn(ended(finishing));
+        let stuck = tokio::spawn(ended(stuck));
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        let left = s.drain(Duration::from_secs(5)).await;
+        assert_eq!(
+            left, 1,
+            "the stuck connection was still open at the deadline"
+        );
+        assert!(start.elapsed() >= Duration::from_secs(5));
+        let (_, closed) = finishing.await.expect("task");
+        assert!(!closed, "a drained connection ends by itself");
+        // Closed at the drain's deadline.
+        closed_between(stuck.await.expect("task"), 5_000, 5_010);
+        assert_eq!(s.open(), 0);
     }
 }

@@ -145,7 +145,14 @@ pub async fn get_as(c: &reqwest::Client, url: &str, user: &str) -> (u16, String)
     (status, env)
 }
 
-/// Poll `f` until it is true or `timeout` passes.
+/// How long a test waits for something it expects: generous, because a loaded 2-core machine
+/// may be slow, and spent in full only when the test fails.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// How often the waits below look again.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Poll `f` until it is true (returns true) or `timeout` passes (returns false).
 pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
 where
     F: FnMut() -> Fut,
@@ -159,8 +166,55 @@ where
         if Instant::now() > deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// Wait until `f` is true; after `timeout`, fail the test naming `what` it waited for.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    assert!(
+        eventually(timeout, f).await,
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// [`eventually`] for a test without a runtime (or in a blocking section).
+pub fn eventually_blocking(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// [`wait_until`] for a test without a runtime (or in a blocking section).
+pub fn wait_until_blocking(what: &str, timeout: Duration, f: impl FnMut() -> bool) {
+    assert!(
+        eventually_blocking(timeout, f),
+        "timed out after {timeout:?} waiting for {what}"
+    );
+}
+
+/// Wait until `env` has at least `n` requests in flight (they reached it and wait for their
+/// answer).
+pub async fn wait_in_flight(env: &SimEnv, n: usize) {
+    let what = format!("{n} request(s) in flight at {}", env.name);
+    wait_until(&what, WAIT, || async {
+        env.behaviour
+            .inflight
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= n
+    })
+    .await;
 }
 
 pub mod fault;

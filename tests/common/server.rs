@@ -68,6 +68,43 @@ drain_timeout = "5s"
     path
 }
 
+/// Run `cutover serve --config CFG`, which must refuse to start: (exit code, stderr). One
+/// that starts instead is killed and fails the test.
+pub fn serve_refused(cfg: &Path) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .env_remove("CUTOVER_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let Some(code) = exit(&mut child, super::WAIT) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("cutover started although it should have refused");
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (code, err)
+}
+
+/// Wait (at most `timeout`) until `child` exits: `Some(its exit code)`, or `None` if it still
+/// runs.
+pub fn exit(child: &mut Child, timeout: Duration) -> Option<Option<i32>> {
+    let mut code = None;
+    let exited = super::eventually_blocking(timeout, || match child.try_wait() {
+        Ok(Some(status)) => {
+            code = Some(status.code());
+            true
+        }
+        _ => false,
+    });
+    exited.then_some(code).flatten()
+}
+
 impl Server {
     /// Start `cutover serve --config CONFIG` and wait until it reports its addresses.
     pub fn start(config: &Path) -> Server {
@@ -225,6 +262,48 @@ impl Server {
         assert_eq!(code, 200, "{}", resp.text().await.unwrap_or_default());
     }
 
+    /// `POST /v1/weight` (an operator's weight change); panics unless it is accepted.
+    pub async fn set_weight(&self, percent: f64) {
+        let resp = self
+            .api()
+            .post(self.url("/v1/weight"))
+            .json(&serde_json::json!({ "weight": percent }))
+            .send()
+            .await
+            .expect("weight");
+        let code = resp.status();
+        assert_eq!(code, 200, "{}", resp.text().await.unwrap_or_default());
+    }
+
+    /// Wait (at most `timeout`) until `/v1/status` satisfies `f`, naming `what` if it never
+    /// does; returns that status.
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        timeout: Duration,
+        f: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let st = self.status().await;
+            if f(&st) {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what}: {st:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Wait until the run is in `state` (as `/v1/status` spells it).
+    pub async fn wait_for_state(&self, state: &str, timeout: Duration) -> serde_json::Value {
+        let what = format!("state {state}");
+        self.wait_status(&what, timeout, |st| st["state"] == state)
+            .await
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -236,14 +315,7 @@ impl Server {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+        exit(&mut self.child, timeout).flatten()
     }
 }
 

@@ -199,16 +199,11 @@ async fn a_weight_change_drains_moved_websockets_at_the_drain_rate_and_they_reco
         "{to_move} moved in {took:.2}s, faster than {RATE}/s"
     );
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while h.proxy.tunnels.misplaced() > 0 || h.proxy.tunnels.open(Env::Old) != N - to_move {
-        assert!(
-            Instant::now() < deadline,
-            "misplaced {} open old {}",
-            h.proxy.tunnels.misplaced(),
-            h.proxy.tunnels.open(Env::Old)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("{to_move} tunnels moved off OLD and none misplaced");
+    crate::common::wait_until(&what, crate::common::WAIT, || async {
+        h.proxy.tunnels.misplaced() == 0 && h.proxy.tunnels.open(Env::Old) == N - to_move
+    })
+    .await;
     assert!(rx.try_recv().is_err(), "nobody else was closed");
     assert_eq!(
         h.new.behaviour.served.load(SeqCst),

@@ -2,6 +2,8 @@
 //! room, new-session rates, the retry budget when everything fails, and (in [`drain`]) moving
 //! a thousand WebSockets after a weight change.
 
+#[path = "../common/mod.rs"]
+mod common;
 mod drain;
 mod harness;
 
@@ -56,6 +58,7 @@ async fn a_herd_is_held_at_max_inflight_answered_fast_and_then_served() {
                                 return Err(format!("503 not from shedding: {a:?}"));
                             }
                             sheds.push(took);
+                            // A client honouring Retry-After: the herd's behaviour under test.
                             tokio::time::sleep(Duration::from_secs(retry_after(&a))).await;
                         }
                         s => return Err(format!("unexpected status {s}: {}", a.body)),
@@ -139,11 +142,7 @@ async fn browsers_get_the_waiting_room_and_api_clients_a_plain_503() {
         h.old.behaviour.latency_ms.store(3000, SeqCst);
         let addr = h.addr;
         let holder = tokio::spawn(async move { get_once(addr, "/slow", "holder", None).await });
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while h.old.behaviour.inflight.load(SeqCst) == 0 {
-            assert!(Instant::now() < deadline, "the holder never reached OLD");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        common::wait_in_flight(&h.old, 1).await;
 
         let browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
         let a = get_once(addr, "/", "visitor", Some(browser))
@@ -357,13 +356,8 @@ async fn shed_requests_retry_on_fallback_only_within_the_budget_and_never_on_the
     let w = h.metrics.window(Instant::now(), Duration::from_secs(60));
     assert_eq!(w.scope(Scope::Old).shed, 200 - served_by_old);
     // Every slot comes back once the answers' bodies are done.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while h.proxy.guard(Env::Old).limit() != Some((5, 0)) {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            h.proxy.guard(Env::Old).limit()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until("every admission slot of OLD back", common::WAIT, || async {
+        h.proxy.guard(Env::Old).limit() == Some((5, 0))
+    })
+    .await;
 }
