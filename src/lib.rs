@@ -45,3 +45,4 @@ pub mod router;
 pub mod serve;
 pub mod shard;
 pub mod store;
+pub mod vocab;

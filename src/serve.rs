@@ -25,6 +25,7 @@ use crate::proxy::{self, live::Live, Proxy};
 use crate::reload::Reloader;
 use crate::router::{Env, Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
+use crate::vocab::EventAction;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -191,7 +192,7 @@ pub async fn log_reload(
                 false => format!("changed {}", r.changed.join(", ")),
             };
             (
-                "reload",
+                EventAction::Reload,
                 format!("config {} reloaded by {actor}: {what}", r.file.display()),
                 serde_json::json!({ "file": r.file.display().to_string(), "changed": r.changed }),
             )
@@ -201,7 +202,7 @@ pub async fn log_reload(
             let why = e.to_string().replace('\n', "; ");
             tracing::error!(actor, error = %why, "config reload rejected");
             (
-                "reload_rejected",
+                EventAction::ReloadRejected,
                 format!("config reload by {actor} rejected, nothing changed: {why}"),
                 serde_json::json!({ "error": why }),
             )

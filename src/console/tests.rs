@@ -5,7 +5,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::app::{App, Conn, Failure, Feed, FlashLevel, Mode, Scope, Series, HISTORY_SPAN_MS};
 use super::update::{parse_weight, Request, PAGE};
 use super::Confirm;
-use crate::api::{Event, RunState, Status};
+use crate::api::{Event, EventAction, RunState, Status};
 
 fn app() -> App {
     App::new("http://127.0.0.1:9900", 1_000)
@@ -35,7 +35,7 @@ fn event(id: u64) -> Event {
         id,
         at_ms: id * 1000,
         actor: "orchestrator".into(),
-        action: "advance".into(),
+        action: EventAction::Advance,
         reason: format!("event {id}"),
         run_id: Some(1),
         state: RunState::Running,

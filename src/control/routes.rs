@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use super::{sse, Control};
-use crate::api::{ActionRequest, ApiError, ErrorDetail, ACTOR_HEADER};
+use crate::api::{ActionRequest, ApiError, ErrorDetail, Verb, ACTOR_HEADER};
 use crate::orchestrator::{Cmd, CommandError};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -101,16 +101,18 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
             };
             command(control, cmd, &actor, body.reason).await
         }
-        (p, Method::POST) if action(p).is_some() => {
+        (p, Method::POST) if Verb::from_path(p).is_some() => {
             let body: ActionRequest = match read_json_optional(req).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            let cmd = action(p).unwrap_or(Cmd::Pause);
-            command(control, cmd, &actor, body.reason).await
+            let Some(verb) = Verb::from_path(p) else {
+                return method_not_allowed("POST");
+            };
+            command(control, verb_cmd(verb), &actor, body.reason).await
         }
         ("/v1/status" | "/v1/events" | "/v1/plans", _) => method_not_allowed("GET"),
-        (p, _) if p == "/v1/start" || p == "/v1/weight" || p == "/v1/reload" || action(p).is_some() => method_not_allowed("POST"),
+        (p, _) if p == "/v1/start" || p == "/v1/weight" || p == "/v1/reload" || Verb::from_path(p).is_some() => method_not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no route {path}"),
@@ -119,15 +121,15 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
     }
 }
 
-fn action(path: &str) -> Option<Cmd> {
-    Some(match path {
-        "/v1/pause" => Cmd::Pause,
-        "/v1/resume" => Cmd::Resume,
-        "/v1/approve" => Cmd::Approve,
-        "/v1/rollback" => Cmd::Rollback,
-        "/v1/abort" => Cmd::Abort,
-        _ => return None,
-    })
+/// The orchestrator command an API verb asks for.
+fn verb_cmd(verb: Verb) -> Cmd {
+    match verb {
+        Verb::Pause => Cmd::Pause,
+        Verb::Resume => Cmd::Resume,
+        Verb::Approve => Cmd::Approve,
+        Verb::Rollback => Cmd::Rollback,
+        Verb::Abort => Cmd::Abort,
+    }
 }
 
 /// The actor a client names itself as (`cli`, `console`, a script's name), else `api`.

@@ -17,8 +17,8 @@ use super::checks::{self, EnvAddrs};
 use super::handle::{Cmd, CommandError, Handle, Request};
 use super::machine::{self, Command, Control, Effect, Tick, Transition};
 use super::status;
-use crate::analyzer::{self, GateTracker};
-use crate::api::{GateView, NewEvent, Status};
+use crate::analyzer::{self, GateReport, GateTracker};
+use crate::api::{NewEvent, Status};
 use crate::metrics::Metrics;
 use crate::plan::Analysis;
 use crate::proxy::tunnel::Tunnels;
@@ -53,7 +53,7 @@ struct Driver {
     parts: Parts,
     control: Control,
     tracker: GateTracker,
-    gates: Vec<GateView>,
+    gates: Vec<GateReport>,
     last_event_id: u64,
     last_eval: Instant,
     last_saved: Instant,

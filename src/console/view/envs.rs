@@ -12,7 +12,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Row, Table, Widget};
 
 use super::format::{breach_style, ms, pct, rate, spark};
-use crate::api::{EnvStats, Status};
+use crate::api::{EnvStats, GateVerdict, Status};
 use crate::console::app::{App, Scope, Series};
 
 /// Borders, a header row and four scopes.
@@ -153,7 +153,7 @@ fn row(app: &App, status: &Status, scope: Scope, cols: &[&Col], spark_w: u16) ->
         status
             .gates
             .iter()
-            .any(|g| g.verdict == "failing" && g.metric == full)
+            .any(|g| g.verdict == GateVerdict::Failing && g.metric == full)
     };
     let mut cells = vec![Cell::new(scope.name()).style(scope_style(scope))];
     cells.extend(cols.iter().map(|c| {
