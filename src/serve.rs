@@ -25,7 +25,6 @@ use crate::proxy::{self, live::Live, Proxy};
 use crate::reload::Reloader;
 use crate::router::{Env, Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
-use crate::vocab::EventAction;
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -164,7 +163,7 @@ async fn reload_on_sighup(
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                Some(()) = hup.recv() => { let _ = log_reload(&reloader, &handle, "SIGHUP").await; }
+                Some(()) = hup.recv() => { let _ = reloader.reload_and_record(&handle, "SIGHUP").await; }
                 _ = &mut stop => return,
             }
         }
@@ -174,44 +173,6 @@ async fn reload_on_sighup(
         let _ = (reloader, handle);
         stop.await;
     }
-}
-
-/// Reload, log the outcome, and record it as a `reload` event (who asked, what changed; a
-/// rejected reload is a `reload_rejected` event with why); `actor` says who asked.
-pub async fn log_reload(
-    reloader: &Reloader,
-    handle: &crate::orchestrator::Handle,
-    actor: &str,
-) -> Result<crate::reload::Reloaded, crate::reload::ReloadError> {
-    let result = reloader.reload();
-    let (action, reason, data) = match &result {
-        Ok(r) => {
-            tracing::info!(actor, file = %r.file.display(), changed = ?r.changed, "config reloaded");
-            let what = match r.changed.is_empty() {
-                true => "nothing changed".to_owned(),
-                false => format!("changed {}", r.changed.join(", ")),
-            };
-            (
-                EventAction::Reload,
-                format!("config {} reloaded by {actor}: {what}", r.file.display()),
-                serde_json::json!({ "file": r.file.display().to_string(), "changed": r.changed }),
-            )
-        }
-        // One log line per rejection, however many problems it lists.
-        Err(e) => {
-            let why = e.to_string().replace('\n', "; ");
-            tracing::error!(actor, error = %why, "config reload rejected");
-            (
-                EventAction::ReloadRejected,
-                format!("config reload by {actor} rejected, nothing changed: {why}"),
-                serde_json::json!({ "error": why }),
-            )
-        }
-    };
-    if let Err(e) = handle.record(actor, action, reason, data).await {
-        tracing::error!(error = %e, "could not record the reload in the event log");
-    }
-    result
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

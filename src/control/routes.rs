@@ -212,7 +212,7 @@ async fn reload(control: &Control, actor: &str) -> Response<Body> {
             "restart the server with --config to change its settings",
         );
     };
-    match crate::serve::log_reload(reloader, &control.handle, actor).await {
+    match reloader.reload_and_record(&control.handle, actor).await {
         Ok(r) => json(
             StatusCode::OK,
             &serde_json::json!({
