@@ -102,12 +102,13 @@ pub async fn run(
     let env_addrs = Arc::new(ArcSwap::from_pointee(
         Env::ALL.map(|e| cfg.env(e).upstreams.clone()),
     ));
+    let tunnels = proxy.tunnels.clone();
     let (handle, driver_task) = driver::start(
         Parts {
             store,
             router,
             metrics: metrics.clone(),
-            tunnels: proxy.tunnels.clone(),
+            tunnels_to_move: Arc::new(move || tunnels.misplaced()),
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
         },
