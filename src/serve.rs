@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::control::{self, Control, Token, TokenError};
+use crate::control::{self, Admin, Token, TokenError};
 use crate::metrics::Metrics;
 use crate::orchestrator::driver::{self, DriverError, Parts};
 use crate::proxy::{self, live::Live, Proxy};
@@ -124,7 +124,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let control = Arc::new(Control {
+    let control = Arc::new(Admin {
         handle,
         token,
         reload: Some(reloader.clone()),

@@ -13,7 +13,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
-use super::{sse, Control};
+use super::{sse, Admin};
 use crate::api::{ActionRequest, ApiError, ErrorDetail, Verb, ACTOR_HEADER};
 use crate::orchestrator::{Cmd, CommandError};
 
@@ -43,7 +43,7 @@ pub fn parse_ramp(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> {
+pub async fn route(control: &Admin, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     if path == "/metrics" {
         return match *req.method() {
@@ -145,7 +145,7 @@ fn actor(req: &Request<Incoming>) -> String {
         .to_owned()
 }
 
-async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Response<Body> {
+async fn start(control: &Admin, req: Request<Incoming>, actor: &str) -> Response<Body> {
     let bytes = match read_body(req).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -203,7 +203,7 @@ async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Respon
 }
 
 /// Read the server's config file again and apply it whole, or answer 400 and change nothing.
-async fn reload(control: &Control, actor: &str) -> Response<Body> {
+async fn reload(control: &Admin, actor: &str) -> Response<Body> {
     use crate::reload::ReloadError;
     let Some(reloader) = &control.reload else {
         return error(
@@ -255,12 +255,7 @@ async fn reload(control: &Control, actor: &str) -> Response<Body> {
     }
 }
 
-async fn command(
-    control: &Control,
-    cmd: Cmd,
-    actor: &str,
-    reason: Option<String>,
-) -> Response<Body> {
+async fn command(control: &Admin, cmd: Cmd, actor: &str, reason: Option<String>) -> Response<Body> {
     match control.handle.command(cmd, actor, reason).await {
         Ok(status) => json(StatusCode::OK, &status),
         Err(CommandError::Rejected(why)) => error(
@@ -281,7 +276,7 @@ async fn command(
     }
 }
 
-async fn events(control: &Control, req: &Request<Incoming>) -> Response<Body> {
+async fn events(control: &Admin, req: &Request<Incoming>) -> Response<Body> {
     let mut since = 0u64;
     let mut limit = 1000usize;
     let mut follow = req
