@@ -1,8 +1,14 @@
 //! `cutover.toml`: parsing and validation of the server's configuration.
 //!
-//! Owns: the file format (DESIGN.md contract keys plus documented extras), defaults, and errors
-//! that name the file, line, column and key. Must not touch: running state — a bad config is
-//! rejected whole before anything starts (or, on reload, before anything changes).
+//! Owns: the file format (the keys docs/config.md documents), defaults, and errors that name
+//! the file, line, column and key. Must not touch: running state — a bad config is rejected
+//! whole before anything starts (or, on reload, before anything changes).
+//!
+//! Layout: this file holds [`Config`], its errors and the entry points ([`Config::load`],
+//! [`Config::parse`]); `check` the positioned checks every section uses; one file per section
+//! for the rest: `listen` (`[listen]`, `[admin]`, `[store]`), `envs` (`[envs.*]`, `[probes]`),
+//! `routing`, `proxy` (`[proxy]`, `[retry_budget]`), `limit_keys` (`[limits]`) and
+//! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,40 +16,23 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use thiserror::Error;
-use toml::Spanned;
 
-use crate::diag::line_col;
 pub use crate::proxy::limits::Limits;
 use crate::router::{Env, KeySource};
 
+mod check;
+mod envs;
+mod limit_keys;
+mod listen;
 mod protection;
+mod proxy;
+mod routing;
+
+use check::Checker;
+pub use check::{duration_max, DURATION_BOUNDS};
+pub use envs::EnvConfig;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
-
-/// The longest value each duration key of the config takes (every one must also be above 0);
-/// documented in docs/config.md. Keys are matched by their last part (`envs.new.connect_timeout`
-/// → `connect_timeout`). The bounds keep every timer a task arms far from `Instant` overflow
-/// and every per-second table (the retry budget's window) small.
-pub const DURATION_BOUNDS: &[(&str, Duration)] = &[
-    ("connect_timeout", Duration::from_secs(5 * 60)),
-    ("request_timeout", Duration::from_secs(3600)),
-    ("header_read_timeout", Duration::from_secs(3600)),
-    ("body_read_timeout", Duration::from_secs(3600)),
-    ("body_rate_grace", Duration::from_secs(3600)),
-    ("idle_timeout", Duration::from_secs(24 * 3600)),
-    ("drain_timeout", Duration::from_secs(3600)),
-    ("window", Duration::from_secs(600)),
-    ("interval", Duration::from_secs(3600)),
-    ("timeout", Duration::from_secs(5 * 60)),
-];
-
-/// The longest value `key` takes (see [`DURATION_BOUNDS`]); one hour for a key not listed.
-pub fn duration_max(key: &str) -> Duration {
-    let last = key.rsplit('.').next().unwrap_or(key);
-    DURATION_BOUNDS
-        .iter()
-        .find(|(k, _)| *k == last)
-        .map_or(Duration::from_secs(3600), |(_, d)| *d)
-}
+pub use proxy::RetryBudgetConfig;
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,15 +70,6 @@ pub struct Config {
     pub protection: ProtectionConfig,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct EnvConfig {
-    pub upstreams: Vec<SocketAddr>,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    /// Path probed on every upstream of this env; `None` disables probes.
-    pub probe_path: Option<String>,
-}
-
 impl Config {
     /// The settings of one env.
     pub fn env(&self, env: Env) -> &EnvConfig {
@@ -103,25 +83,6 @@ impl Config {
     /// The herd protection of one env.
     pub fn protect(&self, env: Env) -> &EnvProtection {
         &self.protection.envs[env as usize]
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryBudgetConfig {
-    /// Retries allowed as a fraction of requests over the window.
-    pub ratio: f64,
-    pub window: Duration,
-    /// Retries per second always allowed on top of the ratio.
-    pub min_per_sec: u32,
-}
-
-impl Default for RetryBudgetConfig {
-    fn default() -> Self {
-        RetryBudgetConfig {
-            ratio: 0.2,
-            window: Duration::from_secs(10),
-            min_per_sec: 5,
-        }
     }
 }
 
@@ -159,388 +120,26 @@ impl std::fmt::Display for ConfigProblem {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    listen: RawListen,
+    listen: listen::RawListen,
     #[serde(default)]
-    admin: Option<RawAdmin>,
+    admin: Option<listen::RawAdmin>,
     #[serde(default)]
-    store: Option<RawStore>,
-    envs: RawEnvs,
+    store: Option<listen::RawStore>,
+    envs: envs::RawEnvs,
     #[serde(default)]
-    routing: Option<RawRouting>,
+    routing: Option<routing::RawRouting>,
     #[serde(default)]
-    proxy: Option<RawProxy>,
+    proxy: Option<proxy::RawProxy>,
     #[serde(default)]
-    retry_budget: Option<RawBudget>,
+    retry_budget: Option<proxy::RawBudget>,
     #[serde(default)]
-    probes: Option<RawProbes>,
+    probes: Option<envs::RawProbes>,
     #[serde(default)]
-    limits: Option<RawLimits>,
+    limits: Option<limit_keys::RawLimits>,
     #[serde(default)]
     tunnels: Option<protection::RawTunnels>,
     #[serde(default)]
     waiting_room: Option<protection::RawWaitingRoom>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_connections: Option<Spanned<i64>>,
-    header_read_timeout: Option<Spanned<String>>,
-    body_read_timeout: Option<Spanned<String>>,
-    min_body_rate: Option<Spanned<i64>>,
-    body_rate_grace: Option<Spanned<String>>,
-    idle_timeout: Option<Spanned<String>>,
-    max_header_bytes: Option<Spanned<i64>>,
-    max_uri_bytes: Option<Spanned<i64>>,
-    max_headers: Option<Spanned<i64>>,
-    h2_max_concurrent_streams: Option<Spanned<i64>>,
-    h2_max_header_list_size: Option<Spanned<i64>>,
-    h2_max_pending_reset_streams: Option<Spanned<i64>>,
-    h2_max_local_error_reset_streams: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawListen {
-    addr: Spanned<String>,
-    workers: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAdmin {
-    addr: Option<Spanned<String>>,
-    token_file: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    path: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEnvs {
-    old: Option<RawEnv>,
-    new: Option<RawEnv>,
-    fallback: Option<RawEnv>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawEnv {
-    upstreams: Spanned<Vec<Spanned<String>>>,
-    connect_timeout: Option<Spanned<String>>,
-    request_timeout: Option<Spanned<String>>,
-    probe_path: Option<Spanned<String>>,
-    // Herd protection (checked in `protection`).
-    max_inflight: Option<Spanned<i64>>,
-    adaptive_limit: Option<bool>,
-    queue_timeout: Option<Spanned<String>>,
-    new_sessions_per_sec: Option<Spanned<f64>>,
-    new_sessions_burst: Option<Spanned<i64>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRouting {
-    user_key: Option<Vec<Spanned<String>>>,
-    override_header: Option<Spanned<String>>,
-    override_secret_header: Option<Spanned<String>>,
-    override_secret: Option<String>,
-    salt: Option<String>,
-    trust_forwarded: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProxy {
-    drain_timeout: Option<Spanned<String>>,
-    client_lane: Option<bool>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBudget {
-    ratio: Option<Spanned<f64>>,
-    window: Option<Spanned<String>>,
-    min_per_sec: Option<u32>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawProbes {
-    interval: Option<Spanned<String>>,
-    timeout: Option<Spanned<String>>,
-}
-
-/// Collects problems while building a [`Config`] so all of them are reported at once.
-struct Checker<'a> {
-    file: &'a str,
-    text: &'a str,
-    problems: Vec<ConfigProblem>,
-}
-
-impl Checker<'_> {
-    fn problem(&mut self, offset: usize, key: &str, message: impl Into<String>) {
-        let (line, col) = line_col(self.text, offset);
-        self.problems.push(ConfigProblem {
-            file: self.file.to_owned(),
-            line,
-            col,
-            key: key.to_owned(),
-            message: message.into(),
-        });
-    }
-
-    fn addr(&mut self, v: &Spanned<String>, key: &str) -> Option<SocketAddr> {
-        use std::net::ToSocketAddrs;
-        match v.get_ref().to_socket_addrs().map(|mut a| a.next()) {
-            Ok(Some(a)) => Some(a),
-            _ => {
-                self.problem(
-                    v.span().start,
-                    key,
-                    format!(
-                        "`{}` is not a host:port address (e.g. \"127.0.0.1:8080\")",
-                        v.get_ref()
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    fn duration(&mut self, v: Option<&Spanned<String>>, key: &str, default: Duration) -> Duration {
-        let Some(v) = v else { return default };
-        let max = duration_max(key);
-        match humantime::parse_duration(v.get_ref()) {
-            Ok(d) if !d.is_zero() && d <= max => d,
-            Ok(d) if d.is_zero() => {
-                self.problem(v.span().start, key, "must be longer than 0 (e.g. \"2s\")");
-                default
-            }
-            Ok(_) => {
-                self.problem(
-                    v.span().start,
-                    key,
-                    format!(
-                        "`{}` is longer than the most this key allows, {}",
-                        v.get_ref(),
-                        humantime::format_duration(max)
-                    ),
-                );
-                default
-            }
-            Err(e) => {
-                self.problem(
-                    v.span().start,
-                    key,
-                    format!(
-                        "`{}` is not a duration ({e}); write e.g. \"500ms\", \"30s\", \"5m\"",
-                        v.get_ref()
-                    ),
-                );
-                default
-            }
-        }
-    }
-
-    /// A whole number in `min..=max`, else a positioned problem and `default`.
-    fn count(
-        &mut self,
-        v: Option<&Spanned<i64>>,
-        key: &str,
-        min: i64,
-        max: i64,
-        default: u64,
-    ) -> u64 {
-        let Some(v) = v else { return default };
-        if (min..=max).contains(v.get_ref()) {
-            *v.get_ref() as u64
-        } else {
-            self.problem(
-                v.span().start,
-                key,
-                format!(
-                    "{} is out of range: give a whole number from {min} to {max}",
-                    v.get_ref()
-                ),
-            );
-            default
-        }
-    }
-
-    fn limits(&mut self, raw: Option<&RawLimits>) -> Limits {
-        let d = Limits::default();
-        let Some(raw) = raw else { return d };
-        let u32_max = i64::from(u32::MAX);
-        Limits {
-            max_connections: self.count(
-                raw.max_connections.as_ref(),
-                "limits.max_connections",
-                1,
-                10_000_000,
-                d.max_connections as u64,
-            ) as usize,
-            header_read_timeout: self.duration(
-                raw.header_read_timeout.as_ref(),
-                "limits.header_read_timeout",
-                d.header_read_timeout,
-            ),
-            body_read_timeout: self.duration(
-                raw.body_read_timeout.as_ref(),
-                "limits.body_read_timeout",
-                d.body_read_timeout,
-            ),
-            min_body_rate: self.count(
-                raw.min_body_rate.as_ref(),
-                "limits.min_body_rate",
-                0,
-                1 << 30,
-                d.min_body_rate,
-            ),
-            body_rate_grace: self.duration(
-                raw.body_rate_grace.as_ref(),
-                "limits.body_rate_grace",
-                d.body_rate_grace,
-            ),
-            idle_timeout: self.duration(
-                raw.idle_timeout.as_ref(),
-                "limits.idle_timeout",
-                d.idle_timeout,
-            ),
-            max_header_bytes: self.count(
-                raw.max_header_bytes.as_ref(),
-                "limits.max_header_bytes",
-                crate::proxy::limits::MIN_HEADER_BYTES as i64,
-                16 * 1024 * 1024,
-                d.max_header_bytes as u64,
-            ) as usize,
-            max_uri_bytes: self.count(
-                raw.max_uri_bytes.as_ref(),
-                "limits.max_uri_bytes",
-                16,
-                64 * 1024,
-                d.max_uri_bytes as u64,
-            ) as usize,
-            max_headers: self.count(
-                raw.max_headers.as_ref(),
-                "limits.max_headers",
-                1,
-                10_000,
-                d.max_headers as u64,
-            ) as usize,
-            h2_max_concurrent_streams: self.count(
-                raw.h2_max_concurrent_streams.as_ref(),
-                "limits.h2_max_concurrent_streams",
-                1,
-                u32_max,
-                u64::from(d.h2_max_concurrent_streams),
-            ) as u32,
-            h2_max_header_list_size: self.count(
-                raw.h2_max_header_list_size.as_ref(),
-                "limits.h2_max_header_list_size",
-                1024,
-                16 * 1024 * 1024,
-                u64::from(d.h2_max_header_list_size),
-            ) as u32,
-            h2_max_pending_reset_streams: self.count(
-                raw.h2_max_pending_reset_streams.as_ref(),
-                "limits.h2_max_pending_reset_streams",
-                1,
-                100_000,
-                d.h2_max_pending_reset_streams as u64,
-            ) as usize,
-            h2_max_local_error_reset_streams: self.count(
-                raw.h2_max_local_error_reset_streams.as_ref(),
-                "limits.h2_max_local_error_reset_streams",
-                1,
-                100_000,
-                d.h2_max_local_error_reset_streams as u64,
-            ) as usize,
-        }
-    }
-
-    fn header(
-        &mut self,
-        v: Option<&Spanned<String>>,
-        key: &str,
-        default: &'static str,
-    ) -> http::HeaderName {
-        let Some(v) = v else {
-            return http::HeaderName::from_static(default);
-        };
-        match http::HeaderName::from_bytes(v.get_ref().to_ascii_lowercase().as_bytes()) {
-            Ok(h) => h,
-            Err(_) => {
-                self.problem(
-                    v.span().start,
-                    key,
-                    format!("`{}` is not a valid header name", v.get_ref()),
-                );
-                http::HeaderName::from_static(default)
-            }
-        }
-    }
-
-    fn env(&mut self, raw: Option<&RawEnv>, name: &str, envs_at: usize) -> EnvConfig {
-        let key = format!("envs.{name}");
-        let Some(raw) = raw else {
-            self.problem(
-                envs_at,
-                &key,
-                format!("missing [envs.{name}]: add it with upstreams = [\"host:port\"]"),
-            );
-            return EnvConfig {
-                upstreams: Vec::new(),
-                connect_timeout: Duration::from_secs(1),
-                request_timeout: Duration::from_secs(30),
-                probe_path: None,
-            };
-        };
-        let ukey = format!("{key}.upstreams");
-        if raw.upstreams.get_ref().is_empty() {
-            self.problem(
-                raw.upstreams.span().start,
-                &ukey,
-                "needs at least one \"host:port\"",
-            );
-        }
-        let upstreams = raw
-            .upstreams
-            .get_ref()
-            .iter()
-            .filter_map(|u| self.addr(u, &ukey))
-            .collect();
-        let probe_path = raw.probe_path.as_ref().and_then(|p| {
-            if p.get_ref().starts_with('/') {
-                Some(p.get_ref().clone())
-            } else {
-                self.problem(
-                    p.span().start,
-                    &format!("{key}.probe_path"),
-                    "must start with `/`",
-                );
-                None
-            }
-        });
-        EnvConfig {
-            upstreams,
-            connect_timeout: self.duration(
-                raw.connect_timeout.as_ref(),
-                &format!("{key}.connect_timeout"),
-                Duration::from_secs(1),
-            ),
-            request_timeout: self.duration(
-                raw.request_timeout.as_ref(),
-                &format!("{key}.request_timeout"),
-                Duration::from_secs(30),
-            ),
-            probe_path,
-        }
-    }
 }
 
 impl Config {
@@ -590,89 +189,17 @@ impl Config {
                 return Err(ConfigError::Invalid(c.problems));
             }
         };
-        let listen = c.addr(&raw.listen.addr, "listen.addr");
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let workers = c.count(
-            raw.listen.workers.as_ref(),
-            "listen.workers",
-            1,
-            256,
-            cores as u64,
-        ) as usize;
-        let admin_raw = raw.admin.as_ref();
-        let admin = match admin_raw.and_then(|a| a.addr.as_ref()) {
-            Some(a) => c.addr(a, "admin.addr"),
-            None => Some(SocketAddr::from(([127, 0, 0, 1], 9900))),
-        };
+        let (listen, workers) = c.listen(&raw.listen);
+        let admin = c.admin(raw.admin.as_ref());
         // toml's Spanned cannot wrap a table of tables, so point at the first [envs...] header.
         let envs_at = text.find("[envs").unwrap_or(0);
         let old = c.env(raw.envs.old.as_ref(), "old", envs_at);
         let new = c.env(raw.envs.new.as_ref(), "new", envs_at);
         let fallback = c.env(raw.envs.fallback.as_ref(), "fallback", envs_at);
-
-        let routing = raw.routing.as_ref();
-        let mut user_key = Vec::new();
-        let sources = routing.and_then(|r| r.user_key.clone()).unwrap_or_else(|| {
-            ["header:x-user-id", "cookie:uid", "client_ip"]
-                .iter()
-                .map(|s| Spanned::new(0..0, (*s).to_owned()))
-                .collect()
-        });
-        for s in &sources {
-            match s.get_ref().parse::<KeySource>() {
-                Ok(k) => user_key.push(k),
-                Err(e) => c.problem(s.span().start, "routing.user_key", e.to_string()),
-            }
-        }
-        let override_header = c.header(
-            routing.and_then(|r| r.override_header.as_ref()),
-            "routing.override_header",
-            "x-cutover-env",
-        );
-        let override_secret_header = c.header(
-            routing.and_then(|r| r.override_secret_header.as_ref()),
-            "routing.override_secret_header",
-            "x-cutover-key",
-        );
-        let proxy = raw.proxy.as_ref();
-        let drain_timeout = c.duration(
-            proxy.and_then(|p| p.drain_timeout.as_ref()),
-            "proxy.drain_timeout",
-            Duration::from_secs(10),
-        );
-        let mut retry_budget = RetryBudgetConfig::default();
-        if let Some(b) = raw.retry_budget.as_ref() {
-            if let Some(r) = &b.ratio {
-                if (0.0..=1.0).contains(r.get_ref()) {
-                    retry_budget.ratio = *r.get_ref();
-                } else {
-                    c.problem(
-                        r.span().start,
-                        "retry_budget.ratio",
-                        "must be between 0.0 and 1.0 (e.g. 0.2)",
-                    );
-                }
-            }
-            retry_budget.window = c.duration(
-                b.window.as_ref(),
-                "retry_budget.window",
-                retry_budget.window,
-            );
-            if let Some(m) = b.min_per_sec {
-                retry_budget.min_per_sec = m;
-            }
-        }
-        let probes = raw.probes.as_ref();
-        let probe_interval = c.duration(
-            probes.and_then(|p| p.interval.as_ref()),
-            "probes.interval",
-            Duration::from_secs(1),
-        );
-        let probe_timeout = c.duration(
-            probes.and_then(|p| p.timeout.as_ref()),
-            "probes.timeout",
-            Duration::from_secs(1),
-        );
+        let routing = c.routing(raw.routing.as_ref());
+        let proxy = c.proxy(raw.proxy.as_ref());
+        let retry_budget = c.retry_budget(raw.retry_budget.as_ref());
+        let (probe_interval, probe_timeout) = c.probes(raw.probes.as_ref());
         let limits = c.limits(raw.limits.as_ref());
         let protection = c.protection(
             [
@@ -694,7 +221,9 @@ impl Config {
             listen,
             workers,
             admin,
-            token_file: admin_raw
+            token_file: raw
+                .admin
+                .as_ref()
                 .and_then(|a| a.token_file.clone())
                 .map(PathBuf::from),
             store_path: raw
@@ -703,16 +232,14 @@ impl Config {
             old,
             new,
             fallback,
-            user_key,
-            override_header,
-            override_secret_header,
-            override_secret: routing.and_then(|r| r.override_secret.clone()),
-            salt: routing
-                .and_then(|r| r.salt.clone())
-                .unwrap_or_else(|| "cutover".to_owned()),
-            trust_forwarded: routing.and_then(|r| r.trust_forwarded).unwrap_or(false),
-            drain_timeout,
-            client_lane: proxy.and_then(|p| p.client_lane).unwrap_or(true),
+            user_key: routing.user_key,
+            override_header: routing.override_header,
+            override_secret_header: routing.override_secret_header,
+            override_secret: routing.override_secret,
+            salt: routing.salt,
+            trust_forwarded: routing.trust_forwarded,
+            drain_timeout: proxy.drain_timeout,
+            client_lane: proxy.client_lane,
             retry_budget,
             probe_interval,
             probe_timeout,
