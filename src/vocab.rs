@@ -176,6 +176,8 @@ pub enum OnFail {
 }
 
 impl OnFail {
+    pub const ALL: [OnFail; 2] = [OnFail::Pause, OnFail::Rollback];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OnFail::Pause => "pause",
@@ -215,7 +217,7 @@ mod tests {
             ],
             |v| v.as_str(),
         );
-        same(&[OnFail::Pause, OnFail::Rollback], |o| o.as_str());
+        same(&OnFail::ALL, |o| o.as_str());
     }
 
     #[test]
