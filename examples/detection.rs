@@ -27,7 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use cutover::api::Status;
 use cutover::client::Client;
 use cutover::demo::upstream::SimEnv;
-use cutover::orchestrator::state::RunState;
+use cutover::vocab::{GateVerdict, RunState};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -287,7 +287,7 @@ async fn one_run(bin: &Path, scenario: Scenario) -> Result<Outcome> {
                 s.reason
             );
         }
-        let healthy = !s.gates.is_empty() && s.gates.iter().all(|g| g.verdict == "ok");
+        let healthy = !s.gates.is_empty() && s.gates.iter().all(|g| g.verdict == GateVerdict::Ok);
         if healthy && started.elapsed() > Duration::from_secs(6) {
             break;
         }

@@ -1,9 +1,12 @@
-//! JSON shapes of the control API (DESIGN.md "operator interface"), shared by the server, the
-//! CLI and the console. Plain data only: no behaviour, no I/O.
+//! JSON shapes of the control API, shared by the server, the CLI and the console.
+//!
+//! Owns: the wire types of every request and answer (docs/api.md documents them). Must not
+//! touch: the parts that fill them — plain data only, no behaviour, no I/O; the words it shares
+//! with the rest of the crate come from [`crate::vocab`], so the core never depends on it.
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::orchestrator::RunState;
+pub use crate::vocab::{EventAction, GateVerdict, OnFail, RunState};
 
 /// `GET /v1/status`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -137,12 +140,11 @@ pub struct GateView {
     /// Human form of the threshold, e.g. `<= 0.02` or `<= 2.0 x old.p99_ms`.
     pub threshold: String,
     pub value: Option<f64>,
-    /// `ok`, `failing`, or `not_enough_traffic`.
-    pub verdict: String,
+    pub verdict: GateVerdict,
     /// Consecutive failing evaluations so far, and how many make it act.
     pub failing_for: u32,
     pub after: u32,
-    pub on_fail: String,
+    pub on_fail: OnFail,
 }
 
 /// One entry of the append-only event log.
@@ -155,7 +157,7 @@ pub struct Event {
     /// Who: `analyzer`, `orchestrator`, `cli`, `console`, a token's name, ...
     pub actor: String,
     /// What: `start`, `advance`, `pause`, `resume`, `approve`, `rollback`, `abort`, `weight`, ...
-    pub action: String,
+    pub action: EventAction,
     /// Why, in words.
     pub reason: String,
     pub run_id: Option<u64>,
@@ -172,7 +174,7 @@ pub struct Event {
 pub struct NewEvent {
     pub at_ms: u64,
     pub actor: String,
-    pub action: String,
+    pub action: EventAction,
     pub reason: String,
     pub run_id: Option<u64>,
     pub state: RunState,
@@ -222,6 +224,43 @@ pub struct WeightRequest {
     pub weight: f64,
     #[serde(default)]
     pub reason: Option<String>,
+}
+
+/// The operator's commands that take no argument: `POST /v1/{verb}` with an [`ActionRequest`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    Pause,
+    Resume,
+    Approve,
+    Rollback,
+    Abort,
+}
+
+impl Verb {
+    pub const ALL: [Verb; 5] = [
+        Verb::Pause,
+        Verb::Resume,
+        Verb::Approve,
+        Verb::Rollback,
+        Verb::Abort,
+    ];
+
+    /// The route's last part: `/v1/{route}`.
+    pub fn route(self) -> &'static str {
+        match self {
+            Verb::Pause => "pause",
+            Verb::Resume => "resume",
+            Verb::Approve => "approve",
+            Verb::Rollback => "rollback",
+            Verb::Abort => "abort",
+        }
+    }
+
+    /// The verb of a request path (`/v1/pause` → `Pause`).
+    pub fn from_path(path: &str) -> Option<Verb> {
+        let route = path.strip_prefix("/v1/")?;
+        Verb::ALL.into_iter().find(|v| v.route() == route)
+    }
 }
 
 /// `POST /v1/{pause,resume,approve,rollback,abort}` (body optional).

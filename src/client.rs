@@ -14,7 +14,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use crate::api::{ActionRequest, ApiError, Event, PlanInfo, Status, WeightRequest, ACTOR_HEADER};
+use crate::api::{
+    ActionRequest, ApiError, Event, PlanInfo, Status, Verb, WeightRequest, ACTOR_HEADER,
+};
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -87,11 +89,11 @@ impl Client {
     }
 
     /// `POST /v1/{pause,resume,approve,rollback,abort}`.
-    pub async fn action(&self, action: &str, reason: Option<&str>) -> Result<Status, ClientError> {
+    pub async fn action(&self, verb: Verb, reason: Option<&str>) -> Result<Status, ClientError> {
         let body = ActionRequest {
             reason: reason.map(str::to_owned),
         };
-        let path = format!("/v1/{action}");
+        let path = format!("/v1/{}", verb.route());
         self.call(Method::POST, &path, Some(json_bytes(&body)?))
             .await
     }

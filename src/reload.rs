@@ -3,7 +3,9 @@
 //! Owns: reading the config file again, deciding whether the running server can take it, and
 //! applying it — the data path ([`Live::apply`]: upstreams, timeouts, routing keys, override
 //! secret, retry budget, limits), the probes (restarted with the new targets) and the
-//! addresses pre-step checks use. Must not touch: the run, the weight, the store.
+//! addresses pre-step checks use; and recording each attempt as an event through the
+//! orchestrator's [`Handle`] ([`Reloader::reload_and_record`], for SIGHUP and the control API
+//! alike). Must not touch: the run, the weight, the store.
 //!
 //! A config that does not validate is rejected whole with every `file:line:col` problem, and a
 //! config that changes what a running process cannot change (its listeners, store, token file,
@@ -21,8 +23,10 @@ use crate::analyzer::{run_probes, ProbeTarget};
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::metrics::Metrics;
 use crate::orchestrator::checks::EnvAddrs;
+use crate::orchestrator::Handle;
 use crate::proxy::live::Live;
 use crate::router::Env;
+use crate::vocab::EventAction;
 
 #[derive(Debug, Error)]
 pub enum ReloadError {
@@ -269,6 +273,46 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
         a.retry_after_s != b.retry_after_s,
     );
     out
+}
+
+impl Reloader {
+    /// Reload, log the outcome, and record it as a `reload` event (who asked, what changed; a
+    /// rejected reload is a `reload_rejected` event with why); `actor` says who asked.
+    pub async fn reload_and_record(
+        &self,
+        handle: &Handle,
+        actor: &str,
+    ) -> Result<Reloaded, ReloadError> {
+        let result = self.reload();
+        let (action, reason, data) = match &result {
+            Ok(r) => {
+                tracing::info!(actor, file = %r.file.display(), changed = ?r.changed, "config reloaded");
+                let what = match r.changed.is_empty() {
+                    true => "nothing changed".to_owned(),
+                    false => format!("changed {}", r.changed.join(", ")),
+                };
+                (
+                    EventAction::Reload,
+                    format!("config {} reloaded by {actor}: {what}", r.file.display()),
+                    serde_json::json!({ "file": r.file.display().to_string(), "changed": r.changed }),
+                )
+            }
+            // One log line per rejection, however many problems it lists.
+            Err(e) => {
+                let why = e.to_string().replace('\n', "; ");
+                tracing::error!(actor, error = %why, "config reload rejected");
+                (
+                    EventAction::ReloadRejected,
+                    format!("config reload by {actor} rejected, nothing changed: {why}"),
+                    serde_json::json!({ "error": why }),
+                )
+            }
+        };
+        if let Err(e) = handle.record(actor, action, reason, data).await {
+            tracing::error!(error = %e, "could not record the reload in the event log");
+        }
+        result
+    }
 }
 
 #[cfg(test)]

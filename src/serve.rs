@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::control::{self, Control, Token, TokenError};
+use crate::control::{self, Admin, Token, TokenError};
 use crate::metrics::Metrics;
 use crate::orchestrator::driver::{self, DriverError, Parts};
 use crate::proxy::{self, live::Live, Proxy};
@@ -102,12 +102,13 @@ pub async fn run(
     let env_addrs = Arc::new(ArcSwap::from_pointee(
         Env::ALL.map(|e| cfg.env(e).upstreams.clone()),
     ));
+    let tunnels = proxy.tunnels.clone();
     let (handle, driver_task) = driver::start(
         Parts {
             store,
             router,
             metrics: metrics.clone(),
-            tunnels: proxy.tunnels.clone(),
+            tunnels_to_move: Arc::new(move || tunnels.misplaced()),
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
         },
@@ -123,7 +124,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
 
-    let control = Arc::new(Control {
+    let control = Arc::new(Admin {
         handle,
         token,
         reload: Some(reloader.clone()),
@@ -163,7 +164,7 @@ async fn reload_on_sighup(
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                Some(()) = hup.recv() => { let _ = log_reload(&reloader, &handle, "SIGHUP").await; }
+                Some(()) = hup.recv() => { let _ = reloader.reload_and_record(&handle, "SIGHUP").await; }
                 _ = &mut stop => return,
             }
         }
@@ -173,44 +174,6 @@ async fn reload_on_sighup(
         let _ = (reloader, handle);
         stop.await;
     }
-}
-
-/// Reload, log the outcome, and record it as a `reload` event (who asked, what changed; a
-/// rejected reload is a `reload_rejected` event with why); `actor` says who asked.
-pub async fn log_reload(
-    reloader: &Reloader,
-    handle: &crate::orchestrator::Handle,
-    actor: &str,
-) -> Result<crate::reload::Reloaded, crate::reload::ReloadError> {
-    let result = reloader.reload();
-    let (action, reason, data) = match &result {
-        Ok(r) => {
-            tracing::info!(actor, file = %r.file.display(), changed = ?r.changed, "config reloaded");
-            let what = match r.changed.is_empty() {
-                true => "nothing changed".to_owned(),
-                false => format!("changed {}", r.changed.join(", ")),
-            };
-            (
-                "reload",
-                format!("config {} reloaded by {actor}: {what}", r.file.display()),
-                serde_json::json!({ "file": r.file.display().to_string(), "changed": r.changed }),
-            )
-        }
-        // One log line per rejection, however many problems it lists.
-        Err(e) => {
-            let why = e.to_string().replace('\n', "; ");
-            tracing::error!(actor, error = %why, "config reload rejected");
-            (
-                "reload_rejected",
-                format!("config reload by {actor} rejected, nothing changed: {why}"),
-                serde_json::json!({ "error": why }),
-            )
-        }
-    };
-    if let Err(e) = handle.record(actor, action, reason, data).await {
-        tracing::error!(error = %e, "could not record the reload in the event log");
-    }
-    result
 }
 
 /// Resolves on SIGTERM or SIGINT (Ctrl-C).

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cutover::analyzer::{run_probes, Evaluation, GateTracker, Health, ProbeTarget};
-use cutover::api::GateView;
+use cutover::analyzer::{run_probes, Evaluation, GateReport, GateTracker, Health, ProbeTarget};
+use cutover::api::{GateVerdict, GateView};
 use cutover::metrics::{
     render_prometheus, GateGauge, MetricRef, Metrics, Outcome, RunGauges, Scope, ScopeWindow,
     WindowSnapshot,
@@ -67,7 +67,7 @@ fn snap(scopes: &[(Scope, u64, u64)]) -> WindowSnapshot {
     w
 }
 
-fn view<'a>(views: &'a [GateView], name: &str) -> &'a GateView {
+fn view<'a>(views: &'a [GateReport], name: &str) -> &'a GateReport {
     views.iter().find(|v| v.name == name).unwrap()
 }
 
@@ -101,13 +101,13 @@ fn an_absolute_max_gate_fails_with_its_numbers() {
         ("failing", 1, 1)
     );
     assert_eq!(
-        (v.threshold.as_str(), v.on_fail.as_str()),
+        (v.threshold().as_str(), v.on_fail.as_str()),
         ("<= 0.020", "rollback")
     );
 
     let e = evaluate(&p, &snap(&[(Scope::New, 100, 1)]), &mut t);
     assert_eq!(e.observation.health, Health::Healthy);
-    assert_eq!(view(&e.gates, "new errors").verdict, "ok");
+    assert_eq!(view(&e.gates, "new errors").verdict, GateVerdict::Ok);
     assert_eq!(t.streak("new errors"), 0);
 }
 
@@ -214,7 +214,7 @@ fn a_statistical_ratio_gate_ignores_noise_and_catches_regressions() {
     // ...the test at 95 % does not.
     let e = evaluate(&gate_with(Some(0.95)), &noisy, &mut GateTracker::new());
     assert_eq!(e.observation.health, Health::Healthy);
-    assert_eq!(view(&e.gates, "errors vs old").verdict, "ok");
+    assert_eq!(view(&e.gates, "errors vs old").verdict, GateVerdict::Ok);
 
     let real = snap(&[(Scope::New, 1000, 30), (Scope::Old, 1000, 5)]);
     let e = evaluate(&gate_with(Some(0.95)), &real, &mut GateTracker::new());
@@ -385,7 +385,7 @@ fn displaced_load_is_gateable_and_named_in_reasons() {
     ) = (8, 2, 0.10);
     // FALLBACK saw no requests at all: its share gate judges (0 of 1000) rather than waiting.
     let e = evaluate(&p, &w, &mut GateTracker::new());
-    assert_eq!(view(&e.gates, "fallback share").verdict, "ok");
+    assert_eq!(view(&e.gates, "fallback share").verdict, GateVerdict::Ok);
     match e.observation.health {
         Health::Rollback { reason, data } => {
             assert_eq!(
@@ -442,13 +442,13 @@ fn prometheus_text_parses_and_holds_the_numbers() {
         gates: vec![
             GateGauge::from_view(&GateView {
                 name: "new errors".into(),
-                verdict: "failing".into(),
+                verdict: GateVerdict::Failing,
                 value: Some(0.25),
                 ..Default::default()
             }),
             GateGauge::from_view(&GateView {
                 name: "quiet".into(),
-                verdict: "not_enough_traffic".into(),
+                verdict: GateVerdict::NotEnoughTraffic,
                 ..Default::default()
             }),
         ],

@@ -228,7 +228,7 @@ async fn the_live_event_stream_delivers_within_a_second() {
         .expect("stream open")
         .expect("event");
     assert!(sent.elapsed() < Duration::from_secs(1));
-    assert_eq!(ev.action, "weight");
+    assert_eq!(ev.action, cutover::api::EventAction::Weight);
     assert_eq!(ev.actor, "stream-test");
     assert_eq!(ev.weight, 7.0);
 }

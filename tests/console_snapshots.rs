@@ -88,16 +88,21 @@ fn stats(rps: f64, err: f64, p50: f64, p99: f64, active: u64, share: f64) -> Env
     }
 }
 
+/// A word of the API's vocabulary from its wire spelling (`"ok"`, `"rollback"`, `"start"`).
+fn wire<T: serde::de::DeserializeOwned>(word: &str) -> T {
+    serde_json::from_value(serde_json::json!(word)).expect("a word of the API")
+}
+
 fn gate(name: &str, metric: &str, threshold: &str, value: f64, verdict: &str, n: u32) -> GateView {
     GateView {
         name: name.into(),
         metric: metric.into(),
         threshold: threshold.into(),
         value: Some(value),
-        verdict: verdict.into(),
+        verdict: wire(verdict),
         failing_for: n,
         after: 2,
-        on_fail: "rollback".into(),
+        on_fail: wire("rollback"),
     }
 }
 
@@ -150,7 +155,7 @@ fn event(
         id,
         at_ms: T0 + secs * 1000,
         actor: actor.into(),
-        action: action.into(),
+        action: wire(action),
         reason: reason.into(),
         run_id: Some(3),
         state,
@@ -232,7 +237,7 @@ fn paused_status() -> Status {
     s.envs.new.error_rate = 0.041;
     s.reason = Some("gate `new errors` failing: new.error_rate 4.10% > 2.00% (2 of 2)".into());
     s.gates[0] = GateView {
-        on_fail: "pause".into(),
+        on_fail: wire("pause"),
         ..gate(
             "new errors",
             "new.error_rate",
@@ -313,7 +318,7 @@ fn rolling_back_is_red() {
     let mut s = paused_status();
     s.state = RunState::RollingBack;
     s.weight = 12.5;
-    s.gates[0].on_fail = "rollback".into();
+    s.gates[0].on_fail = wire("rollback");
     s.reason = Some("gate `new errors` failing 2 of 2: rolling back over 30s".into());
     let app = app_with(vec![healthy_status(), s]);
     let buf = render(&app, 100, 30);

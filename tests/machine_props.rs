@@ -258,7 +258,7 @@ fn check_tick_pace(before: &Control, after: &Control, dt: Duration) -> Result<()
 /// Invariants of one accepted transition (command or tick).
 fn check_move(before: &Control, t: &Transition, by_tick: bool) -> Result<(), TestCaseError> {
     let after = &t.control;
-    prop_assert!(!t.event.action.is_empty() && !t.event.reason.is_empty());
+    prop_assert!(!t.event.reason.is_empty());
     let entered = after.state() != before.state();
     if after.state() == RunState::RolledBack && entered {
         prop_assert_eq!(after.weight(), Weight::ZERO, "rollback ends at 0");
@@ -301,11 +301,11 @@ proptest! {
                 match apply(&ctl, cmd.clone(), "prop", reason) {
                     Ok(t) => {
                         prop_assert!(may, "{} accepted in {}", action, before.state());
-                        prop_assert_eq!(t.event.action.as_str(), action);
+                        prop_assert_eq!(t.event.action, action);
                         if let Some(r) = reason {
                             prop_assert!(t.event.reason.contains(r), "{}", t.event.reason);
                         }
-                        if action == "start" {
+                        if action == cutover::vocab::EventAction::Start {
                             next_id += 1;
                         }
                         check_move(&before, &t, false)?;

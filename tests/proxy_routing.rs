@@ -146,16 +146,3 @@ async fn override_header_needs_the_secret_and_is_stripped() {
         "ignored header must still be stripped"
     );
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pins_override_the_hash() {
-    let p = TestProxy::start(0.0, "").await;
-    let table = p
-        .router
-        .snapshot()
-        .with_pin(b"vip", Some(cutover::router::Env::New));
-    p.router.publish(table);
-    let c = client();
-    assert_eq!(get_as(&c, &p.url("/"), "vip").await.1, "new");
-    assert_eq!(get_as(&c, &p.url("/"), "someone").await.1, "old");
-}

@@ -20,12 +20,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::judge::{judge, num, pct, threshold_text, Kind, Verdict};
+use super::judge::{judge, num, pct, threshold_text, Verdict};
 use super::{Health, Observation};
-use crate::api::GateView;
-use crate::metrics::{Scope, WindowSnapshot};
-use crate::plan::model::{OnFail, Plan};
+use crate::metrics::{MetricRef, Scope, WindowSnapshot};
+use crate::plan::model::{Condition, OnFail, Plan};
 use crate::router::Weight;
+use crate::vocab::GateVerdict;
 
 /// Consecutive failing evaluations per gate name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,22 +49,44 @@ impl GateTracker {
     }
 
     /// Applies one verdict to `gate`'s streak and returns the new streak.
-    fn apply(&mut self, gate: &str, kind: Kind) -> u32 {
+    fn apply(&mut self, gate: &str, kind: GateVerdict) -> u32 {
         let s = self.streaks.entry(gate.to_string()).or_insert(0);
         match kind {
-            Kind::Failing => *s = s.saturating_add(1),
-            Kind::Ok => *s = 0,
-            Kind::NotEnoughTraffic => {}
+            GateVerdict::Failing => *s = s.saturating_add(1),
+            GateVerdict::Ok => *s = 0,
+            GateVerdict::NotEnoughTraffic => {}
         }
         *s
     }
 }
 
-/// What one tick of the analyzer decided, and every gate's view for status and the console.
+/// One gate's latest evaluation, in the analyzer's own terms (the control API's view of it is
+/// built from this at the edge, `orchestrator::status`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateReport {
+    pub name: String,
+    pub metric: MetricRef,
+    pub condition: Condition,
+    pub value: Option<f64>,
+    pub verdict: GateVerdict,
+    /// Consecutive failing evaluations so far, and how many make it act.
+    pub failing_for: u32,
+    pub after: u32,
+    pub on_fail: OnFail,
+}
+
+impl GateReport {
+    /// Human form of the threshold, e.g. `<= 0.02` or `<= 2.0 x old.p99_ms`.
+    pub fn threshold(&self) -> String {
+        threshold_text(&self.condition)
+    }
+}
+
+/// What one tick of the analyzer decided, and every gate's report for status and the console.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Evaluation {
     pub observation: Observation,
-    pub gates: Vec<GateView>,
+    pub gates: Vec<GateReport>,
 }
 
 /// Human form of a window: `10s`, `1m 30s`, `500ms`.
@@ -163,21 +185,23 @@ pub fn evaluate(
         } = judge(gate, snap, plan.analysis.min_requests, weight, &window);
         let streak = tracker.apply(&gate.name, kind);
         let after = gate.after.max(1);
-        views.push(GateView {
+        views.push(GateReport {
             name: gate.name.clone(),
-            metric: gate.metric.to_string(),
-            threshold: threshold_text(&gate.condition),
+            metric: gate.metric,
+            condition: gate.condition,
             value,
-            verdict: kind.as_str().to_string(),
+            verdict: kind,
             failing_for: streak,
             after,
-            on_fail: gate.on_fail.as_str().to_string(),
+            on_fail: gate.on_fail,
         });
         match kind {
-            Kind::Ok if by_design => notes.push(format!("gate \"{}\" {text}", gate.name)),
-            Kind::Ok => {}
-            Kind::NotEnoughTraffic => unjudged.push(format!("gate \"{}\": {text}", gate.name)),
-            Kind::Failing => {
+            GateVerdict::Ok if by_design => notes.push(format!("gate \"{}\" {text}", gate.name)),
+            GateVerdict::Ok => {}
+            GateVerdict::NotEnoughTraffic => {
+                unjudged.push(format!("gate \"{}\": {text}", gate.name))
+            }
+            GateVerdict::Failing => {
                 if gate.metric.scope == Scope::Old && old_degraded.is_none() {
                     old_degraded = Some(format!(
                         "gate \"{}\" failing: {text} over {window}",
@@ -204,7 +228,7 @@ pub fn evaluate(
                     );
                     data.insert("after".into(), json!(after));
                     data.insert("failed_for".into(), json!(streak));
-                    data.insert("on_fail".into(), json!(gate.on_fail.as_str()));
+                    data.insert("on_fail".into(), json!(gate.on_fail));
                     data.insert("displaced".into(), displaced_data(snap));
                     *slot = Some((reason, Value::Object(data)));
                 }

@@ -17,31 +17,15 @@ use super::stats::ratio_excess;
 use crate::metrics::{MetricKind, MetricRef, Scope, WindowSnapshot};
 use crate::plan::model::{Condition, Gate};
 use crate::router::Weight;
+use crate::vocab::GateVerdict;
 
 /// Fewest probes in a window for a `probe_success` gate to judge.
 pub const MIN_PROBES: u64 = 3;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Ok,
-    Failing,
-    NotEnoughTraffic,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Ok => "ok",
-            Kind::Failing => "failing",
-            Kind::NotEnoughTraffic => "not_enough_traffic",
-        }
-    }
-}
-
 /// What one gate saw in one window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
-    pub kind: Kind,
+    pub kind: GateVerdict,
     /// The gate passed because a scope it reads is empty by design (see [`empty_by_design`]).
     pub by_design: bool,
     pub value: Option<f64>,
@@ -182,7 +166,7 @@ pub fn judge(
         data.insert("probes".into(), json!(snap.scope(m.scope).probes));
     }
     let not_enough = |text: String, data: Map<String, Value>| Verdict {
-        kind: Kind::NotEnoughTraffic,
+        kind: GateVerdict::NotEnoughTraffic,
         by_design: false,
         value,
         text,
@@ -214,7 +198,7 @@ pub fn judge(
         let text = format!("passes without traffic by design: {}", empty.join("; "));
         data.insert("by_design".into(), json!(text));
         return Verdict {
-            kind: Kind::Ok,
+            kind: GateVerdict::Ok,
             by_design: true,
             value,
             text,
@@ -293,7 +277,11 @@ pub fn judge(
         }
     };
     Verdict {
-        kind: if fails { Kind::Failing } else { Kind::Ok },
+        kind: if fails {
+            GateVerdict::Failing
+        } else {
+            GateVerdict::Ok
+        },
         by_design: false,
         value: Some(v),
         text,

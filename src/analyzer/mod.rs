@@ -15,7 +15,7 @@ pub mod stats;
 
 use serde::{Deserialize, Serialize};
 
-pub use gates::{evaluate, Evaluation, GateTracker};
+pub use gates::{evaluate, Evaluation, GateReport, GateTracker};
 pub use probe::{run_probes, ProbeTarget};
 
 /// The analyzer's verdict on one evaluation, the state machine's input.

@@ -5,6 +5,7 @@
 //! through [`crate::client`] like any other client.
 
 mod ops;
+pub mod plan_check;
 mod render;
 
 use std::path::PathBuf;
@@ -166,7 +167,7 @@ pub fn main() -> ExitCode {
         } => {
             let mut out = std::io::stdout().lock();
             let mut err = std::io::stderr().lock();
-            if crate::plan::check_files(&files, &mut out, &mut err) {
+            if plan_check::check_files(&files, &mut out, &mut err) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use super::{render, Command, Conn, DemoArgs};
+use crate::api::Verb;
 use crate::client::{Client, ClientError};
 use crate::config::Config;
 
@@ -166,26 +167,11 @@ pub async fn operator(cmd: Command) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         },
-        Command::Pause(a) => client
-            .action("pause", a.reason.as_deref())
-            .await
-            .map(|s| render::status(&s, json)),
-        Command::Resume(a) => client
-            .action("resume", a.reason.as_deref())
-            .await
-            .map(|s| render::status(&s, json)),
-        Command::Approve(a) => client
-            .action("approve", a.reason.as_deref())
-            .await
-            .map(|s| render::status(&s, json)),
-        Command::Rollback(a) => client
-            .action("rollback", a.reason.as_deref())
-            .await
-            .map(|s| render::status(&s, json)),
-        Command::Abort(a) => client
-            .action("abort", a.reason.as_deref())
-            .await
-            .map(|s| render::status(&s, json)),
+        Command::Pause(a) => verb(&client, Verb::Pause, a.reason, json).await,
+        Command::Resume(a) => verb(&client, Verb::Resume, a.reason, json).await,
+        Command::Approve(a) => verb(&client, Verb::Approve, a.reason, json).await,
+        Command::Rollback(a) => verb(&client, Verb::Rollback, a.reason, json).await,
+        Command::Abort(a) => verb(&client, Verb::Abort, a.reason, json).await,
         Command::SetWeight {
             pct, ramp, reason, ..
         } => match ramp {
@@ -211,6 +197,19 @@ pub async fn operator(cmd: Command) -> ExitCode {
         }
         Err(e) => report(&e, json),
     }
+}
+
+/// `POST /v1/{verb}`, answered with the status.
+async fn verb(
+    client: &Client,
+    verb: Verb,
+    reason: Option<String>,
+    json: bool,
+) -> Result<String, ClientError> {
+    client
+        .action(verb, reason.as_deref())
+        .await
+        .map(|s| render::status(&s, json))
 }
 
 async fn events(

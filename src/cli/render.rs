@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::api::{EnvStats, Event, PlanInfo, Status};
+use crate::api::{EnvStats, Event, GateVerdict, PlanInfo, Status};
 
 pub fn status(s: &Status, json: bool) -> String {
     if json {
@@ -68,10 +68,10 @@ pub fn status(s: &Status, json: bool) -> String {
         let _ = writeln!(o, "\ngates");
         for g in &s.gates {
             let value = g.value.map_or("-".to_owned(), fmt_num);
-            let verdict = match g.verdict.as_str() {
-                "failing" => format!("FAILING {}/{}", g.failing_for, g.after),
-                "not_enough_traffic" => "not enough traffic".to_owned(),
-                v => v.to_owned(),
+            let verdict = match g.verdict {
+                GateVerdict::Failing => format!("FAILING {}/{}", g.failing_for, g.after),
+                GateVerdict::NotEnoughTraffic => "not enough traffic".to_owned(),
+                GateVerdict::Ok => g.verdict.as_str().to_owned(),
             };
             let _ = writeln!(
                 o,

@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Checker, RawEnv};
+use super::check::Checker;
+use super::envs::RawEnv;
 
 /// Everything that protects the envs from load the system makes itself.
 #[derive(Debug, Clone, PartialEq)]

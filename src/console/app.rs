@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use crate::api::{Event, Status};
 use crate::client::ClientError;
 
-pub use super::history::{History, Scope, Series, HISTORY_SPAN_MS};
+pub use super::history::{EnvRow, History, Series, HISTORY_SPAN_MS};
 use super::update::Request;
 
 /// Upper bound on events kept in memory; older ones drop off the end of the log.

@@ -14,33 +14,34 @@ pub const HISTORY_SPAN_MS: u64 = 180_000;
 /// Upper bound on kept history samples (polling twice a second fills the span with ~360).
 const HISTORY_MAX_SAMPLES: usize = 2_000;
 
-/// The four scopes of DESIGN.md, in the order the table shows them.
+/// The four rows of the env table (old, new, fallback, users) in the order it shows them; the
+/// console's own name for what the metrics call a scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
+pub enum EnvRow {
     Old,
     New,
     Fallback,
     Users,
 }
 
-impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Old, Scope::New, Scope::Fallback, Scope::Users];
+impl EnvRow {
+    pub const ALL: [EnvRow; 4] = [EnvRow::Old, EnvRow::New, EnvRow::Fallback, EnvRow::Users];
 
     pub fn name(self) -> &'static str {
         match self {
-            Scope::Old => "old",
-            Scope::New => "new",
-            Scope::Fallback => "fallback",
-            Scope::Users => "users",
+            EnvRow::Old => "old",
+            EnvRow::New => "new",
+            EnvRow::Fallback => "fallback",
+            EnvRow::Users => "users",
         }
     }
 
     pub fn stats(self, envs: &Envs) -> &EnvStats {
         match self {
-            Scope::Old => &envs.old,
-            Scope::New => &envs.new,
-            Scope::Fallback => &envs.fallback,
-            Scope::Users => &envs.users,
+            EnvRow::Old => &envs.old,
+            EnvRow::New => &envs.new,
+            EnvRow::Fallback => &envs.fallback,
+            EnvRow::Users => &envs.users,
         }
     }
 
@@ -77,7 +78,7 @@ impl History {
             error_rate: [0.0; 4],
             p99_ms: [0.0; 4],
         };
-        for scope in Scope::ALL {
+        for scope in EnvRow::ALL {
             let st = scope.stats(envs);
             s.error_rate[scope.index()] = st.error_rate;
             s.p99_ms[scope.index()] = st.p99_ms;
@@ -107,7 +108,7 @@ impl History {
     /// line fills the cell from the first minute.
     pub fn binned(
         &self,
-        scope: Scope,
+        scope: EnvRow,
         series: Series,
         now_ms: u64,
         width: usize,

@@ -151,9 +151,13 @@ async fn follow_events(client: Client, tx: mpsc::Sender<Feed>) {
 
 /// Performs one operator request and reports its answer.
 pub async fn send(client: Client, request: Request, tx: mpsc::Sender<Feed>) {
-    let result = match request {
-        Request::SetWeight(w) => client.set_weight(w, None).await,
-        other => client.action(other.route(), None).await,
+    let result = match (request, request.verb()) {
+        (Request::SetWeight(w), _) => client.set_weight(w, None).await,
+        (_, Some(verb)) => client.action(verb, None).await,
+        (other, None) => {
+            tracing::warn!(?other, "no control API call for this request");
+            return;
+        }
     };
     let result = result.map_err(|e| Failure::from(&e));
     // The app may have quit meanwhile; nothing to report to then.

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use super::{send, spawn_feeds};
-use crate::api::{ApiError, Event, RunState, Status};
+use crate::api::{ApiError, Event, EventAction, RunState, Status};
 use crate::client::Client;
 use crate::console::app::{App, Conn, Feed};
 use crate::console::update::Request;
@@ -20,7 +20,7 @@ fn event(id: u64) -> Event {
         id,
         at_ms: 1_000 * id,
         actor: "orchestrator".into(),
-        action: "advance".into(),
+        action: EventAction::Advance,
         reason: format!("event {id}"),
         run_id: Some(1),
         state: RunState::Running,

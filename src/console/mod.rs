@@ -30,7 +30,7 @@ pub mod view;
 
 use thiserror::Error;
 
-pub use app::{App, Confirm, Conn, Failure, Feed, Flash, FlashLevel, Mode, Scope};
+pub use app::{App, Confirm, Conn, EnvRow, Failure, Feed, Flash, FlashLevel, Mode};
 pub use keys::action_for;
 pub use update::{update, Action, Request};
 

@@ -2,10 +2,10 @@
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::app::{App, Conn, Failure, Feed, FlashLevel, Mode, Scope, Series, HISTORY_SPAN_MS};
+use super::app::{App, Conn, EnvRow, Failure, Feed, FlashLevel, Mode, Series, HISTORY_SPAN_MS};
 use super::update::{parse_weight, Request, PAGE};
 use super::Confirm;
-use crate::api::{Event, RunState, Status};
+use crate::api::{Event, EventAction, RunState, Status};
 
 fn app() -> App {
     App::new("http://127.0.0.1:9900", 1_000)
@@ -35,7 +35,7 @@ fn event(id: u64) -> Event {
         id,
         at_ms: id * 1000,
         actor: "orchestrator".into(),
-        action: "advance".into(),
+        action: EventAction::Advance,
         reason: format!("event {id}"),
         run_id: Some(1),
         state: RunState::Running,
@@ -259,11 +259,11 @@ fn history_keeps_the_span_and_bins_the_worst_value() {
     assert_eq!(a.history.len() as u64, HISTORY_SPAN_MS / 1000 + 1);
     let bins = a
         .history
-        .binned(Scope::New, Series::ErrorRate, a.now_ms, 10);
+        .binned(EnvRow::New, Series::ErrorRate, a.now_ms, 10);
     assert_eq!(bins.len(), 10);
     assert_eq!(bins[9], Some(0.5));
     assert!(bins[..9].iter().all(|b| *b == Some(0.01)), "{bins:?}");
-    let p99 = a.history.binned(Scope::New, Series::P99, a.now_ms, 10);
+    let p99 = a.history.binned(EnvRow::New, Series::P99, a.now_ms, 10);
     assert!(p99.windows(2).all(|w| w[0] < w[1]), "{p99:?}");
     assert_eq!(p99[9], Some(399.0));
 }
@@ -276,7 +276,7 @@ fn sparse_history_has_no_holes() {
         s.envs.old.error_rate = err;
         a.apply(Feed::Status(s.clone()), 10_000 + 1_000 * i as u64);
     }
-    let bins = a.history.binned(Scope::Old, Series::ErrorRate, 12_000, 8);
+    let bins = a.history.binned(EnvRow::Old, Series::ErrorRate, 12_000, 8);
     assert_eq!(bins.first(), Some(&Some(0.1)));
     assert_eq!(bins.last(), Some(&Some(0.3)));
     assert!(bins.iter().all(Option::is_some), "{bins:?}");
@@ -284,7 +284,7 @@ fn sparse_history_has_no_holes() {
     // Before any sample there is nothing to draw.
     assert!(app()
         .history
-        .binned(Scope::Old, Series::ErrorRate, 5_000, 4)
+        .binned(EnvRow::Old, Series::ErrorRate, 5_000, 4)
         .iter()
         .all(Option::is_none));
 }

@@ -7,6 +7,7 @@
 //! tested as plain state changes.
 
 use super::app::{App, Confirm, Flash, Mode};
+use crate::api::Verb;
 
 /// Events the log scrolls by on PgUp/PgDn.
 pub const PAGE: usize = 10;
@@ -54,16 +55,21 @@ pub enum Request {
 }
 
 impl Request {
+    /// The API verb it sends; `None` for `SetWeight`, which has a route of its own.
+    pub fn verb(self) -> Option<Verb> {
+        match self {
+            Request::Pause => Some(Verb::Pause),
+            Request::Resume => Some(Verb::Resume),
+            Request::Approve => Some(Verb::Approve),
+            Request::Rollback => Some(Verb::Rollback),
+            Request::Abort => Some(Verb::Abort),
+            Request::SetWeight(_) => None,
+        }
+    }
+
     /// The control API route: `/v1/{route}`.
     pub fn route(self) -> &'static str {
-        match self {
-            Request::Pause => "pause",
-            Request::Resume => "resume",
-            Request::Approve => "approve",
-            Request::Rollback => "rollback",
-            Request::Abort => "abort",
-            Request::SetWeight(_) => "weight",
-        }
+        self.verb().map_or("weight", Verb::route)
     }
 
     /// How the flash line names the request.

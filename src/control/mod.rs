@@ -24,8 +24,9 @@ use crate::orchestrator::Handle;
 
 pub use auth::{Token, TokenError};
 
-/// Shared by every admin connection.
-pub struct Control {
+/// What the admin listener serves from, shared by every admin connection. (Not to be confused
+/// with `orchestrator::Control`, the run's persisted state.)
+pub struct Admin {
     pub handle: Handle,
     pub token: Token,
     /// Applies `POST /v1/reload`; `None` when the server has no config file to reload.
@@ -33,11 +34,7 @@ pub struct Control {
 }
 
 /// Serve the control API on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    control: Arc<Control>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, control: Arc<Admin>, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

@@ -13,8 +13,8 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
-use super::{sse, Control};
-use crate::api::{ActionRequest, ApiError, ErrorDetail, ACTOR_HEADER};
+use super::{sse, Admin};
+use crate::api::{ActionRequest, ApiError, ErrorDetail, Verb, ACTOR_HEADER};
 use crate::orchestrator::{Cmd, CommandError};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -43,7 +43,7 @@ pub fn parse_ramp(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
-pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> {
+pub async fn route(control: &Admin, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     if path == "/metrics" {
         return match *req.method() {
@@ -101,16 +101,18 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
             };
             command(control, cmd, &actor, body.reason).await
         }
-        (p, Method::POST) if action(p).is_some() => {
+        (p, Method::POST) if Verb::from_path(p).is_some() => {
             let body: ActionRequest = match read_json_optional(req).await {
                 Ok(b) => b,
                 Err(resp) => return resp,
             };
-            let cmd = action(p).unwrap_or(Cmd::Pause);
-            command(control, cmd, &actor, body.reason).await
+            let Some(verb) = Verb::from_path(p) else {
+                return method_not_allowed("POST");
+            };
+            command(control, verb_cmd(verb), &actor, body.reason).await
         }
         ("/v1/status" | "/v1/events" | "/v1/plans", _) => method_not_allowed("GET"),
-        (p, _) if p == "/v1/start" || p == "/v1/weight" || p == "/v1/reload" || action(p).is_some() => method_not_allowed("POST"),
+        (p, _) if p == "/v1/start" || p == "/v1/weight" || p == "/v1/reload" || Verb::from_path(p).is_some() => method_not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no route {path}"),
@@ -119,15 +121,15 @@ pub async fn route(control: &Control, req: Request<Incoming>) -> Response<Body> 
     }
 }
 
-fn action(path: &str) -> Option<Cmd> {
-    Some(match path {
-        "/v1/pause" => Cmd::Pause,
-        "/v1/resume" => Cmd::Resume,
-        "/v1/approve" => Cmd::Approve,
-        "/v1/rollback" => Cmd::Rollback,
-        "/v1/abort" => Cmd::Abort,
-        _ => return None,
-    })
+/// The orchestrator command an API verb asks for.
+fn verb_cmd(verb: Verb) -> Cmd {
+    match verb {
+        Verb::Pause => Cmd::Pause,
+        Verb::Resume => Cmd::Resume,
+        Verb::Approve => Cmd::Approve,
+        Verb::Rollback => Cmd::Rollback,
+        Verb::Abort => Cmd::Abort,
+    }
 }
 
 /// The actor a client names itself as (`cli`, `console`, a script's name), else `api`.
@@ -143,7 +145,7 @@ fn actor(req: &Request<Incoming>) -> String {
         .to_owned()
 }
 
-async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Response<Body> {
+async fn start(control: &Admin, req: Request<Incoming>, actor: &str) -> Response<Body> {
     let bytes = match read_body(req).await {
         Ok(b) => b,
         Err(resp) => return resp,
@@ -201,7 +203,7 @@ async fn start(control: &Control, req: Request<Incoming>, actor: &str) -> Respon
 }
 
 /// Read the server's config file again and apply it whole, or answer 400 and change nothing.
-async fn reload(control: &Control, actor: &str) -> Response<Body> {
+async fn reload(control: &Admin, actor: &str) -> Response<Body> {
     use crate::reload::ReloadError;
     let Some(reloader) = &control.reload else {
         return error(
@@ -210,7 +212,7 @@ async fn reload(control: &Control, actor: &str) -> Response<Body> {
             "restart the server with --config to change its settings",
         );
     };
-    match crate::serve::log_reload(reloader, &control.handle, actor).await {
+    match reloader.reload_and_record(&control.handle, actor).await {
         Ok(r) => json(
             StatusCode::OK,
             &serde_json::json!({
@@ -253,12 +255,7 @@ async fn reload(control: &Control, actor: &str) -> Response<Body> {
     }
 }
 
-async fn command(
-    control: &Control,
-    cmd: Cmd,
-    actor: &str,
-    reason: Option<String>,
-) -> Response<Body> {
+async fn command(control: &Admin, cmd: Cmd, actor: &str, reason: Option<String>) -> Response<Body> {
     match control.handle.command(cmd, actor, reason).await {
         Ok(status) => json(StatusCode::OK, &status),
         Err(CommandError::Rejected(why)) => error(
@@ -279,7 +276,7 @@ async fn command(
     }
 }
 
-async fn events(control: &Control, req: &Request<Incoming>) -> Response<Body> {
+async fn events(control: &Admin, req: &Request<Incoming>) -> Response<Body> {
     let mut since = 0u64;
     let mut limit = 1000usize;
     let mut follow = req

@@ -21,7 +21,7 @@ use super::summary::{self, Facts, Summary};
 use super::users::Population;
 use super::world::{Profile, World};
 use super::{setup, DemoError, DemoOptions};
-use crate::api::Status;
+use crate::api::{EventAction, Status};
 use crate::client::Client;
 use crate::serve::Bound;
 
@@ -197,7 +197,7 @@ async fn follow(
         }
         if opts.headless {
             if let Ok(events) = client.events(seen_event).await {
-                for e in events.iter().filter(|e| e.action != "start") {
+                for e in events.iter().filter(|e| e.action != EventAction::Start) {
                     let _ = writeln!(out, "{}", event_line(t, e));
                 }
                 seen_event = events.last().map_or(seen_event, |e| e.id);

@@ -14,11 +14,11 @@ use super::scenario::Scenario;
 use super::setup::Protection;
 use super::world::WorldReport;
 use crate::analyzer::judge::pct;
-use crate::api::Event;
+use crate::api::{Event, EventAction};
 use crate::orchestrator::RunState;
 
 /// Event actions that are not decisions: the run's start and each tick of a rollback ramp.
-const NOT_DECISIONS: &[&str] = &["start", "ramp"];
+const NOT_DECISIONS: &[EventAction] = &[EventAction::Start, EventAction::Ramp];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
@@ -82,7 +82,7 @@ pub struct Decision {
     /// Seconds from the fault's start (negative: before it); `None` without a fault.
     pub after_fault_s: Option<f64>,
     pub actor: String,
-    pub action: String,
+    pub action: EventAction,
     pub state: RunState,
     pub weight: f64,
     pub reason: String,
@@ -120,12 +120,12 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
     let fault_at = f.fault.as_ref().map(|(_, t)| *t);
     let decisions: Vec<Decision> = events
         .iter()
-        .filter(|e| !NOT_DECISIONS.contains(&e.action.as_str()))
+        .filter(|e| !NOT_DECISIONS.contains(&e.action))
         .map(|e| Decision {
             at_s: round(at(e)),
             after_fault_s: fault_at.map(|t| round(at(e) - t)),
             actor: e.actor.clone(),
-            action: e.action.clone(),
+            action: e.action,
             state: e.state,
             weight: e.weight,
             reason: e.reason.clone(),
@@ -145,14 +145,14 @@ pub fn build(f: Facts, events: &[Event]) -> Summary {
         .iter()
         .all(|e| e.peak_inflight <= e.limit);
     // The first automatic stop, and the gate behind it: the story is told by who stopped it.
-    let stop = events
-        .iter()
-        .find(|e| e.actor == "analyzer" && matches!(e.action.as_str(), "pause" | "rollback"));
+    let stop = events.iter().find(|e| {
+        e.actor == "analyzer" && matches!(e.action, EventAction::Pause | EventAction::Rollback)
+    });
     let stopped_by = stop.and_then(|e| e.data["gate"].as_str().map(str::to_owned));
     let deciding = f.scenario.deciding_gates();
     let right_gate =
         deciding.is_empty() || stopped_by.as_deref().is_some_and(|g| deciding.contains(&g));
-    let rolled_back = events.iter().any(|e| e.action == "rollback");
+    let rolled_back = events.iter().any(|e| e.action == EventAction::Rollback);
     let as_expected = match f.scenario {
         // Cut short by a person: nothing to judge.
         _ if matches!(f.ended_by, Ending::Interrupted | Ending::Quit) => None,
@@ -349,12 +349,12 @@ impl fmt::Display for Summary {
 mod tests {
     use super::*;
 
-    fn event(id: u64, at_ms: u64, action: &str, weight: f64, state: RunState) -> Event {
+    fn event(id: u64, at_ms: u64, action: EventAction, weight: f64, state: RunState) -> Event {
         Event {
             id,
             at_ms,
             actor: "analyzer".into(),
-            action: action.into(),
+            action,
             reason: format!("{action} because"),
             run_id: Some(1),
             state,
@@ -390,12 +390,12 @@ mod tests {
     #[test]
     fn decisions_are_timed_from_the_start_and_the_fault() {
         let events = vec![
-            event(1, 1_000_000, "start", 0.0, RunState::Running),
-            event(2, 1_005_000, "advance", 10.0, RunState::Running),
-            event(3, 1_010_000, "advance", 50.0, RunState::Running),
+            event(1, 1_000_000, EventAction::Start, 0.0, RunState::Running),
+            event(2, 1_005_000, EventAction::Advance, 10.0, RunState::Running),
+            event(3, 1_010_000, EventAction::Advance, 50.0, RunState::Running),
             Event {
                 data: serde_json::json!({ "gate": "fallback taking traffic" }),
-                ..event(4, 1_014_500, "pause", 50.0, RunState::Paused)
+                ..event(4, 1_014_500, EventAction::Pause, 50.0, RunState::Paused)
             },
         ];
         let s = build(facts(), &events);
@@ -419,7 +419,13 @@ mod tests {
         let stop = |gate: &str| {
             vec![Event {
                 data: serde_json::json!({ "gate": gate }),
-                ..event(1, 1_010_000, "rollback", 50.0, RunState::RollingBack)
+                ..event(
+                    1,
+                    1_010_000,
+                    EventAction::Rollback,
+                    50.0,
+                    RunState::RollingBack,
+                )
             }]
         };
         let facts_at = |state| Facts {

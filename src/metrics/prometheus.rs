@@ -15,8 +15,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::totals::{ERROR_KINDS, PROBE_FAIL, PROBE_NONE, PROM_BUCKETS};
 use super::{ClientFault, Metrics, ProxyFault, Scope};
 use crate::api::GateView;
-use crate::orchestrator::RunState;
 use crate::router::Env;
+use crate::vocab::GateVerdict;
+use crate::vocab::RunState;
 
 /// The run's numbers for Prometheus, filled by whoever owns the run.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -43,7 +44,7 @@ impl GateGauge {
     pub fn from_view(v: &GateView) -> Self {
         GateGauge {
             name: v.name.clone(),
-            ok: v.verdict != "failing",
+            ok: v.verdict != GateVerdict::Failing,
             value: v.value,
         }
     }

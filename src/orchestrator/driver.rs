@@ -19,11 +19,10 @@ use super::checks::{self, EnvAddrs};
 use super::handle::{Cmd, CommandError, Handle, Request};
 use super::machine::{self, Command, Control, Effect, Tick, Transition};
 use super::status;
-use crate::analyzer::{self, GateTracker};
-use crate::api::{GateView, NewEvent, Status};
+use crate::analyzer::{self, GateReport, GateTracker};
+use crate::api::{NewEvent, Status};
 use crate::metrics::Metrics;
 use crate::plan::Analysis;
-use crate::proxy::tunnel::Tunnels;
 use crate::router::{Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
 
@@ -38,7 +37,9 @@ pub struct Parts {
     pub store: Arc<Store>,
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
-    pub tunnels: Arc<Tunnels>,
+    /// Open tunnels on an env their user no longer belongs to (the proxy's tunnel drain
+    /// counts them), for the status; a function so the orchestrator never touches the proxy.
+    pub tunnels_to_move: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Where pre-step checks go; swapped by a config reload.
     pub env_addrs: Arc<arc_swap::ArcSwap<EnvAddrs>>,
     /// Salt used while no run has set one.
@@ -55,7 +56,7 @@ struct Driver {
     parts: Parts,
     control: Control,
     tracker: GateTracker,
-    gates: Vec<GateView>,
+    gates: Vec<GateReport>,
     last_event_id: u64,
     last_eval: Instant,
     last_saved: Instant,
@@ -418,7 +419,7 @@ impl Driver {
             &snap,
             &self.gates,
             self.last_event_id,
-            self.parts.tunnels.misplaced(),
+            (self.parts.tunnels_to_move)(),
         );
         self.status_tx.send_replace(s);
     }

@@ -12,6 +12,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use crate::api::{Event, PlanInfo, Status};
 use crate::plan::Plan;
 use crate::store::{Store, StoreError};
+use crate::vocab::EventAction;
 
 /// An operator's command.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +36,7 @@ pub enum Cmd {
     /// Log a decision taken outside the run (a config reload) as an event; the run's state
     /// and weight do not change.
     Record {
-        action: String,
+        action: EventAction,
         reason: String,
         data: serde_json::Value,
     },
@@ -98,12 +99,12 @@ impl Handle {
     pub async fn record(
         &self,
         actor: &str,
-        action: &str,
+        action: EventAction,
         reason: String,
         data: serde_json::Value,
     ) -> Result<(), CommandError> {
         let cmd = Cmd::Record {
-            action: action.to_owned(),
+            action,
             reason,
             data,
         };

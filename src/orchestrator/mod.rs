@@ -9,12 +9,11 @@ pub mod checks;
 pub mod driver;
 pub mod handle;
 pub mod machine;
-pub mod state;
 pub mod status;
 
+pub use crate::vocab::RunState;
 pub use handle::{Cmd, CommandError, Handle};
 pub use machine::{
     apply, tick, Command, Control, Effect, EventDraft, Rejection, Resume, ResumeTo, Run, Tick,
     Transition,
 };
-pub use state::RunState;

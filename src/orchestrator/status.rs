@@ -1,5 +1,10 @@
 //! The `GET /v1/status` value, built from the run's state and a metrics window.
+//!
+//! Owns: turning the machine's state and the analyzer's [`GateReport`]s into the control API's
+//! wire types (the edge where domain values become [`crate::api`] shapes). Must not touch: the
+//! store or the router.
 
+use crate::analyzer::GateReport;
 use crate::api::{GateView, Status};
 use crate::metrics::{
     render_prometheus, render_tunnels_to_move, GateGauge, Metrics, RunGauges, WindowSnapshot,
@@ -12,7 +17,7 @@ use super::machine::Control;
 pub fn build(
     control: &Control,
     snap: &WindowSnapshot,
-    gates: &[GateView],
+    gates: &[GateReport],
     last_event_id: u64,
     tunnels_to_move: u64,
 ) -> Status {
@@ -31,7 +36,7 @@ pub fn build(
         reason: control.reason().map(str::to_owned),
         hold_remaining_s: control.hold_remaining().map(|d| d.as_secs_f64()),
         envs: snap.envs(),
-        gates: gates.to_vec(),
+        gates: gates.iter().map(gate_view).collect(),
         last_event_id,
         displaced: snap.displaced(),
         tunnels_to_move,
@@ -40,6 +45,20 @@ pub fn build(
             ..snap.protection()
         },
         client_errors: snap.client_errors(),
+    }
+}
+
+/// What the control API shows of one gate's latest evaluation.
+pub fn gate_view(r: &GateReport) -> GateView {
+    GateView {
+        name: r.name.clone(),
+        metric: r.metric.to_string(),
+        threshold: r.threshold(),
+        value: r.value,
+        verdict: r.verdict,
+        failing_for: r.failing_for,
+        after: r.after,
+        on_fail: r.on_fail,
     }
 }
 

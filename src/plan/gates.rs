@@ -21,7 +21,6 @@ const GATE_KEYS: &[&str] = &[
     "after",
     "on_fail",
 ];
-const ON_FAIL: &[&str] = &["pause", "rollback"];
 
 /// Every gate of the plan (none is fine: the plan then advances on time alone).
 pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Gate> {
@@ -105,16 +104,14 @@ fn read_gate(
     })
 }
 fn read_on_fail(r: &mut Reader<'_>, f: &Field<'_>) -> Option<OnFail> {
-    match r.string(f)? {
-        "pause" => Some(OnFail::Pause),
-        "rollback" => Some(OnFail::Rollback),
-        other => {
-            let hint = match did_you_mean(other, ON_FAIL) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => "use \"pause\" or \"rollback\"".to_owned(),
-            };
-            r.error(f.at, format!("unknown `on_fail` \"{other}\""), hint);
-            None
-        }
+    let word = r.string(f)?;
+    if let Some(on_fail) = OnFail::ALL.into_iter().find(|o| o.as_str() == word) {
+        return Some(on_fail);
     }
+    let hint = match did_you_mean(word, &OnFail::ALL.map(OnFail::as_str)) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => "use \"pause\" or \"rollback\"".to_owned(),
+    };
+    r.error(f.at, format!("unknown `on_fail` \"{word}\""), hint);
+    None
 }

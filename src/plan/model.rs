@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::metrics::MetricRef;
 use crate::router::{Env, Weight};
+pub use crate::vocab::OnFail;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -112,22 +113,6 @@ pub enum Condition {
         ratio: f64,
         confidence: Option<f64>,
     },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnFail {
-    Pause,
-    Rollback,
-}
-
-impl OnFail {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OnFail::Pause => "pause",
-            OnFail::Rollback => "rollback",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

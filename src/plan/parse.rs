@@ -1,7 +1,7 @@
 //! Plan text → validated [`Plan`]: the top-level keys, `[analysis]` and `[rollback]`; steps and
 //! gates are read by their sibling modules.
 //!
-//! Pure: text in, plan or every diagnostic out. Defaults (DESIGN.md "Plans") live here and in
+//! Pure: text in, plan or every diagnostic out. Defaults (docs/plans.md) live here and in
 //! `Analysis::default` / `Rollback::default`.
 
 use toml_edit::ImDocument;

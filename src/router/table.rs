@@ -1,13 +1,12 @@
-//! The routing snapshot and the one place it is swapped.
+//! The routing snapshot: which env a user key goes to at a weight and salt.
 //!
-//! A [`RoutingTable`] is immutable; the orchestrator (or a manual weight change) builds a new
-//! one and [`Router::publish`]es it. The proxy calls [`Router::load`] once per request: an
-//! atomic pointer load, no lock, no I/O.
+//! Owns: [`Env`], [`Weight`] and the immutable [`RoutingTable`]. Must not touch: how a table
+//! is shared or swapped ([`super::publish`]), clocks, I/O, tokio — this file is pure. The
+//! orchestrator (or a manual weight change) builds a new table; the proxy routes with the one
+//! it loaded for the request.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use super::hash::{bucket, salt_seed, BUCKETS};
@@ -88,7 +87,6 @@ pub struct RoutingTable {
     weight: Weight,
     salt: Arc<str>,
     seed: u64,
-    pins: HashMap<Box<[u8]>, Env>,
 }
 
 impl RoutingTable {
@@ -97,11 +95,10 @@ impl RoutingTable {
             weight,
             salt: Arc::from(salt),
             seed: salt_seed(salt),
-            pins: HashMap::new(),
         }
     }
 
-    /// The same table with another weight (salt and pins kept).
+    /// The same table with another weight (salt kept).
     pub fn with_weight(&self, weight: Weight) -> Self {
         RoutingTable {
             weight,
@@ -109,23 +106,13 @@ impl RoutingTable {
         }
     }
 
-    /// The same table with another salt (reshuffles users; weight and pins kept).
+    /// The same table with another salt (reshuffles users; weight kept).
     pub fn with_salt(&self, salt: &str) -> Self {
         RoutingTable {
             salt: Arc::from(salt),
             seed: salt_seed(salt),
             ..self.clone()
         }
-    }
-
-    /// The same table with `key` pinned to `env` (or unpinned with `None`).
-    pub fn with_pin(&self, key: &[u8], env: Option<Env>) -> Self {
-        let mut next = self.clone();
-        match env {
-            Some(env) => next.pins.insert(key.into(), env),
-            None => next.pins.remove(key),
-        };
-        next
     }
 
     pub fn weight(&self) -> Weight {
@@ -136,74 +123,16 @@ impl RoutingTable {
         &self.salt
     }
 
-    pub fn pins(&self) -> impl Iterator<Item = (&[u8], Env)> {
-        self.pins.iter().map(|(k, v)| (&**k, *v))
-    }
-
-    /// The environment of a user key: a pin if there is one, else NEW when the key's bucket
-    /// is below the weight, else OLD.
+    /// The environment of a user key: NEW when the key's bucket is below the weight, else OLD.
+    /// (To force one request to an env, the proxy's override header with its secret is the
+    /// way; docs/config.md.)
     #[inline]
     pub fn route(&self, key: &[u8]) -> Env {
-        if !self.pins.is_empty() {
-            if let Some(env) = self.pins.get(key) {
-                return *env;
-            }
-        }
         if bucket(self.seed, key) < self.weight.0 {
             Env::New
         } else {
             Env::Old
         }
-    }
-}
-
-/// The single atomically swapped routing snapshot shared by the proxy and its writers.
-#[derive(Debug)]
-pub struct Router {
-    table: ArcSwap<RoutingTable>,
-    /// Bumped after every publish, so watchers (the tunnel drain) wake on a change instead of
-    /// polling. The request path never touches it.
-    version: tokio::sync::watch::Sender<u64>,
-}
-
-impl Router {
-    pub fn new(table: RoutingTable) -> Self {
-        Router {
-            table: ArcSwap::from_pointee(table),
-            version: tokio::sync::watch::channel(0).0,
-        }
-    }
-
-    /// A receiver that is marked changed after each later publish (its value: the count of
-    /// publishes so far).
-    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.version.subscribe()
-    }
-
-    fn bump(&self) {
-        self.version.send_modify(|v| *v = v.wrapping_add(1));
-    }
-
-    /// The current snapshot. Cheap; hold it only for the routing decision.
-    #[inline]
-    pub fn load(&self) -> arc_swap::Guard<Arc<RoutingTable>> {
-        self.table.load()
-    }
-
-    pub fn snapshot(&self) -> Arc<RoutingTable> {
-        self.table.load_full()
-    }
-
-    /// Replace the snapshot. Callers that change state durably must persist first.
-    pub fn publish(&self, table: RoutingTable) {
-        self.table.store(Arc::new(table));
-        self.bump();
-    }
-
-    /// Publish the current table with a new weight.
-    pub fn set_weight(&self, weight: Weight) {
-        self.table.rcu(|t| t.with_weight(weight));
-        self.bump();
     }
 }
 
@@ -229,23 +158,5 @@ mod tests {
             assert_eq!(zero.route(k.as_bytes()), Env::Old);
             assert_eq!(full.route(k.as_bytes()), Env::New);
         }
-    }
-
-    #[test]
-    fn pins_override_the_hash() {
-        let t = RoutingTable::new(Weight::ZERO, "s").with_pin(b"vip", Some(Env::New));
-        assert_eq!(t.route(b"vip"), Env::New);
-        assert_eq!(t.with_pin(b"vip", None).route(b"vip"), Env::Old);
-    }
-
-    #[test]
-    fn router_swaps_snapshots() {
-        let r = Router::new(RoutingTable::new(Weight::ZERO, "s"));
-        let mut seen = r.watch();
-        r.set_weight(Weight::from_percent(30.0));
-        assert!(seen.has_changed().unwrap_or(false));
-        assert_eq!(*seen.borrow_and_update(), 1);
-        assert_eq!(r.load().weight().bp(), 3000);
-        assert_eq!(r.load().salt(), "s");
     }
 }

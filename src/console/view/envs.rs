@@ -12,8 +12,8 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Row, Table, Widget};
 
 use super::format::{breach_style, ms, pct, rate, spark};
-use crate::api::{EnvStats, Status};
-use crate::console::app::{App, Scope, Series};
+use crate::api::{EnvStats, GateVerdict, Status};
+use crate::console::app::{App, EnvRow, Series};
 
 /// Borders, a header row and four scopes.
 pub const ROWS: u16 = 7;
@@ -83,7 +83,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 
     let rows: Vec<Row> = match &app.status {
         None => Vec::new(),
-        Some(status) => Scope::ALL
+        Some(status) => EnvRow::ALL
             .into_iter()
             .map(|scope| row(app, status, scope, &cols, spark_w))
             .collect(),
@@ -146,14 +146,14 @@ fn value(metric: &str, st: &EnvStats) -> String {
     }
 }
 
-fn row(app: &App, status: &Status, scope: Scope, cols: &[&Col], spark_w: u16) -> Row<'static> {
+fn row(app: &App, status: &Status, scope: EnvRow, cols: &[&Col], spark_w: u16) -> Row<'static> {
     let st = scope.stats(&status.envs);
     let breach = |metric: &str| {
         let full = format!("{}.{metric}", scope.name());
         status
             .gates
             .iter()
-            .any(|g| g.verdict == "failing" && g.metric == full)
+            .any(|g| g.verdict == GateVerdict::Failing && g.metric == full)
     };
     let mut cells = vec![Cell::new(scope.name()).style(scope_style(scope))];
     cells.extend(cols.iter().map(|c| {
@@ -181,13 +181,13 @@ fn row(app: &App, status: &Status, scope: Scope, cols: &[&Col], spark_w: u16) ->
     Row::new(cells)
 }
 
-fn scope_style(scope: Scope) -> Style {
+fn scope_style(scope: EnvRow) -> Style {
     let s = Style::new().add_modifier(Modifier::BOLD);
     match scope {
-        Scope::Old => s.fg(Color::Blue),
-        Scope::New => s.fg(Color::Green),
-        Scope::Fallback => s.fg(Color::Magenta),
-        Scope::Users => s,
+        EnvRow::Old => s.fg(Color::Blue),
+        EnvRow::New => s.fg(Color::Green),
+        EnvRow::Fallback => s.fg(Color::Magenta),
+        EnvRow::Users => s,
     }
 }
 

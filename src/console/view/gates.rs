@@ -8,7 +8,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, Widget};
 
 use super::format::{breach_style, metric_value};
-use crate::api::GateView;
+use crate::api::{GateVerdict, GateView};
 use crate::console::app::App;
 
 /// Rows the panel would like: borders, a header row and one row per gate (at least one line).
@@ -59,7 +59,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 }
 
 fn row(g: &GateView) -> Row<'static> {
-    let failing = g.verdict == "failing";
+    let failing = g.verdict == GateVerdict::Failing;
     let value = g
         .value
         .map_or_else(|| "—".to_owned(), |v| metric_value(&g.metric, v));
@@ -78,16 +78,15 @@ fn row(g: &GateView) -> Row<'static> {
 }
 
 fn verdict(g: &GateView) -> (String, Style) {
-    match g.verdict.as_str() {
-        "ok" => ("ok".to_owned(), Style::new().fg(Color::Green)),
-        "failing" => (
+    match g.verdict {
+        GateVerdict::Ok => ("ok".to_owned(), Style::new().fg(Color::Green)),
+        GateVerdict::Failing => (
             format!("failing {} of {}", g.failing_for, g.after),
             Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         ),
-        "not_enough_traffic" => (
+        GateVerdict::NotEnoughTraffic => (
             "not enough traffic".to_owned(),
             Style::new().fg(Color::Yellow),
         ),
-        other => (other.replace('_', " "), Style::new()),
     }
 }

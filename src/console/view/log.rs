@@ -8,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Widget};
 
 use super::format::hms;
-use crate::api::Event;
+use crate::api::{Event, EventAction};
 use crate::console::app::App;
 
 pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
@@ -40,19 +40,25 @@ fn line(ev: &Event) -> Line<'static> {
         Span::raw(" "),
         Span::styled(format!("{:<12.12}", ev.actor), Style::new().fg(Color::Cyan)),
         Span::raw(" "),
-        Span::styled(format!("{:<9.9}", ev.action), action_style(&ev.action)),
+        Span::styled(format!("{:<9.9}", ev.action), action_style(ev.action)),
         Span::raw(" "),
         Span::raw(ev.reason.clone()),
     ])
 }
 
-fn action_style(action: &str) -> Style {
+fn action_style(action: EventAction) -> Style {
+    use EventAction as A;
     let s = Style::new().add_modifier(Modifier::BOLD);
     match action {
-        "rollback" | "abort" | "rolled_back" | "aborted" => s.fg(Color::Red),
-        "pause" | "paused" | "await" | "awaiting_approval" => s.fg(Color::Yellow),
-        "start" | "advance" | "resume" | "approve" | "completed" | "complete" => s.fg(Color::Green),
-        "weight" => s.fg(Color::Cyan),
-        _ => s,
+        A::Rollback | A::Abort | A::RolledBack => s.fg(Color::Red),
+        A::Pause => s.fg(Color::Yellow),
+        A::Start | A::Advance | A::Resume | A::Approve | A::Complete => s.fg(Color::Green),
+        A::Weight => s.fg(Color::Cyan),
+        A::ChecksPassed
+        | A::ChecksFailed
+        | A::AwaitApproval
+        | A::Ramp
+        | A::Reload
+        | A::ReloadRejected => s,
     }
 }

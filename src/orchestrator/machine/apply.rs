@@ -7,7 +7,7 @@
 use serde_json::json;
 
 use super::flow::{self, Moved};
-use super::{pct, Command, Control, Rejection, ResumeTo, Run, RunState, Transition};
+use super::{pct, Command, Control, EventAction, Rejection, ResumeTo, Run, RunState, Transition};
 use crate::plan::Plan;
 use crate::router::Weight;
 
@@ -115,7 +115,7 @@ fn start(
         who.by(&format!("run {run_id} of plan '{name}' started"))
     );
     next.reason = Some(reason.clone());
-    Ok(Transition::new(next, "start", reason, data).with_effects(effects))
+    Ok(Transition::new(next, EventAction::Start, reason, data).with_effects(effects))
 }
 
 fn pause(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
@@ -131,7 +131,7 @@ fn pause(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
     next.reason = Some(reason.clone());
     Ok(Transition::new(
         next,
-        "pause",
+        EventAction::Pause,
         reason,
         json!({ "resume_to": to }),
     ))
@@ -197,10 +197,13 @@ fn resume(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
     };
     let reason = format!("{}; {phrase}", who.by("resumed"));
     next.reason = Some(reason.clone());
-    Ok(
-        Transition::new(next, "resume", reason, json!({ "resume_to": paused.to }))
-            .with_effects(effects),
+    Ok(Transition::new(
+        next,
+        EventAction::Resume,
+        reason,
+        json!({ "resume_to": paused.to }),
     )
+    .with_effects(effects))
 }
 
 fn approve(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
@@ -217,7 +220,10 @@ fn approve(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
     } = flow::next_or_complete(&mut next);
     let reason = format!("{}; {phrase}", who.by(&format!("step {step} approved")));
     next.reason = Some(reason.clone());
-    Ok(Transition::new(next, "approve", reason, json!({ "step": step })).with_effects(effects))
+    Ok(
+        Transition::new(next, EventAction::Approve, reason, json!({ "step": step }))
+            .with_effects(effects),
+    )
 }
 
 fn rollback(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
@@ -247,7 +253,7 @@ fn rollback(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
     let reason = format!("{cause}; {}", flow::rollback_phrase(&next));
     next.reason = Some(reason.clone());
     let data = json!({ "from_weight": ctl.weight().percent() });
-    Ok(Transition::new(next, "rollback", reason, data))
+    Ok(Transition::new(next, EventAction::Rollback, reason, data))
 }
 
 fn abort(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
@@ -270,7 +276,7 @@ fn abort(ctl: &Control, who: &Who) -> Result<Transition, Rejection> {
     next.reason = Some(reason.clone());
     Ok(Transition::new(
         next,
-        "abort",
+        EventAction::Abort,
         reason,
         serde_json::Value::Null,
     ))
@@ -315,7 +321,7 @@ fn set_weight(
         "weight": weight.percent(),
         "ramp_s": ramp.map(|r| r.as_secs_f64()),
     });
-    Ok(Transition::new(next, "weight", reason, data))
+    Ok(Transition::new(next, EventAction::Weight, reason, data))
 }
 
 /// The step's checks are the ones awaited, else a rejection naming why the result is stale.
@@ -347,7 +353,7 @@ fn checks_passed(ctl: &Control, step: usize, who: &Who) -> Result<Transition, Re
     next.reason = Some(reason.clone());
     Ok(Transition::new(
         next,
-        "checks_passed",
+        EventAction::ChecksPassed,
         reason,
         json!({ "step": step + 1 }),
     ))
@@ -365,5 +371,10 @@ fn checks_failed(
     let reason = who.noted(format!("pre-step check failed: {}", output.trim()));
     next.reason = Some(reason.clone());
     let data = json!({ "step": step + 1, "output": output });
-    Ok(Transition::new(next, "checks_failed", reason, data))
+    Ok(Transition::new(
+        next,
+        EventAction::ChecksFailed,
+        reason,
+        data,
+    ))
 }

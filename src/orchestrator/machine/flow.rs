@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::ramp::ramp_weight;
-use super::{pct, Control, Effect, Move, Ramp, Resume, ResumeTo, RunState};
+use super::{pct, Control, Effect, EventAction, Move, Ramp, Resume, ResumeTo, RunState};
 use crate::plan::Rollback;
 use crate::router::Weight;
 
@@ -80,7 +80,7 @@ pub(super) fn enter_step(ctl: &mut Control) -> (Vec<Effect>, String) {
 
 /// What the hold of the current step led to.
 pub(super) struct Moved {
-    pub action: &'static str,
+    pub action: EventAction,
     pub phrase: String,
     pub effects: Vec<Effect>,
 }
@@ -89,7 +89,7 @@ pub(super) struct Moved {
 pub(super) fn next_or_complete(ctl: &mut Control) -> Moved {
     let Some(run) = ctl.run.as_mut() else {
         return Moved {
-            action: "advance",
+            action: EventAction::Advance,
             phrase: String::new(),
             effects: Vec::new(),
         };
@@ -103,7 +103,7 @@ pub(super) fn next_or_complete(ctl: &mut Control) -> Moved {
             ctl.weight = w;
         }
         return Moved {
-            action: "complete",
+            action: EventAction::Complete,
             phrase: format!("run completed at {}", pct(ctl.weight)),
             effects: Vec::new(),
         };
@@ -111,7 +111,7 @@ pub(super) fn next_or_complete(ctl: &mut Control) -> Moved {
     run.step += 1;
     let (effects, phrase) = enter_step(ctl);
     Moved {
-        action: "advance",
+        action: EventAction::Advance,
         phrase,
         effects,
     }
@@ -129,7 +129,7 @@ pub(super) fn after_hold(ctl: &mut Control) -> Moved {
             run.state = RunState::AwaitingApproval;
             run.waiting = None;
             Moved {
-                action: "await_approval",
+                action: EventAction::AwaitApproval,
                 phrase: format!(
                     "waiting for an operator's approve before leaving step {}",
                     run.step + 1

@@ -63,9 +63,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::RunState;
 use crate::plan::{Plan, Step};
 use crate::router::Weight;
+use crate::vocab::{EventAction, RunState};
 
 pub use apply::apply;
 pub use ramp::{move_weight, ramp_weight, Move, Ramp};
@@ -265,17 +265,17 @@ pub enum Command {
 
 impl Command {
     /// The event action an accepted command is logged as.
-    pub fn action(&self) -> &'static str {
+    pub fn action(&self) -> EventAction {
         match self {
-            Command::Start { .. } => "start",
-            Command::Pause => "pause",
-            Command::Resume => "resume",
-            Command::Approve => "approve",
-            Command::Rollback => "rollback",
-            Command::Abort => "abort",
-            Command::SetWeight(_) | Command::RampWeight { .. } => "weight",
-            Command::ChecksPassed { .. } => "checks_passed",
-            Command::ChecksFailed { .. } => "checks_failed",
+            Command::Start { .. } => EventAction::Start,
+            Command::Pause => EventAction::Pause,
+            Command::Resume => EventAction::Resume,
+            Command::Approve => EventAction::Approve,
+            Command::Rollback => EventAction::Rollback,
+            Command::Abort => EventAction::Abort,
+            Command::SetWeight(_) | Command::RampWeight { .. } => EventAction::Weight,
+            Command::ChecksPassed { .. } => EventAction::ChecksPassed,
+            Command::ChecksFailed { .. } => EventAction::ChecksFailed,
         }
     }
 }
@@ -307,7 +307,7 @@ pub struct Transition {
 /// An event without the parts the driver adds (id, time, actor, run id, state, weight).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventDraft {
-    pub action: String,
+    pub action: EventAction,
     pub reason: String,
     pub data: serde_json::Value,
 }
@@ -334,11 +334,11 @@ fn human(d: Duration) -> String {
 }
 
 impl Transition {
-    fn new(control: Control, action: &str, reason: String, data: serde_json::Value) -> Self {
+    fn new(control: Control, action: EventAction, reason: String, data: serde_json::Value) -> Self {
         Transition {
             control,
             event: EventDraft {
-                action: action.to_string(),
+                action,
                 reason,
                 data,
             },

@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::flow::{self, Moved};
 use super::ramp::{ramp_weight, Ramp};
-use super::{human, pct, Control, RunState, Transition};
+use super::{human, pct, Control, EventAction, RunState, Transition};
 use crate::analyzer::{Health, Observation};
 use crate::router::Weight;
 
@@ -55,7 +55,12 @@ fn gate_rollback(ctl: &Control, reason: &str, data: &serde_json::Value) -> Tick 
     flow::rollback(&mut next, reason);
     let reason = format!("{reason}; {}", flow::rollback_phrase(&next));
     next.reason = Some(reason.clone());
-    Tick::Transition(Transition::new(next, "rollback", reason, data.clone()))
+    Tick::Transition(Transition::new(
+        next,
+        EventAction::Rollback,
+        reason,
+        data.clone(),
+    ))
 }
 
 fn gate_pause(ctl: &Control, reason: &str, data: &serde_json::Value) -> Tick {
@@ -67,7 +72,7 @@ fn gate_pause(ctl: &Control, reason: &str, data: &serde_json::Value) -> Tick {
     next.reason = Some(reason.to_string());
     Tick::Transition(Transition::new(
         next,
-        "pause",
+        EventAction::Pause,
         reason.to_string(),
         data.clone(),
     ))
@@ -162,14 +167,14 @@ fn ramp(ctl: &Control, dt: Duration, old_degraded: Option<&str>) -> Tick {
         next.weight = Weight::ZERO;
         let reason = format!("rolled back: all users back on OLD (weight 0%); cause: {cause}");
         next.reason = Some(reason.clone());
-        return Tick::Transition(Transition::new(next, "rolled_back", reason, data));
+        return Tick::Transition(Transition::new(next, EventAction::RolledBack, reason, data));
     }
     if weight == from_weight {
         return progress(ctl, next);
     }
     next.weight = weight;
     let reason = format!("rollback ramp {} → {}", pct(from_weight), pct(weight));
-    Tick::Transition(Transition::new(next, "ramp", reason, data))
+    Tick::Transition(Transition::new(next, EventAction::Ramp, reason, data))
 }
 
 /// A weight move in progress: gates still act on an active run (a pause holds the weight where
@@ -232,5 +237,5 @@ fn moving(ctl: &Control, dt: Duration, obs: &Observation) -> Tick {
     if done {
         next.reason = Some(reason.clone());
     }
-    Tick::Transition(Transition::new(next, "ramp", reason, data))
+    Tick::Transition(Transition::new(next, EventAction::Ramp, reason, data))
 }

@@ -6,7 +6,7 @@ mod refuse;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{NewEvent, RunState};
+use crate::api::{EventAction, NewEvent, RunState};
 
 /// A stand-in for the orchestrator's state: the store treats it as opaque JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,11 +22,11 @@ fn state(counter: u64) -> TestState {
     }
 }
 
-fn event(action: &str, counter: u64) -> NewEvent {
+fn event(action: EventAction, counter: u64) -> NewEvent {
     NewEvent {
         at_ms: 1_000 + counter,
         actor: "test".into(),
-        action: action.into(),
+        action,
         reason: format!("step {counter}"),
         run_id: Some(1),
         state: RunState::Running,

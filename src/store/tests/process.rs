@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use super::{event, state, TestState};
+use crate::api::EventAction;
 use crate::store::{Store, StoreError};
 
 const CHILD_ENV: &str = "CUTOVER_STORE_TEST_CHILD";
@@ -38,7 +39,7 @@ fn child_process_entry() {
             // Commit until killed; the bound only stops a child whose parent vanished.
             for n in 1..=1_000_000 {
                 let stored = store
-                    .commit(&state(n), Some(1), event("weight", n))
+                    .commit(&state(n), Some(1), event(EventAction::Weight, n))
                     .unwrap();
                 writeln!(out, "COMMITTED {}", stored.id).unwrap();
                 out.flush().unwrap();

@@ -1,6 +1,7 @@
 //! Round trips, ids, atomicity and damaged records.
 
 use super::{event, poke, state, TestState};
+use crate::api::EventAction;
 use crate::store::{plan_hash, Store, StoreError};
 
 fn open(dir: &std::path::Path) -> Store {
@@ -50,9 +51,11 @@ fn ids_are_monotonic_across_reopen() {
     assert_eq!(store.last_event_id().unwrap(), 0);
     assert_eq!(store.next_run_id().unwrap(), 1);
     assert_eq!(store.next_run_id().unwrap(), 2);
-    let e1 = store.commit(&state(1), Some(2), event("start", 1)).unwrap();
+    let e1 = store
+        .commit(&state(1), Some(2), event(EventAction::Start, 1))
+        .unwrap();
     let e2 = store
-        .commit(&state(2), Some(2), event("advance", 2))
+        .commit(&state(2), Some(2), event(EventAction::Advance, 2))
         .unwrap();
     assert_eq!((e1.id, e2.id), (1, 2));
     drop(store);
@@ -60,7 +63,9 @@ fn ids_are_monotonic_across_reopen() {
     let store = open(tmp.path());
     assert_eq!(store.last_event_id().unwrap(), 2);
     assert_eq!(store.next_run_id().unwrap(), 3);
-    let e3 = store.commit(&state(3), None, event("pause", 3)).unwrap();
+    let e3 = store
+        .commit(&state(3), None, event(EventAction::Pause, 3))
+        .unwrap();
     assert_eq!(e3.id, 3);
 }
 
@@ -70,9 +75,9 @@ fn commit_stores_state_run_and_event_together() {
     let store = open(tmp.path());
     assert_eq!(store.load_state::<TestState>().unwrap(), None);
     let stored = store
-        .commit(&state(7), Some(4), event("advance", 7))
+        .commit(&state(7), Some(4), event(EventAction::Advance, 7))
         .unwrap();
-    assert_eq!(stored, event("advance", 7).with_id(1));
+    assert_eq!(stored, event(EventAction::Advance, 7).with_id(1));
     drop(store);
 
     let store = open(tmp.path());
@@ -86,7 +91,9 @@ fn commit_stores_state_run_and_event_together() {
 fn save_state_writes_without_an_event() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    store.commit(&state(1), Some(1), event("start", 1)).unwrap();
+    store
+        .commit(&state(1), Some(1), event(EventAction::Start, 1))
+        .unwrap();
     store.save_state(&state(2), Some(1)).unwrap();
     store.save_state(&state(3), None).unwrap();
     drop(store);
@@ -103,7 +110,9 @@ fn events_since_pages_in_id_order() {
     let store = open(tmp.path());
     // Past 255 and 256 so a little-endian or textual key would sort wrongly.
     for n in 1..=300 {
-        store.commit(&state(n), None, event("weight", n)).unwrap();
+        store
+            .commit(&state(n), None, event(EventAction::Weight, n))
+            .unwrap();
     }
     let ids = |after, limit| -> Vec<u64> {
         store
@@ -135,7 +144,7 @@ fn concurrent_commits_get_distinct_ids() {
                 (0..25)
                     .map(|n| {
                         store
-                            .commit(&state(n), None, event("weight", t))
+                            .commit(&state(n), None, event(EventAction::Weight, t))
                             .unwrap()
                             .id
                     })
@@ -172,8 +181,12 @@ fn damaged_state_record_is_an_error_naming_it() {
 fn damaged_event_and_plan_records_are_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    store.commit(&state(1), None, event("start", 1)).unwrap();
-    store.commit(&state(2), None, event("advance", 2)).unwrap();
+    store
+        .commit(&state(1), None, event(EventAction::Start, 1))
+        .unwrap();
+    store
+        .commit(&state(2), None, event(EventAction::Advance, 2))
+        .unwrap();
     let hash = store.put_plan("p", "text", 1).unwrap();
     drop(store);
     poke(tmp.path(), "events", &2u64.to_be_bytes(), b"\xff\x00");
@@ -192,13 +205,13 @@ fn damaged_event_and_plan_records_are_errors() {
 fn damaged_counter_stops_commit_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     open(tmp.path())
-        .commit(&state(1), None, event("start", 1))
+        .commit(&state(1), None, event(EventAction::Start, 1))
         .unwrap();
     poke(tmp.path(), "meta", b"last_event_id", b"bad");
 
     let store = open(tmp.path());
     let err = store
-        .commit(&state(2), None, event("advance", 2))
+        .commit(&state(2), None, event(EventAction::Advance, 2))
         .unwrap_err();
     assert!(err.to_string().contains("meta/last_event_id"), "{err}");
     assert_eq!(store.load_state::<TestState>().unwrap(), Some(state(1)));
@@ -208,14 +221,18 @@ fn damaged_counter_stops_commit_and_changes_nothing() {
 fn a_counter_behind_the_log_never_overwrites_an_event() {
     let tmp = tempfile::tempdir().unwrap();
     let store = open(tmp.path());
-    let first = store.commit(&state(1), None, event("start", 1)).unwrap();
-    store.commit(&state(2), None, event("advance", 2)).unwrap();
+    let first = store
+        .commit(&state(1), None, event(EventAction::Start, 1))
+        .unwrap();
+    store
+        .commit(&state(2), None, event(EventAction::Advance, 2))
+        .unwrap();
     drop(store);
     poke(tmp.path(), "meta", b"last_event_id", &0u64.to_be_bytes());
 
     let store = open(tmp.path());
     let err = store
-        .commit(&state(3), None, event("pause", 3))
+        .commit(&state(3), None, event(EventAction::Pause, 3))
         .unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
     assert_eq!(store.events_since(0, 1).unwrap(), vec![first]);

@@ -9,7 +9,7 @@ fn start_with_checks_enters_running_at_step_one_with_checks_pending() {
         10,
     );
     let t = ok(&Control::default(), start_cmd(p));
-    assert_eq!(t.event.action, "start");
+    assert_eq!(t.event.action, EventAction::Start);
     assert_eq!(t.control.state(), RunState::Running);
     assert_eq!(t.control.step(), 1);
     assert_eq!(
@@ -63,7 +63,7 @@ fn checks_passed_applies_the_step_weight() {
     let p = plan(vec![step(5.0, 30, false, true)], 10);
     let t = ok(&Control::default(), start_cmd(p));
     let t = ok(&t.control, Command::ChecksPassed { step: 0 });
-    assert_eq!(t.event.action, "checks_passed");
+    assert_eq!(t.event.action, EventAction::ChecksPassed);
     assert_eq!(t.control.weight(), w(5.0));
     assert_eq!(t.control.hold_remaining(), Some(secs(30)));
 }
@@ -77,7 +77,7 @@ fn checks_failed_pauses_with_the_output_and_keeps_the_weight() {
         output: "GET /healthz: 503".into(),
     };
     let t = ok(&started, failed);
-    assert_eq!(t.event.action, "checks_failed");
+    assert_eq!(t.event.action, EventAction::ChecksFailed);
     assert_eq!(t.control.state(), RunState::Paused);
     assert_eq!(t.control.weight(), Weight::ZERO);
     assert_eq!(
@@ -120,7 +120,7 @@ fn pause_and_resume_keep_the_hold_served() {
     );
     assert_eq!(t.control.hold_remaining(), Some(secs(6)));
     let t = ok(&t.control, Command::Resume);
-    assert_eq!(t.event.action, "resume");
+    assert_eq!(t.event.action, EventAction::Resume);
     assert_eq!(t.control.state(), RunState::Running);
     assert_eq!(t.control.hold_remaining(), Some(secs(6)));
     assert_eq!(t.control.weight(), w(10.0));
@@ -151,7 +151,7 @@ fn approve_moves_to_the_next_step_and_completes_after_the_last() {
     let ctl = moved(&ctl, secs(10), &healthy()).control; // -> awaiting approval
     assert_eq!(ctl.state(), RunState::AwaitingApproval);
     let t = ok(&ctl, Command::Approve);
-    assert_eq!(t.event.action, "approve");
+    assert_eq!(t.event.action, EventAction::Approve);
     assert_eq!(
         (t.control.state(), t.control.step()),
         (RunState::Running, 3)
@@ -169,7 +169,7 @@ fn approve_moves_to_the_next_step_and_completes_after_the_last() {
 fn rollback_command_starts_the_ramp() {
     let ctl = running(three_steps());
     let t = ok(&ctl, Command::Rollback);
-    assert_eq!(t.event.action, "rollback");
+    assert_eq!(t.event.action, EventAction::Rollback);
     assert_eq!(t.control.state(), RunState::RollingBack);
     assert_eq!(
         t.control.weight(),
@@ -207,7 +207,7 @@ fn rollback_from_paused_and_from_pending_checks() {
 fn abort_keeps_the_weight_and_frees_the_slot() {
     let ctl = running(three_steps());
     let t = ok(&ctl, Command::Abort);
-    assert_eq!(t.event.action, "abort");
+    assert_eq!(t.event.action, EventAction::Abort);
     assert_eq!(t.control.state(), RunState::Aborted);
     assert_eq!(t.control.weight(), w(10.0));
     refused(&t.control, Command::Abort);
@@ -219,7 +219,7 @@ fn abort_keeps_the_weight_and_frees_the_slot() {
 #[test]
 fn set_weight_without_an_active_run_just_sets_it() {
     let t = ok(&Control::default(), Command::SetWeight(w(30.0)));
-    assert_eq!(t.event.action, "weight");
+    assert_eq!(t.event.action, EventAction::Weight);
     assert_eq!(t.control.state(), RunState::Idle);
     assert_eq!(t.control.weight(), w(30.0));
     let done = ok(&running(three_steps()), Command::Abort).control;
@@ -251,7 +251,7 @@ fn set_weight_during_a_run_pauses_and_resume_ramps_back_to_the_step_weight() {
     );
     assert_eq!(r.control.hold_remaining(), None, "no hold while moving");
     let half = moved(&r.control, secs(5), &healthy());
-    assert_eq!(half.event.action, "ramp");
+    assert_eq!(half.event.action, EventAction::Ramp);
     assert_eq!(half.control.weight(), w(20.0));
     assert_eq!(half.control.hold_remaining(), None);
     let there = moved(&half.control, secs(5), &healthy());
@@ -409,7 +409,7 @@ fn a_paused_rollback_resumes_rolling_back() {
     let r = ok(&paused, Command::Resume).control;
     assert_eq!((r.state(), r.weight()), (RunState::RollingBack, w(5.0)));
     let done = moved(&r, secs(5), &healthy());
-    assert_eq!(done.event.action, "rolled_back");
+    assert_eq!(done.event.action, EventAction::RolledBack);
     assert_eq!(
         (done.control.state(), done.control.weight()),
         (RunState::RolledBack, Weight::ZERO)

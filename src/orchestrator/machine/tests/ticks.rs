@@ -18,7 +18,7 @@ fn healthy_ticks_serve_the_hold_then_advance() {
     let ctl = progressed(&ctl, secs(4), &healthy());
     assert_eq!(ctl.hold_remaining(), Some(secs(6)));
     let t = moved(&ctl, secs(6), &healthy());
-    assert_eq!(t.event.action, "advance");
+    assert_eq!(t.event.action, EventAction::Advance);
     assert_eq!((t.control.step(), t.control.weight()), (2, w(50.0)));
     assert_eq!(
         t.control.hold_remaining(),
@@ -40,7 +40,7 @@ fn one_step_per_tick_however_long_the_tick() {
         (2, RunState::Running)
     );
     let t = moved(&t.control, secs(3600), &healthy());
-    assert_eq!(t.event.action, "complete");
+    assert_eq!(t.event.action, EventAction::Complete);
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn not_enough_traffic_does_not_serve_the_hold_and_says_why() {
 fn an_approval_step_waits_for_approve_and_gates_still_act() {
     let ctl = moved(&running(three_steps()), secs(10), &healthy()).control;
     let t = moved(&ctl, secs(10), &healthy());
-    assert_eq!(t.event.action, "await_approval");
+    assert_eq!(t.event.action, EventAction::AwaitApproval);
     let waiting = t.control;
     assert_eq!(waiting.state(), RunState::AwaitingApproval);
     assert_eq!(tick(&waiting, secs(60), &healthy()), Tick::Nothing);
@@ -91,13 +91,20 @@ fn a_plan_without_gates_advances_on_time_alone_to_completion() {
     let mut actions = Vec::new();
     for _ in 0..30 {
         if let Tick::Transition(t) = tick(&ctl, secs(1), &healthy()) {
-            actions.push(t.event.action.clone());
+            actions.push(t.event.action);
             ctl = t.control;
         } else if let Tick::Progress(next) = tick(&ctl, secs(1), &healthy()) {
             ctl = next;
         }
     }
-    assert_eq!(actions, ["advance", "advance", "complete"]);
+    assert_eq!(
+        actions,
+        [
+            EventAction::Advance,
+            EventAction::Advance,
+            EventAction::Complete
+        ]
+    );
     assert_eq!(
         (ctl.state(), ctl.weight(), ctl.step()),
         (RunState::Completed, Weight::FULL, 3)
@@ -123,7 +130,7 @@ fn advancing_into_a_step_with_checks_runs_them_first() {
 fn a_pause_verdict_pauses_with_the_analyzer_data() {
     let ctl = progressed(&running(three_steps()), secs(4), &healthy());
     let t = moved(&ctl, secs(1), &gate(false));
-    assert_eq!(t.event.action, "pause");
+    assert_eq!(t.event.action, EventAction::Pause);
     assert_eq!(t.event.data["gate"], "new errors");
     assert_eq!(t.control.state(), RunState::Paused);
     assert_eq!(t.control.weight(), w(10.0));
@@ -136,7 +143,7 @@ fn a_pause_verdict_pauses_with_the_analyzer_data() {
 fn a_rollback_verdict_rolls_back_even_when_paused() {
     let paused = ok(&running(three_steps()), Command::Pause).control;
     let t = moved(&paused, secs(1), &gate(true));
-    assert_eq!(t.event.action, "rollback");
+    assert_eq!(t.event.action, EventAction::Rollback);
     assert_eq!(t.event.data["gate"], "new errors");
     assert_eq!(t.control.state(), RunState::RollingBack);
 }
@@ -146,15 +153,15 @@ fn the_ramp_lowers_the_weight_at_a_constant_rate_and_ends_at_zero() {
     let ctl = moved(&running(three_steps()), secs(10), &healthy()).control; // 50%
     let mut ctl = moved(&ctl, secs(1), &gate(true)).control;
     let mut weights = Vec::new();
-    let mut last = String::new();
+    let mut last = None;
     while ctl.state() == RunState::RollingBack {
         let t = moved(&ctl, secs(2), &gate(true));
         weights.push(t.control.weight().percent());
-        last = t.event.action.clone();
+        last = Some(t.event.action);
         ctl = t.control;
     }
     assert_eq!(weights, [40.0, 30.0, 20.0, 10.0, 0.0]);
-    assert_eq!(last, "rolled_back");
+    assert_eq!(last, Some(EventAction::RolledBack));
     assert_eq!(ctl.state(), RunState::RolledBack);
 }
 
@@ -173,7 +180,7 @@ fn the_ramp_holds_while_old_is_degraded() {
     );
     assert_eq!(tick(&held, secs(5), &degraded), Tick::Nothing);
     let t = moved(&held, secs(5), &healthy());
-    assert_eq!(t.event.action, "ramp");
+    assert_eq!(t.event.action, EventAction::Ramp);
     assert_eq!(t.control.weight(), w(5.0));
     assert!(!t.control.reason().unwrap_or("").contains("holding"));
 }
@@ -209,5 +216,8 @@ fn a_restart_continues_where_it_stood() {
         (RunState::Running, 1, w(10.0))
     );
     assert_eq!(back.hold_remaining(), Some(secs(3)));
-    assert_eq!(moved(&back, secs(3), &healthy()).event.action, "advance");
+    assert_eq!(
+        moved(&back, secs(3), &healthy()).event.action,
+        EventAction::Advance
+    );
 }

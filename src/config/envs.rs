@@ -1,0 +1,126 @@
+//! `[envs.old]`, `[envs.new]`, `[envs.fallback]` and `[probes]`: the environments' upstreams,
+//! timeouts and probes.
+//!
+//! Owns: [`EnvConfig`], the raw shapes (an env's herd-protection keys are read here and
+//! checked in `protection`) and their positioned checks. Must not touch: the other sections.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::check::Checker;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvConfig {
+    pub upstreams: Vec<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Path probed on every upstream of this env; `None` disables probes.
+    pub probe_path: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnvs {
+    pub(super) old: Option<RawEnv>,
+    pub(super) new: Option<RawEnv>,
+    pub(super) fallback: Option<RawEnv>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEnv {
+    pub(super) upstreams: Spanned<Vec<Spanned<String>>>,
+    pub(super) connect_timeout: Option<Spanned<String>>,
+    pub(super) request_timeout: Option<Spanned<String>>,
+    pub(super) probe_path: Option<Spanned<String>>,
+    // Herd protection (checked in `protection`).
+    pub(super) max_inflight: Option<Spanned<i64>>,
+    pub(super) adaptive_limit: Option<bool>,
+    pub(super) queue_timeout: Option<Spanned<String>>,
+    pub(super) new_sessions_per_sec: Option<Spanned<f64>>,
+    pub(super) new_sessions_burst: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProbes {
+    pub(super) interval: Option<Spanned<String>>,
+    pub(super) timeout: Option<Spanned<String>>,
+}
+
+impl Checker<'_> {
+    pub(super) fn env(&mut self, raw: Option<&RawEnv>, name: &str, envs_at: usize) -> EnvConfig {
+        let key = format!("envs.{name}");
+        let Some(raw) = raw else {
+            self.problem(
+                envs_at,
+                &key,
+                format!("missing [envs.{name}]: add it with upstreams = [\"host:port\"]"),
+            );
+            return EnvConfig {
+                upstreams: Vec::new(),
+                connect_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(30),
+                probe_path: None,
+            };
+        };
+        let ukey = format!("{key}.upstreams");
+        if raw.upstreams.get_ref().is_empty() {
+            self.problem(
+                raw.upstreams.span().start,
+                &ukey,
+                "needs at least one \"host:port\"",
+            );
+        }
+        let upstreams = raw
+            .upstreams
+            .get_ref()
+            .iter()
+            .filter_map(|u| self.addr(u, &ukey))
+            .collect();
+        let probe_path = raw.probe_path.as_ref().and_then(|p| {
+            if p.get_ref().starts_with('/') {
+                Some(p.get_ref().clone())
+            } else {
+                self.problem(
+                    p.span().start,
+                    &format!("{key}.probe_path"),
+                    "must start with `/`",
+                );
+                None
+            }
+        });
+        EnvConfig {
+            upstreams,
+            connect_timeout: self.duration(
+                raw.connect_timeout.as_ref(),
+                &format!("{key}.connect_timeout"),
+                Duration::from_secs(1),
+            ),
+            request_timeout: self.duration(
+                raw.request_timeout.as_ref(),
+                &format!("{key}.request_timeout"),
+                Duration::from_secs(30),
+            ),
+            probe_path,
+        }
+    }
+
+    /// `probes.interval` and `probes.timeout` (1s each by default).
+    pub(super) fn probes(&mut self, raw: Option<&RawProbes>) -> (Duration, Duration) {
+        let interval = self.duration(
+            raw.and_then(|p| p.interval.as_ref()),
+            "probes.interval",
+            Duration::from_secs(1),
+        );
+        let timeout = self.duration(
+            raw.and_then(|p| p.timeout.as_ref()),
+            "probes.timeout",
+            Duration::from_secs(1),
+        );
+        (interval, timeout)
+    }
+}

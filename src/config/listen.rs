@@ -1,0 +1,50 @@
+//! `[listen]`, `[admin]` and `[store]`: where the server listens and keeps its state.
+//!
+//! Owns: their raw shapes and positioned checks. Must not touch: what the server does with
+//! them (`serve` binds and opens them).
+
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::check::Checker;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListen {
+    pub(super) addr: Spanned<String>,
+    pub(super) workers: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub(super) addr: Option<Spanned<String>>,
+    pub(super) token_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) path: String,
+}
+
+impl Checker<'_> {
+    /// `listen.addr` and `listen.workers` (default: one per core).
+    pub(super) fn listen(&mut self, raw: &RawListen) -> (Option<SocketAddr>, usize) {
+        let listen = self.addr(&raw.addr, "listen.addr");
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let workers =
+            self.count(raw.workers.as_ref(), "listen.workers", 1, 256, cores as u64) as usize;
+        (listen, workers)
+    }
+
+    /// `admin.addr` (default 127.0.0.1:9900).
+    pub(super) fn admin(&mut self, raw: Option<&RawAdmin>) -> Option<SocketAddr> {
+        match raw.and_then(|a| a.addr.as_ref()) {
+            Some(a) => self.addr(a, "admin.addr"),
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9900))),
+        }
+    }
+}

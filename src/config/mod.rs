@@ -1,0 +1,383 @@
+//! `cutover.toml`: parsing and validation of the server's configuration.
+//!
+//! Owns: the file format (the keys docs/config.md documents), defaults, and errors that name
+//! the file, line, column and key. Must not touch: running state — a bad config is rejected
+//! whole before anything starts (or, on reload, before anything changes).
+//!
+//! Layout: this file holds [`Config`], its errors and the entry points ([`Config::load`],
+//! [`Config::parse`]); `check` the positioned checks every section uses; one file per section
+//! for the rest: `listen` (`[listen]`, `[admin]`, `[store]`), `envs` (`[envs.*]`, `[probes]`),
+//! `routing`, `proxy` (`[proxy]`, `[retry_budget]`), `limit_keys` (`[limits]`) and
+//! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+pub use crate::proxy::limits::Limits;
+use crate::router::{Env, KeySource};
+
+mod check;
+mod envs;
+mod limit_keys;
+mod listen;
+mod protection;
+mod proxy;
+mod routing;
+
+use check::Checker;
+pub use check::{duration_max, DURATION_BOUNDS};
+pub use envs::EnvConfig;
+pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
+pub use proxy::RetryBudgetConfig;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    /// Data-plane threads, each with its own single-threaded runtime (default: one per core).
+    pub workers: usize,
+    pub admin: SocketAddr,
+    pub token_file: Option<PathBuf>,
+    pub store_path: PathBuf,
+    pub old: EnvConfig,
+    pub new: EnvConfig,
+    pub fallback: EnvConfig,
+    pub user_key: Vec<KeySource>,
+    /// Header that forces a request to an env (smoke tests, probes) when it carries the secret.
+    pub override_header: http::HeaderName,
+    pub override_secret_header: http::HeaderName,
+    pub override_secret: Option<String>,
+    /// Salt used while no plan has set one.
+    pub salt: String,
+    /// Trust a client-sent `X-Forwarded-For` (only behind another trusted proxy).
+    pub trust_forwarded: bool,
+    pub drain_timeout: Duration,
+    /// Whether client connections start in cutover's own HTTP/1.1 lane (`proxy::front`);
+    /// `false` gives every request to hyper's server from the first byte.
+    pub client_lane: bool,
+    pub retry_budget: RetryBudgetConfig,
+    pub probe_interval: Duration,
+    pub probe_timeout: Duration,
+    /// `[limits]`: what clients may send and hold on the data path.
+    pub limits: Limits,
+    /// The file this config was loaded from (what a reload reads again), if any.
+    pub source: Option<PathBuf>,
+    /// Admission control, new-session rates, tunnel drain and waiting room.
+    pub protection: ProtectionConfig,
+}
+
+impl Config {
+    /// The settings of one env.
+    pub fn env(&self, env: Env) -> &EnvConfig {
+        match env {
+            Env::Old => &self.old,
+            Env::New => &self.new,
+            Env::Fallback => &self.fallback,
+        }
+    }
+
+    /// The herd protection of one env.
+    pub fn protect(&self, env: Env) -> &EnvProtection {
+        &self.protection.envs[env as usize]
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read the config: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigProblem>),
+}
+
+/// One problem in a config file, positioned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub file: String,
+    pub line: usize,
+    pub col: usize,
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.col)?;
+        if !self.key.is_empty() {
+            write!(f, "`{}`: ", self.key)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: listen::RawListen,
+    #[serde(default)]
+    admin: Option<listen::RawAdmin>,
+    #[serde(default)]
+    store: Option<listen::RawStore>,
+    envs: envs::RawEnvs,
+    #[serde(default)]
+    routing: Option<routing::RawRouting>,
+    #[serde(default)]
+    proxy: Option<proxy::RawProxy>,
+    #[serde(default)]
+    retry_budget: Option<proxy::RawBudget>,
+    #[serde(default)]
+    probes: Option<envs::RawProbes>,
+    #[serde(default)]
+    limits: Option<limit_keys::RawLimits>,
+    #[serde(default)]
+    tunnels: Option<protection::RawTunnels>,
+    #[serde(default)]
+    waiting_room: Option<protection::RawWaitingRoom>,
+}
+
+impl Config {
+    /// Read and validate `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        // Relative store, token and page paths are relative to the config file, not the cwd.
+        let base = path.parent().unwrap_or(Path::new("."));
+        let mut cfg = Config::parse_in(&text, &path.display().to_string(), base)?;
+        if cfg.store_path.is_relative() {
+            cfg.store_path = base.join(&cfg.store_path);
+        }
+        if let Some(t) = cfg.token_file.as_mut() {
+            if t.is_relative() {
+                *t = base.join(&*t);
+            }
+        }
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Validate config text; `file` names it in errors. A relative `page_file` is read from
+    /// the current directory.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Config::parse_in(text, file, Path::new("."))
+    }
+
+    fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let mut c = Checker {
+            file,
+            text,
+            problems: Vec::new(),
+        };
+        let raw: RawConfig = match toml::from_str(text) {
+            Ok(raw) => raw,
+            Err(e) => {
+                let offset = e.span().map_or(0, |s| s.start);
+                let key = match e.message().split('`').nth(1) {
+                    Some(name) if e.message().starts_with("unknown field") => name.to_owned(),
+                    // A value of the wrong type: name the key written on that line.
+                    _ => key_at(text, offset),
+                };
+                c.problem(offset, &key, e.message().trim().to_owned());
+                return Err(ConfigError::Invalid(c.problems));
+            }
+        };
+        let (listen, workers) = c.listen(&raw.listen);
+        let admin = c.admin(raw.admin.as_ref());
+        // toml's Spanned cannot wrap a table of tables, so point at the first [envs...] header.
+        let envs_at = text.find("[envs").unwrap_or(0);
+        let old = c.env(raw.envs.old.as_ref(), "old", envs_at);
+        let new = c.env(raw.envs.new.as_ref(), "new", envs_at);
+        let fallback = c.env(raw.envs.fallback.as_ref(), "fallback", envs_at);
+        let routing = c.routing(raw.routing.as_ref());
+        let proxy = c.proxy(raw.proxy.as_ref());
+        let retry_budget = c.retry_budget(raw.retry_budget.as_ref());
+        let (probe_interval, probe_timeout) = c.probes(raw.probes.as_ref());
+        let limits = c.limits(raw.limits.as_ref());
+        let protection = c.protection(
+            [
+                ("old", raw.envs.old.as_ref()),
+                ("new", raw.envs.new.as_ref()),
+                ("fallback", raw.envs.fallback.as_ref()),
+            ],
+            raw.tunnels.as_ref(),
+            raw.waiting_room.as_ref(),
+            base,
+        );
+        if !c.problems.is_empty() {
+            return Err(ConfigError::Invalid(c.problems));
+        }
+        let (Some(listen), Some(admin)) = (listen, admin) else {
+            return Err(ConfigError::Invalid(c.problems));
+        };
+        Ok(Config {
+            listen,
+            workers,
+            admin,
+            token_file: raw
+                .admin
+                .as_ref()
+                .and_then(|a| a.token_file.clone())
+                .map(PathBuf::from),
+            store_path: raw
+                .store
+                .map_or_else(|| PathBuf::from("cutover-data"), |s| PathBuf::from(s.path)),
+            old,
+            new,
+            fallback,
+            user_key: routing.user_key,
+            override_header: routing.override_header,
+            override_secret_header: routing.override_secret_header,
+            override_secret: routing.override_secret,
+            salt: routing.salt,
+            trust_forwarded: routing.trust_forwarded,
+            drain_timeout: proxy.drain_timeout,
+            client_lane: proxy.client_lane,
+            retry_budget,
+            probe_interval,
+            probe_timeout,
+            limits,
+            source: None,
+            protection,
+        })
+    }
+}
+
+/// The dotted name of the `key = value` line holding byte `offset` of `text` (with the
+/// `[table]` it is in), or "" if that line is not one.
+fn key_at(text: &str, offset: usize) -> String {
+    let Some(before) = text.get(..offset) else {
+        return String::new();
+    };
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next().unwrap_or("");
+    let Some((key, _)) = line.split_once('=') else {
+        return String::new();
+    };
+    let key = key.trim().trim_matches('"');
+    let table = before[..start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[listen]
+addr = "127.0.0.1:8080"
+[admin]
+addr = "127.0.0.1:9900"
+[store]
+path = "data"
+[envs.old]
+upstreams = ["127.0.0.1:9001", "127.0.0.1:9002"]
+[envs.new]
+upstreams = ["127.0.0.1:9011"]
+probe_path = "/healthz"
+[envs.fallback]
+upstreams = ["127.0.0.1:9021"]
+[routing]
+user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
+"#;
+
+    fn problems(text: &str) -> Vec<ConfigProblem> {
+        match Config::parse(text, "c.toml") {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_contract_keys() {
+        let c = Config::parse(GOOD, "c.toml").expect("valid");
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.old.upstreams.len(), 2);
+        assert_eq!(c.new.probe_path.as_deref(), Some("/healthz"));
+        assert_eq!(c.user_key.len(), 3);
+        assert_eq!(c.retry_budget, RetryBudgetConfig::default());
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let p = problems(&GOOD.replace("[store]\npath", "[store]\npaht"));
+        assert_eq!(p.len(), 1);
+        assert_eq!((p[0].line, p[0].key.as_str()), (7, "paht"));
+        assert!(p[0].to_string().starts_with("c.toml:7:1: "), "{}", p[0]);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_names_its_key_and_line() {
+        let p = problems(&format!(
+            "{GOOD}[proxy]\ndrain_timeout = \"1s\"\nclient_lane = \"no\"\n"
+        ));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].line, p[0].key.as_str()), (19, "proxy.client_lane"));
+        assert!(p[0].message.contains("boolean"), "{}", p[0]);
+        let c = Config::parse(&format!("{GOOD}[proxy]\nclient_lane = false\n"), "c.toml");
+        assert!(!c.expect("valid").client_lane);
+        assert!(Config::parse(GOOD, "c.toml").expect("valid").client_lane);
+    }
+
+    #[test]
+    fn semantic_problems_are_all_reported_with_positions() {
+        let text = GOOD
+            .replace("\"127.0.0.1:9011\"", "\"nowhere\"")
+            .replace("\"cookie:uid\"", "\"cookie:\"");
+        let p = problems(&text);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].key, "envs.new.upstreams");
+        assert_eq!((p[0].line, p[0].col), (11, 14));
+        assert_eq!(p[1].key, "routing.user_key");
+        assert_eq!(p[1].line, 16);
+    }
+
+    #[test]
+    fn limits_are_parsed_and_checked_with_positions() {
+        let c = Config::parse(
+            &format!("{GOOD}[limits]\nmax_connections = 5\nbody_read_timeout = \"2s\"\n"),
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(c.limits.max_connections, 5);
+        assert_eq!(c.limits.body_read_timeout, Duration::from_secs(2));
+        assert_eq!(c.limits.max_headers, Limits::default().max_headers);
+        let p = problems(&format!(
+            "{GOOD}[limits]\nmax_header_bytes = 100\nidle_timeout = \"soon\"\nmax_conections = 1\n"
+        ));
+        assert_eq!(p.len(), 1, "unknown keys stop the parse first: {p:?}");
+        assert_eq!(p[0].key, "max_conections");
+        let p = problems(&format!(
+            "{GOOD}[limits]\nmax_header_bytes = 100\nidle_timeout = \"soon\"\n"
+        ));
+        assert_eq!(p.len(), 2, "{p:?}");
+        let bytes = p.iter().find(|p| p.key == "limits.max_header_bytes");
+        let bytes = bytes.expect("max_header_bytes reported");
+        assert_eq!((bytes.line, bytes.col), (18, 20));
+        assert!(bytes.message.contains("8192"), "{bytes}");
+        let idle = p.iter().find(|p| p.key == "limits.idle_timeout");
+        assert_eq!(idle.map(|p| (p.line, p.col)), Some((19, 16)));
+    }
+
+    #[test]
+    fn missing_env_is_an_error() {
+        let text = GOOD.replace("[envs.fallback]\nupstreams = [\"127.0.0.1:9021\"]", "");
+        let p = problems(&text);
+        assert!(p[0].message.contains("missing [envs.fallback]"), "{p:?}");
+    }
+}
