@@ -20,7 +20,7 @@ fn driver(dir: &tempfile::TempDir) -> (Handle, Arc<Router>) {
         store,
         router: router.clone(),
         metrics: Arc::new(Metrics::new()),
-        tunnels: Default::default(),
+        tunnels_to_move: Arc::new(|| 0),
         env_addrs: Default::default(),
         default_salt: "salt".into(),
     };
