@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cutover::proxy::framing::{Tracker, Verdict};
+use cutover::proxy::client::framing::{Tracker, Verdict};
 
 /// A browser-like GET head (~0.5 KB: user agent, accept headers, cookies).
 fn browser_get() -> Vec<u8> {

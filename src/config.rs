@@ -13,7 +13,7 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::diag::line_col;
-pub use crate::proxy::limits::Limits;
+pub use crate::proxy::client::settings::Limits;
 use crate::router::{Env, KeySource};
 
 mod protection;
@@ -414,7 +414,7 @@ impl Checker<'_> {
             max_header_bytes: self.count(
                 raw.max_header_bytes.as_ref(),
                 "limits.max_header_bytes",
-                crate::proxy::limits::MIN_HEADER_BYTES as i64,
+                crate::proxy::client::settings::MIN_HEADER_BYTES as i64,
                 16 * 1024 * 1024,
                 d.max_header_bytes as u64,
             ) as usize,

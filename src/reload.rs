@@ -21,7 +21,7 @@ use crate::analyzer::{run_probes, ProbeTarget};
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::metrics::Metrics;
 use crate::orchestrator::checks::EnvAddrs;
-use crate::proxy::live::Live;
+use crate::proxy::Live;
 use crate::router::Env;
 
 #[derive(Debug, Error)]

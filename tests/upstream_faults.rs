@@ -15,7 +15,7 @@ use common::{any_port, client, eventually, TestProxy};
 use cutover::config::Config;
 use cutover::demo::upstream::SimEnv;
 use cutover::metrics::Scope;
-use cutover::proxy::{live::Live, Proxy};
+use cutover::proxy::{Live, Proxy};
 
 /// A proxy sharing `p`'s router, metrics, OLD and FALLBACK, with NEW at `new` (plus `keys`).
 async fn proxy_with_new(p: &TestProxy, new: SocketAddr, keys: &str) -> SocketAddr {

@@ -2,7 +2,7 @@
 //! body decodes to the same data, the same end and the same verdict however it is cut.
 #![no_main]
 
-use cutover::proxy::h1::{parse_response, Chunked, Framing, Parsed, Step};
+use cutover::proxy::upstream::h1::{parse_response, Chunked, Framing, Parsed, Step};
 use libfuzzer_sys::fuzz_target;
 
 /// What a chunked body decodes to when it arrives in the pieces `cuts` makes: its data and

@@ -21,7 +21,7 @@ use crate::analyzer::{self, GateTracker};
 use crate::api::{GateView, NewEvent, Status};
 use crate::metrics::Metrics;
 use crate::plan::Analysis;
-use crate::proxy::tunnel::Tunnels;
+use crate::proxy::tunnel::registry::Tunnels;
 use crate::router::{Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
 

@@ -151,7 +151,7 @@ pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, seen: 
 }
 
 /// An env's answer as hyper's client read it (requests with a body), held to the rules of
-/// cutover's own client ([`super::h1`]) so that every path answers alike: `false` for a `101`
+/// cutover's own client ([`crate::proxy::upstream::h1`]) so that every path answers alike: `false` for a `101`
 /// to a request that asked for no upgrade, or a head larger than the answer-head limit (an
 /// invalid answer, never passed on); otherwise the
 /// version is the proxy's own (HTTP/1.1: an HTTP/1.0 env is not shown to the client) and a
@@ -170,7 +170,7 @@ pub fn normalize_answer<B>(resp: &mut http::Response<B>, upgrade: bool) -> bool 
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len() + 4)
         .sum();
-    if head > super::h1::MAX_HEAD {
+    if head > crate::proxy::upstream::h1::MAX_HEAD {
         return false;
     }
     let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();

@@ -18,37 +18,13 @@
 //! its own upstream. Upstream addresses come only from the config, never from the request, so
 //! no Host header or absolute URI can steer a request to the control listener or anywhere else.
 
-pub mod admission;
-pub mod attempt;
-pub mod body;
-pub mod budget;
+pub mod client;
 pub mod clock;
-pub mod conn;
-pub mod connpool;
-pub mod deadlines;
-pub mod drain;
-pub mod framing;
-pub mod front;
-pub mod front_h1;
-pub mod gradient;
-pub mod guard;
-pub mod h1;
 pub mod handler;
 pub mod headers;
-pub mod limits;
-pub mod live;
-pub mod pipe;
-pub mod rate;
-pub mod rawconn;
-pub mod rewind;
-pub mod screen;
-pub mod server;
-pub mod shed;
-pub mod supervise;
+pub mod protect;
 pub mod tunnel;
 pub mod upstream;
-pub mod workers;
-pub mod wsframe;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -59,17 +35,21 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::router::{Env, KeySource, Router};
 
-pub use body::RespBody;
-pub use server::{bind, serve, serve_live, Conn};
-pub use workers::Workers;
+pub use client::live::Live;
+pub use client::server::{bind, serve, serve_live, Conn};
+pub use client::workers::Workers;
+pub use upstream::body::RespBody;
+
+use handler::shed;
+use protect::{admission, budget};
 
 /// Everything the data path shares, built once at start (and on a config reload).
 #[derive(Debug)]
 pub struct Proxy {
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
-    pub tunnels: Arc<tunnel::Tunnels>,
-    pools: [upstream::Pool; 3],
+    pub tunnels: Arc<tunnel::registry::Tunnels>,
+    pools: [upstream::pool::Pool; 3],
     guards: [admission::EnvGuard; 3],
     shed: shed::ShedAnswers,
     drain_rate: f64,
@@ -95,8 +75,8 @@ impl Proxy {
             drain_rate: cfg.protection.drain_rate,
             router,
             metrics,
-            tunnels: Arc::new(tunnel::Tunnels::default()),
-            pools: Env::ALL.map(|env| upstream::Pool::new(env, cfg.env(env), &pool_metrics)),
+            tunnels: Arc::new(tunnel::registry::Tunnels::default()),
+            pools: Env::ALL.map(|env| upstream::pool::Pool::new(env, cfg.env(env), &pool_metrics)),
             budget: budget::RetryBudget::new(cfg.retry_budget, origin),
             key_sources: cfg.user_key.clone(),
             override_header: cfg.override_header.clone(),
@@ -109,7 +89,7 @@ impl Proxy {
         }
     }
 
-    fn pool(&self, env: Env) -> &upstream::Pool {
+    fn pool(&self, env: Env) -> &upstream::pool::Pool {
         &self.pools[env as usize]
     }
 

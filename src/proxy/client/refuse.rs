@@ -11,7 +11,7 @@
 //! `Content-Length`s, a `Transfer-Encoding` whose last coding is not `chunked`, obs-fold (400),
 //! a head larger than `max_header_bytes` or with more than `max_headers` fields (431), and a
 //! target over 64 KiB (414). A request with both `Content-Length` and `Transfer-Encoding`
-//! never gets this far: [`super::screen`] answers it 400 before hyper parses it (hyper would
+//! never gets this far: [`crate::proxy::client::screen`] answers it 400 before hyper parses it (hyper would
 //! accept it, reading the body as chunked).
 
 use std::sync::Arc;
@@ -21,13 +21,13 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tokio::sync::watch;
 
-use super::body::RespBody;
-use super::handler::ERROR_HEADER;
-use super::limits::Limits;
 use crate::metrics::ClientFault;
+use crate::proxy::client::settings::Limits;
+use crate::proxy::handler::ERROR_HEADER;
+use crate::proxy::upstream::body::RespBody;
 
 tokio::task_local! {
-    /// The body deadline of the request being handled on this task; [`super::body::ReqBody`]
+    /// The body deadline of the request being handled on this task; [`crate::proxy::upstream::body::ReqBody`]
     /// picks it up when it wraps a client's body.
     pub(crate) static BODY_WATCH: Arc<BodyWatch>;
 }
@@ -208,7 +208,7 @@ pub fn too_many_connections_bytes() -> &'static [u8] {
 }
 
 /// 400 for a request with both `Content-Length` and `Transfer-Encoding` (written by hand by
-/// [`super::screen`]: hyper never parses that request).
+/// [`crate::proxy::client::screen`]: hyper never parses that request).
 pub fn conflicting_framing_bytes() -> &'static [u8] {
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: conflicting-framing\r\nconnection: close\r\ncontent-length: 77\r\n\r\n\
@@ -216,7 +216,7 @@ pub fn conflicting_framing_bytes() -> &'static [u8] {
 }
 
 /// 400 for HTTP/2's preface after an HTTP/1.1 request on the same connection (written by
-/// hand by [`super::screen`]).
+/// hand by [`crate::proxy::client::screen`]).
 pub fn late_http2_bytes() -> &'static [u8] {
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: late-http2-preface\r\nconnection: close\r\ncontent-length: 73\r\n\r\n\

@@ -4,7 +4,7 @@
 //! Per connection: claim a slot under `max_connections` (else 503 and close), build hyper's
 //! settings from the current [`Limits`], record when bytes move and hand it to the worker's
 //! [`Supervisor`] (idle close, request-head timeout, drain), and screen its HTTP/1 requests
-//! for conflicting framing ([`super::screen`]).
+//! for conflicting framing ([`crate::proxy::client::screen`]).
 //! Per request: load the current [`Proxy`], refuse what [`guard`] refuses, and run the handler
 //! under the request's body deadline.
 
@@ -21,18 +21,18 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::body::{self, ClientBody, RespBody};
-use super::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
-use super::front::{FrontConn, Handoff, Setup};
-use super::guard::{self, BodyWatch, BODY_WATCH};
-use super::headers::ForwardCache;
-use super::limits::Limits;
-use super::live::{ConnCurrent, Current, Live};
-use super::rewind::Rewind;
-use super::screen::Screened;
-use super::supervise::{Ended, Supervisor};
-use super::Proxy;
 use crate::metrics::ClientFault;
+use crate::proxy::client::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
+use crate::proxy::client::lane::{FrontConn, Handoff, Setup};
+use crate::proxy::client::live::{ConnCurrent, Current, Live};
+use crate::proxy::client::refuse::{self, BodyWatch, BODY_WATCH};
+use crate::proxy::client::rewind::Rewind;
+use crate::proxy::client::screen::Screened;
+use crate::proxy::client::settings::Limits;
+use crate::proxy::client::supervise::{Ended, Supervisor};
+use crate::proxy::headers::ForwardCache;
+use crate::proxy::upstream::body::{self, ClientBody, RespBody};
+use crate::proxy::Proxy;
 
 /// Accept-queue length asked of the kernel for the client listener (capped by
 /// `net.core.somaxconn`). The default of `TcpListener::bind` is 128: a reconnect storm of a
@@ -96,7 +96,7 @@ pub async fn serve(
 /// Serve clients on `listener` until `shutdown` resolves; then stop accepting, let in-flight
 /// requests and tunnels finish within the drain timeout, and return. What `live` holds may be
 /// swapped at any time (a config reload). Everything runs on the caller's runtime; `cutover
-/// serve` spreads connections over one runtime per core instead ([`super::workers`]).
+/// serve` spreads connections over one runtime per core instead ([`crate::proxy::client::workers`]).
 pub async fn serve_live(
     listener: TcpListener,
     live: Arc<Live>,
@@ -126,7 +126,7 @@ pub async fn serve_live(
 pub(super) fn spawn_tunnel_drain(live: &Arc<Live>) -> tokio::task::JoinHandle<()> {
     let proxy = live.load().proxy.clone();
     let live = live.clone();
-    tokio::spawn(super::drain::run(
+    tokio::spawn(crate::proxy::tunnel::drain::run(
         proxy.tunnels.clone(),
         proxy.router.clone(),
         proxy.metrics.clone(),
@@ -209,7 +209,7 @@ pub(super) async fn next_conn(
 /// of open files, the acceptor fails twenty times a second).
 fn log_accept_failure(e: &std::io::Error) {
     ACCEPT_FAILED.fetch_add(1, Relaxed);
-    let now = super::clock::now_ms().max(1);
+    let now = crate::proxy::clock::now_ms().max(1);
     let last = ACCEPT_LOGGED_MS.load(Relaxed);
     if (last == 0 || now.saturating_sub(last) >= 1000)
         && ACCEPT_LOGGED_MS
@@ -319,7 +319,7 @@ pub(super) async fn one_request(
     session: Arc<Conn>,
     busy: Busy,
 ) -> Result<Response<Tracked<RespBody>>, Infallible> {
-    let resp = if let Some(refused) = guard::check(&req, &current.limits) {
+    let resp = if let Some(refused) = refuse::check(&req, &current.limits) {
         let now = std::time::Instant::now();
         current
             .proxy

@@ -2,7 +2,7 @@
 //! waiting-room page for browsers and as a short JSON or text body for everything else.
 //!
 //! Owns: the page template, content negotiation (does the client prefer HTML?), the jitter, and
-//! the recording of a shed answer. Must not touch: the decision to shed ([`super::admission`]).
+//! the recording of a shed answer. Must not touch: the decision to shed ([`crate::proxy::protect::admission`]).
 //!
 //! The jitter (base ±50%, whole seconds) spreads the retries of a herd over a second or more
 //! instead of bringing them all back at the same instant. The page refreshes itself after the
@@ -20,10 +20,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
-use super::body::RespBody;
-use super::handler::{ENV_HEADER_NAME, ERROR_HEADER};
-use super::Proxy;
 use crate::metrics::{Outcome, Scope};
+use crate::proxy::handler::{ENV_HEADER_NAME, ERROR_HEADER};
+use crate::proxy::upstream::body::RespBody;
+use crate::proxy::Proxy;
 use crate::router::Env;
 
 /// The placeholder a waiting-room page may contain, replaced by the seconds until it refreshes.

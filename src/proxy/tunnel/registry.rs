@@ -4,13 +4,13 @@
 //! kept); when the env answers 101, both sides are upgraded and bytes are copied both ways
 //! until either side closes. Each open tunnel counts as `active` on its env and is registered
 //! in [`Tunnels`] with its user key, so that
-//! - the drain ([`super::drain`]) can find tunnels whose user now belongs to the other env and
+//! - the drain ([`crate::proxy::tunnel::drain`]) can find tunnels whose user now belongs to the other env and
 //!   close them (WebSocket close `1012`, at a bounded rate) so they reconnect there;
 //! - a shutdown can wait for tunnels (bounded by the drain timeout) and then close the rest
 //!   (`1001`), early enough that the close frames are written within the drain timeout, and
 //!   wait for them to be written before the process goes on to exit.
 //!
-//! The bytes themselves are copied by [`super::pipe`], which also closes a WebSocket politely.
+//! The bytes themselves are copied by [`crate::proxy::tunnel::pipe`], which also closes a WebSocket politely.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,15 +21,15 @@ use std::time::{Duration, Instant};
 use http::{Request, Response, StatusCode};
 use tokio::sync::{oneshot, watch};
 
-use super::admission::Permit;
-use super::attempt::{self, Failure, Outgoing};
-use super::body::{ReqBody, RespBody};
-use super::handler::{failure_answer, status_outcome, ENV_HEADER_NAME};
-use super::headers::{self, ForwardCache};
-use super::pipe::{self, Stop};
-use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
-use super::Proxy;
 use crate::metrics::Scope;
+use crate::proxy::handler::{failure_answer, status_outcome, ENV_HEADER_NAME};
+use crate::proxy::headers::{self, ForwardCache};
+use crate::proxy::protect::admission::Permit;
+use crate::proxy::tunnel::pipe::{self, Stop};
+use crate::proxy::tunnel::wsframe::{GOING_AWAY, SERVICE_RESTART};
+use crate::proxy::upstream::attempt::{self, Failure, Outgoing};
+use crate::proxy::upstream::body::{ReqBody, RespBody};
+use crate::proxy::Proxy;
 use crate::router::{Env, RoutingTable};
 
 /// How long before the drain timeout ends a shutdown closes the tunnels still open (at most a
@@ -203,9 +203,9 @@ impl Drop for Registration {
 /// `Transfer-Encoding`). Such a request is refused before it reaches an env: the tunnel
 /// never forwards a body, so the upstream head would announce bytes that never come and the
 /// env would take the start of the next request on that connection for them.
-pub fn declares_body(req: &Request<super::body::ClientBody>) -> bool {
+pub fn declares_body(req: &Request<crate::proxy::upstream::body::ClientBody>) -> bool {
     let h = req.headers();
-    !super::body::is_empty(req.body())
+    !crate::proxy::upstream::body::is_empty(req.body())
         || h.contains_key(http::header::TRANSFER_ENCODING)
         || h.get_all(http::header::CONTENT_LENGTH).iter().any(|v| {
             v.as_bytes()
@@ -221,7 +221,7 @@ pub fn declares_body(req: &Request<super::body::ClientBody>) -> bool {
 /// 101 it becomes the tunnel, otherwise it closes once the answer has been read.
 pub async fn open(
     proxy: &Arc<Proxy>,
-    mut req: Request<super::body::ClientBody>,
+    mut req: Request<crate::proxy::upstream::body::ClientBody>,
     client: SocketAddr,
     forwarding: &ForwardCache,
     env: Env,

@@ -2,7 +2,7 @@
 //! encoded straight from the prepared header map, the response head parsed with `httparse`
 //! (hyper's own parser), and the response body's framing decided and decoded (RFC 9112 §6).
 //!
-//! Pure: bytes in, decisions out. No sockets, clocks or pools ([`super::rawconn`] does the
+//! Pure: bytes in, decisions out. No sockets, clocks or pools ([`crate::proxy::upstream::rawconn`] does the
 //! I/O). Must not touch: routing, metrics, header rules (the map it encodes is already
 //! prepared by the handler).
 //!
@@ -17,7 +17,7 @@ use std::mem::MaybeUninit;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::headers::has_token;
+use crate::proxy::headers::has_token;
 
 /// A response head longer than this is refused (the upstream is broken or hostile).
 pub const MAX_HEAD: usize = 64 * 1024;

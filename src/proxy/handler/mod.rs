@@ -1,6 +1,8 @@
 //! One client request: route it, admit it (new-session rate, admission limit), forward it,
 //! fall back if that is safe and affordable, and record what the env and the user saw.
 
+pub(crate) mod shed;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,17 +12,18 @@ use http::{Request, Response, StatusCode};
 use hyper::body::{Body, Incoming};
 use subtle::ConstantTimeEq;
 
-use super::admission::{Permit, Shed};
-use super::attempt::{self, EnvFault, Failure, Outgoing};
-use super::body::{ClientBody, ReqBody, RespBody, UpBody};
-use super::guard;
-use super::headers::{
+use crate::metrics::{ClientFault, Outcome, ProxyFault, Scope};
+use crate::proxy::client::refuse;
+use crate::proxy::handler::shed::Cause;
+use crate::proxy::headers::{
     self, is_upgrade, set_forwarding, strip_hop_by_hop, strip_seen_hop_by_hop, ForwardCache, Seen,
 };
-use super::shed::Cause;
-use super::upstream::InflightGuard;
-use super::{tunnel, Conn, Proxy};
-use crate::metrics::{ClientFault, Outcome, ProxyFault, Scope};
+use crate::proxy::protect::admission::{Permit, Shed};
+use crate::proxy::tunnel::registry as tunnel;
+use crate::proxy::upstream::attempt::{self, EnvFault, Failure, Outgoing};
+use crate::proxy::upstream::body::{ClientBody, ReqBody, RespBody, UpBody};
+use crate::proxy::upstream::pool::InflightGuard;
+use crate::proxy::{Conn, Proxy};
 use crate::router::{key, Env};
 
 /// Header on the proxy's own error answers, naming what went wrong (for operators and tests).
@@ -65,7 +68,7 @@ impl Proxy {
             // request on that connection for it (request smuggling).
             self.metrics
                 .record_client_error(ClientFault::UpgradeWithBody, start);
-            return guard::client_fault(ClientFault::UpgradeWithBody);
+            return refuse::client_fault(ClientFault::UpgradeWithBody);
         }
         if let (Some(env), false) = (forced, upgrade) {
             return Box::pin(self.forced(req, client, conn, env, seen, start)).await;
@@ -368,8 +371,8 @@ impl Proxy {
     pub(super) fn wrap(
         self: &Arc<Self>,
         resp: Response<UpBody>,
-        upstream: Option<Arc<super::upstream::Upstream>>,
-        conn: Option<super::connpool::Pooled>,
+        upstream: Option<Arc<crate::proxy::upstream::pool::Upstream>>,
+        conn: Option<crate::proxy::upstream::conns::Pooled>,
         env: Env,
         permit: Permit,
     ) -> Response<RespBody> {
@@ -476,7 +479,7 @@ fn error_outcome(status: StatusCode) -> Outcome {
 pub(super) fn failure_answer(env: Env, failure: Failure) -> Response<RespBody> {
     match failure {
         Failure::Env(fault) => env_error(env, fault),
-        Failure::Client(kind) => guard::client_fault(kind),
+        Failure::Client(kind) => refuse::client_fault(kind),
         Failure::Proxy(kind) => proxy_fault(env, kind),
     }
 }

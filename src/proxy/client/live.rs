@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::limits::Limits;
-use super::tunnel::Tunnels;
-use super::Proxy;
 use crate::config::Config;
+use crate::proxy::client::settings::Limits;
+use crate::proxy::tunnel::registry::Tunnels;
+use crate::proxy::Proxy;
 
 /// What a reload replaces.
 #[derive(Debug, Clone)]
@@ -146,8 +146,11 @@ mod tests {
 
     /// The README's example config (any valid config does: every reload builds a new `Proxy`).
     fn config() -> Config {
-        Config::parse(include_str!("../../examples/cutover.toml"), "cutover.toml")
-            .expect("examples/cutover.toml is valid")
+        Config::parse(
+            include_str!("../../../examples/cutover.toml"),
+            "cutover.toml",
+        )
+        .expect("examples/cutover.toml is valid")
     }
 
     #[test]

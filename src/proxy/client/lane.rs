@@ -1,13 +1,13 @@
 //! A client connection's own HTTP/1.1 lane, in front of hyper's server.
 //!
 //! Owns: [`FrontConn`], the future a client connection runs. It reads request heads itself;
-//! each one [`front_h1::parse_request`] takes (an HTTP/1.1 request without a body, upgrade or
+//! each one [`h1::parse_request`] takes (an HTTP/1.1 request without a body, upgrade or
 //! `Expect`) goes through the same [`server::one_request`] as hyper's, and its answer is
 //! written back by hand. The first request it does not take — and everything after it on that
 //! connection — goes to hyper, with the bytes read so far put back in front
-//! ([`super::rewind::Rewind`]), so hyper sees the connection exactly as if it had read it
+//! ([`crate::proxy::client::rewind::Rewind`]), so hyper sees the connection exactly as if it had read it
 //! from the start. Must not touch: what a request does (the handler's), how a connection is
-//! watched ([`super::supervise`], [`super::conn`]) or screened ([`super::screen`], which sits
+//! watched ([`crate::proxy::client::supervise`], [`crate::proxy::client::conn`]) or screened ([`crate::proxy::client::screen`], which sits
 //! below this lane as it sits below hyper).
 //!
 //! Why: hyper's server was the largest cost left on the common request (about 3 µs by the
@@ -37,13 +37,13 @@ use hyper::body::Body;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::body::RespBody;
-use super::conn::{Activity, Tracked, Watched};
-use super::front_h1::{self, Framing};
-use super::live::ConnCurrent;
-use super::screen::Screened;
-use super::server::{self, Conn};
-use super::supervise::Drainable;
+use crate::proxy::client::conn::{Activity, Tracked, Watched};
+use crate::proxy::client::h1::{self, Framing};
+use crate::proxy::client::live::ConnCurrent;
+use crate::proxy::client::screen::Screened;
+use crate::proxy::client::server::{self, Conn};
+use crate::proxy::client::supervise::Drainable;
+use crate::proxy::upstream::body::RespBody;
 
 /// The client socket as both lanes read it.
 pub type Io = Screened<Watched>;
@@ -206,10 +206,10 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
     let mut served = Served(0, current.load().proxy.metrics.clone());
     loop {
         let head = loop {
-            match front_h1::parse_request(&mut buf, max_head, max_headers) {
+            match h1::parse_request(&mut buf, max_head, max_headers) {
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
-                Err(front_h1::Unfit) => {
+                Err(h1::Unfit) => {
                     return Ok(Some(Handoff {
                         unread: buf.freeze(),
                         io,
@@ -298,7 +298,7 @@ async fn write_response(
     let (parts, mut body) = resp.into_parts();
     out.clear();
     let framing = date::with(|date| {
-        front_h1::encode_response(
+        h1::encode_response(
             out,
             &parts,
             body.size_hint().exact(),
@@ -348,7 +348,7 @@ async fn write_response(
                     }
                 }
                 if chunked {
-                    front_h1::chunk_start(out, data.len());
+                    h1::chunk_start(out, data.len());
                 }
                 if out.len() + data.len() <= COALESCE {
                     out.extend_from_slice(&data);
@@ -358,13 +358,13 @@ async fn write_response(
                     io.write_all(&data).await?;
                 }
                 if chunked {
-                    out.extend_from_slice(front_h1::CHUNK_END);
+                    out.extend_from_slice(h1::CHUNK_END);
                 }
             }
             Some(Err(e)) => return Err(io::Error::other(e)),
             None => {
                 if chunked {
-                    out.extend_from_slice(front_h1::LAST_CHUNK);
+                    out.extend_from_slice(h1::LAST_CHUNK);
                 }
                 if let Framing::Length(n) = framing {
                     if sent != n {
@@ -387,7 +387,7 @@ mod date {
     use std::cell::RefCell;
     use std::time::SystemTime;
 
-    use super::super::clock;
+    use crate::proxy::clock;
 
     thread_local! {
         static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };

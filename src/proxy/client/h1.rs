@@ -2,7 +2,7 @@
 //! `httparse` (hyper's own parser) into the same `http::Request` hyper would build, and the
 //! answer's head written from the handler's response.
 //!
-//! Pure: bytes in, decisions out. No sockets, clocks or routing ([`super::front`] does the
+//! Pure: bytes in, decisions out. No sockets, clocks or routing ([`crate::proxy::client::lane`] does the
 //! I/O). Must not touch: what the handler decides, or any request it does not take.
 //!
 //! What it takes is deliberately narrow, so that nothing here has to agree with hyper on a
@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Uri, Version};
 
-use super::headers::has_token;
+use crate::proxy::headers::has_token;
 
 /// At most this many header lines in a head taken here; a longer head goes to hyper (which
 /// applies `max_headers` itself).
@@ -177,7 +177,7 @@ pub fn encode_response(
         Framing::None
     } else {
         // A length the body does not know but the headers state is used as hyper's server
-        // uses it (the body must then bring exactly that much: [`super::front`] checks).
+        // uses it (the body must then bring exactly that much: [`crate::proxy::client::lane`] checks).
         match exact.or_else(|| stated_length(headers)) {
             Some(n) => Framing::Length(n),
             None => Framing::Chunked,
@@ -252,5 +252,5 @@ pub const CHUNK_END: &[u8] = b"\r\n";
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
-#[path = "front_h1_tests.rs"]
+#[path = "h1_tests.rs"]
 mod tests;

@@ -1,0 +1,5 @@
+//! Tunnels.
+pub mod drain;
+pub mod pipe;
+pub mod registry;
+pub mod wsframe;

@@ -1,0 +1,8 @@
+//! Forwarding to an env.
+pub mod attempt;
+pub mod body;
+pub mod conns;
+pub mod deadlines;
+pub mod h1;
+pub mod pool;
+pub mod rawconn;
