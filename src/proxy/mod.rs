@@ -26,75 +26,8 @@ pub mod protect;
 pub mod tunnel;
 pub mod upstream;
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use http::HeaderName;
-
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::router::{Env, KeySource, Router};
-
 pub use client::live::Live;
-pub use client::server::{bind, serve, serve_live, Conn};
+pub use client::server::{bind, serve, serve_live};
 pub use client::workers::Workers;
+pub use handler::{Proxy, Session};
 pub use upstream::body::RespBody;
-
-use handler::shed;
-use protect::{admission, budget};
-
-/// Everything the data path shares, built once at start (and on a config reload).
-#[derive(Debug)]
-pub struct Proxy {
-    pub router: Arc<Router>,
-    pub metrics: Arc<Metrics>,
-    pub tunnels: Arc<tunnel::registry::Tunnels>,
-    pools: [upstream::pool::Pool; 3],
-    guards: [admission::EnvGuard; 3],
-    shed: shed::ShedAnswers,
-    drain_rate: f64,
-    budget: budget::RetryBudget,
-    key_sources: Vec<KeySource>,
-    override_header: HeaderName,
-    override_secret_header: HeaderName,
-    override_secret: Option<Box<[u8]>>,
-    trust_forwarded: bool,
-}
-
-impl Proxy {
-    pub fn new(cfg: &Config, router: Arc<Router>, metrics: Arc<Metrics>) -> Proxy {
-        let origin = Instant::now();
-        let pool_metrics = metrics.clone();
-        Proxy {
-            guards: Env::ALL
-                .map(|env| admission::EnvGuard::new(env, cfg.protect(env), &metrics, origin)),
-            shed: shed::ShedAnswers::new(
-                cfg.protection.page.as_deref(),
-                cfg.protection.retry_after_s,
-            ),
-            drain_rate: cfg.protection.drain_rate,
-            router,
-            metrics,
-            tunnels: Arc::new(tunnel::registry::Tunnels::default()),
-            pools: Env::ALL.map(|env| upstream::pool::Pool::new(env, cfg.env(env), &pool_metrics)),
-            budget: budget::RetryBudget::new(cfg.retry_budget, origin),
-            key_sources: cfg.user_key.clone(),
-            override_header: cfg.override_header.clone(),
-            override_secret_header: cfg.override_secret_header.clone(),
-            override_secret: cfg
-                .override_secret
-                .as_ref()
-                .map(|s| s.as_bytes().to_vec().into_boxed_slice()),
-            trust_forwarded: cfg.trust_forwarded,
-        }
-    }
-
-    fn pool(&self, env: Env) -> &upstream::pool::Pool {
-        &self.pools[env as usize]
-    }
-
-    /// The admission control and new-session rate of `env`.
-    pub fn guard(&self, env: Env) -> &admission::EnvGuard {
-        &self.guards[env as usize]
-    }
-}

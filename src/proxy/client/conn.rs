@@ -1,10 +1,10 @@
 //! One client connection's bookkeeping: the connection cap, what is in flight on it, when
 //! bytes last moved and since when it has been waiting for a request head (read by
-//! [`crate::proxy::client::supervise`], which closes idle connections and slow heads).
+//! [`super::supervise`], which closes idle connections and slow heads).
 //!
 //! Owns: [`Open`] (the count of client connections against `max_connections`), [`Activity`]
 //! with its I/O wrapper [`Watched`] and response-body wrapper [`Tracked`] (and what
-//! [`crate::proxy::client::screen`] needs to know: answers in flight, a switch of protocols) and [`refuse`]
+//! [`super::screen`] needs to know: answers in flight, a switch of protocols) and [`refuse`]
 //! (the answer past the cap). Must not touch: requests or routing.
 //!
 //! Why here and not in hyper: hyper has no idle timeout for HTTP/2 and no connection cap, and
@@ -281,7 +281,7 @@ pub async fn refuse(mut stream: TcpStream) {
     .await;
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
         stream
-            .write_all(crate::proxy::client::refuse::too_many_connections_bytes())
+            .write_all(super::refuse::too_many_connections_bytes())
             .await?;
         stream.shutdown().await?;
         // Drain what else the client sends until it closes, so the close is not a reset.

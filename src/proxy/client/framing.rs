@@ -3,7 +3,7 @@
 //!
 //! Owns: [`Tracker`], a pure state machine fed the bytes a connection reads — in any split,
 //! with the same result — and its [`Verdict`]. Must not touch: sockets or hyper (the socket
-//! side is [`crate::proxy::client::screen`]), nor the heap: it runs on every byte of every HTTP/1
+//! side is [`super::screen`]), nor the heap: it runs on every byte of every HTTP/1
 //! connection, so it keeps a few integers between reads, scans lines with `memchr` and skips
 //! bodies by their length.
 //!
@@ -14,7 +14,7 @@
 //! malformed line or chunk, a method or header hyper refuses — it stops
 //! ([`Verdict::PassThrough`]) and hyper, which refuses malformed input itself, decides alone.
 //!
-//! The grammar is hyper 1.12's with httparse 1.10 as [`crate::proxy::client::settings`] configures them:
+//! The grammar is hyper 1.12's with httparse 1.10 as [`super::settings`] configures them:
 //! empty lines before a request line skipped; CRLF or a bare LF ends a head line; header names
 //! matched case-insensitively (blanks before the colon too, which hyper refuses anyway);
 //! `Content-Length` as digits with blanks around, equal duplicates allowed; any

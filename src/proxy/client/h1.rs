@@ -2,7 +2,7 @@
 //! `httparse` (hyper's own parser) into the same `http::Request` hyper would build, and the
 //! answer's head written from the handler's response.
 //!
-//! Pure: bytes in, decisions out. No sockets, clocks or routing ([`crate::proxy::client::lane`] does the
+//! Pure: bytes in, decisions out. No sockets, clocks or routing ([`super::lane`] does the
 //! I/O). Must not touch: what the handler decides, or any request it does not take.
 //!
 //! What it takes is deliberately narrow, so that nothing here has to agree with hyper on a
@@ -177,7 +177,7 @@ pub fn encode_response(
         Framing::None
     } else {
         // A length the body does not know but the headers state is used as hyper's server
-        // uses it (the body must then bring exactly that much: [`crate::proxy::client::lane`] checks).
+        // uses it (the body must then bring exactly that much: [`super::lane`] checks).
         match exact.or_else(|| stated_length(headers)) {
             Some(n) => Framing::Length(n),
             None => Framing::Chunked,

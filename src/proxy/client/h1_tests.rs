@@ -1,4 +1,4 @@
-//! Unit tests of [`crate::proxy::client::h1`]: which request heads the client lane takes, what it
+//! Unit tests of [`super::h1`]: which request heads the client lane takes, what it
 //! leaves for hyper (untouched), and how it writes answer heads.
 
 use bytes::BytesMut;

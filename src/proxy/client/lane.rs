@@ -5,9 +5,9 @@
 //! `Expect`) goes through the same [`server::one_request`] as hyper's, and its answer is
 //! written back by hand. The first request it does not take — and everything after it on that
 //! connection — goes to hyper, with the bytes read so far put back in front
-//! ([`crate::proxy::client::rewind::Rewind`]), so hyper sees the connection exactly as if it had read it
+//! ([`super::rewind::Rewind`]), so hyper sees the connection exactly as if it had read it
 //! from the start. Must not touch: what a request does (the handler's), how a connection is
-//! watched ([`crate::proxy::client::supervise`], [`crate::proxy::client::conn`]) or screened ([`crate::proxy::client::screen`], which sits
+//! watched ([`super::supervise`], [`super::conn`]) or screened ([`super::screen`], which sits
 //! below this lane as it sits below hyper).
 //!
 //! Why: hyper's server was the largest cost left on the common request (about 3 µs by the
@@ -37,12 +37,13 @@ use hyper::body::Body;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::proxy::client::conn::{Activity, Tracked, Watched};
-use crate::proxy::client::h1::{self, Framing};
-use crate::proxy::client::live::ConnCurrent;
-use crate::proxy::client::screen::Screened;
-use crate::proxy::client::server::{self, Conn};
-use crate::proxy::client::supervise::Drainable;
+use super::conn::{Activity, Tracked, Watched};
+use super::h1::{self, Framing};
+use super::live::ConnCurrent;
+use super::screen::Screened;
+use super::server;
+use super::supervise::Drainable;
+use crate::proxy::handler::Session;
 use crate::proxy::upstream::body::RespBody;
 
 /// The client socket as both lanes read it.
@@ -61,7 +62,7 @@ pub struct Handoff {
     pub unread: Bytes,
     pub io: Io,
     pub current: ConnCurrent,
-    pub session: Arc<Conn>,
+    pub session: Arc<Session>,
 }
 
 /// A client connection: the lane until it hands over, then hyper's connection (`H`, made by
@@ -94,7 +95,7 @@ pub struct Setup {
     pub io: Io,
     pub client: SocketAddr,
     pub current: ConnCurrent,
-    pub session: Arc<Conn>,
+    pub session: Arc<Session>,
     pub activity: Arc<Activity>,
     pub max_head: usize,
     pub max_headers: usize,

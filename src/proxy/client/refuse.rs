@@ -1,41 +1,31 @@
-//! Checks a request must pass before it is routed, and the client-body deadline.
+//! Checks a request must pass before it is routed.
 //!
 //! Owns: refusing what the proxy never forwards — `CONNECT` (this is a reverse proxy, not a
-//! tunnel to wherever a client asks) and request targets longer than `max_uri_bytes` — with
-//! the proxy's own short answers, [`BodyWatch`], which notices a client that stops sending
-//! its request body, and the answers to requests that failed by the client's own fault
-//! ([`client_fault`]). Must not touch: routing or upstreams.
+//! tunnel to wherever a client asks), request targets longer than `max_uri_bytes` and a `Host`
+//! that breaks RFC 9112 §3.2 — and the answers written by hand where no HTTP parser runs
+//! (too many connections, conflicting framing, a late HTTP/2 preface). Must not touch:
+//! routing or upstreams; the wording of answers that go through the handler lives in
+//! [`crate::proxy::handler::answer`].
 //!
 //! What hyper already refuses before any of this runs (and answers itself, then closes the
 //! connection): malformed request lines and header bytes (400), conflicting or invalid
 //! `Content-Length`s, a `Transfer-Encoding` whose last coding is not `chunked`, obs-fold (400),
 //! a head larger than `max_header_bytes` or with more than `max_headers` fields (431), and a
 //! target over 64 KiB (414). A request with both `Content-Length` and `Transfer-Encoding`
-//! never gets this far: [`crate::proxy::client::screen`] answers it 400 before hyper parses it (hyper would
-//! accept it, reading the body as chunked).
-
-use std::sync::Arc;
-use std::time::Duration;
+//! never gets this far: [`super::screen`] answers it 400 before hyper parses
+//! it (hyper would accept it, reading the body as chunked).
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use tokio::sync::watch;
 
-use crate::metrics::ClientFault;
-use crate::proxy::client::settings::Limits;
-use crate::proxy::handler::ERROR_HEADER;
+use super::settings::Limits;
+use crate::proxy::handler::answer::closing;
 use crate::proxy::upstream::body::RespBody;
-
-tokio::task_local! {
-    /// The body deadline of the request being handled on this task; [`crate::proxy::upstream::body::ReqBody`]
-    /// picks it up when it wraps a client's body.
-    pub(crate) static BODY_WATCH: Arc<BodyWatch>;
-}
 
 /// The proxy's answer to a request it refuses before routing, if it does.
 pub fn check<B>(req: &Request<B>, limits: &Limits) -> Option<Response<RespBody>> {
     if req.method() == Method::CONNECT {
-        let mut resp = answer(
+        let mut resp = closing(
             StatusCode::METHOD_NOT_ALLOWED,
             "connect-refused",
             "cutover: CONNECT is not supported; this is a reverse proxy to its configured environments\n",
@@ -49,7 +39,7 @@ pub fn check<B>(req: &Request<B>, limits: &Limits) -> Option<Response<RespBody>>
     let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len())
         + req.uri().authority().map_or(0, |a| a.as_str().len());
     if target > limits.max_uri_bytes {
-        return Some(answer(
+        return Some(closing(
             StatusCode::URI_TOO_LONG,
             "uri-too-long",
             format!(
@@ -137,67 +127,7 @@ fn valid_host(host: &[u8]) -> bool {
 }
 
 fn bad_request(code: &'static str, text: &'static str) -> Response<RespBody> {
-    answer(StatusCode::BAD_REQUEST, code, text)
-}
-
-/// 408 for a client that stopped sending its body.
-pub fn body_timeout(limit: Duration) -> Response<RespBody> {
-    answer(
-        StatusCode::REQUEST_TIMEOUT,
-        "client-body-timeout",
-        format!("cutover: no request body data for {limit:?}; the request was abandoned\n"),
-    )
-}
-
-/// 408 for a client whose body came slower than `min_rate` bytes per second.
-fn body_too_slow(min_rate: u64) -> Response<RespBody> {
-    answer(
-        StatusCode::REQUEST_TIMEOUT,
-        "client-body-too-slow",
-        format!(
-            "cutover: the request body came slower than {min_rate} bytes/s; the request was abandoned\n"
-        ),
-    )
-}
-
-/// The answer to a request that failed by the client's own fault ([`ClientFault`]): `408` for
-/// a body that stopped arriving, `400` otherwise — never `502`, which would name the env.
-/// Closes the connection: the request was not read to its end.
-pub fn client_fault(kind: ClientFault) -> Response<RespBody> {
-    match kind {
-        ClientFault::BodyTimeout => {
-            body_timeout(BODY_WATCH.try_with(|w| w.timeout).unwrap_or_default())
-        }
-        ClientFault::BodyTooSlow => {
-            body_too_slow(BODY_WATCH.try_with(|w| w.min_rate).unwrap_or_default())
-        }
-        ClientFault::BodyMalformed => answer(
-            StatusCode::BAD_REQUEST,
-            "client-body-malformed",
-            "cutover: the request body is malformed (its chunked framing is broken); the request was abandoned\n",
-        ),
-        ClientFault::BodyAborted => answer(
-            StatusCode::BAD_REQUEST,
-            "client-body-aborted",
-            "cutover: the connection ended before the request body was all sent; the request was abandoned\n",
-        ),
-        ClientFault::BadRequest => answer(
-            StatusCode::BAD_REQUEST,
-            "bad-request",
-            "cutover: the request is malformed\n",
-        ),
-        ClientFault::Gone => answer(
-            // Nobody is left to read it (other proxies log this as 499).
-            StatusCode::BAD_REQUEST,
-            "client-gone",
-            "cutover: the client closed its connection before its answer\n",
-        ),
-        ClientFault::UpgradeWithBody => answer(
-            StatusCode::BAD_REQUEST,
-            "upgrade-with-body",
-            "cutover: an upgrade request must not carry a body (Content-Length or Transfer-Encoding)\n",
-        ),
-    }
+    closing(StatusCode::BAD_REQUEST, code, text)
 }
 
 /// 503 for a connection past `max_connections` (written by hand: no HTTP parser runs).
@@ -208,7 +138,7 @@ pub fn too_many_connections_bytes() -> &'static [u8] {
 }
 
 /// 400 for a request with both `Content-Length` and `Transfer-Encoding` (written by hand by
-/// [`crate::proxy::client::screen`]: hyper never parses that request).
+/// [`super::screen`]: hyper never parses that request).
 pub fn conflicting_framing_bytes() -> &'static [u8] {
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: conflicting-framing\r\nconnection: close\r\ncontent-length: 77\r\n\r\n\
@@ -216,103 +146,17 @@ pub fn conflicting_framing_bytes() -> &'static [u8] {
 }
 
 /// 400 for HTTP/2's preface after an HTTP/1.1 request on the same connection (written by
-/// hand by [`crate::proxy::client::screen`]).
+/// hand by [`super::screen`]).
 pub fn late_http2_bytes() -> &'static [u8] {
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: late-http2-preface\r\nconnection: close\r\ncontent-length: 73\r\n\r\n\
       cutover: HTTP/2 must be spoken from a connection's first byte, not after\n"
 }
 
-/// An answer of the proxy's own that also closes the connection (the request was not read
-/// to its end, or the client is not to be trusted with the connection any longer).
-fn answer(status: StatusCode, code: &'static str, text: impl Into<String>) -> Response<RespBody> {
-    let mut resp = Response::new(RespBody::text(text.into()));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    h.insert(ERROR_HEADER, HeaderValue::from_static(code));
-    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    resp
-}
-
-/// The deadlines of one request's body: the longest pause, and the slowest average rate.
-/// Set off by the body (from any task); the request's own task waits on
-/// [`BodyWatch::expired`] and answers 408 instead of blaming the env for the client.
-#[derive(Debug)]
-pub struct BodyWatch {
-    pub timeout: Duration,
-    /// Bytes per second at the least (0: no floor), judged once `grace` of waiting passed.
-    pub min_rate: u64,
-    pub grace: Duration,
-    fired: watch::Sender<Option<BodyFault>>,
-}
-
-/// How a client failed its body's deadlines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFault {
-    /// Nothing for longer than the pause limit.
-    Silent,
-    /// Slower on average than the rate floor.
-    TooSlow,
-}
-
-impl BodyWatch {
-    pub fn new(limits: &Limits) -> Arc<BodyWatch> {
-        Arc::new(BodyWatch {
-            timeout: limits.body_read_timeout,
-            min_rate: limits.min_body_rate,
-            grace: limits.body_rate_grace,
-            fired: watch::channel(None).0,
-        })
-    }
-
-    /// Called by the body when the client failed a deadline.
-    pub fn fire(&self, fault: BodyFault) {
-        self.fired.send_replace(Some(fault));
-    }
-
-    /// Whether `bytes` received over `waited_ms` of waiting on the client is below the floor.
-    pub fn too_slow(&self, bytes: u64, waited_ms: u64) -> bool {
-        self.min_rate > 0
-            && u128::from(waited_ms) > self.grace.as_millis()
-            && u128::from(bytes) * 1000 < u128::from(self.min_rate) * u128::from(waited_ms)
-    }
-
-    /// Resolves once a deadline has fired, with which.
-    pub async fn expired(&self) -> BodyFault {
-        let mut rx = self.fired.subscribe();
-        let fault = match rx.wait_for(Option::is_some).await {
-            Ok(f) => *f,
-            // The sender lives in `self`: not reached while it is borrowed.
-            Err(_) => None,
-        };
-        fault.unwrap_or(BodyFault::Silent)
-    }
-
-    /// The proxy's 408 for `fault`.
-    pub fn answer(&self, fault: BodyFault) -> Response<RespBody> {
-        match fault {
-            BodyFault::Silent => body_timeout(self.timeout),
-            BodyFault::TooSlow => body_too_slow(self.min_rate),
-        }
-    }
-}
-
-/// The error a body returns when its deadline fires.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyTimeout {
-    #[error("the client sent no request body data for {0:?}")]
-    Silent(Duration),
-    #[error("the client sent its request body slower than {0} bytes/s")]
-    TooSlow(u64),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::handler::answer::ERROR_HEADER;
 
     #[test]
     fn connect_and_long_targets_are_refused() {
@@ -390,25 +234,6 @@ mod tests {
             code(authority_form).map(|(s, _)| s),
             Some(StatusCode::BAD_REQUEST)
         );
-    }
-
-    #[test]
-    fn a_body_is_too_slow_only_past_the_grace_and_below_the_floor() {
-        let limits = Limits {
-            min_body_rate: 100,
-            body_rate_grace: Duration::from_secs(5),
-            ..Limits::default()
-        };
-        let w = BodyWatch::new(&limits);
-        assert!(!w.too_slow(0, 5_000), "within the grace");
-        assert!(w.too_slow(3, 6_000), "a trickle");
-        assert!(!w.too_slow(600, 6_000), "exactly the floor");
-        assert!(w.too_slow(599, 6_000));
-        let off = BodyWatch::new(&Limits {
-            min_body_rate: 0,
-            ..limits
-        });
-        assert!(!off.too_slow(0, 3_600_000));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! A socket with bytes already read from it put back in front: how a client connection that
-//! [`crate::proxy::client::lane`] read a request head from goes to hyper with that head unread.
+//! [`super::lane`] read a request head from goes to hyper with that head unread.
 //!
 //! Owns: [`Rewind`]. Must not touch: the bytes themselves (given back exactly as read).
 

@@ -25,9 +25,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
-use crate::proxy::client::conn::Activity;
-use crate::proxy::client::framing::{Refusal, Tracker, Verdict};
-use crate::proxy::client::refuse::{conflicting_framing_bytes, late_http2_bytes};
+use super::conn::Activity;
+use super::framing::{Refusal, Tracker, Verdict};
+use super::refuse::{conflicting_framing_bytes, late_http2_bytes};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

@@ -4,14 +4,14 @@
 //! Per connection: claim a slot under `max_connections` (else 503 and close), build hyper's
 //! settings from the current [`Limits`], record when bytes move and hand it to the worker's
 //! [`Supervisor`] (idle close, request-head timeout, drain), and screen its HTTP/1 requests
-//! for conflicting framing ([`crate::proxy::client::screen`]).
+//! for conflicting framing ([`super::screen`]).
 //! Per request: load the current [`Proxy`], refuse what [`guard`] refuses, and run the handler
 //! under the request's body deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,18 +21,19 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
+use super::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
+use super::lane::{FrontConn, Handoff, Setup};
+use super::live::{ConnCurrent, Current, Live};
+use super::refuse;
+use super::rewind::Rewind;
+use super::screen::Screened;
+use super::settings::Limits;
+use super::supervise::{Ended, Supervisor};
 use crate::metrics::ClientFault;
-use crate::proxy::client::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
-use crate::proxy::client::lane::{FrontConn, Handoff, Setup};
-use crate::proxy::client::live::{ConnCurrent, Current, Live};
-use crate::proxy::client::refuse::{self, BodyWatch, BODY_WATCH};
-use crate::proxy::client::rewind::Rewind;
-use crate::proxy::client::screen::Screened;
-use crate::proxy::client::settings::Limits;
-use crate::proxy::client::supervise::{Ended, Supervisor};
-use crate::proxy::headers::ForwardCache;
+use crate::proxy::handler::answer;
+use crate::proxy::handler::{Proxy, Session};
 use crate::proxy::upstream::body::{self, ClientBody, RespBody};
-use crate::proxy::Proxy;
+use crate::proxy::upstream::body_watch::{BodyWatch, BODY_WATCH};
 
 /// Accept-queue length asked of the kernel for the client listener (capped by
 /// `net.core.somaxconn`). The default of `TcpListener::bind` is 128: a reconnect storm of a
@@ -50,32 +51,6 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
-}
-
-/// What the proxy knows about one client connection.
-///
-/// A connection is a new session until one of its requests has been let in by its env's
-/// new-session rate; requests on an established (keep-alive) connection need no token, so
-/// users already in are preferred over newcomers during a reconnect storm.
-#[derive(Debug, Default)]
-pub struct Conn {
-    established: AtomicBool,
-    forwarding: ForwardCache,
-}
-
-impl Conn {
-    /// The forwarding header values of this connection's client.
-    pub fn forwarding(&self) -> &ForwardCache {
-        &self.forwarding
-    }
-
-    pub fn established(&self) -> bool {
-        self.established.load(Relaxed)
-    }
-
-    pub fn establish(&self) {
-        self.established.store(true, Relaxed);
-    }
 }
 
 /// Serve clients on `listener` with the default [`Limits`] until `shutdown` resolves.
@@ -96,7 +71,7 @@ pub async fn serve(
 /// Serve clients on `listener` until `shutdown` resolves; then stop accepting, let in-flight
 /// requests and tunnels finish within the drain timeout, and return. What `live` holds may be
 /// swapped at any time (a config reload). Everything runs on the caller's runtime; `cutover
-/// serve` spreads connections over one runtime per core instead ([`crate::proxy::client::workers`]).
+/// serve` spreads connections over one runtime per core instead ([`super::workers`]).
 pub async fn serve_live(
     listener: TcpListener,
     live: Arc<Live>,
@@ -130,7 +105,7 @@ pub(super) fn spawn_tunnel_drain(live: &Arc<Live>) -> tokio::task::JoinHandle<()
         proxy.tunnels.clone(),
         proxy.router.clone(),
         proxy.metrics.clone(),
-        move || live.load().proxy.drain_rate,
+        move || live.load().proxy.drain_rate(),
     ))
 }
 
@@ -247,7 +222,7 @@ pub(super) fn spawn_conn(
         io: Screened::new(watched, activity.clone(), client).counting(metrics),
         client,
         current,
-        session: Arc::new(Conn::default()),
+        session: Arc::new(Session::default()),
         activity: activity.clone(),
         max_head: limits.max_header_bytes,
         max_headers: limits.max_headers,
@@ -316,7 +291,7 @@ pub(super) async fn one_request(
     current: Arc<Current>,
     req: Request<ClientBody>,
     client: SocketAddr,
-    session: Arc<Conn>,
+    session: Arc<Session>,
     busy: Busy,
 ) -> Result<Response<Tracked<RespBody>>, Infallible> {
     let resp = if let Some(refused) = refuse::check(&req, &current.limits) {
@@ -368,7 +343,7 @@ async fn with_body_deadline(
     current: &Current,
     req: Request<ClientBody>,
     client: SocketAddr,
-    session: &Conn,
+    session: &Session,
 ) -> Response<RespBody> {
     let watch = BodyWatch::new(&current.limits);
     let proxy = current.proxy.clone();
@@ -381,7 +356,7 @@ async fn with_body_deadline(
         biased;
         fault = watch.expired() => {
             tracing::debug!(%client, ?fault, "request body timed out");
-            watch.answer(fault)
+            answer::body_deadline(&watch, fault)
         }
         resp = handled => resp,
     }

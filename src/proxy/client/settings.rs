@@ -3,7 +3,7 @@
 //!
 //! Owns: the [`Limits`] values and their defaults, and [`Limits::builder`], the one place where
 //! the client listener's HTTP/1.1 and HTTP/2 settings are chosen. Must not touch: sockets or
-//! requests — [`crate::proxy::client::refuse`] and [`crate::proxy::client::conn`] enforce what hyper cannot.
+//! requests — [`super::refuse`] and [`super::conn`] enforce what hyper cannot.
 //!
 //! Why explicit: hyper's defaults are made for a general server, not for a proxy that many
 //! untrusted clients reach. Its header timeout costs a timer reset per request, its HTTP/2
@@ -84,7 +84,7 @@ impl Limits {
         builder
             .http1()
             // No header timer here: `header_read_timeout` is enforced by the connection
-            // sweeper (crate::proxy::client::supervise), without a timer reset per request.
+            // sweeper (super::supervise), without a timer reset per request.
             .header_read_timeout(None)
             .max_buf_size(self.max_header_bytes.max(MIN_HEADER_BYTES))
             .max_headers(self.max_headers)
@@ -98,7 +98,7 @@ impl Limits {
             .max_pending_accept_reset_streams(Some(self.h2_max_pending_reset_streams))
             .max_local_error_reset_streams(Some(self.h2_max_local_error_reset_streams))
             // No keep-alive pings: their traffic would keep an idle connection "active" for
-            // the idle watchdog (crate::proxy::client::conn), which also ends connections to dead peers.
+            // the idle watchdog (super::conn), which also ends connections to dead peers.
             .keep_alive_interval(None);
         builder
     }

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::proxy::client::conn::Activity;
-use crate::proxy::client::settings::Limits;
+use super::conn::Activity;
+use super::settings::Limits;
 use crate::proxy::clock;
 
 /// What a connection has been asked to do.
@@ -230,7 +230,7 @@ pub enum Ended<E> {
 }
 
 /// A connection that can be asked to finish what is in flight and then close
-/// ([`crate::proxy::client::lane::FrontConn`], which passes the request on to hyper's connection once hyper
+/// ([`super::lane::FrontConn`], which passes the request on to hyper's connection once hyper
 /// has it).
 pub trait Drainable: Future<Output = Result<(), Self::Error>> {
     type Error;

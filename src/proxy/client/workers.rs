@@ -7,7 +7,7 @@
 //! tunnels. Nothing of a request crosses a thread, so the hot path has no work stealing,
 //! no cross-core wake-ups and no contended pool lock — measured in docs/benchmarks.md.
 //!
-//! Must not touch: what a connection does (that is [`crate::proxy::client::server`]); shared state (router,
+//! Must not touch: what a connection does (that is [`super::server`]); shared state (router,
 //! metrics, admission) stays behind the same atomics and swaps as on a single runtime.
 
 use std::future::Future;
@@ -16,12 +16,12 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::proxy::client::conn::{Open, OpenGuard};
-use crate::proxy::client::live::Live;
-use crate::proxy::client::server::{
+use super::conn::{Open, OpenGuard};
+use super::live::Live;
+use super::server::{
     drain_all, next_conn, spawn_conn, spawn_sweeper, spawn_tunnel_drain, Accepted,
 };
-use crate::proxy::client::supervise::Supervisor;
+use super::supervise::Supervisor;
 
 /// A connection on its way to a worker (deregistered from the acceptor's runtime).
 struct Handoff {

@@ -20,8 +20,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Version};
 
+use super::answer::{ENV_HEADER_NAME, ERROR_HEADER};
 use crate::metrics::{Outcome, Scope};
-use crate::proxy::handler::{ENV_HEADER_NAME, ERROR_HEADER};
 use crate::proxy::upstream::body::RespBody;
 use crate::proxy::Proxy;
 use crate::router::Env;

@@ -1,6 +1,6 @@
 //! Admission control of one env: at most `limit` requests in flight to it, a short bounded
 //! wait for a free slot, and past that a refusal (the handler answers 503 and never sends the
-//! request to the env). Plus the env's new-session rate ([`crate::proxy::protect::rate`]).
+//! request to the env). Plus the env's new-session rate ([`super::rate`]).
 //!
 //! Owns: the permits, the adaptive limit's windows. Must not touch: responses or metrics of
 //! requests (the handler answers and records); it only publishes the limit it is using.
@@ -8,7 +8,7 @@
 //! Built on `tokio::sync::Semaphore`: `try_acquire` on the fast path, a FIFO wait of at most
 //! `queue_timeout` otherwise, so nothing is held across an await but the semaphore's own
 //! queue entry. A permit is returned when the response body ends (it lives in the body), so
-//! a streamed answer still counts as in flight. The adaptive limit ([`crate::proxy::protect::gradient`])
+//! a streamed answer still counts as in flight. The adaptive limit ([`super::gradient`])
 //! moves the number of permits: raising it adds permits; lowering it forgets free permits at
 //! once and takes the rest back as busy ones are returned (a "debt"), so in-flight work is
 //! never cut off. Its latency windows are summed in one packed atomic; the request that closes
@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, TryAcquireError};
 
+use super::gradient::Gradient2;
+use super::rate::SessionRate;
 use crate::config::EnvProtection;
 use crate::metrics::Metrics;
-use crate::proxy::protect::gradient::Gradient2;
-use crate::proxy::protect::rate::SessionRate;
 use crate::router::Env;
 
 /// Ceiling of an adaptive limit configured without `max_inflight`.

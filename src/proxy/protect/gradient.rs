@@ -2,7 +2,7 @@
 //! `com.netflix.concurrency.limits.limit.Gradient2Limit`), as a pure function of samples.
 //!
 //! Owns: the arithmetic only. Must not touch: clocks, atomics or the semaphore — the admission
-//! layer ([`crate::proxy::protect::admission`]) aggregates request latencies into windows and feeds one sample
+//! layer ([`super::admission`]) aggregates request latencies into windows and feeds one sample
 //! per window here.
 //!
 //! The idea: compare the short-term latency (this window's average) with a long-term

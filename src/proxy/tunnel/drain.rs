@@ -6,7 +6,7 @@
 //! `drain_rate` per second, so the reconnects arrive as a trickle rather than a stampede.
 //!
 //! Owns: the pacing and the rescans. Must not touch: the request path (it only reads the
-//! router, like any request) or the tunnels' bytes ([`crate::proxy::tunnel::registry`] closes them).
+//! router, like any request) or the tunnels' bytes ([`super::registry`] closes them).
 //!
 //! It wakes on a router change (or every second), lists the misplaced tunnels, and closes them
 //! one per tick of a fixed-period interval. Before each close it checks the tunnel against the
@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use tokio::time::MissedTickBehavior;
 
+use super::registry::Tunnels;
 use crate::metrics::Metrics;
-use crate::proxy::tunnel::registry::Tunnels;
 use crate::router::Router;
 
 /// How often the drain looks even without a router change (tunnels that raced a change).

@@ -3,3 +3,5 @@ pub mod drain;
 pub mod pipe;
 pub mod registry;
 pub mod wsframe;
+
+pub use registry::Tunnels;

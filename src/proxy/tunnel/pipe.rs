@@ -1,6 +1,6 @@
 //! The bytes of one tunnel, both ways, and its polite close.
 //!
-//! Owns: copying and closing. Must not touch: registration or metrics ([`crate::proxy::tunnel::registry`]).
+//! Owns: copying and closing. Must not touch: registration or metrics ([`super::registry`]).
 //!
 //! To close a WebSocket from the middle, the env-to-client direction is followed through a
 //! [`FrameTracker`]: the close frame is written only between two frames, never inside one (if
@@ -23,7 +23,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::proxy::tunnel::wsframe::{close_frame, FrameTracker, SERVICE_RESTART};
+use super::wsframe::{close_frame, FrameTracker, SERVICE_RESTART};
 
 /// How long a tunnel closed by the drain waits for a frame boundary, and any closed tunnel
 /// then waits for the client's reply.

@@ -4,32 +4,25 @@
 //! kept); when the env answers 101, both sides are upgraded and bytes are copied both ways
 //! until either side closes. Each open tunnel counts as `active` on its env and is registered
 //! in [`Tunnels`] with its user key, so that
-//! - the drain ([`crate::proxy::tunnel::drain`]) can find tunnels whose user now belongs to the other env and
+//! - the drain ([`super::drain`]) can find tunnels whose user now belongs to the other env and
 //!   close them (WebSocket close `1012`, at a bounded rate) so they reconnect there;
 //! - a shutdown can wait for tunnels (bounded by the drain timeout) and then close the rest
 //!   (`1001`), early enough that the close frames are written within the drain timeout, and
 //!   wait for them to be written before the process goes on to exit.
 //!
-//! The bytes themselves are copied by [`crate::proxy::tunnel::pipe`], which also closes a WebSocket politely.
+//! The bytes themselves are copied by [`super::pipe`], which also closes a WebSocket politely.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
 use tokio::sync::{oneshot, watch};
 
-use crate::metrics::Scope;
-use crate::proxy::handler::{failure_answer, status_outcome, ENV_HEADER_NAME};
-use crate::proxy::headers::{self, ForwardCache};
-use crate::proxy::protect::admission::Permit;
-use crate::proxy::tunnel::pipe::{self, Stop};
-use crate::proxy::tunnel::wsframe::{GOING_AWAY, SERVICE_RESTART};
-use crate::proxy::upstream::attempt::{self, Failure, Outgoing};
-use crate::proxy::upstream::body::{ReqBody, RespBody};
-use crate::proxy::Proxy;
+use super::pipe::{self, Stop};
+use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
+use crate::metrics::OwnedActiveGuard;
 use crate::router::{Env, RoutingTable};
 
 /// How long before the drain timeout ends a shutdown closes the tunnels still open (at most a
@@ -144,6 +137,59 @@ impl Tunnels {
         )
     }
 
+    /// Carry one upgraded connection pair (`ends`: the client's and the env's) until either
+    /// side closes: registered under `env` with its user `key` (`None` when an override forced
+    /// its env), closed with `1012` when the drain moves it and `1001` on shutdown. `active`
+    /// (the env's active-connection gauge) is held for as long as the tunnel is open.
+    pub(crate) fn carry(
+        self: &Arc<Self>,
+        env: Env,
+        key: Option<Box<[u8]>>,
+        ends: (OnUpgrade, OnUpgrade),
+        websocket: bool,
+        active: OwnedActiveGuard,
+    ) {
+        let (registration, drained) = self.register(env, key);
+        let mut close_all = self.close_all.subscribe();
+        let (client, upstream) = ends;
+        tokio::spawn(async move {
+            let _active = active;
+            let _registration = registration;
+            let stop = async move {
+                let drained = async {
+                    match drained.await {
+                        Ok(()) => Stop {
+                            code: SERVICE_RESTART,
+                            grace: pipe::CLOSE_GRACE,
+                        },
+                        // Unregistered without a signal: never stops this way.
+                        Err(_) => std::future::pending().await,
+                    }
+                };
+                let shutdown = async {
+                    // The value is copied out: the lock of the watch is not held across a wait.
+                    let by = close_all.wait_for(Option::is_some).await.map(|by| *by);
+                    let Ok(by) = by else {
+                        return std::future::pending().await;
+                    };
+                    Stop {
+                        code: GOING_AWAY,
+                        grace: by.map_or(Duration::ZERO, |by| {
+                            by.saturating_duration_since(Instant::now())
+                        }),
+                    }
+                };
+                tokio::select! {
+                    s = drained => s,
+                    s = shutdown => s,
+                }
+            };
+            if let Err(e) = pipe::pipe(client, upstream, websocket, stop).await {
+                tracing::debug!(env = %env, error = %e, "tunnel ended with an error");
+            }
+        });
+    }
+
     /// The ids of tunnels `table` routes elsewhere; also sets [`Tunnels::misplaced`].
     pub(super) fn scan(&self, table: &RoutingTable) -> Vec<u64> {
         let ids: Vec<u64> = self
@@ -197,128 +243,4 @@ impl Drop for Registration {
         self.tunnels.entries().remove(&self.id);
         self.tunnels.open[self.env as usize].fetch_sub(1, SeqCst);
     }
-}
-
-/// Whether an upgrade request declares a body (`Content-Length` other than 0, or any
-/// `Transfer-Encoding`). Such a request is refused before it reaches an env: the tunnel
-/// never forwards a body, so the upstream head would announce bytes that never come and the
-/// env would take the start of the next request on that connection for them.
-pub fn declares_body(req: &Request<crate::proxy::upstream::body::ClientBody>) -> bool {
-    let h = req.headers();
-    !crate::proxy::upstream::body::is_empty(req.body())
-        || h.contains_key(http::header::TRANSFER_ENCODING)
-        || h.get_all(http::header::CONTENT_LENGTH).iter().any(|v| {
-            v.as_bytes()
-                .iter()
-                .any(|b| *b != b'0' && !b.is_ascii_whitespace())
-        })
-}
-
-/// Forward an upgrade request to `env` and, on 101, tunnel the two upgraded connections.
-/// `key` is the user key it was routed by (`None` when forced); `permit` is its admission slot,
-/// held for the handshake only. The request has no body ([`declares_body`] refused it
-/// otherwise), and the upstream connection of an upgrade attempt is never pooled again: on
-/// 101 it becomes the tunnel, otherwise it closes once the answer has been read.
-pub async fn open(
-    proxy: &Arc<Proxy>,
-    mut req: Request<crate::proxy::upstream::body::ClientBody>,
-    client: SocketAddr,
-    forwarding: &ForwardCache,
-    env: Env,
-    key: Option<Box<[u8]>>,
-    permit: Permit,
-) -> Response<RespBody> {
-    let start = Instant::now();
-    let client_upgrade = hyper::upgrade::on(&mut req);
-    let (mut parts, _body) = req.into_parts();
-    let websocket = parts
-        .headers
-        .get(http::header::UPGRADE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    let seen = headers::scan(&parts.headers, &[]);
-    let path = proxy.prepare(&mut parts, client, forwarding, seen, true);
-    let out = Outgoing {
-        method: &parts.method,
-        path: &path,
-        headers: &parts.headers,
-        upgrade: true,
-    };
-    let scope = Scope::from(env);
-    let attempt = attempt::send(proxy.pool(env), &out, ReqBody::Empty, None).await;
-    let mut resp = match attempt.result {
-        Ok(resp) => resp,
-        Err(Failure::Env(fault)) => {
-            let now = Instant::now();
-            let scopes = [scope, Scope::Users];
-            proxy
-                .metrics
-                .record_in(&scopes, fault.outcome(), start.elapsed(), now);
-            return failure_answer(env, Failure::Env(fault));
-        }
-        Err(other) => return proxy.not_envs_fault(env, other, start),
-    };
-    let now = Instant::now();
-    proxy.guard(env).sample(start.elapsed(), now);
-    let outcome = status_outcome(resp.status());
-    proxy.metrics.record(scope, outcome, start.elapsed(), now);
-    proxy
-        .metrics
-        .record(Scope::Users, outcome, start.elapsed(), now);
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
-        // The env declined the upgrade: pass its answer through as a normal response. Its
-        // connection is not given back to the pool (dropped here, hyper closes it once the
-        // answer has been read): an env that declines an upgrade may still be reading, or
-        // skipping, something of it, and the next request on that connection must not be
-        // taken for part of this one.
-        drop(attempt.conn);
-        return proxy.wrap(resp, attempt.upstream, None, env, permit);
-    }
-    drop(permit);
-    let upstream_upgrade = hyper::upgrade::on(&mut resp);
-    let (mut rparts, _) = resp.into_parts();
-    rparts.headers.insert(
-        ENV_HEADER_NAME,
-        http::HeaderValue::from_static(env.as_str()),
-    );
-
-    let (registration, drained) = proxy.tunnels.register(env, key);
-    let mut close_all = proxy.tunnels.close_all.subscribe();
-    let active = proxy.metrics.active_owned(scope);
-    tokio::spawn(async move {
-        let _active = active;
-        let _registration = registration;
-        let stop = async move {
-            let drained = async {
-                match drained.await {
-                    Ok(()) => Stop {
-                        code: SERVICE_RESTART,
-                        grace: pipe::CLOSE_GRACE,
-                    },
-                    // Unregistered without a signal: never stops this way.
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            let shutdown = async {
-                // The value is copied out: the lock of the watch is not held across a wait.
-                let by = close_all.wait_for(Option::is_some).await.map(|by| *by);
-                let Ok(by) = by else {
-                    return std::future::pending().await;
-                };
-                Stop {
-                    code: GOING_AWAY,
-                    grace: by.map_or(Duration::ZERO, |by| {
-                        by.saturating_duration_since(Instant::now())
-                    }),
-                }
-            };
-            tokio::select! {
-                s = drained => s,
-                s = shutdown => s,
-            }
-        };
-        if let Err(e) = pipe::pipe(client_upgrade, upstream_upgrade, websocket, stop).await {
-            tracing::debug!(env = %env, error = %e, "tunnel ended with an error");
-        }
-    });
-    Response::from_parts(rparts, RespBody::empty())
 }

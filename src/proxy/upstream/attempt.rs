@@ -7,8 +7,8 @@
 //! - the client's ([`ClientFault`]: its body's framing broken, its connection gone mid-body,
 //!   its body paused too long): answered `400`/`408`, counted in
 //!   `cutover_client_errors_total` only — never in an env's scope nor in `users`, never
-//!   replayed. The request body marks these itself ([`crate::proxy::upstream::body::ClientBodyError`],
-//!   [`crate::proxy::client::refuse::BodyTimeout`]), so hyper's "error from user's Body stream" is told apart
+//!   replayed. The request body marks these itself ([`super::body::ClientBodyError`],
+//!   [`super::body_watch::BodyTimeout`]), so hyper's "error from user's Body stream" is told apart
 //!   from a connection the env broke;
 //! - the proxy's own ([`ProxyFault`]: no socket for the upstream connection — out of file
 //!   handles, local ports or kernel memory): answered `503` (`proxy-resources`), counted in
@@ -27,14 +27,14 @@ use std::time::Duration;
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
 
+use super::body::{ClientBodyError, ReqBody, Unsent, UpBody};
+use super::body_watch::BodyTimeout;
+use super::conns::{Pooled, SendError};
+use super::h1;
+use super::pool::{Pool, Upstream};
 use crate::metrics::Outcome;
 pub use crate::metrics::{ClientFault, ProxyFault};
-use crate::proxy::client::refuse::BodyTimeout;
 use crate::proxy::clock;
-use crate::proxy::headers;
-use crate::proxy::upstream::body::{ClientBodyError, ReqBody, Unsent, UpBody};
-use crate::proxy::upstream::conns::{Pooled, SendError};
-use crate::proxy::upstream::pool::{Pool, Upstream};
 
 /// Why an attempt got no answer, by whose fault it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +152,7 @@ pub struct Attempt {
 }
 
 /// Send `out` with `body` to one upstream of `pool`, waiting at most the env's request timeout
-/// for the response head (kept by the upstream's connections, [`crate::proxy::upstream::deadlines`]).
+/// for the response head (kept by the upstream's connections, [`super::deadlines`]).
 pub async fn send(
     pool: &Pool,
     out: &Outgoing<'_>,
@@ -183,7 +183,7 @@ pub async fn send(
         *req.headers_mut() = out.headers.clone();
         match upstream.conns.send(req).await {
             Ok((mut resp, conn)) => {
-                if headers::normalize_answer(&mut resp, out.upgrade) {
+                if h1::normalize_answer(&mut resp, out.upgrade) {
                     (Ok(resp.map(UpBody::Hyper)), Some(conn))
                 } else {
                     // An invalid answer (a `101` nobody asked for, a head over the limit):

@@ -3,13 +3,13 @@
 //! - [`ReqBody`]: a client's request body on its way upstream. It remembers whether anything
 //!   of it was sent: if an attempt fails before the first frame was polled (connect refused,
 //!   connect timeout), the untouched body is taken back and replayed on FALLBACK. While it
-//!   waits on the client for more, the request's body deadline ([`crate::proxy::client::refuse::BodyWatch`])
+//!   waits on the client for more, the request's body deadline ([`super::body_watch::BodyWatch`])
 //!   runs: a client silent for longer fails the body and the request is answered 408. A
 //!   failure of the client's own body (its framing broken, its connection gone, its deadline
 //!   passed) is counted once, here, as the client's fault
 //!   ([`crate::metrics::Metrics::record_client_error`]) and comes out typed
-//!   ([`ClientBodyError`], [`crate::proxy::client::refuse::BodyTimeout`]), so that
-//!   [`crate::proxy::upstream::attempt::classify`] never takes it for the env's.
+//!   ([`ClientBodyError`], [`super::body_watch::BodyTimeout`]), so that
+//!   [`super::attempt::classify`] never takes it for the env's.
 //! - [`RespBody`]: what the client gets — an upstream's streamed body (holding the in-flight
 //!   and active-connection gauges and the admission slot until it ends) or a small answer of
 //!   the proxy's own.
@@ -25,12 +25,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::body_watch::{BodyFault, BodyTimeout, BodyWatch, BODY_WATCH};
+use super::pool::InflightGuard;
+use super::rawconn::RawBody;
 use crate::metrics::{ClientFault, Metrics};
-use crate::proxy::client::refuse::{BodyFault, BodyTimeout, BodyWatch, BODY_WATCH};
 use crate::proxy::clock;
 use crate::proxy::protect::admission::Permit;
-use crate::proxy::upstream::pool::InflightGuard;
-use crate::proxy::upstream::rawconn::RawBody;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -142,7 +142,7 @@ impl Deadline {
 }
 
 /// A client request's body as the handler gets it: hyper's, or `None` for a request read
-/// without one by [`crate::proxy::client::lane`] (whose requests have no body by construction).
+/// without one by the client lane (whose requests have no body by construction).
 pub type ClientBody = Option<Incoming>;
 
 /// Whether a client's body is empty (nothing to send, nothing to replay).
@@ -266,7 +266,7 @@ impl Body for ReqBody {
 }
 
 /// An upstream's response body: read by hyper's client connection, or off a hand-spoken
-/// connection ([`crate::proxy::upstream::rawconn`]).
+/// connection ([`super::rawconn`]).
 pub enum UpBody {
     Hyper(Incoming),
     Raw(RawBody),
@@ -308,7 +308,7 @@ pub enum RespBody {
         /// The hyper connection it comes on, given back to its pool when the body ends
         /// (dropped with the body otherwise: a half-read connection is never reused). A
         /// hand-spoken connection is inside the body, and given back the same way.
-        conn: Option<crate::proxy::upstream::conns::Pooled>,
+        conn: Option<super::conns::Pooled>,
         inflight: InflightGuard,
         /// The env's admission slot, returned when the body ends.
         _permit: Permit,
@@ -320,7 +320,7 @@ impl RespBody {
     /// A streamed upstream body; `conn` goes back to the upstream's pool once it has ended.
     pub fn upstream(
         body: UpBody,
-        conn: Option<crate::proxy::upstream::conns::Pooled>,
+        conn: Option<super::conns::Pooled>,
         inflight: InflightGuard,
         permit: Permit,
     ) -> RespBody {

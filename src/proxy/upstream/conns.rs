@@ -2,17 +2,17 @@
 //! connection back when its response has been read to the end.
 //!
 //! Owns the idle connections of an upstream and nothing else (no routing, metrics or
-//! timeouts of the request as a whole: [`crate::proxy::upstream::attempt`] does those). Idle connections are
+//! timeouts of the request as a whole: [`super::attempt`] does those). Idle connections are
 //! kept per data-plane worker thread ([`crate::shard`]), so a worker reuses the connections whose
 //! tasks run on its own runtime and the slot lock is never contended there. The most recently
 //! used connection is reused first (warm, least likely to have been closed by the upstream).
 //!
 //! Two kinds, kept apart: a request without a body goes out on a connection spoken to by
-//! hand ([`crate::proxy::upstream::rawconn`], read by the request's own task); a request with a body, and
+//! hand ([`super::rawconn`], read by the request's own task); a request with a body, and
 //! every upgrade, on a hyper client connection (with its own task), which streams bodies both
 //! ways at once and hands over upgraded connections. The connection of an upgrade attempt
 //! never comes back: on `101` it becomes the tunnel, and one whose upgrade the env declined is
-//! dropped by [`crate::proxy::tunnel::registry::open`] and closes after its answer (the env may still be
+//! dropped by the upgrade handshake (`handler::upgrade`) and closes after its answer (the env may still be
 //! reading or skipping something of that request).
 //!
 //! A stale keep-alive connection (closed by the upstream while idle) never costs a user an
@@ -22,7 +22,7 @@
 //! if the close races the request, an idempotent request that got no byte of an answer is
 //! sent once more on a new connection, and any other fails as a reset.
 //!
-//! The request timeout (to the response head) is kept per connection by [`crate::proxy::upstream::deadlines`]:
+//! The request timeout (to the response head) is kept per connection by [`super::deadlines`]:
 //! a request whose connection was cut there fails as [`SendError::TimedOut`].
 
 use std::net::SocketAddr;
@@ -35,11 +35,11 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::attempt::{idempotent, Outgoing};
+use super::body::ReqBody;
+use super::deadlines::{ConnClock, Deadlines};
+use super::rawconn::{RawBody, RawConn, RawError};
 use crate::proxy::clock;
-use crate::proxy::upstream::attempt::{idempotent, Outgoing};
-use crate::proxy::upstream::body::ReqBody;
-use crate::proxy::upstream::deadlines::{ConnClock, Deadlines};
-use crate::proxy::upstream::rawconn::{RawBody, RawConn, RawError};
 use crate::shard::Sharded;
 
 /// Idle connections kept per worker slot; more are closed when they come back.
@@ -284,7 +284,7 @@ impl Conns {
             .writev(false)
             // The answer-head limit of cutover's own client (an answer whose head is larger
             // is refused whole on both paths).
-            .max_buf_size(crate::proxy::upstream::h1::MAX_HEAD)
+            .max_buf_size(super::h1::MAX_HEAD)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| SendError::Failed(e.into()))?;

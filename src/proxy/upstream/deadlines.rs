@@ -3,7 +3,7 @@
 //!
 //! Owns: [`Deadlines`] (the upstream connections of one upstream, and the task that cuts the
 //! connection of a request that has waited too long for its answer) and [`ConnClock`], one
-//! connection's clock. Must not touch: requests, pools or metrics — [`crate::proxy::upstream::conns`]
+//! connection's clock. Must not touch: requests, pools or metrics — [`super::conns`]
 //! starts and stops the clocks and turns a cut into a timeout.
 //!
 //! Why: a tokio timeout around each attempt cost about 900 instructions per request (a clock
@@ -12,7 +12,7 @@
 //! coarse time. The sweeper looks every eighth of the timeout (but at least every 250 ms and
 //! at most every 10 ms). For a connection whose request is overdue, it aborts the
 //! connection's task (hyper then fails the request), or it wakes the request reading the
-//! connection itself ([`crate::proxy::upstream::rawconn`], which then sees the cut). Either way the attempt
+//! connection itself ([`super::rawconn`], which then sees the cut). Either way the attempt
 //! reports a timeout, at most that period (plus ~20 ms of coarse clock) late.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -37,7 +37,7 @@ pub struct ConnClock {
     /// The connection's task, for a connection driven by hyper: aborted on a cut.
     task: OnceLock<AbortHandle>,
     /// The task waiting for the answer, for a connection read by the request's own task
-    /// ([`crate::proxy::upstream::rawconn`]): woken on a cut.
+    /// ([`super::rawconn`]): woken on a cut.
     waiter: AtomicWaker,
 }
 

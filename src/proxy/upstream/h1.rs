@@ -2,7 +2,7 @@
 //! encoded straight from the prepared header map, the response head parsed with `httparse`
 //! (hyper's own parser), and the response body's framing decided and decoded (RFC 9112 §6).
 //!
-//! Pure: bytes in, decisions out. No sockets, clocks or pools ([`crate::proxy::upstream::rawconn`] does the
+//! Pure: bytes in, decisions out. No sockets, clocks or pools ([`super::rawconn`] does the
 //! I/O). Must not touch: routing, metrics, header rules (the map it encodes is already
 //! prepared by the handler).
 //!
@@ -381,6 +381,52 @@ fn hex(b: u8) -> Option<u8> {
         b'A'..=b'F' => Some(b - b'A' + 10),
         _ => None,
     }
+}
+
+/// An env's answer as hyper's client read it (requests with a body), held to the rules of
+/// cutover's own client (this module) so that every path answers alike: `false` for a `101`
+/// to a request that asked for no upgrade, or a head larger than the answer-head limit (an
+/// invalid answer, never passed on); otherwise the
+/// version is the proxy's own (HTTP/1.1: an HTTP/1.0 env is not shown to the client) and a
+/// repeated `Content-Length` (`5, 5`, or two lines of `5`, which hyper accepts) is passed on
+/// as one value.
+pub fn normalize_answer<B>(resp: &mut http::Response<B>, upgrade: bool) -> bool {
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS && !upgrade {
+        return false;
+    }
+    *resp.version_mut() = http::Version::HTTP_11;
+    let headers = resp.headers_mut();
+    // hyper's client checks its head limit only while a head is incomplete; a larger head
+    // that arrived whole is refused here, by the same measure as the hand-spoken path's
+    // (its lines without the optional blanks around values).
+    let head: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if head > MAX_HEAD {
+        return false;
+    }
+    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
+    let repeated = match (lengths.next(), lengths.next()) {
+        (Some(v), None) => v.as_bytes().contains(&b','),
+        (Some(_), Some(_)) => true,
+        _ => false,
+    };
+    if repeated {
+        // hyper accepted it, so every value is the same number.
+        let first = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|n| n.trim().parse::<u64>().ok());
+        match first {
+            Some(n) => {
+                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            }
+            None => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]

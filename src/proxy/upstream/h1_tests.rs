@@ -240,3 +240,28 @@ fn bad_chunked_framing_is_an_error() {
     ext.resize(MAX_CHUNK_META + 10, b'a');
     assert!(matches!(dechunk(&ext, 4096), Err(H1Error::Chunked(_))));
 }
+
+#[test]
+fn hyper_answers_are_normalized_like_the_hand_spoken_ones() {
+    let answer = |status: u16, lengths: &[&'static str]| {
+        let mut r = http::Response::new(());
+        *r.status_mut() = http::StatusCode::from_u16(status).expect("status");
+        *r.version_mut() = http::Version::HTTP_10;
+        for l in lengths {
+            r.headers_mut()
+                .append(header::CONTENT_LENGTH, HeaderValue::from_static(l));
+        }
+        r
+    };
+    let mut r = answer(200, &["5, 5"]);
+    assert!(normalize_answer(&mut r, false));
+    assert_eq!(r.version(), http::Version::HTTP_11);
+    let got: Vec<_> = r.headers().get_all(header::CONTENT_LENGTH).iter().collect();
+    assert_eq!(got, ["5"]);
+    let mut r = answer(200, &["7", "7"]);
+    assert!(normalize_answer(&mut r, false));
+    let got: Vec<_> = r.headers().get_all(header::CONTENT_LENGTH).iter().collect();
+    assert_eq!(got, ["7"]);
+    assert!(!normalize_answer(&mut answer(101, &[]), false));
+    assert!(normalize_answer(&mut answer(101, &[]), true));
+}

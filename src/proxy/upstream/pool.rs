@@ -6,7 +6,7 @@
 //! kept in a [`Sharded`]) with its own in-flight count, and compares its own: a worker balances
 //! the requests it serves, so the sum is balanced too, and neither a count nor a handle's
 //! reference count is written by two cores. Each upstream address keeps its idle keep-alive
-//! connections ([`crate::proxy::upstream::conns`]).
+//! connections ([`super::conns`]).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use rand::Rng;
 
+use super::conns::Conns;
 use crate::config::EnvConfig;
 use crate::metrics::{Metrics, Scope};
-use crate::proxy::upstream::conns::Conns;
 use crate::router::Env;
 use crate::shard::Sharded;
 

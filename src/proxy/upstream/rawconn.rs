@@ -1,12 +1,12 @@
-//! An upstream connection spoken to by hand ([`crate::proxy::upstream::h1`]) for requests without a body: the
+//! An upstream connection spoken to by hand ([`super::h1`]) for requests without a body: the
 //! request's own task writes the head and reads the answer, and the response body reads the
 //! rest off the same socket. No connection task, no channel, no second header map.
 //!
 //! Owns: [`RawConn`] (socket, read buffer, request clock) and [`RawBody`] (a response body
 //! read off it, which gives the connection back once the body has ended cleanly). Must not
-//! touch: the pool's idle lists ([`crate::proxy::upstream::conns`] keeps them), routing or metrics.
+//! touch: the pool's idle lists ([`super::conns`] keeps them), routing or metrics.
 //!
-//! The request timeout works as on hyper's connections ([`crate::proxy::upstream::deadlines`]): the clock runs
+//! The request timeout works as on hyper's connections ([`super::deadlines`]): the clock runs
 //! from the write of the head to the end of the response head, and a cut by the sweeper
 //! wakes the reading task, which then fails with [`RawError::TimedOut`].
 
@@ -20,9 +20,9 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
-use crate::proxy::upstream::attempt::Outgoing;
-use crate::proxy::upstream::deadlines::{ConnClock, Watched};
-use crate::proxy::upstream::h1::{self, Chunked, Framing, Parsed, Step};
+use super::attempt::Outgoing;
+use super::deadlines::{ConnClock, Watched};
+use super::h1::{self, Chunked, Framing, Parsed, Step};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
