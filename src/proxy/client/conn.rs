@@ -3,7 +3,7 @@
 //! [`super::supervise`], which closes idle connections and slow heads).
 //!
 //! Owns: [`Open`] (the count of client connections against `max_connections`), [`Activity`]
-//! with its I/O wrapper [`Watched`] and response-body wrapper [`Tracked`] (and what
+//! with its I/O wrapper [`ClientSocket`] and response-body wrapper [`Tracked`] (and what
 //! [`super::screen`] needs to know: answers in flight, a switch of protocols) and [`refuse`]
 //! (the answer past the cap). Must not touch: requests or routing.
 //!
@@ -159,15 +159,15 @@ impl Drop for Busy {
 /// `max_connections` for as long as the socket lives — through an upgrade too, so open
 /// tunnels count against the cap until they close.
 #[derive(Debug)]
-pub struct Watched {
+pub struct ClientSocket {
     inner: TcpStream,
     activity: Arc<Activity>,
     _slot: OpenGuard,
 }
 
-impl Watched {
-    pub fn new(inner: TcpStream, activity: Arc<Activity>, slot: OpenGuard) -> Watched {
-        Watched {
+impl ClientSocket {
+    pub fn new(inner: TcpStream, activity: Arc<Activity>, slot: OpenGuard) -> ClientSocket {
+        ClientSocket {
             inner,
             activity,
             _slot: slot,
@@ -175,7 +175,7 @@ impl Watched {
     }
 }
 
-impl AsyncRead for Watched {
+impl AsyncRead for ClientSocket {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -191,7 +191,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl AsyncWrite for ClientSocket {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -30,7 +30,7 @@ pub struct Unfit;
 
 /// A request head taken by the lane.
 #[derive(Debug)]
-pub struct Head {
+pub struct ClientHead {
     pub req: Request<()>,
     /// The client asked to close the connection after this answer (`Connection: close`).
     pub close: bool,
@@ -48,7 +48,7 @@ pub fn parse_request(
     buf: &mut BytesMut,
     max_head: usize,
     max_headers: usize,
-) -> Result<Option<Head>, Unfit> {
+) -> Result<Option<ClientHead>, Unfit> {
     let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buf, &mut slots) {
@@ -112,7 +112,7 @@ fn build(
     path: (u32, u32),
     spans: &[Span],
     close: bool,
-) -> Result<Head, Unfit> {
+) -> Result<ClientHead, Unfit> {
     let range = |at: u32, len: u32| at as usize..(at + len) as usize;
     let slice = |(at, len): (u32, u32)| head.slice(range(at, len));
     let uri = Uri::from_maybe_shared(slice(path)).map_err(|_| Unfit)?;
@@ -128,12 +128,12 @@ fn build(
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
-    Ok(Head { req, close })
+    Ok(ClientHead { req, close })
 }
 
 /// How an answer's body goes to the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub enum AnswerFraming {
     /// No body on the wire (an answer to HEAD, 1xx, 204, 304).
     None,
     /// `Content-Length` bytes.
@@ -157,7 +157,7 @@ pub fn encode_response(
     head_request: bool,
     date: &[u8],
     close: bool,
-) -> Framing {
+) -> AnswerFraming {
     let (status, headers) = (parts.status, &parts.headers);
     let reason = parts
         .extensions
@@ -174,13 +174,13 @@ pub fn encode_response(
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let framing = if bodiless || head_request {
-        Framing::None
+        AnswerFraming::None
     } else {
         // A length the body does not know but the headers state is used as hyper's server
         // uses it (the body must then bring exactly that much: [`super::lane`] checks).
         match exact.or_else(|| stated_length(headers)) {
-            Some(n) => Framing::Length(n),
-            None => Framing::Chunked,
+            Some(n) => AnswerFraming::Length(n),
+            None => AnswerFraming::Chunked,
         }
     };
     let mut has_date = false;
@@ -199,13 +199,13 @@ pub fn encode_response(
         out.extend_from_slice(b"\r\n");
     }
     match framing {
-        Framing::Length(n) => {
+        AnswerFraming::Length(n) => {
             out.extend_from_slice(b"content-length: ");
             out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-        Framing::None => {}
+        AnswerFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        AnswerFraming::None => {}
     }
     if !has_date {
         out.extend_from_slice(b"date: ");

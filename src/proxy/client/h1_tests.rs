@@ -5,11 +5,13 @@ use bytes::BytesMut;
 use http::header::{HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
-use super::{chunk_start, encode_response, parse_request, Framing, Head, Unfit, MAX_HEADERS};
+use super::{
+    chunk_start, encode_response, parse_request, AnswerFraming, ClientHead, Unfit, MAX_HEADERS,
+};
 
 const MAX_HEAD: usize = 8 * 1024;
 
-fn parse(bytes: &[u8]) -> (Result<Option<Head>, Unfit>, BytesMut) {
+fn parse(bytes: &[u8]) -> (Result<Option<ClientHead>, Unfit>, BytesMut) {
     let mut buf = BytesMut::from(bytes);
     let r = parse_request(&mut buf, MAX_HEAD, 100);
     (r, buf)
@@ -113,7 +115,7 @@ fn encode(
     exact: Option<u64>,
     head_request: bool,
     close: bool,
-) -> (String, Framing) {
+) -> (String, AnswerFraming) {
     let mut map = HeaderMap::new();
     for (k, v) in headers {
         map.append(
@@ -146,7 +148,7 @@ fn a_known_length_is_written_as_content_length() {
         false,
         false,
     );
-    assert_eq!(framing, Framing::Length(5));
+    assert_eq!(framing, AnswerFraming::Length(5));
     assert_eq!(
         head,
         "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\
@@ -157,13 +159,13 @@ fn a_known_length_is_written_as_content_length() {
     assert_eq!(head.matches("content-length").count(), 1, "{head}");
     // A length only the headers know is used; a doubtful one is not.
     let (_, framing) = encode(200, &[("content-length", "7")], None, false, false);
-    assert_eq!(framing, Framing::Length(7));
+    assert_eq!(framing, AnswerFraming::Length(7));
     for bad in [
         &[("content-length", "7"), ("content-length", "7")][..],
         &[("content-length", "+7")],
     ] {
         let (head, framing) = encode(200, bad, None, false, false);
-        assert_eq!(framing, Framing::Chunked, "{bad:?}");
+        assert_eq!(framing, AnswerFraming::Chunked, "{bad:?}");
         assert!(!head.contains("content-length"), "{head}");
     }
 }
@@ -181,7 +183,7 @@ fn an_unknown_length_is_sent_chunked_and_framing_headers_are_this_hops() {
         false,
         true,
     );
-    assert_eq!(framing, Framing::Chunked);
+    assert_eq!(framing, AnswerFraming::Chunked);
     assert_eq!(
         head,
         "HTTP/1.1 200 OK\r\ndate: d\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n"
@@ -191,11 +193,11 @@ fn an_unknown_length_is_sent_chunked_and_framing_headers_are_this_hops() {
 #[test]
 fn head_answers_keep_their_length_and_bodiless_statuses_have_none() {
     let (head, framing) = encode(200, &[("content-length", "10")], Some(0), true, false);
-    assert_eq!(framing, Framing::None);
+    assert_eq!(framing, AnswerFraming::None);
     assert!(head.contains("content-length: 10\r\n"), "{head}");
     for status in [204, 304, 103] {
         let (head, framing) = encode(status, &[("content-length", "10")], Some(10), false, false);
-        assert_eq!(framing, Framing::None, "{status}");
+        assert_eq!(framing, AnswerFraming::None, "{status}");
         assert!(!head.contains("content-length"), "{status}: {head}");
         assert!(!head.contains("transfer-encoding"), "{status}: {head}");
     }

@@ -37,8 +37,8 @@ use hyper::body::Body;
 use hyper_util::server::graceful::GracefulConnection;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::conn::{Activity, Tracked, Watched};
-use super::h1::{self, Framing};
+use super::conn::{Activity, ClientSocket, Tracked};
+use super::h1::{self, AnswerFraming};
 use super::live::ConnCurrent;
 use super::screen::Screened;
 use super::server;
@@ -47,7 +47,7 @@ use crate::proxy::handler::Session;
 use crate::proxy::upstream::body::RespBody;
 
 /// The client socket as both lanes read it.
-pub type Io = Screened<Watched>;
+pub type Io = Screened<ClientSocket>;
 
 /// Read this much at a time (hyper's server starts with 8 KiB too).
 const READ_BUF: usize = 8 * 1024;
@@ -56,7 +56,7 @@ const READ_BUF: usize = 8 * 1024;
 const COALESCE: usize = 16 * 1024;
 
 /// What hyper needs to take a connection over from the lane.
-pub struct Handoff {
+pub struct HyperHandoff {
     /// Bytes read from the socket and not yet taken (the first is the first byte of the
     /// request the lane did not take).
     pub unread: Bytes,
@@ -66,14 +66,14 @@ pub struct Handoff {
 }
 
 /// A client connection: the lane until it hands over, then hyper's connection (`H`, made by
-/// `F` from the [`Handoff`]).
+/// `F` from the [`HyperHandoff`]).
 pub struct FrontConn<F, H> {
     state: State<H>,
     make_hyper: Option<F>,
     flags: Arc<Flags>,
 }
 
-type Lane = Pin<Box<dyn Future<Output = io::Result<Option<Handoff>>> + Send>>;
+type Lane = Pin<Box<dyn Future<Output = io::Result<Option<HyperHandoff>>> + Send>>;
 
 enum State<H> {
     Lane(Lane),
@@ -106,7 +106,7 @@ pub struct Setup {
 
 impl<F, H> FrontConn<F, H>
 where
-    F: FnOnce(Handoff) -> H,
+    F: FnOnce(HyperHandoff) -> H,
     H: GracefulConnection,
 {
     pub fn new(setup: Setup, make_hyper: F) -> FrontConn<F, H> {
@@ -121,7 +121,7 @@ where
 
 impl<F, H> Future for FrontConn<F, H>
 where
-    F: FnOnce(Handoff) -> H + Unpin,
+    F: FnOnce(HyperHandoff) -> H + Unpin,
     H: GracefulConnection,
 {
     type Output = Result<(), H::Error>;
@@ -167,7 +167,7 @@ where
 
 impl<F, H> Drainable for FrontConn<F, H>
 where
-    F: FnOnce(Handoff) -> H + Unpin,
+    F: FnOnce(HyperHandoff) -> H + Unpin,
     H: GracefulConnection,
 {
     type Error = H::Error;
@@ -183,7 +183,7 @@ where
 
 /// Serve the requests the lane takes, one after another; return the connection for hyper at
 /// the first one it does not take, or `None` once the connection is over.
-async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
+async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<HyperHandoff>> {
     let Setup {
         mut io,
         client,
@@ -195,7 +195,7 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
         enabled,
     } = setup;
     if !enabled {
-        return Ok(Some(Handoff {
+        return Ok(Some(HyperHandoff {
             unread: Bytes::new(),
             io,
             current,
@@ -211,7 +211,7 @@ async fn lane(setup: Setup, flags: Arc<Flags>) -> io::Result<Option<Handoff>> {
                 Ok(Some(head)) => break head,
                 Ok(None) => {}
                 Err(h1::Unfit) => {
-                    return Ok(Some(Handoff {
+                    return Ok(Some(HyperHandoff {
                         unread: buf.freeze(),
                         io,
                         current,
@@ -308,11 +308,11 @@ async fn write_response(
             close,
         )
     });
-    if framing == Framing::None {
+    if framing == AnswerFraming::None {
         io.write_all(out).await?;
         return io.flush().await;
     }
-    let chunked = framing == Framing::Chunked;
+    let chunked = framing == AnswerFraming::Chunked;
     let mut sent: u64 = 0;
     loop {
         // Whatever is ready goes behind what is waiting in `out`; only when the body has
@@ -339,7 +339,7 @@ async fn write_response(
                     continue;
                 }
                 sent += data.len() as u64;
-                if let Framing::Length(n) = framing {
+                if let AnswerFraming::Length(n) = framing {
                     if sent > n {
                         // Bytes past the promised length would be read by the client as the
                         // start of the next answer: end the connection instead.
@@ -367,7 +367,7 @@ async fn write_response(
                 if chunked {
                     out.extend_from_slice(h1::LAST_CHUNK);
                 }
-                if let Framing::Length(n) = framing {
+                if let AnswerFraming::Length(n) = framing {
                     if sent != n {
                         // The client was promised `n` bytes: the connection cannot go on.
                         return Err(io::Error::other(format!(

@@ -21,8 +21,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::conn::{self, Activity, Busy, Open, OpenGuard, Tracked, Watched};
-use super::lane::{FrontConn, Handoff, Setup};
+use super::conn::{self, Activity, Busy, ClientSocket, Open, OpenGuard, Tracked};
+use super::lane::{FrontConn, HyperHandoff, Setup};
 use super::live::{ConnCurrent, Current, Live};
 use super::refuse;
 use super::rewind::Rewind;
@@ -217,7 +217,7 @@ pub(super) fn spawn_conn(
     };
     let _ = stream.set_nodelay(true);
     let activity = Activity::new();
-    let watched = Watched::new(stream, activity.clone(), slot);
+    let watched = ClientSocket::new(stream, activity.clone(), slot);
     let setup = Setup {
         io: Screened::new(watched, activity.clone(), client).counting(metrics),
         client,
@@ -231,8 +231,8 @@ pub(super) fn spawn_conn(
     // hyper takes the connection from the first request the lane does not take on.
     let builder = limits.builder();
     let for_hyper = activity.clone();
-    let conn = FrontConn::new(setup, move |h: Handoff| {
-        let Handoff {
+    let conn = FrontConn::new(setup, move |h: HyperHandoff| {
+        let HyperHandoff {
             unread,
             io,
             current,

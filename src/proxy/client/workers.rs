@@ -24,14 +24,14 @@ use super::server::{
 use super::supervise::Supervisor;
 
 /// A connection on its way to a worker (deregistered from the acceptor's runtime).
-struct Handoff {
+struct WorkerHandoff {
     accepted: Accepted<std::net::TcpStream>,
     /// Counts the connection on its worker until it ends.
     on_worker: OpenGuard,
 }
 
 struct Worker {
-    tx: mpsc::UnboundedSender<Handoff>,
+    tx: mpsc::UnboundedSender<WorkerHandoff>,
     open: Arc<Open>,
     done: oneshot::Receiver<()>,
 }
@@ -94,7 +94,7 @@ fn hand_off(pool: &[Worker], accepted: Accepted<TcpStream>) {
     let Some(on_worker) = w.open.try_claim(usize::MAX) else {
         return;
     };
-    let handoff = Handoff {
+    let handoff = WorkerHandoff {
         accepted,
         on_worker,
     };
@@ -106,7 +106,7 @@ fn hand_off(pool: &[Worker], accepted: Accepted<TcpStream>) {
 /// Start worker `i`: a thread running a single-threaded runtime that serves what it is handed
 /// until the channel closes, then drains.
 fn start(i: usize, live: Arc<Live>) -> std::io::Result<Worker> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Handoff>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<WorkerHandoff>();
     let (done_tx, done) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -104,9 +104,9 @@ impl Deadlines {
         })
     }
 
-    /// Watch a new connection. Give it its task with [`Watched::run`]; it is forgotten when
+    /// Watch a new connection. Give it its task with [`DeadlineSlot::run`]; it is forgotten when
     /// that task ends. Starts the sweeper on the current runtime if none runs.
-    pub fn watch(self: &Arc<Self>) -> Watched {
+    pub fn watch(self: &Arc<Self>) -> DeadlineSlot {
         let clock = Arc::new(ConnClock::default());
         self.conns
             .lock()
@@ -117,7 +117,7 @@ impl Deadlines {
             let every = (Duration::from_millis(self.timeout_ms) / 8).clamp(SWEEP_MIN, SWEEP_MAX);
             *sweeper = Some(tokio::spawn(sweep(Arc::downgrade(self), every)));
         }
-        Watched {
+        DeadlineSlot {
             clock,
             deadlines: self.clone(),
         }
@@ -149,12 +149,12 @@ async fn sweep(deadlines: Weak<Deadlines>, every: Duration) {
 
 /// A watched connection, forgotten by its [`Deadlines`] when dropped.
 #[derive(Debug)]
-pub struct Watched {
+pub struct DeadlineSlot {
     clock: Arc<ConnClock>,
     deadlines: Arc<Deadlines>,
 }
 
-impl Watched {
+impl DeadlineSlot {
     pub fn clock(&self) -> &Arc<ConnClock> {
         &self.clock
     }
@@ -173,7 +173,7 @@ impl Watched {
     }
 }
 
-impl Drop for Watched {
+impl Drop for DeadlineSlot {
     fn drop(&mut self) {
         let mut conns = self
             .deadlines

@@ -76,7 +76,7 @@ pub fn encode_request(
 
 /// How the body of a response is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
+pub enum EnvFraming {
     /// No body (HEAD, 204, 304).
     Empty,
     Length(u64),
@@ -87,13 +87,13 @@ pub enum Framing {
 
 /// A parsed response head.
 #[derive(Debug)]
-pub struct Head {
+pub struct EnvHead {
     pub status: StatusCode,
     /// The env's reason phrase, where it is not the standard one for `status` (passed on as
     /// hyper's client does, so every path answers with the same phrase).
     pub reason: Option<hyper::ext::ReasonPhrase>,
     pub headers: HeaderMap,
-    pub framing: Framing,
+    pub framing: EnvFraming,
     /// The connection may carry another request once this body has been read.
     pub keep_alive: bool,
 }
@@ -106,7 +106,7 @@ pub enum Parsed {
     /// An interim `1xx` answer of this many bytes: skip it, the real one follows.
     Interim(usize),
     /// The head, and how many bytes it took.
-    Head(Head, usize),
+    EnvHead(EnvHead, usize),
 }
 
 /// Parse the response head at the start of `buf`. `head_request`: the request was `HEAD`, so
@@ -162,7 +162,7 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
     }
     let framing =
         if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-            Framing::Empty
+            EnvFraming::Empty
         } else if let Some(chunked) = chunked {
             // Transfer-Encoding overrides Content-Length, which must not be passed on; a message
             // with both is suspect, so its connection is not reused.
@@ -171,18 +171,18 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Parsed, H1Error>
                 close = true;
             }
             if chunked {
-                Framing::Chunked
+                EnvFraming::Chunked
             } else {
-                Framing::Close
+                EnvFraming::Close
             }
         } else if let Some(n) = length {
-            Framing::Length(n)
+            EnvFraming::Length(n)
         } else {
-            Framing::Close
+            EnvFraming::Close
         };
-    let keep_alive = !close && framing != Framing::Close;
-    Ok(Parsed::Head(
-        Head {
+    let keep_alive = !close && framing != EnvFraming::Close;
+    Ok(Parsed::EnvHead(
+        EnvHead {
             status,
             reason: resp
                 .reason

@@ -1,8 +1,8 @@
 use super::*;
 
-fn head(buf: &[u8], head_request: bool) -> (Head, usize) {
+fn head(buf: &[u8], head_request: bool) -> (EnvHead, usize) {
     match parse_response(buf, head_request) {
-        Ok(Parsed::Head(h, n)) => (h, n),
+        Ok(Parsed::EnvHead(h, n)) => (h, n),
         other => panic!("expected a head, got {other:?}"),
     }
 }
@@ -71,7 +71,7 @@ fn a_length_response_is_framed_by_its_length_and_kept_alive() {
     let (h, n) = head(raw, false);
     assert_eq!(&raw[n..], b"hello");
     assert_eq!(h.status, StatusCode::OK);
-    assert_eq!(h.framing, Framing::Length(5));
+    assert_eq!(h.framing, EnvFraming::Length(5));
     assert!(h.keep_alive);
     assert_eq!(h.headers.get_all("x-a").iter().count(), 2);
     assert!(matches!(
@@ -83,44 +83,48 @@ fn a_length_response_is_framed_by_its_length_and_kept_alive() {
 #[test]
 fn framing_follows_rfc_9112() {
     let (h, _) = head(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
-    assert_eq!(h.framing, Framing::Empty, "HEAD");
+    assert_eq!(h.framing, EnvFraming::Empty, "HEAD");
     let (h, _) = head(b"HTTP/1.1 204 No Content\r\n\r\n", false);
-    assert_eq!(h.framing, Framing::Empty);
+    assert_eq!(h.framing, EnvFraming::Empty);
     let (h, _) = head(
         b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
         false,
     );
-    assert_eq!(h.framing, Framing::Empty);
+    assert_eq!(h.framing, EnvFraming::Empty);
     let (h, _) = head(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         false,
     );
-    assert_eq!(h.framing, Framing::Chunked);
+    assert_eq!(h.framing, EnvFraming::Chunked);
     assert!(h.keep_alive);
     let (h, _) = head(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
         false,
     );
-    assert_eq!(h.framing, Framing::Close, "not chunked last: read to close");
+    assert_eq!(
+        h.framing,
+        EnvFraming::Close,
+        "not chunked last: read to close"
+    );
     assert!(!h.keep_alive);
     let (h, _) = head(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
         false,
     );
-    assert_eq!(h.framing, Framing::Chunked, "Transfer-Encoding wins");
+    assert_eq!(h.framing, EnvFraming::Chunked, "Transfer-Encoding wins");
     assert!(
         h.headers.get(header::CONTENT_LENGTH).is_none(),
         "length dropped"
     );
     assert!(!h.keep_alive, "suspect message: not reused");
     let (h, _) = head(b"HTTP/1.1 200 OK\r\n\r\n", false);
-    assert_eq!(h.framing, Framing::Close);
+    assert_eq!(h.framing, EnvFraming::Close);
     assert!(!h.keep_alive);
     let (h, _) = head(
         b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n",
         false,
     );
-    assert_eq!(h.framing, Framing::Length(0));
+    assert_eq!(h.framing, EnvFraming::Length(0));
     assert!(!h.keep_alive, "Connection: close");
     let (h, _) = head(b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
     assert!(!h.keep_alive, "HTTP/1.0");
@@ -133,7 +137,7 @@ fn lengths_must_be_digits_and_agree() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nContent-Length: 7\r\n\r\n",
     ] {
         let (h, _) = head(same, false);
-        assert_eq!(h.framing, Framing::Length(7));
+        assert_eq!(h.framing, EnvFraming::Length(7));
         let passed_on: Vec<_> = h.headers.get_all(header::CONTENT_LENGTH).iter().collect();
         assert_eq!(passed_on, ["7"], "one length is passed on");
     }

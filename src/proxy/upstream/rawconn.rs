@@ -21,8 +21,8 @@ use tokio::io::AsyncWrite;
 use tokio::net::TcpStream;
 
 use super::attempt::Outgoing;
-use super::deadlines::{ConnClock, Watched};
-use super::h1::{self, Chunked, Framing, Parsed, Step};
+use super::deadlines::{ConnClock, DeadlineSlot};
+use super::h1::{self, Chunked, EnvFraming, Parsed, Step};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -52,11 +52,11 @@ pub struct RawConn {
     buf: BytesMut,
     /// The request head being written (its allocation is reused).
     out: Vec<u8>,
-    watch: Watched,
+    watch: DeadlineSlot,
 }
 
 impl RawConn {
-    pub fn new(stream: TcpStream, watch: Watched) -> RawConn {
+    pub fn new(stream: TcpStream, watch: DeadlineSlot) -> RawConn {
         RawConn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -88,10 +88,10 @@ impl RawConn {
         h1::encode_request(&mut self.out, out.method, out.path, out.headers);
         let head = self.exchange(*out.method == Method::HEAD).await?;
         let state = match head.framing {
-            Framing::Empty | Framing::Length(0) => State::Done,
-            Framing::Length(n) => State::Length(n),
-            Framing::Chunked => State::Chunked(Chunked::default()),
-            Framing::Close => State::Close,
+            EnvFraming::Empty | EnvFraming::Length(0) => State::Done,
+            EnvFraming::Length(n) => State::Length(n),
+            EnvFraming::Chunked => State::Chunked(Chunked::default()),
+            EnvFraming::Close => State::Close,
         };
         let mut resp = Response::new(RawBody {
             conn: Some(self),
@@ -107,7 +107,7 @@ impl RawConn {
         Ok(resp)
     }
 
-    async fn exchange(&mut self, head_request: bool) -> Result<h1::Head, RawError> {
+    async fn exchange(&mut self, head_request: bool) -> Result<h1::EnvHead, RawError> {
         let RawConn {
             stream,
             buf,
@@ -129,7 +129,7 @@ impl RawConn {
         out: &[u8],
         clock: &ConnClock,
         head_request: bool,
-    ) -> Result<h1::Head, RawError> {
+    ) -> Result<h1::EnvHead, RawError> {
         let mut written = 0;
         std::future::poll_fn(|cx| {
             while written < out.len() {
@@ -157,7 +157,7 @@ impl RawConn {
                     buf.advance(n);
                     continue;
                 }
-                Ok(Parsed::Head(head, n)) => {
+                Ok(Parsed::EnvHead(head, n)) => {
                     buf.advance(n);
                     return Ok(head);
                 }
