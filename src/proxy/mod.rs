@@ -20,14 +20,13 @@
 
 pub mod client;
 pub mod clock;
-pub mod handler;
-pub mod headers;
-pub mod protect;
+pub(crate) mod handler;
+pub(crate) mod headers;
+pub(crate) mod protect;
 pub mod tunnel;
 pub mod upstream;
 
 pub use client::live::Live;
 pub use client::server::{bind, serve, serve_live};
 pub use client::workers::Workers;
-pub use handler::{Proxy, Session};
-pub use upstream::body::RespBody;
+pub use handler::Proxy;

@@ -28,11 +28,11 @@ use crate::proxy::clock;
 
 /// Open client connections, shared by the accept loop and every connection task.
 #[derive(Debug, Default)]
-pub struct Open(AtomicUsize);
+pub(crate) struct Open(AtomicUsize);
 
 impl Open {
     /// Count one more connection if fewer than `max` are open.
-    pub fn try_claim(self: &Arc<Self>, max: usize) -> Option<OpenGuard> {
+    pub(crate) fn try_claim(self: &Arc<Self>, max: usize) -> Option<OpenGuard> {
         let mut now = self.0.load(Relaxed);
         loop {
             if now >= max {
@@ -45,14 +45,14 @@ impl Open {
         }
     }
 
-    pub fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         self.0.load(Relaxed)
     }
 }
 
 /// Holds one slot of [`Open`] until dropped.
 #[derive(Debug)]
-pub struct OpenGuard(Arc<Open>);
+pub(crate) struct OpenGuard(Arc<Open>);
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -62,7 +62,7 @@ impl Drop for OpenGuard {
 
 /// What is happening on one connection.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     /// When bytes last moved, on the coarse [`clock`].
     last_io_ms: AtomicU64,
     inflight: AtomicUsize,
@@ -77,7 +77,7 @@ pub struct Activity {
 }
 
 impl Activity {
-    pub fn new() -> Arc<Activity> {
+    pub(crate) fn new() -> Arc<Activity> {
         let now = clock::now_ms();
         Arc::new(Activity {
             last_io_ms: AtomicU64::new(now),
@@ -99,18 +99,18 @@ impl Activity {
     }
 
     /// Count a request in flight until the guard (moved into its response body) drops.
-    pub fn begin(self: &Arc<Self>) -> Busy {
+    pub(crate) fn begin(self: &Arc<Self>) -> Busy {
         self.inflight.fetch_add(1, Relaxed);
         Busy(self.clone())
     }
 
     /// Requests whose answer is not finished yet.
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.inflight.load(Relaxed)
     }
 
     /// Nothing in flight and no traffic for `timeout_ms` before `now_ms` (coarse [`clock`]).
-    pub fn is_idle(&self, now_ms: u64, timeout_ms: u64) -> bool {
+    pub(crate) fn is_idle(&self, now_ms: u64, timeout_ms: u64) -> bool {
         self.inflight.load(Relaxed) == 0
             && now_ms.saturating_sub(self.last_io_ms.load(Relaxed)) >= timeout_ms
     }
@@ -118,30 +118,30 @@ impl Activity {
     /// Heads are timed and no request head has come in the `timeout_ms` before `now_ms` since
     /// the connection began waiting for one (it opened, or its last answer ended). Bytes of
     /// a head trickling in do not count: a slow head is cut like no head.
-    pub fn head_overdue(&self, now_ms: u64, timeout_ms: u64) -> bool {
+    pub(crate) fn head_overdue(&self, now_ms: u64, timeout_ms: u64) -> bool {
         self.heads_timed.load(Relaxed)
             && self.inflight.load(Relaxed) == 0
             && now_ms.saturating_sub(self.waiting_since_ms.load(Relaxed)) >= timeout_ms
     }
 
     /// Stop timing request heads (the connection no longer speaks HTTP/1 request by request).
-    pub fn stop_timing_heads(&self) {
+    pub(crate) fn stop_timing_heads(&self) {
         self.heads_timed.store(false, Relaxed);
     }
 
     /// Some answer on this connection was a `101 Switching Protocols`.
-    pub fn upgraded(&self) -> bool {
+    pub(crate) fn upgraded(&self) -> bool {
         self.upgraded.load(Relaxed)
     }
 }
 
 /// A request in flight on its connection.
 #[derive(Debug)]
-pub struct Busy(Arc<Activity>);
+pub(crate) struct Busy(Arc<Activity>);
 
 impl Busy {
     /// This request's answer switches the connection to another protocol.
-    pub fn mark_upgraded(&self) {
+    pub(crate) fn mark_upgraded(&self) {
         self.0.upgraded.store(true, Relaxed);
     }
 }
@@ -159,14 +159,14 @@ impl Drop for Busy {
 /// `max_connections` for as long as the socket lives — through an upgrade too, so open
 /// tunnels count against the cap until they close.
 #[derive(Debug)]
-pub struct ClientSocket {
+pub(crate) struct ClientSocket {
     inner: TcpStream,
     activity: Arc<Activity>,
     _slot: OpenGuard,
 }
 
 impl ClientSocket {
-    pub fn new(inner: TcpStream, activity: Arc<Activity>, slot: OpenGuard) -> ClientSocket {
+    pub(crate) fn new(inner: TcpStream, activity: Arc<Activity>, slot: OpenGuard) -> ClientSocket {
         ClientSocket {
             inner,
             activity,
@@ -232,13 +232,13 @@ impl AsyncWrite for ClientSocket {
 }
 
 /// A response body that keeps its request counted in flight until it ends or is dropped.
-pub struct Tracked<B> {
+pub(crate) struct Tracked<B> {
     body: B,
     _busy: Busy,
 }
 
 impl<B> Tracked<B> {
-    pub fn new(body: B, busy: Busy) -> Tracked<B> {
+    pub(crate) fn new(body: B, busy: Busy) -> Tracked<B> {
         Tracked { body, _busy: busy }
     }
 }
@@ -266,7 +266,7 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
 /// Answer a connection past the cap with 503 and close it, spending at most about a second
 /// on it: read (a little of) the request first, so that an HTTP client sees an answer to what
 /// it sent rather than a reset or an unsolicited response.
-pub async fn refuse(mut stream: TcpStream) {
+pub(crate) async fn refuse(mut stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let mut buf = [0u8; 4096];
     let mut seen = Vec::new();

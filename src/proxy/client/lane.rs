@@ -47,7 +47,7 @@ use crate::proxy::handler::Session;
 use crate::proxy::upstream::body::RespBody;
 
 /// The client socket as both lanes read it.
-pub type Io = Screened<ClientSocket>;
+pub(crate) type Io = Screened<ClientSocket>;
 
 /// Read this much at a time (hyper's server starts with 8 KiB too).
 const READ_BUF: usize = 8 * 1024;
@@ -56,18 +56,18 @@ const READ_BUF: usize = 8 * 1024;
 const COALESCE: usize = 16 * 1024;
 
 /// What hyper needs to take a connection over from the lane.
-pub struct HyperHandoff {
+pub(crate) struct HyperHandoff {
     /// Bytes read from the socket and not yet taken (the first is the first byte of the
     /// request the lane did not take).
-    pub unread: Bytes,
-    pub io: Io,
-    pub current: ConnCurrent,
-    pub session: Arc<Session>,
+    pub(crate) unread: Bytes,
+    pub(crate) io: Io,
+    pub(crate) current: ConnCurrent,
+    pub(crate) session: Arc<Session>,
 }
 
 /// A client connection: the lane until it hands over, then hyper's connection (`H`, made by
 /// `F` from the [`HyperHandoff`]).
-pub struct FrontConn<F, H> {
+pub(crate) struct FrontConn<F, H> {
     state: State<H>,
     make_hyper: Option<F>,
     flags: Arc<Flags>,
@@ -91,17 +91,17 @@ struct Flags {
 }
 
 /// Everything the lane needs about its connection.
-pub struct Setup {
-    pub io: Io,
-    pub client: SocketAddr,
-    pub current: ConnCurrent,
-    pub session: Arc<Session>,
-    pub activity: Arc<Activity>,
-    pub max_head: usize,
-    pub max_headers: usize,
+pub(crate) struct Setup {
+    pub(crate) io: Io,
+    pub(crate) client: SocketAddr,
+    pub(crate) current: ConnCurrent,
+    pub(crate) session: Arc<Session>,
+    pub(crate) activity: Arc<Activity>,
+    pub(crate) max_head: usize,
+    pub(crate) max_headers: usize,
     /// `false` (`[proxy] client_lane = false`): hyper takes the connection from its first
     /// byte.
-    pub enabled: bool,
+    pub(crate) enabled: bool,
 }
 
 impl<F, H> FrontConn<F, H>
@@ -109,7 +109,7 @@ where
     F: FnOnce(HyperHandoff) -> H,
     H: GracefulConnection,
 {
-    pub fn new(setup: Setup, make_hyper: F) -> FrontConn<F, H> {
+    pub(crate) fn new(setup: Setup, make_hyper: F) -> FrontConn<F, H> {
         let flags = Arc::new(Flags::default());
         FrontConn {
             state: State::Lane(Box::pin(lane(setup, flags.clone()))),
@@ -395,7 +395,7 @@ mod date {
     }
 
     /// Call `f` with the current date as `Date` writes it (RFC 9110 §5.6.7).
-    pub fn with<R>(f: impl FnOnce(&[u8]) -> R) -> R {
+    pub(crate) fn with<R>(f: impl FnOnce(&[u8]) -> R) -> R {
         let second = clock::now_ms() / 1000;
         CACHED.with(|c| {
             let mut c = c.borrow_mut();

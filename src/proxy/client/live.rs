@@ -25,13 +25,13 @@ use crate::proxy::Proxy;
 
 /// What a reload replaces.
 #[derive(Debug, Clone)]
-pub struct Current {
-    pub proxy: Arc<Proxy>,
-    pub limits: Limits,
+pub(crate) struct Current {
+    pub(crate) proxy: Arc<Proxy>,
+    pub(crate) limits: Limits,
     /// How long a shutdown waits for requests and tunnels (read when the shutdown starts).
-    pub drain_timeout: Duration,
+    pub(crate) drain_timeout: Duration,
     /// New connections start in the client lane (`[proxy] client_lane`).
-    pub client_lane: bool,
+    pub(crate) client_lane: bool,
 }
 
 impl Current {
@@ -79,7 +79,7 @@ impl Live {
 
     /// The current state, for the accept loop, the sweepers and shutdown (a request uses its
     /// connection's [`ConnCurrent`]).
-    pub fn load(&self) -> Arc<Current> {
+    pub(crate) fn load(&self) -> Arc<Current> {
         self.current.load_full()
     }
 
@@ -115,7 +115,7 @@ impl Live {
 /// keeps the state it last used (a replaced `Proxy` and its idle upstream connections) until
 /// its next request or its close.
 #[derive(Debug)]
-pub struct ConnCurrent {
+pub(crate) struct ConnCurrent {
     live: Arc<Live>,
     /// Used by the connection's own task only.
     copy: RefCell<(u64, Arc<Current>)>,
@@ -128,7 +128,7 @@ impl ConnCurrent {
     }
 
     /// The state for the next request on this connection.
-    pub fn load(&self) -> Arc<Current> {
+    pub(crate) fn load(&self) -> Arc<Current> {
         let now = self.live.generation.load(Ordering::Acquire);
         let mut copy = self.copy.borrow_mut();
         if copy.0 != now {

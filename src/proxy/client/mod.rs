@@ -1,13 +1,13 @@
 //! The client side.
-pub mod conn;
+pub(crate) mod conn;
 pub mod framing;
 pub mod h1;
-pub mod lane;
-pub mod live;
-pub mod refuse;
-pub mod rewind;
-pub mod screen;
-pub mod server;
-pub mod settings;
-pub mod supervise;
-pub mod workers;
+pub(crate) mod lane;
+pub(crate) mod live;
+pub(crate) mod refuse;
+pub(crate) mod rewind;
+pub(crate) mod screen;
+pub(crate) mod server;
+pub(crate) mod settings;
+pub(crate) mod supervise;
+pub(crate) mod workers;

@@ -23,7 +23,7 @@ use crate::proxy::handler::answer::closing;
 use crate::proxy::upstream::body::RespBody;
 
 /// The proxy's answer to a request it refuses before routing, if it does.
-pub fn check<B>(req: &Request<B>, limits: &Limits) -> Option<Response<RespBody>> {
+pub(crate) fn check<B>(req: &Request<B>, limits: &Limits) -> Option<Response<RespBody>> {
     if req.method() == Method::CONNECT {
         let mut resp = closing(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -131,7 +131,7 @@ fn bad_request(code: &'static str, text: &'static str) -> Response<RespBody> {
 }
 
 /// 503 for a connection past `max_connections` (written by hand: no HTTP parser runs).
-pub fn too_many_connections_bytes() -> &'static [u8] {
+pub(crate) fn too_many_connections_bytes() -> &'static [u8] {
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: too-many-connections\r\nconnection: close\r\ncontent-length: 51\r\n\r\n\
       cutover: too many open connections; retry shortly.\n"
@@ -139,7 +139,7 @@ pub fn too_many_connections_bytes() -> &'static [u8] {
 
 /// 400 for a request with both `Content-Length` and `Transfer-Encoding` (written by hand by
 /// [`super::screen`]: hyper never parses that request).
-pub fn conflicting_framing_bytes() -> &'static [u8] {
+pub(crate) fn conflicting_framing_bytes() -> &'static [u8] {
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: conflicting-framing\r\nconnection: close\r\ncontent-length: 77\r\n\r\n\
       cutover: a request with both Content-Length and Transfer-Encoding is refused\n"
@@ -147,7 +147,7 @@ pub fn conflicting_framing_bytes() -> &'static [u8] {
 
 /// 400 for HTTP/2's preface after an HTTP/1.1 request on the same connection (written by
 /// hand by [`super::screen`]).
-pub fn late_http2_bytes() -> &'static [u8] {
+pub(crate) fn late_http2_bytes() -> &'static [u8] {
     b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
       x-cutover-error: late-http2-preface\r\nconnection: close\r\ncontent-length: 73\r\n\r\n\
       cutover: HTTP/2 must be spoken from a connection's first byte, not after\n"

@@ -12,14 +12,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// `inner`, read from `prefix` first.
 #[derive(Debug)]
-pub struct Rewind<T> {
+pub(crate) struct Rewind<T> {
     /// What is left of the bytes given back; empty (and holding no buffer) once read.
     prefix: Bytes,
     inner: T,
 }
 
 impl<T> Rewind<T> {
-    pub fn new(prefix: Bytes, inner: T) -> Rewind<T> {
+    pub(crate) fn new(prefix: Bytes, inner: T) -> Rewind<T> {
         let mut r = Rewind { prefix, inner };
         r.release_if_read();
         r

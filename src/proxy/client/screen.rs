@@ -43,7 +43,7 @@ enum Mode {
 
 /// A client socket whose HTTP/1 requests are screened for conflicting framing.
 #[derive(Debug)]
-pub struct Screened<S> {
+pub(crate) struct Screened<S> {
     /// `None` once the refusal task has the socket.
     inner: Option<S>,
     tracker: Tracker,
@@ -62,7 +62,7 @@ impl<S> Screened<S>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    pub fn new(inner: S, activity: Arc<Activity>, client: SocketAddr) -> Screened<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>, client: SocketAddr) -> Screened<S> {
         Screened {
             inner: Some(inner),
             tracker: Tracker::new(),
@@ -76,7 +76,7 @@ where
     }
 
     /// Count this connection's refusal, if any, in `metrics` (a client's bad request).
-    pub fn counting(mut self, metrics: Arc<crate::metrics::Metrics>) -> Screened<S> {
+    pub(crate) fn counting(mut self, metrics: Arc<crate::metrics::Metrics>) -> Screened<S> {
         self.metrics = Some(metrics);
         self
     }

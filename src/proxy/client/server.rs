@@ -39,7 +39,7 @@ use crate::proxy::upstream::body_watch::{BodyWatch, BODY_WATCH};
 /// `net.core.somaxconn`). The default of `TcpListener::bind` is 128: a reconnect storm of a
 /// thousand clients would overflow it, and each dropped SYN comes back only after a 1 s (then
 /// 3 s) retransmit — a herd made worse by the listener itself.
-pub const LISTEN_BACKLOG: u32 = 4096;
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
 
 /// Bind the client listener on `addr` with [`LISTEN_BACKLOG`].
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
@@ -120,14 +120,14 @@ pub(super) fn spawn_sweeper(
 
 /// A client connection accepted and counted under `max_connections`.
 pub(super) struct Accepted<S> {
-    pub stream: S,
-    pub client: SocketAddr,
-    pub slot: OpenGuard,
+    pub(crate) stream: S,
+    pub(crate) client: SocketAddr,
+    pub(crate) slot: OpenGuard,
 }
 
 impl<S> Accepted<S> {
     /// The same connection over another stream type (moving it between runtimes).
-    pub fn try_map<T>(
+    pub(crate) fn try_map<T>(
         self,
         f: impl FnOnce(S) -> std::io::Result<T>,
     ) -> std::io::Result<Accepted<T>> {

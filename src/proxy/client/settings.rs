@@ -79,7 +79,7 @@ impl Default for Limits {
 
 impl Limits {
     /// A connection builder (HTTP/1.1 and HTTP/2 cleartext) with these limits.
-    pub fn builder(&self) -> auto::Builder<TokioExecutor> {
+    pub(crate) fn builder(&self) -> auto::Builder<TokioExecutor> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()

@@ -70,7 +70,7 @@ struct Table {
 
 /// The open client connections of one runtime.
 #[derive(Default)]
-pub struct Supervisor {
+pub(crate) struct Supervisor {
     table: Mutex<Table>,
 }
 
@@ -83,7 +83,7 @@ impl std::fmt::Debug for Supervisor {
 }
 
 impl Supervisor {
-    pub fn new() -> Arc<Supervisor> {
+    pub(crate) fn new() -> Arc<Supervisor> {
         Arc::new(Supervisor::default())
     }
 
@@ -92,7 +92,7 @@ impl Supervisor {
     }
 
     /// Connections supervised now.
-    pub fn open(&self) -> usize {
+    pub(crate) fn open(&self) -> usize {
         let t = self.table();
         t.entries.len() - t.free.len()
     }
@@ -101,7 +101,7 @@ impl Supervisor {
     /// `limits.idle_timeout`, or waited for a request head ([`Activity::head_overdue`]) for
     /// `limits.header_read_timeout`. The returned future must stay in the task that first
     /// polls it (it keeps that task's waker).
-    pub fn supervise<C>(
+    pub(crate) fn supervise<C>(
         self: &Arc<Self>,
         conn: C,
         activity: Arc<Activity>,
@@ -142,7 +142,7 @@ impl Supervisor {
     }
 
     /// Close the connections idle now, or overdue with a request head; returns how many.
-    pub fn close_idle(&self) -> usize {
+    pub(crate) fn close_idle(&self) -> usize {
         let now = clock::now_ms();
         let mut closed = 0;
         for e in self.table().entries.iter().flatten() {
@@ -158,7 +158,7 @@ impl Supervisor {
 
     /// Close idle and head-overdue connections every quarter of the shorter timeout in
     /// `limits()` (read anew each time, so a reload takes effect), until the task is dropped.
-    pub async fn sweep(self: Arc<Self>, limits: impl Fn() -> Limits) {
+    pub(crate) async fn sweep(self: Arc<Self>, limits: impl Fn() -> Limits) {
         loop {
             let l = limits();
             let every = l.idle_timeout.min(l.header_read_timeout) / 4;
@@ -172,7 +172,7 @@ impl Supervisor {
 
     /// Ask every connection to finish what is in flight and close, and wait (at most
     /// `timeout`) until all have. Returns how many were still open at the deadline.
-    pub async fn drain(&self, timeout: Duration) -> usize {
+    pub(crate) async fn drain(&self, timeout: Duration) -> usize {
         {
             let mut t = self.table();
             t.draining = true;
@@ -212,7 +212,7 @@ impl Drop for Slot {
 
 /// A client connection under a [`Supervisor`]: runs it, shuts it down gracefully when drained,
 /// and ends it (dropping it closes the socket) when the sweeper finds it idle.
-pub struct Supervised<C> {
+pub(crate) struct Supervised<C> {
     conn: Pin<Box<C>>,
     order: Arc<Order>,
     registered: bool,
@@ -222,7 +222,7 @@ pub struct Supervised<C> {
 
 /// How a supervised connection ended.
 #[derive(Debug)]
-pub enum Ended<E> {
+pub(crate) enum Ended<E> {
     /// The connection ended by itself (the client closed, an upgrade took it, or a drain).
     Done(Result<(), E>),
     /// Closed by the supervisor: idle, or still open when the drain ran out of time.
@@ -232,7 +232,7 @@ pub enum Ended<E> {
 /// A connection that can be asked to finish what is in flight and then close
 /// ([`super::lane::FrontConn`], which passes the request on to hyper's connection once hyper
 /// has it).
-pub trait Drainable: Future<Output = Result<(), Self::Error>> {
+pub(crate) trait Drainable: Future<Output = Result<(), Self::Error>> {
     type Error;
     /// Finish what is in flight, take no more requests, then end.
     fn drain(self: Pin<&mut Self>);

@@ -17,9 +17,9 @@ use crate::proxy::upstream::body_watch::{BodyFault, BodyWatch, BODY_WATCH};
 use crate::router::Env;
 
 /// Header on the proxy's own error answers, naming what went wrong (for operators and tests).
-pub const ERROR_HEADER: &str = "x-cutover-error";
+pub(crate) const ERROR_HEADER: &str = "x-cutover-error";
 /// Header on every answer naming the env that served it.
-pub const ENV_HEADER: &str = "x-cutover-served-by";
+pub(crate) const ENV_HEADER: &str = "x-cutover-served-by";
 pub(crate) const ENV_HEADER_NAME: header::HeaderName = header::HeaderName::from_static(ENV_HEADER);
 
 /// The proxy's answer to a failed attempt on `env`, by whose fault it was.

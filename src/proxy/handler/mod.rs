@@ -94,7 +94,7 @@ impl Proxy {
     /// Serve one request from `client` on connection `conn`. Never fails: every problem
     /// becomes an HTTP answer. The layers in order: route (an override, else the user key),
     /// admit (new-session rate, then admission), attempt, fall back, record.
-    pub async fn handle(
+    pub(crate) async fn handle(
         self: &Arc<Self>,
         mut req: Request<ClientBody>,
         client: SocketAddr,
@@ -168,22 +168,22 @@ impl Proxy {
 /// new-session rate; requests on an established (keep-alive) connection need no token, so
 /// users already in are preferred over newcomers during a reconnect storm.
 #[derive(Debug, Default)]
-pub struct Session {
+pub(crate) struct Session {
     established: AtomicBool,
     forwarding: ForwardCache,
 }
 
 impl Session {
     /// The forwarding header values of this connection's client.
-    pub fn forwarding(&self) -> &ForwardCache {
+    pub(crate) fn forwarding(&self) -> &ForwardCache {
         &self.forwarding
     }
 
-    pub fn established(&self) -> bool {
+    pub(crate) fn established(&self) -> bool {
         self.established.load(Relaxed)
     }
 
-    pub fn establish(&self) {
+    pub(crate) fn establish(&self) {
         self.established.store(true, Relaxed);
     }
 }

@@ -27,10 +27,10 @@ use crate::proxy::Proxy;
 use crate::router::Env;
 
 /// The placeholder a waiting-room page may contain, replaced by the seconds until it refreshes.
-pub const RETRY_PLACEHOLDER: &str = "{retry_after}";
+pub(crate) const RETRY_PLACEHOLDER: &str = "{retry_after}";
 
 /// The built-in waiting-room page.
-pub const DEFAULT_PAGE: &str = r#"<!doctype html>
+pub(crate) const DEFAULT_PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -55,7 +55,7 @@ to reload it; reloading sooner does not get you in faster.</p>
 
 /// The page for a shed request the refresh would not repeat (a form's `POST`, any method but
 /// `GET` and `HEAD`): it does not reload itself, and says what to do.
-pub const UNSENT_PAGE: &str = r#"<!doctype html>
+pub(crate) const UNSENT_PAGE: &str = r#"<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -78,13 +78,13 @@ button), wait about {retry_after} seconds, and send it again.</p>
 "#;
 
 /// Whether a refresh (a `GET` of the same address) repeats a request of `method`.
-pub fn refresh_repeats(method: &Method) -> bool {
+pub(crate) fn refresh_repeats(method: &Method) -> bool {
     *method == Method::GET || *method == Method::HEAD
 }
 
 /// Why a request was shed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cause {
+pub(crate) enum Cause {
     /// The env's admission limit was full for longer than its queue timeout.
     Overloaded,
     /// The env's new-session rate had no token for a new connection or tunnel.
@@ -93,7 +93,7 @@ pub enum Cause {
 
 impl Cause {
     /// Value of the `x-cutover-error` header.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             Cause::Overloaded => "shed",
             Cause::NewSessions => "new-sessions",
@@ -110,7 +110,7 @@ impl Cause {
 
 /// The prepared waiting-room page and the `Retry-After` base.
 #[derive(Debug)]
-pub struct ShedAnswers {
+pub(crate) struct ShedAnswers {
     /// The page split at each placeholder.
     parts: Vec<Bytes>,
     /// [`UNSENT_PAGE`] split at each placeholder.
@@ -120,14 +120,14 @@ pub struct ShedAnswers {
 
 /// What kind of body a client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Wants {
+pub(crate) enum Wants {
     Html,
     Json,
     Text,
 }
 
 impl ShedAnswers {
-    pub fn new(page: Option<&str>, retry_after_s: u32) -> Self {
+    pub(crate) fn new(page: Option<&str>, retry_after_s: u32) -> Self {
         let split = |page: &str| {
             page.split(RETRY_PLACEHOLDER)
                 .map(|p| Bytes::copy_from_slice(p.as_bytes()))
@@ -141,14 +141,14 @@ impl ShedAnswers {
     }
 
     /// A `Retry-After` for one answer: the base ±50%, in whole seconds, at least 1.
-    pub fn retry_after(&self) -> u32 {
+    pub(crate) fn retry_after(&self) -> u32 {
         jitter(self.base_s, rand::random::<f64>())
     }
 
     /// The 503 for a request of `env` shed for `cause`, `retry` seconds from now. `repeat`:
     /// whether a refresh would repeat the request ([`refresh_repeats`]); if not, the HTML page
     /// is [`UNSENT_PAGE`], without a `Refresh`.
-    pub fn answer(
+    pub(crate) fn answer(
         &self,
         env: Env,
         cause: Cause,
@@ -273,7 +273,7 @@ impl Proxy {
 }
 
 /// `base` ±50% by `unit` in 0..1, rounded to whole seconds, at least 1.
-pub fn jitter(base: u32, unit: f64) -> u32 {
+pub(crate) fn jitter(base: u32, unit: f64) -> u32 {
     let unit = if unit.is_finite() {
         unit.clamp(0.0, 1.0)
     } else {
@@ -286,7 +286,7 @@ pub fn jitter(base: u32, unit: f64) -> u32 {
 /// What the `Accept` header prefers: HTML when `text/html` (or XHTML) is named explicitly with
 /// a quality at least that of JSON; JSON when JSON is named; text otherwise. A browser's
 /// `text/html,...,*/*;q=0.8` is HTML; curl's `*/*` and `application/json` are not.
-pub fn wants(accept: Option<&HeaderValue>) -> Wants {
+pub(crate) fn wants(accept: Option<&HeaderValue>) -> Wants {
     let Some(accept) = accept.and_then(|a| a.to_str().ok()) else {
         return Wants::Text;
     };

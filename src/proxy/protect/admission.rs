@@ -27,7 +27,7 @@ use crate::metrics::Metrics;
 use crate::router::Env;
 
 /// Ceiling of an adaptive limit configured without `max_inflight`.
-pub const ADAPTIVE_CEILING: u32 = 1000;
+pub(crate) const ADAPTIVE_CEILING: u32 = 1000;
 /// A latency window closes after this long, once it has [`MIN_SAMPLES`].
 const WINDOW: Duration = Duration::from_millis(250);
 const MIN_SAMPLES: u64 = 10;
@@ -45,10 +45,15 @@ pub struct EnvGuard {
 
 /// The env would not take the request within its queue timeout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Shed;
+pub(crate) struct Shed;
 
 impl EnvGuard {
-    pub fn new(env: Env, cfg: &EnvProtection, metrics: &Arc<Metrics>, origin: Instant) -> Self {
+    pub(crate) fn new(
+        env: Env,
+        cfg: &EnvProtection,
+        metrics: &Arc<Metrics>,
+        origin: Instant,
+    ) -> Self {
         let max = match (cfg.max_inflight, cfg.adaptive_limit) {
             (Some(m), _) => Some(m),
             (None, true) => Some(ADAPTIVE_CEILING),
@@ -83,13 +88,13 @@ impl EnvGuard {
     }
 
     /// A token for a new session (connection or tunnel); always granted without a rate.
-    pub fn take_session(&self, now: Instant) -> bool {
+    pub(crate) fn take_session(&self, now: Instant) -> bool {
         self.sessions.as_ref().is_none_or(|s| s.try_take(now))
     }
 
     /// A slot for one request, waiting at most the queue timeout. Without a limit: at once,
     /// and without touching any shared counter.
-    pub async fn admit(&self) -> Result<Permit, Shed> {
+    pub(crate) async fn admit(&self) -> Result<Permit, Shed> {
         let Some(l) = &self.limiter else {
             return Ok(Permit(None));
         };
@@ -110,12 +115,12 @@ impl EnvGuard {
     }
 
     /// Whether [`EnvGuard::sample`] uses what it is given (the env has an admission limit).
-    pub fn is_adaptive(&self) -> bool {
+    pub(crate) fn is_adaptive(&self) -> bool {
         self.limiter.is_some()
     }
 
     /// One answered request's latency, for the adaptive limit (no-op without one).
-    pub fn sample(&self, latency: Duration, now: Instant) {
+    pub(crate) fn sample(&self, latency: Duration, now: Instant) {
         if let Some(l) = &self.limiter {
             l.sample(latency, now);
         }
@@ -131,14 +136,7 @@ impl EnvGuard {
 
 /// A slot of an env's admission limit, returned on drop.
 #[derive(Debug)]
-pub struct Permit(Option<Arc<Limiter>>);
-
-impl Permit {
-    /// A permit of nothing (requests that bypass admission).
-    pub fn none() -> Permit {
-        Permit(None)
-    }
-}
+pub(crate) struct Permit(Option<Arc<Limiter>>);
 
 impl Drop for Permit {
     fn drop(&mut self) {

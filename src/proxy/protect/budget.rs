@@ -63,7 +63,7 @@ impl Cell {
 }
 
 #[derive(Debug)]
-pub struct RetryBudget {
+pub(crate) struct RetryBudget {
     ratio: f64,
     reserve: f64,
     origin: Instant,
@@ -74,7 +74,7 @@ pub struct RetryBudget {
 }
 
 impl RetryBudget {
-    pub fn new(cfg: RetryBudgetConfig, origin: Instant) -> Self {
+    pub(crate) fn new(cfg: RetryBudgetConfig, origin: Instant) -> Self {
         let secs = cfg.window.as_secs().max(1);
         RetryBudget {
             ratio: cfg.ratio,
@@ -93,13 +93,13 @@ impl RetryBudget {
     }
 
     /// Count one client request (every request deposits into the budget).
-    pub fn record_request(&self, now: Instant) {
+    pub(crate) fn record_request(&self, now: Instant) {
         let (i, stamp) = self.at(now);
         self.requests.local()[i].add(stamp);
     }
 
     /// Take one retry token if the budget allows it.
-    pub fn try_retry(&self, now: Instant) -> bool {
+    pub(crate) fn try_retry(&self, now: Instant) -> bool {
         let (i, stamp) = self.at(now);
         let current = &self.retries[i];
         current.add(stamp);

@@ -22,7 +22,7 @@ const WARMUP: u32 = 10;
 
 /// Gradient2 state of one env.
 #[derive(Debug, Clone)]
-pub struct Gradient2 {
+pub(crate) struct Gradient2 {
     limit: f64,
     min_limit: f64,
     max_limit: f64,
@@ -32,7 +32,7 @@ pub struct Gradient2 {
 
 impl Gradient2 {
     /// Starts at `max_limit` (the configured ceiling) and never leaves `min_limit..=max_limit`.
-    pub fn new(min_limit: u32, max_limit: u32) -> Self {
+    pub(crate) fn new(min_limit: u32, max_limit: u32) -> Self {
         let max_limit = f64::from(max_limit.max(1));
         Gradient2 {
             limit: max_limit,
@@ -43,13 +43,13 @@ impl Gradient2 {
         }
     }
 
-    pub fn limit(&self) -> u32 {
+    pub(crate) fn limit(&self) -> u32 {
         self.limit as u32
     }
 
     /// One window: its average latency `rtt_s` (seconds, > 0) and the most requests that were
     /// in flight in it. Returns the new limit.
-    pub fn update(&mut self, rtt_s: f64, inflight: u32) -> u32 {
+    pub(crate) fn update(&mut self, rtt_s: f64, inflight: u32) -> u32 {
         if !(rtt_s.is_finite() && rtt_s > 0.0) {
             return self.limit();
         }

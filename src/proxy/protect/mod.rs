@@ -1,5 +1,5 @@
 //! Herd protection (docs/protection.md).
-pub mod admission;
-pub mod budget;
-pub mod gradient;
-pub mod rate;
+pub(crate) mod admission;
+pub(crate) mod budget;
+pub(crate) mod gradient;
+pub(crate) mod rate;

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 #[derive(Debug)]
-pub struct SessionRate {
+pub(crate) struct SessionRate {
     origin: Instant,
     interval_ns: u64,
     tolerance_ns: u64,
@@ -22,7 +22,7 @@ pub struct SessionRate {
 
 impl SessionRate {
     /// `per_sec` > 0 tokens a second, up to `burst` (≥ 1) at once.
-    pub fn new(per_sec: f64, burst: u32, origin: Instant) -> Self {
+    pub(crate) fn new(per_sec: f64, burst: u32, origin: Instant) -> Self {
         let interval_ns = (1e9 / per_sec.max(1e-9)).min(u64::MAX as f64 / 4.0) as u64;
         let interval_ns = interval_ns.max(1);
         SessionRate {
@@ -34,7 +34,7 @@ impl SessionRate {
     }
 
     /// Take one token if there is one at `now`.
-    pub fn try_take(&self, now: Instant) -> bool {
+    pub(crate) fn try_take(&self, now: Instant) -> bool {
         let now_ns = now.saturating_duration_since(self.origin).as_nanos() as u64;
         let mut tat = self.tat.load(Relaxed);
         loop {

@@ -28,7 +28,7 @@ const RESCAN: Duration = Duration::from_secs(1);
 /// Run the drain until the task is dropped or aborted. `rate()`: closes per second (> 0),
 /// read again before each drain, so a config reload's `[tunnels] drain_rate` applies to the
 /// next one.
-pub async fn run(
+pub(crate) async fn run(
     tunnels: Arc<Tunnels>,
     router: Arc<Router>,
     metrics: Arc<Metrics>,

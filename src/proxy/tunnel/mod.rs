@@ -1,7 +1,7 @@
 //! Tunnels.
-pub mod drain;
-pub mod pipe;
+pub(crate) mod drain;
+pub(crate) mod pipe;
 pub mod registry;
-pub mod wsframe;
+pub(crate) mod wsframe;
 
 pub use registry::Tunnels;

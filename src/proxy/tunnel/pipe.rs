@@ -27,7 +27,7 @@ use super::wsframe::{close_frame, FrameTracker, SERVICE_RESTART};
 
 /// How long a tunnel closed by the drain waits for a frame boundary, and any closed tunnel
 /// then waits for the client's reply.
-pub const CLOSE_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// The read buffer on the stack of a poll: an idle WebSocket's pings and short messages fit.
 const SMALL: usize = 2 * 1024;
 /// The heap buffer of a direction while data flows.
@@ -38,14 +38,14 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A close from the middle: the WebSocket close code, and how long the close frame may wait
 /// for a frame boundary before the tunnel is cut instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stop {
-    pub code: u16,
-    pub grace: Duration,
+pub(crate) struct Stop {
+    pub(crate) code: u16,
+    pub(crate) grace: Duration,
 }
 
 /// Copy both ways until either side is done or `stop` yields; then close the client politely
 /// (a WebSocket close frame with the stop's code, at a frame boundary) and both.
-pub async fn pipe(
+pub(crate) async fn pipe(
     client: OnUpgrade,
     upstream: OnUpgrade,
     websocket: bool,

@@ -6,13 +6,13 @@
 //! frame boundary, where a close frame can be written without corrupting the stream.
 
 /// `1012 Service Restart`: the client should reconnect (it will reach its new env).
-pub const SERVICE_RESTART: u16 = 1012;
+pub(crate) const SERVICE_RESTART: u16 = 1012;
 /// `1001 Going Away`: the proxy is shutting down.
-pub const GOING_AWAY: u16 = 1001;
+pub(crate) const GOING_AWAY: u16 = 1001;
 
 /// Where a byte stream of WebSocket frames stands.
 #[derive(Debug, Clone, Default)]
-pub struct FrameTracker {
+pub(crate) struct FrameTracker {
     header: [u8; 14],
     have: usize,
     /// Payload bytes of the current frame still to pass.
@@ -21,7 +21,7 @@ pub struct FrameTracker {
 
 impl FrameTracker {
     /// Account for `data`, the next bytes of the stream.
-    pub fn feed(&mut self, mut data: &[u8]) {
+    pub(crate) fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             if self.left > 0 {
                 let n = (self.left.min(data.len() as u64)) as usize;
@@ -40,7 +40,7 @@ impl FrameTracker {
     }
 
     /// True between frames (no header or payload half passed).
-    pub fn at_boundary(&self) -> bool {
+    pub(crate) fn at_boundary(&self) -> bool {
         self.have == 0 && self.left == 0
     }
 
@@ -68,7 +68,7 @@ impl FrameTracker {
 }
 
 /// A server-to-client (unmasked) close frame with `code` and a short `reason`.
-pub fn close_frame(code: u16, reason: &str) -> Vec<u8> {
+pub(crate) fn close_frame(code: u16, reason: &str) -> Vec<u8> {
     // Control frames carry at most 125 bytes: the code and up to 123 of reason.
     let reason = &reason.as_bytes()[..reason.len().min(123)];
     let mut f = Vec::with_capacity(4 + reason.len());

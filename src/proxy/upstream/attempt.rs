@@ -33,12 +33,12 @@ use super::conns::{Pooled, SendError};
 use super::h1;
 use super::pool::{Pool, Upstream};
 use crate::metrics::Outcome;
-pub use crate::metrics::{ClientFault, ProxyFault};
+pub(crate) use crate::metrics::{ClientFault, ProxyFault};
 use crate::proxy::clock;
 
 /// Why an attempt got no answer, by whose fault it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// The env's: counted in its scope (and its gates).
     Env(EnvFault),
     /// The client's: never counted against an env nor in `users`, never replayed.
@@ -49,7 +49,7 @@ pub enum Failure {
 
 /// What an env did wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EnvFault {
+pub(crate) enum EnvFault {
     /// No upstream is configured for the env.
     NoUpstream,
     Refused,
@@ -61,7 +61,7 @@ pub enum EnvFault {
 }
 
 impl EnvFault {
-    pub fn outcome(self) -> Outcome {
+    pub(crate) fn outcome(self) -> Outcome {
         match self {
             EnvFault::NoUpstream | EnvFault::Refused => Outcome::Refused,
             EnvFault::ConnectTimeout | EnvFault::Timeout => Outcome::Timeout,
@@ -70,14 +70,14 @@ impl EnvFault {
     }
 
     /// Nothing of the request reached the upstream.
-    pub fn nothing_sent(self) -> bool {
+    pub(crate) fn nothing_sent(self) -> bool {
         matches!(
             self,
             EnvFault::NoUpstream | EnvFault::Refused | EnvFault::ConnectTimeout
         )
     }
 
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             EnvFault::NoUpstream => "has no upstream configured",
             EnvFault::Refused => "refused the connection",
@@ -88,7 +88,7 @@ impl EnvFault {
     }
 
     /// The `x-cutover-error` of the proxy's answer.
-    pub fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> &'static str {
         match self {
             EnvFault::NoUpstream => "no-upstream",
             EnvFault::Refused => "refused",
@@ -99,7 +99,7 @@ impl EnvFault {
     }
 
     /// The status of the proxy's answer.
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             EnvFault::Timeout | EnvFault::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             EnvFault::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
@@ -114,7 +114,7 @@ impl Failure {
     /// `taken_back` untouched, or it is `empty_idempotent` (no body, idempotent method). A
     /// client's failure would fail the same way again (and its body is partly gone); the
     /// proxy's own would need one more of the socket it just could not get.
-    pub fn replayable(self, taken_back: bool, empty_idempotent: bool) -> bool {
+    pub(crate) fn replayable(self, taken_back: bool, empty_idempotent: bool) -> bool {
         match self {
             Failure::Env(EnvFault::Timeout) => false,
             Failure::Env(f) => f.nothing_sent() || taken_back || empty_idempotent,
@@ -124,7 +124,7 @@ impl Failure {
 }
 
 /// The method is idempotent (RFC 9110 §9.2.2), so a replay cannot do anything twice.
-pub fn idempotent(method: &Method) -> bool {
+pub(crate) fn idempotent(method: &Method) -> bool {
     matches!(
         *method,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
@@ -132,28 +132,28 @@ pub fn idempotent(method: &Method) -> bool {
 }
 
 /// What the upstream request is made of; reused for a replay.
-pub struct Outgoing<'a> {
-    pub method: &'a Method,
-    pub path: &'a http::uri::PathAndQuery,
-    pub headers: &'a HeaderMap,
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) path: &'a http::uri::PathAndQuery,
+    pub(crate) headers: &'a HeaderMap,
     /// An upgrade (the answer may switch protocols): sent through hyper, which hands over
     /// the upgraded connection.
-    pub upgrade: bool,
+    pub(crate) upgrade: bool,
 }
 
-pub struct Attempt {
-    pub result: Result<Response<UpBody>, Failure>,
-    pub upstream: Option<Arc<Upstream>>,
+pub(crate) struct Attempt {
+    pub(crate) result: Result<Response<UpBody>, Failure>,
+    pub(crate) upstream: Option<Arc<Upstream>>,
     /// The hyper connection the answer came on, to give back once its body has ended (a
     /// hand-spoken connection travels inside the body instead).
-    pub conn: Option<Pooled>,
+    pub(crate) conn: Option<Pooled>,
     /// The request body, taken back if none of it was sent.
-    pub unsent: Option<Incoming>,
+    pub(crate) unsent: Option<Incoming>,
 }
 
 /// Send `out` with `body` to one upstream of `pool`, waiting at most the env's request timeout
 /// for the response head (kept by the upstream's connections, [`super::deadlines`]).
-pub async fn send(
+pub(crate) async fn send(
     pool: &Pool,
     out: &Outgoing<'_>,
     body: ReqBody,
@@ -218,7 +218,7 @@ fn failed(e: &SendError, upstream: &Upstream) -> Failure {
 }
 
 /// Whose fault a failed send was: the one place that decides it.
-pub fn classify(e: &SendError) -> Failure {
+pub(crate) fn classify(e: &SendError) -> Failure {
     match e {
         SendError::Connect(io) if out_of_resources(io) => Failure::Proxy(ProxyFault::Resources),
         SendError::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
@@ -256,7 +256,7 @@ fn client_fault(e: &(dyn std::error::Error + 'static)) -> Option<ClientFault> {
 /// Connecting failed for want of the proxy's own resources, not because of the env: no file
 /// handle for the socket (`EMFILE`, `ENFILE`), no free local port (`EADDRNOTAVAIL`), no kernel
 /// memory (`ENOBUFS`, `ENOMEM`).
-pub fn out_of_resources(e: &std::io::Error) -> bool {
+pub(crate) fn out_of_resources(e: &std::io::Error) -> bool {
     #[cfg(unix)]
     if let Some(code) = e.raw_os_error() {
         return matches!(

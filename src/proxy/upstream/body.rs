@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::body_watch::{BodyFault, BodyTimeout, BodyWatch, BODY_WATCH};
@@ -36,7 +36,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A request body that can be taken back while none of it has been sent.
 #[derive(Debug)]
-pub enum ReqBody {
+pub(crate) enum ReqBody {
     Empty,
     Stream {
         unsent: Arc<Mutex<Option<Incoming>>>,
@@ -51,8 +51,8 @@ pub enum ReqBody {
 /// the body did. The client's fault, never the env's.
 #[derive(Debug, thiserror::Error)]
 #[error("the client's request body failed ({}): {source}", .fault.as_str())]
-pub struct ClientBodyError {
-    pub fault: ClientFault,
+pub(crate) struct ClientBodyError {
+    pub(crate) fault: ClientFault,
     #[source]
     source: hyper::Error,
 }
@@ -89,7 +89,7 @@ fn body_fault(e: &hyper::Error) -> ClientFault {
 /// what the rate floor is judged on: bytes received over the time spent waiting on the
 /// client (on the coarse clock; time the env took to read is not the client's).
 #[derive(Debug, Default)]
-pub struct Deadline {
+pub(crate) struct Deadline {
     watch: Option<Arc<BodyWatch>>,
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
     wait_from_ms: Option<u64>,
@@ -143,10 +143,10 @@ impl Deadline {
 
 /// A client request's body as the handler gets it: hyper's, or `None` for a request read
 /// without one by the client lane (whose requests have no body by construction).
-pub type ClientBody = Option<Incoming>;
+pub(crate) type ClientBody = Option<Incoming>;
 
 /// Whether a client's body is empty (nothing to send, nothing to replay).
-pub fn is_empty(body: &ClientBody) -> bool {
+pub(crate) fn is_empty(body: &ClientBody) -> bool {
     body.as_ref().is_none_or(Body::is_end_stream)
 }
 
@@ -154,7 +154,7 @@ impl ReqBody {
     /// Wrap a client's body. Returns the body and, for a non-empty body, the handle through
     /// which it can be taken back while unsent.
     /// A failure of the client's body is counted in `metrics`.
-    pub fn new(body: ClientBody, metrics: &Arc<Metrics>) -> (ReqBody, Option<Unsent>) {
+    pub(crate) fn new(body: ClientBody, metrics: &Arc<Metrics>) -> (ReqBody, Option<Unsent>) {
         let Some(body) = body.filter(|b| !b.is_end_stream()) else {
             return (ReqBody::Empty, None);
         };
@@ -163,7 +163,7 @@ impl ReqBody {
     }
 
     /// A body for a replay of what `Unsent` took back.
-    pub fn replay(body: Incoming, metrics: &Arc<Metrics>) -> (ReqBody, Unsent) {
+    pub(crate) fn replay(body: Incoming, metrics: &Arc<Metrics>) -> (ReqBody, Unsent) {
         let unsent = Arc::new(Mutex::new(Some(body)));
         (
             ReqBody::Stream {
@@ -179,11 +179,11 @@ impl ReqBody {
 
 /// Handle to take an unsent request body back after a failed attempt.
 #[derive(Debug)]
-pub struct Unsent(Arc<Mutex<Option<Incoming>>>);
+pub(crate) struct Unsent(Arc<Mutex<Option<Incoming>>>);
 
 impl Unsent {
     /// The body, if not a byte of it was polled by the failed attempt.
-    pub fn take(self) -> Option<Incoming> {
+    pub(crate) fn take(self) -> Option<Incoming> {
         self.0.lock().ok().and_then(|mut g| g.take())
     }
 }
@@ -267,7 +267,7 @@ impl Body for ReqBody {
 
 /// An upstream's response body: read by hyper's client connection, or off a hand-spoken
 /// connection ([`super::rawconn`]).
-pub enum UpBody {
+pub(crate) enum UpBody {
     Hyper(Incoming),
     Raw(RawBody),
 }
@@ -302,7 +302,7 @@ impl Body for UpBody {
 }
 
 /// The body a client receives.
-pub enum RespBody {
+pub(crate) enum RespBody {
     Upstream {
         body: UpBody,
         /// The hyper connection it comes on, given back to its pool when the body ends
@@ -318,7 +318,7 @@ pub enum RespBody {
 
 impl RespBody {
     /// A streamed upstream body; `conn` goes back to the upstream's pool once it has ended.
-    pub fn upstream(
+    pub(crate) fn upstream(
         body: UpBody,
         conn: Option<super::conns::Pooled>,
         inflight: InflightGuard,
@@ -355,11 +355,11 @@ impl RespBody {
         }
     }
 
-    pub fn text(s: impl Into<Bytes>) -> RespBody {
+    pub(crate) fn text(s: impl Into<Bytes>) -> RespBody {
         RespBody::Own(Full::new(s.into()))
     }
 
-    pub fn empty() -> RespBody {
+    pub(crate) fn empty() -> RespBody {
         RespBody::Own(Full::new(Bytes::new()))
     }
 }
@@ -400,13 +400,4 @@ impl Body for RespBody {
             RespBody::Own(full) => full.size_hint(),
         }
     }
-}
-
-/// Collect a small body (used by checks and tests, never on the data path).
-pub async fn collect_limited(body: Incoming, limit: usize) -> Option<Bytes> {
-    let bytes = http_body_util::Limited::new(body, limit)
-        .collect()
-        .await
-        .ok()?;
-    Some(bytes.to_bytes())
 }

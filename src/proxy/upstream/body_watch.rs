@@ -23,17 +23,17 @@ tokio::task_local! {
 /// Set off by the body (from any task); the request's own task waits on
 /// [`BodyWatch::expired`] and answers 408 instead of blaming the env for the client.
 #[derive(Debug)]
-pub struct BodyWatch {
-    pub timeout: Duration,
+pub(crate) struct BodyWatch {
+    pub(crate) timeout: Duration,
     /// Bytes per second at the least (0: no floor), judged once `grace` of waiting passed.
-    pub min_rate: u64,
-    pub grace: Duration,
+    pub(crate) min_rate: u64,
+    pub(crate) grace: Duration,
     fired: watch::Sender<Option<BodyFault>>,
 }
 
 /// How a client failed its body's deadlines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFault {
+pub(crate) enum BodyFault {
     /// Nothing for longer than the pause limit.
     Silent,
     /// Slower on average than the rate floor.
@@ -41,7 +41,7 @@ pub enum BodyFault {
 }
 
 impl BodyWatch {
-    pub fn new(limits: &Limits) -> Arc<BodyWatch> {
+    pub(crate) fn new(limits: &Limits) -> Arc<BodyWatch> {
         Arc::new(BodyWatch {
             timeout: limits.body_read_timeout,
             min_rate: limits.min_body_rate,
@@ -51,19 +51,19 @@ impl BodyWatch {
     }
 
     /// Called by the body when the client failed a deadline.
-    pub fn fire(&self, fault: BodyFault) {
+    pub(crate) fn fire(&self, fault: BodyFault) {
         self.fired.send_replace(Some(fault));
     }
 
     /// Whether `bytes` received over `waited_ms` of waiting on the client is below the floor.
-    pub fn too_slow(&self, bytes: u64, waited_ms: u64) -> bool {
+    pub(crate) fn too_slow(&self, bytes: u64, waited_ms: u64) -> bool {
         self.min_rate > 0
             && u128::from(waited_ms) > self.grace.as_millis()
             && u128::from(bytes) * 1000 < u128::from(self.min_rate) * u128::from(waited_ms)
     }
 
     /// Resolves once a deadline has fired, with which.
-    pub async fn expired(&self) -> BodyFault {
+    pub(crate) async fn expired(&self) -> BodyFault {
         let mut rx = self.fired.subscribe();
         let fault = match rx.wait_for(Option::is_some).await {
             Ok(f) => *f,
@@ -76,7 +76,7 @@ impl BodyWatch {
 
 /// The error a body returns when its deadline fires.
 #[derive(Debug, thiserror::Error)]
-pub enum BodyTimeout {
+pub(crate) enum BodyTimeout {
     #[error("the client sent no request body data for {0:?}")]
     Silent(Duration),
     #[error("the client sent its request body slower than {0} bytes/s")]

@@ -57,7 +57,7 @@ fn expired<C>(idle: &Idle<C>, now_ms: u64) -> bool {
 
 /// Why no answer came back from the upstream.
 #[derive(Debug)]
-pub enum SendError {
+pub(crate) enum SendError {
     /// Connecting failed: nothing was sent.
     Connect(std::io::Error),
     /// No connection within the connect timeout: nothing was sent.
@@ -69,7 +69,7 @@ pub enum SendError {
 }
 
 /// An upstream connection out of the pool, with its request clock.
-pub struct Pooled {
+pub(crate) struct Pooled {
     tx: SendRequest<ReqBody>,
     clock: Arc<ConnClock>,
 }
@@ -118,7 +118,7 @@ impl<C> Slots<C> {
 }
 
 /// The idle connections of one upstream.
-pub struct Conns {
+pub(crate) struct Conns {
     addr: SocketAddr,
     connect_timeout: Duration,
     deadlines: Arc<Deadlines>,
@@ -138,7 +138,11 @@ impl std::fmt::Debug for Conns {
 }
 
 impl Conns {
-    pub fn new(addr: SocketAddr, connect_timeout: Duration, request_timeout: Duration) -> Conns {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Conns {
         Conns {
             addr,
             connect_timeout,
@@ -149,14 +153,17 @@ impl Conns {
     }
 
     /// Idle connections held, over all slots and both kinds.
-    pub fn idle(&self) -> usize {
+    pub(crate) fn idle(&self) -> usize {
         self.slots.len() + self.raw.len()
     }
 
     /// Send `out`, a request without a body, on an idle hand-spoken connection (or a new
     /// one), waiting at most the request timeout for the response head. The connection comes
     /// with the response body: give it back with [`Conns::put_raw`] once the body has ended.
-    pub async fn send_raw(&self, out: &Outgoing<'_>) -> Result<Response<RawBody>, SendError> {
+    pub(crate) async fn send_raw(
+        &self,
+        out: &Outgoing<'_>,
+    ) -> Result<Response<RawBody>, SendError> {
         let resend_ok = idempotent(out.method);
         let mut pooled_ok = true;
         loop {
@@ -188,14 +195,14 @@ impl Conns {
     }
 
     /// Give back a hand-spoken connection whose response has been read to the end.
-    pub fn put_raw(&self, conn: RawConn) {
+    pub(crate) fn put_raw(&self, conn: RawConn) {
         self.raw.keep(conn);
     }
 
     /// Send `req` on an idle connection (or a new one), waiting at most the request timeout
     /// for the response head once it is handed over. On success, the connection comes with
     /// the response: give it back with [`Conns::put`] once the response body has ended.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         mut req: Request<ReqBody>,
     ) -> Result<(Response<Incoming>, Pooled), SendError> {
@@ -239,7 +246,7 @@ impl Conns {
     /// Usually it is ready for the next request at once. When it is not — the upstream
     /// answered before the request body was all sent — a task waits (boundedly) for it, so a
     /// request never queues behind someone else's upload.
-    pub fn put(self: &Arc<Self>, mut conn: Pooled) {
+    pub(crate) fn put(self: &Arc<Self>, mut conn: Pooled) {
         if conn.tx.is_closed() {
             return;
         }

@@ -29,7 +29,7 @@ const SWEEP_MAX: Duration = Duration::from_millis(250);
 
 /// One upstream connection's request clock.
 #[derive(Debug, Default)]
-pub struct ConnClock {
+pub(crate) struct ConnClock {
     /// When the request in flight was handed over (coarse clock + 1); 0: none in flight.
     since: AtomicU64,
     /// The sweeper cut the connection because its request was overdue.
@@ -43,23 +43,23 @@ pub struct ConnClock {
 
 impl ConnClock {
     /// A request has been handed to the connection.
-    pub fn start(&self) {
+    pub(crate) fn start(&self) {
         self.since.store(clock::now_ms() + 1, Relaxed);
     }
 
     /// The request's answer came (or it failed). False when the sweeper had cut the
     /// connection first: the request timed out. Call once per [`ConnClock::start`].
-    pub fn stop(&self) -> bool {
+    pub(crate) fn stop(&self) -> bool {
         self.since.swap(0, Relaxed) != 0
     }
 
     /// The sweeper cut this connection.
-    pub fn was_cut(&self) -> bool {
+    pub(crate) fn was_cut(&self) -> bool {
         self.cut.load(Relaxed)
     }
 
     /// Wake `cx`'s task if the sweeper cuts the connection; true if it was cut already.
-    pub fn cut_or_register(&self, cx: &std::task::Context<'_>) -> bool {
+    pub(crate) fn cut_or_register(&self, cx: &std::task::Context<'_>) -> bool {
         self.waiter.register(cx.waker());
         self.was_cut()
     }
@@ -89,14 +89,14 @@ impl ConnClock {
 
 /// The connections of one upstream and the request timeout they are held to.
 #[derive(Debug)]
-pub struct Deadlines {
+pub(crate) struct Deadlines {
     timeout_ms: u64,
     conns: Mutex<Vec<Arc<ConnClock>>>,
     sweeper: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Deadlines {
-    pub fn new(request_timeout: Duration) -> Arc<Deadlines> {
+    pub(crate) fn new(request_timeout: Duration) -> Arc<Deadlines> {
         Arc::new(Deadlines {
             timeout_ms: request_timeout.as_millis() as u64,
             conns: Mutex::new(Vec::new()),
@@ -106,7 +106,7 @@ impl Deadlines {
 
     /// Watch a new connection. Give it its task with [`DeadlineSlot::run`]; it is forgotten when
     /// that task ends. Starts the sweeper on the current runtime if none runs.
-    pub fn watch(self: &Arc<Self>) -> DeadlineSlot {
+    pub(crate) fn watch(self: &Arc<Self>) -> DeadlineSlot {
         let clock = Arc::new(ConnClock::default());
         self.conns
             .lock()
@@ -149,18 +149,18 @@ async fn sweep(deadlines: Weak<Deadlines>, every: Duration) {
 
 /// A watched connection, forgotten by its [`Deadlines`] when dropped.
 #[derive(Debug)]
-pub struct DeadlineSlot {
+pub(crate) struct DeadlineSlot {
     clock: Arc<ConnClock>,
     deadlines: Arc<Deadlines>,
 }
 
 impl DeadlineSlot {
-    pub fn clock(&self) -> &Arc<ConnClock> {
+    pub(crate) fn clock(&self) -> &Arc<ConnClock> {
         &self.clock
     }
 
     /// Spawn the connection's task (which the sweeper may abort); the watch ends with it.
-    pub fn run<F>(self, task: F)
+    pub(crate) fn run<F>(self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {

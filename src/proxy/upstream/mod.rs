@@ -1,9 +1,9 @@
 //! Forwarding to an env.
-pub mod attempt;
-pub mod body;
-pub mod body_watch;
-pub mod conns;
-pub mod deadlines;
+pub(crate) mod attempt;
+pub(crate) mod body;
+pub(crate) mod body_watch;
+pub(crate) mod conns;
+pub(crate) mod deadlines;
 pub mod h1;
-pub mod pool;
-pub mod rawconn;
+pub(crate) mod pool;
+pub(crate) mod rawconn;

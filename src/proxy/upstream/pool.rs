@@ -29,10 +29,10 @@ use crate::shard::Sharded;
 /// too). Aligned so that two workers' handles never share a cache line.
 #[derive(Debug)]
 #[repr(align(128))]
-pub struct Upstream {
-    pub addr: SocketAddr,
+pub(crate) struct Upstream {
+    pub(crate) addr: SocketAddr,
     /// Idle keep-alive connections to it (one pool per address, shared by the workers).
-    pub conns: Arc<Conns>,
+    pub(crate) conns: Arc<Conns>,
     /// This worker's requests in flight on it.
     inflight: AtomicUsize,
     /// Where its env's active gauge is kept (so a request's guard needs no `Arc` of its own).
@@ -42,14 +42,13 @@ pub struct Upstream {
 
 /// One env's upstreams.
 #[derive(Debug)]
-pub struct Pool {
-    pub env: Env,
+pub(crate) struct Pool {
     /// Every worker's own handles on the env's upstreams, in config order.
     upstreams: Sharded<Box<[Arc<Upstream>]>>,
 }
 
 impl Pool {
-    pub fn new(env: Env, cfg: &EnvConfig, metrics: &Arc<Metrics>) -> Pool {
+    pub(crate) fn new(env: Env, cfg: &EnvConfig, metrics: &Arc<Metrics>) -> Pool {
         let conns: Vec<(SocketAddr, Arc<Conns>)> = cfg
             .upstreams
             .iter()
@@ -73,14 +72,13 @@ impl Pool {
                 .collect()
         };
         Pool {
-            env,
             upstreams: Sharded::new(handles),
         }
     }
 
     /// The upstream to use for the next request (power of two choices on in-flight), as this
     /// worker's handle on it.
-    pub fn pick(&self) -> Option<&Arc<Upstream>> {
+    pub(crate) fn pick(&self) -> Option<&Arc<Upstream>> {
         let upstreams = self.upstreams.local();
         match upstreams.len() {
             0 => None,
@@ -103,19 +101,19 @@ impl Pool {
 /// Counts a request in flight on an upstream and as active on its env until dropped (which is
 /// when the response body has been fully sent or abandoned).
 #[derive(Debug)]
-pub struct InflightGuard {
+pub(crate) struct InflightGuard {
     /// The handle of the worker it was counted on (the guard may be dropped on another
     /// thread: the count is given back where it was taken).
     upstream: Arc<Upstream>,
 }
 
 impl InflightGuard {
-    pub fn upstream(&self) -> &Arc<Upstream> {
+    pub(crate) fn upstream(&self) -> &Arc<Upstream> {
         &self.upstream
     }
 
     /// Count a request on `upstream` and as active on its env.
-    pub fn new(upstream: Arc<Upstream>) -> InflightGuard {
+    pub(crate) fn new(upstream: Arc<Upstream>) -> InflightGuard {
         upstream.inflight.fetch_add(1, Relaxed);
         upstream.metrics.open_active(upstream.scope);
         InflightGuard { upstream }

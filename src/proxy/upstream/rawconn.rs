@@ -31,7 +31,7 @@ const READ_CHUNK: usize = 8 * 1024;
 
 /// Why a request on a [`RawConn`] got no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum RawError {
+pub(crate) enum RawError {
     /// Writing failed, or the connection closed or failed before a byte of an answer came: on
     /// a reused connection, usually one the upstream had closed while it was idle.
     #[error("no answer: {0}")]
@@ -46,7 +46,7 @@ pub enum RawError {
 
 /// One keep-alive connection to an upstream.
 #[derive(Debug)]
-pub struct RawConn {
+pub(crate) struct RawConn {
     stream: TcpStream,
     /// Bytes read and not consumed yet.
     buf: BytesMut,
@@ -56,7 +56,7 @@ pub struct RawConn {
 }
 
 impl RawConn {
-    pub fn new(stream: TcpStream, watch: DeadlineSlot) -> RawConn {
+    pub(crate) fn new(stream: TcpStream, watch: DeadlineSlot) -> RawConn {
         RawConn {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -72,7 +72,7 @@ impl RawConn {
     /// itself (one `recv` with `MSG_PEEK`) rather than tokio's readiness, which can lag behind
     /// bytes that arrived since the runtime last polled for events. What arrives after the
     /// request was written cannot be told from its answer (docs/reliability.md).
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
         !matches!(
             socket2::SockRef::from(&self.stream).peek(&mut probe),
@@ -83,7 +83,7 @@ impl RawConn {
     /// Send the request `out` (which has no body) and read the head of its answer. The body
     /// comes with the connection: once it has been read to the end, the connection can be
     /// taken back with [`RawBody::take_reusable`].
-    pub async fn send(mut self, out: &Outgoing<'_>) -> Result<Response<RawBody>, RawError> {
+    pub(crate) async fn send(mut self, out: &Outgoing<'_>) -> Result<Response<RawBody>, RawError> {
         self.out.clear();
         h1::encode_request(&mut self.out, out.method, out.path, out.headers);
         let head = self.exchange(*out.method == Method::HEAD).await?;
@@ -224,7 +224,7 @@ enum State {
 
 /// A response body read off its [`RawConn`], frame by frame as bytes arrive.
 #[derive(Debug)]
-pub struct RawBody {
+pub(crate) struct RawBody {
     /// `None` once failed (the connection is closed with it).
     conn: Option<RawConn>,
     state: State,
@@ -234,7 +234,7 @@ pub struct RawBody {
 impl RawBody {
     /// Once the body has ended: the connection, if it may carry another request (the answer
     /// allowed it and nothing unasked came after it).
-    pub fn take_reusable(&mut self) -> Option<RawConn> {
+    pub(crate) fn take_reusable(&mut self) -> Option<RawConn> {
         if !matches!(self.state, State::Done) || !self.keep_alive {
             return None;
         }
