@@ -13,10 +13,11 @@ use thiserror::Error;
 use toml::Spanned;
 
 use crate::diag::line_col;
-pub use crate::proxy::client::settings::Limits;
 use crate::router::{Env, KeySource};
 
+mod limits;
 mod protection;
+pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 
 /// The longest value each duration key of the config takes (every one must also be above 0);
@@ -414,7 +415,7 @@ impl Checker<'_> {
             max_header_bytes: self.count(
                 raw.max_header_bytes.as_ref(),
                 "limits.max_header_bytes",
-                crate::proxy::client::settings::MIN_HEADER_BYTES as i64,
+                MIN_HEADER_BYTES as i64,
                 16 * 1024 * 1024,
                 d.max_header_bytes as u64,
             ) as usize,

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::settings::Limits;
 use crate::config::Config;
+use crate::config::Limits;
 use crate::proxy::tunnel::registry::Tunnels;
 use crate::proxy::Proxy;
 

@@ -18,7 +18,7 @@
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::settings::Limits;
+use crate::config::Limits;
 use crate::proxy::handler::answer::closing;
 use crate::proxy::upstream::body::RespBody;
 

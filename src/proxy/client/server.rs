@@ -27,8 +27,9 @@ use super::live::{ConnCurrent, Current, Live};
 use super::refuse;
 use super::rewind::Rewind;
 use super::screen::Screened;
-use super::settings::Limits;
+use super::settings;
 use super::supervise::{Ended, Supervisor};
+use crate::config::Limits;
 use crate::metrics::ClientFault;
 use crate::proxy::handler::answer;
 use crate::proxy::handler::{Proxy, Session};
@@ -229,7 +230,7 @@ pub(super) fn spawn_conn(
         enabled: lane,
     };
     // hyper takes the connection from the first request the lane does not take on.
-    let builder = limits.builder();
+    let builder = settings::builder(&limits);
     let for_hyper = activity.clone();
     let conn = FrontConn::new(setup, move |h: HyperHandoff| {
         let HyperHandoff {

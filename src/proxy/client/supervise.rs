@@ -21,7 +21,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use super::conn::Activity;
-use super::settings::Limits;
+use crate::config::Limits;
 use crate::proxy::clock;
 
 /// What a connection has been asked to do.
