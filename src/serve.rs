@@ -107,7 +107,10 @@ pub async fn run(
             store,
             router,
             metrics: metrics.clone(),
-            tunnels: proxy.tunnels.clone(),
+            tunnels_to_move: {
+                let tunnels = proxy.tunnels.clone();
+                Arc::new(move || tunnels.misplaced())
+            },
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
         },

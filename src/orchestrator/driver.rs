@@ -21,7 +21,6 @@ use crate::analyzer::{self, GateTracker};
 use crate::api::{GateView, NewEvent, Status};
 use crate::metrics::Metrics;
 use crate::plan::Analysis;
-use crate::proxy::tunnel::registry::Tunnels;
 use crate::router::{Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
 
@@ -36,7 +35,9 @@ pub struct Parts {
     pub store: Arc<Store>,
     pub router: Arc<Router>,
     pub metrics: Arc<Metrics>,
-    pub tunnels: Arc<Tunnels>,
+    /// Open tunnels still to be moved to their user's env, as the request path counts them
+    /// (wired in by `serve`): read for the status only.
+    pub tunnels_to_move: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Where pre-step checks go; swapped by a config reload.
     pub env_addrs: Arc<arc_swap::ArcSwap<EnvAddrs>>,
     /// Salt used while no run has set one.
@@ -413,7 +414,7 @@ impl Driver {
             &snap,
             &self.gates,
             self.last_event_id,
-            self.parts.tunnels.misplaced(),
+            (self.parts.tunnels_to_move)(),
         );
         self.status_tx.send_replace(s);
     }

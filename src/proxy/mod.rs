@@ -23,7 +23,7 @@ pub mod clock;
 pub(crate) mod handler;
 pub(crate) mod headers;
 pub(crate) mod protect;
-pub mod tunnel;
+pub(crate) mod tunnel;
 pub mod upstream;
 
 pub use client::live::Live;
