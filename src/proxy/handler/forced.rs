@@ -1,5 +1,5 @@
-//! Requests forced to an env by the override header (smoke tests): the env's own answer, never
-//! replayed, and counted apart from the users' traffic.
+//! Requests forced to an env by the override header (smoke tests), upgrades included: the
+//! env's own answer, never replayed, and counted apart from the users' traffic.
 //!
 //! Owns: the forced path and its own counter
 //! ([`crate::metrics::Metrics::record_override`]). Must not touch: an env's scope or `users`
@@ -13,6 +13,7 @@ use http::{Request, Response};
 
 use super::answer::env_error;
 use super::shed::Cause;
+use super::upgrade::{self, Caller};
 use super::{route, Proxy, Session};
 use crate::proxy::headers::Seen;
 use crate::proxy::upstream::attempt::{self, Failure, Outgoing};
@@ -20,6 +21,33 @@ use crate::proxy::upstream::body::{ClientBody, ReqBody, RespBody};
 use crate::router::Env;
 
 impl Proxy {
+    /// An upgrade forced to `env` by the override header: admitted like any forced request
+    /// (admission applies, the new-session rate does not), and what its handshake comes to is
+    /// counted apart, like a forced request's answer.
+    pub(super) async fn forced_upgrade(
+        self: &Arc<Self>,
+        req: Request<ClientBody>,
+        client: SocketAddr,
+        conn: &Session,
+        env: Env,
+    ) -> Response<RespBody> {
+        let Ok(permit) = self.guard(env).admit().await else {
+            self.metrics.record_override(env, false);
+            return self.shed_request(env, Cause::Overloaded, &req, Instant::now());
+        };
+        let caller = Caller::SmokeTest;
+        Box::pin(upgrade::open(
+            self,
+            req,
+            client,
+            conn.forwarding(),
+            env,
+            caller,
+            permit,
+        ))
+        .await
+    }
+
     /// A request forced to `env` by the override header (a smoke test): the env's own answer,
     /// never replayed on FALLBACK (the smoke test wants to see what the env does), and counted
     /// apart from the users' traffic ([`crate::metrics::Metrics::record_override`]): a smoke

@@ -44,6 +44,7 @@ use crate::proxy::upstream::body::{ClientBody, RespBody};
 use crate::proxy::upstream::pool::Pool;
 use crate::router::{Env, KeySource, Router};
 use forward::First;
+use upgrade::Caller;
 
 /// Everything the data path shares, built once at start (and on a config reload).
 #[derive(Debug)]
@@ -107,19 +108,20 @@ impl Proxy {
         if upgrade && upgrade::declares_body(&req) {
             return self.refuse_upgrade_body(start);
         }
-        if let (Some(env), false) = (forced, upgrade) {
+        if let Some(env) = forced {
+            if upgrade {
+                return self.forced_upgrade(req, client, conn, env).await;
+            }
             return Box::pin(self.forced(req, client, conn, env, seen, start)).await;
         }
-        let routed = match forced {
-            Some(env) => (env, None),
-            None => self.route(&req, client, upgrade),
-        };
-        let env = routed.0;
+        let (env, key) = self.route(&req, client, upgrade);
         if let Some(shed) = self.open_session(env, upgrade, conn, &req, start) {
             return shed;
         }
         let permit = self.guard(env).admit().await;
-        if upgrade {
+        if let Some(key) = key {
+            // An upgrade: only an upgrade keeps its user key.
+            let routed = (env, Caller::User(key));
             return self.upgrade(req, client, conn, routed, permit, start).await;
         }
 

@@ -229,16 +229,26 @@ impl Proxy {
         start: Instant,
     ) -> Response<RespBody> {
         let now = Instant::now();
-        let (parts_headers, version) = (req.headers(), req.version());
-        let wants = wants(parts_headers.get(header::ACCEPT));
-        let repeat = refresh_repeats(req.method());
-        let resp = self.shed_with(env, cause, wants, version, repeat, now);
+        let resp = self.shed_request(env, cause, req, now);
         let latency = start.elapsed();
         self.metrics
             .record(Scope::from(env), Outcome::Shed, latency, now);
         self.metrics
             .record(Scope::Users, Outcome::Shed, latency, now);
         resp
+    }
+
+    /// The 503 for a shed request (no metrics of the request itself).
+    pub(super) fn shed_request<B>(
+        &self,
+        env: Env,
+        cause: Cause,
+        req: &Request<B>,
+        now: Instant,
+    ) -> Response<RespBody> {
+        let wants = wants(req.headers().get(header::ACCEPT));
+        let repeat = refresh_repeats(req.method());
+        self.shed_with(env, cause, wants, req.version(), repeat, now)
     }
 
     /// The 503 for a shed request whose parts were already taken apart (no metrics of the

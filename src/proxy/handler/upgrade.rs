@@ -32,25 +32,44 @@ impl Proxy {
         client_fault(ClientFault::UpgradeWithBody)
     }
 
-    /// An upgrade `routed` to an env (with its user key, `None` when forced) and past its
-    /// new-session rate: the handshake with the env if its admission let it in, shed otherwise.
+    /// An upgrade `routed` to an env (and whom it is for) and past its new-session rate: the
+    /// handshake with the env if its admission let it in, shed otherwise.
     pub(super) async fn upgrade(
         self: &Arc<Self>,
         req: Request<ClientBody>,
         client: SocketAddr,
         conn: &Session,
-        routed: (Env, Option<Box<[u8]>>),
+        routed: (Env, Caller),
         permit: Result<Permit, Shed>,
         start: Instant,
     ) -> Response<RespBody> {
-        let (env, key) = routed;
+        let (env, caller) = routed;
         match permit {
             Ok(permit) => {
-                Box::pin(open(self, req, client, conn.forwarding(), env, key, permit)).await
+                Box::pin(open(
+                    self,
+                    req,
+                    client,
+                    conn.forwarding(),
+                    env,
+                    caller,
+                    permit,
+                ))
+                .await
             }
             Err(Shed) => self.shed_answer(env, Cause::Overloaded, &req, start),
         }
     }
+}
+
+/// Whom an upgrade is for.
+pub(super) enum Caller {
+    /// A user, routed by this key: counted in the env's scope and in `users`, and moved by the
+    /// drain when the key's env changes.
+    User(Box<[u8]>),
+    /// A smoke test forced to its env by the override header: counted apart
+    /// ([`crate::metrics::Metrics::record_override`]), never moved.
+    SmokeTest,
 }
 
 /// Whether an upgrade request declares a body (`Content-Length` other than 0, or any
@@ -69,17 +88,17 @@ pub(super) fn declares_body(req: &Request<ClientBody>) -> bool {
 }
 
 /// Forward an upgrade request to `env` and, on 101, tunnel the two upgraded connections.
-/// `key` is the user key it was routed by (`None` when forced); `permit` is its admission slot,
-/// held for the handshake only. The request has no body ([`declares_body`] refused it
+/// `caller` says whom it is for (and where it is counted); `permit` is its admission slot, held
+/// for the handshake only. The request has no body ([`declares_body`] refused it
 /// otherwise), and the upstream connection of an upgrade attempt is never pooled again: on
 /// 101 it becomes the tunnel, otherwise it closes once the answer has been read.
-async fn open(
+pub(super) async fn open(
     proxy: &Arc<Proxy>,
     mut req: Request<ClientBody>,
     client: SocketAddr,
     forwarding: &ForwardCache,
     env: Env,
-    key: Option<Box<[u8]>>,
+    caller: Caller,
     permit: Permit,
 ) -> Response<RespBody> {
     let start = Instant::now();
@@ -102,22 +121,32 @@ async fn open(
     let mut resp = match attempt.result {
         Ok(resp) => resp,
         Err(Failure::Env(fault)) => {
-            let now = Instant::now();
-            let scopes = [scope, Scope::Users];
-            proxy
-                .metrics
-                .record_in(&scopes, fault.outcome(), start.elapsed(), now);
+            if let Caller::User(_) = caller {
+                let now = Instant::now();
+                let scopes = [scope, Scope::Users];
+                proxy
+                    .metrics
+                    .record_in(&scopes, fault.outcome(), start.elapsed(), now);
+            } else {
+                proxy.metrics.record_override(env, false);
+            }
             return failure_answer(env, Failure::Env(fault));
         }
         Err(other) => return proxy.not_envs_fault(env, other, start),
     };
-    let now = Instant::now();
-    proxy.guard(env).sample(start.elapsed(), now);
-    let outcome = status_outcome(resp.status());
-    proxy.metrics.record(scope, outcome, start.elapsed(), now);
-    proxy
-        .metrics
-        .record(Scope::Users, outcome, start.elapsed(), now);
+    if let Caller::User(_) = caller {
+        let now = Instant::now();
+        proxy.guard(env).sample(start.elapsed(), now);
+        let outcome = status_outcome(resp.status());
+        proxy.metrics.record(scope, outcome, start.elapsed(), now);
+        proxy
+            .metrics
+            .record(Scope::Users, outcome, start.elapsed(), now);
+    } else {
+        proxy
+            .metrics
+            .record_override(env, !resp.status().is_server_error());
+    }
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The env declined the upgrade: pass its answer through as a normal response. Its
         // connection is not given back to the pool (dropped here, hyper closes it once the
@@ -135,6 +164,10 @@ async fn open(
         http::HeaderValue::from_static(env.as_str()),
     );
 
+    let key = match caller {
+        Caller::User(key) => Some(key),
+        Caller::SmokeTest => None,
+    };
     let active = proxy.metrics.active_owned(scope);
     proxy.tunnels.carry(
         env,
