@@ -9,8 +9,9 @@
 //!
 //! Why here and not in hyper: hyper has no idle timeout for HTTP/2 and no connection cap, and
 //! its HTTP/1 header timer costs a timer reset per request (about 1.5k instructions, ~5% of
-//! the proxy's own CPU per request: docs/benchmarks.md). Counting in-flight requests (until their response body ends) keeps a slow upstream
-//! answer from being mistaken for an idle client.
+//! the proxy's own CPU per request: docs/benchmarks.md). Counting in-flight requests (until
+//! their response body ends) keeps a slow upstream answer from being mistaken for an idle
+//! client.
 
 use std::io;
 use std::pin::Pin;

@@ -5,7 +5,7 @@
 //! settings from the current [`Limits`], record when bytes move and hand it to the worker's
 //! [`Supervisor`] (idle close, request-head timeout, drain), and screen its HTTP/1 requests
 //! for conflicting framing ([`super::screen`]).
-//! Per request: load the current [`Proxy`], refuse what [`guard`] refuses, and run the handler
+//! Per request: load the current [`Proxy`], refuse what [`refuse`] refuses, and run the handler
 //! under the request's body deadline.
 
 use std::convert::Infallible;

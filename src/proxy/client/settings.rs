@@ -1,8 +1,8 @@
 //! How the client limits (`[limits]`, [`Limits`]) become hyper's server settings.
 //!
 //! Owns: [`builder`], the one place where the client listener's HTTP/1.1 and HTTP/2 settings
-//! are chosen. Must not touch: the values themselves (the config's) or sockets — [`super::refuse`]
-//! and [`super::conn`] enforce what hyper cannot.
+//! are chosen. Must not touch: the values themselves (the config's) or sockets —
+//! [`super::refuse`] and [`super::conn`] enforce what hyper cannot.
 //!
 //! Why explicit: hyper's defaults are made for a general server, not for a proxy that many
 //! untrusted clients reach. Its header timeout costs a timer reset per request, its HTTP/2

@@ -3,8 +3,8 @@
 //! Owns: the worker threads and how connections are spread over them. One acceptor (on the
 //! caller's runtime) takes each connection, applies `max_connections`, and hands it to the
 //! worker with the fewest open connections; the connection then lives on that worker for good:
-//! its requests, its upstream connections ([`crate::proxy::upstream::conns`] keeps them per worker) and its
-//! tunnels. Nothing of a request crosses a thread, so the hot path has no work stealing,
+//! its requests, its upstream connections ([`crate::proxy::upstream::conns`] keeps them per
+//! worker) and its tunnels. Nothing of a request crosses a thread, so the hot path has no work stealing,
 //! no cross-core wake-ups and no contended pool lock — measured in docs/benchmarks.md.
 //!
 //! Must not touch: what a connection does (that is [`super::server`]); shared state (router,
@@ -52,7 +52,7 @@ impl Workers {
     }
 
     /// Serve clients on `listener` until `shutdown` resolves; then stop accepting, drain (as
-    /// [`super::serve_live`] does) and return once every worker has finished.
+    /// [`super::server::serve_live`] does) and return once every worker has finished.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let Workers { pool, live } = self;
         let open = Arc::new(Open::default());

@@ -26,12 +26,13 @@ impl Proxy {
         }
     }
 
-    /// Record and answer a failure that was not `env`'s fault ([`attempt::classify`]). A
-    /// client's fault is counted in its own counter only — by the body that failed
-    /// ([`ReqBody`]) or by the refusal — never in an env's scope nor in `users`: a client's
-    /// broken request is not something the service did to its users. The proxy's own is
-    /// counted in its counter and, as what the user got (a `503`), in `users`. (An env's
-    /// failure is recorded by the caller; it is only answered here.)
+    /// Record and answer a failure that was not `env`'s fault
+    /// ([`crate::proxy::upstream::attempt::classify`]). A client's fault is counted in its own
+    /// counter only — by the body that failed ([`crate::proxy::upstream::body::ReqBody`]) or by
+    /// the refusal — never in an env's scope nor in `users`: a client's broken request is not
+    /// something the service did to its users. The proxy's own is counted in its counter and,
+    /// as what the user got (a `503`), in `users`. (An env's failure is recorded by the caller;
+    /// it is only answered here.)
     pub(super) fn not_envs_fault(
         &self,
         env: Env,

@@ -2,7 +2,8 @@
 //! waiting-room page for browsers and as a short JSON or text body for everything else.
 //!
 //! Owns: the page template, content negotiation (does the client prefer HTML?), the jitter, and
-//! the recording of a shed answer. Must not touch: the decision to shed ([`crate::proxy::protect::admission`]).
+//! the recording of a shed answer. Must not touch: the decision to shed
+//! ([`crate::proxy::protect::admission`]).
 //!
 //! The jitter (base ±50%, whole seconds) spreads the retries of a herd over a second or more
 //! instead of bringing them all back at the same instant. The page refreshes itself after the

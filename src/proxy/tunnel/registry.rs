@@ -1,9 +1,10 @@
-//! Upgrade / WebSocket tunnels, carried end to end to the user's env.
+//! The registry of open Upgrade / WebSocket tunnels, each carried end to end to its env.
 //!
-//! The upgrade request is forwarded like any other (with `Upgrade` and `Connection: upgrade`
-//! kept); when the env answers 101, both sides are upgraded and bytes are copied both ways
-//! until either side closes. Each open tunnel counts as `active` on its env and is registered
-//! in [`Tunnels`] with its user key, so that
+//! Owns: [`Tunnels`] — the open tunnels, who they belong to, the signals that close them —
+//! and each tunnel's task ([`Tunnels::carry`]), handed a pair of upgraded connections once the
+//! env answered `101` (the handshake is the handler's). Must not touch: requests, admission or
+//! the metrics of requests. Each open tunnel counts as `active` on its env and is registered
+//! with its user key (none when a smoke test forced its env), so that
 //! - the drain ([`super::drain`]) can find tunnels whose user now belongs to the other env and
 //!   close them (WebSocket close `1012`, at a bounded rate) so they reconnect there;
 //! - a shutdown can wait for tunnels (bounded by the drain timeout) and then close the rest

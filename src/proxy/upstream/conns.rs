@@ -12,8 +12,8 @@
 //! every upgrade, on a hyper client connection (with its own task), which streams bodies both
 //! ways at once and hands over upgraded connections. The connection of an upgrade attempt
 //! never comes back: on `101` it becomes the tunnel, and one whose upgrade the env declined is
-//! dropped by the upgrade handshake (`handler::upgrade`) and closes after its answer (the env may still be
-//! reading or skipping something of that request).
+//! dropped by the upgrade handshake (the handler's) and closes after its answer (the env may
+//! still be reading or skipping something of that request).
 //!
 //! A stale keep-alive connection (closed by the upstream while idle) never costs a user an
 //! error. On hyper's, it is detected before use (`ready` fails) or, if it races, hyper hands
