@@ -1,5 +1,5 @@
-//! Cost of the HTTP/1 framing tracker (`src/proxy/framing.rs`), which sees every byte every
-//! HTTP/1 client connection reads: nanoseconds per request and per byte for typical shapes,
+//! Cost of the HTTP/1 framing tracker (`src/proxy/client/framing.rs`), which sees every byte
+//! every HTTP/1 client connection reads: nanoseconds per request and per byte for typical shapes,
 //! fed as a kept-alive connection would read them (4 KiB reads), next to a plain `memchr`
 //! pass over the same bytes for scale.
 //!
@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use cutover::proxy::framing::{Tracker, Verdict};
+use cutover::proxy::client::framing::{Tracker, Verdict};
 
 /// A browser-like GET head (~0.5 KB: user agent, accept headers, cookies).
 fn browser_get() -> Vec<u8> {

@@ -24,7 +24,7 @@ use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::metrics::Metrics;
 use crate::orchestrator::checks::EnvAddrs;
 use crate::orchestrator::Handle;
-use crate::proxy::live::Live;
+use crate::proxy::Live;
 use crate::router::Env;
 use crate::vocab::EventAction;
 

@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::control::{self, Admin, Token, TokenError};
 use crate::metrics::Metrics;
 use crate::orchestrator::driver::{self, DriverError, Parts};
-use crate::proxy::{self, live::Live, Proxy};
+use crate::proxy::{self, Live, Proxy};
 use crate::reload::Reloader;
 use crate::router::{Env, Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};

@@ -1,5 +1,5 @@
-//! The client side's own HTTP/1.1 lane (`src/proxy/front.rs`), through the real binary and raw
-//! sockets: requests it takes and requests it leaves to hyper, mixed and pipelined on one
+//! The client side's own HTTP/1.1 lane (`src/proxy/client/lane.rs`), through the real binary
+//! and raw sockets: requests it takes and requests it leaves to hyper, mixed and pipelined on one
 //! connection, heads trickling in byte by byte, how answers are framed (length, chunked,
 //! `HEAD`, `204`, `304`, the proxy's own errors), `Date`, `Connection: close` both ways, and
 //! `[proxy] client_lane = false`, which gives every connection to hyper.

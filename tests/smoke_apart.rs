@@ -3,6 +3,7 @@
 //! run. Here a smoke test hammers a FALLBACK that answers every request 500 while a run guards
 //! FALLBACK's error rate with a rollback gate: the run must not roll back, FALLBACK's scope must
 //! stay empty (so its gate passes by design), and the smoke requests show in their own counter.
+//! A forced WebSocket is counted apart the same way.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use common::load::Load;
 use common::{server_with, WAIT};
+use futures_util::StreamExt;
 
 const PLAN: &str = "name = \"smoke\"\n[analysis]\ninterval = \"250ms\"\nwindow = \"2s\"\nmin_requests = 20\n\
                     [[steps]]\nweight = 10\nhold = \"10m\"\n[[steps]]\nweight = 100\n\
@@ -64,4 +66,44 @@ async fn a_smoke_test_neither_moves_nor_stalls_a_run() {
     );
     let (_, user_failures) = users.stop().await;
     assert_eq!(user_failures, 0);
+}
+
+/// A smoke test of a WebSocket: an upgrade forced to NEW by the override header is carried to
+/// NEW like any tunnel, but counted apart like any forced request — neither in NEW's scope nor
+/// in `users`, and once in the override counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_websocket_is_counted_apart_too() {
+    let (s, _envs, _dir) = server_with("[routing]\noverride_secret = \"smoke-secret\"\n").await;
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{}/ws", s.proxy),
+    )
+    .expect("request");
+    req.headers_mut()
+        .insert("x-cutover-env", "new".parse().expect("header"));
+    req.headers_mut()
+        .insert("x-cutover-key", "smoke-secret".parse().expect("header"));
+    let (mut ws, answer) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("websocket");
+    assert_eq!(answer.headers()["x-cutover-served-by"], "new");
+    let hello = ws.next().await.expect("hello").expect("message");
+    assert!(hello.is_text(), "{hello:?}");
+    ws.close(None).await.expect("close");
+
+    let metrics = s
+        .api()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for counted in [
+        "cutover_override_requests_total{env=\"new\",result=\"ok\"} 1",
+        "cutover_requests_total{scope=\"new\"} 0",
+        "cutover_requests_total{scope=\"users\"} 0",
+    ] {
+        assert!(metrics.contains(counted), "{counted} missing in\n{metrics}");
+    }
 }

@@ -14,7 +14,7 @@ use common::server::Server;
 use common::{any_port, client, sim_envs, TestProxy, WAIT};
 use cutover::config::Config;
 use cutover::metrics::Scope;
-use cutover::proxy::{live::Live, Proxy};
+use cutover::proxy::{Live, Proxy};
 
 /// A proxy sharing `p`'s router, metrics, OLD and FALLBACK, with NEW at `new` (plus `keys`).
 async fn proxy_with_new(p: &TestProxy, new: SocketAddr, keys: &str) -> SocketAddr {

@@ -1,9 +1,9 @@
 //! Answers of every shape, through the real binary, from a scripted upstream. A request
-//! without a body goes out on cutover's own HTTP/1.1 client (`src/proxy/h1.rs`,
-//! `src/proxy/rawconn.rs`): chunked answers with extensions and trailers, answers read to the
-//! close, interim `1xx` answers, `HEAD`, malformed and cut-short answers, an upstream that
-//! closes without answering, and keep-alive connections the upstream closed (or sent an
-//! unasked `408` on) while idle.
+//! without a body goes out on cutover's own HTTP/1.1 client (`src/proxy/upstream/h1.rs`,
+//! `src/proxy/upstream/rawconn.rs`): chunked answers with extensions and trailers, answers
+//! read to the close, interim `1xx` answers, `HEAD`, malformed and cut-short answers, an
+//! upstream that closes without answering, and keep-alive connections the upstream closed (or
+//! sent an unasked `408` on) while idle.
 
 mod common;
 

@@ -1,12 +1,12 @@
-//! Any bytes from a client: the client lane's head reader (`cutover::proxy::front_h1`) never
+//! Any bytes from a client: the client lane's head reader (`cutover::proxy::client::h1`) never
 //! panics, leaves whatever it does not take byte for byte for hyper, takes only requests
-//! without a body, and agrees with the framing tracker (`cutover::proxy::framing`, itself
+//! without a body, and agrees with the framing tracker (`cutover::proxy::client::framing`, itself
 //! checked against hyper) on where every request it takes ends.
 #![no_main]
 
 use bytes::BytesMut;
-use cutover::proxy::framing::{Tracker, Verdict};
-use cutover::proxy::front_h1::{parse_request, Unfit};
+use cutover::proxy::client::framing::{Tracker, Verdict};
+use cutover::proxy::client::h1::{parse_request, Unfit};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

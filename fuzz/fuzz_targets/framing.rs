@@ -3,7 +3,7 @@
 //! HTTP/2's preface after a request.
 #![no_main]
 
-use cutover::proxy::framing::{Refusal, Tracker, Verdict};
+use cutover::proxy::client::framing::{Refusal, Tracker, Verdict};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! body decodes to the same data, the same end and the same verdict however it is cut.
 #![no_main]
 
-use cutover::proxy::h1::{parse_response, Chunked, Framing, Parsed, Step};
+use cutover::proxy::upstream::h1::{parse_response, Chunked, EnvFraming, Parsed, Step};
 use libfuzzer_sys::fuzz_target;
 
 /// What a chunked body decodes to when it arrives in the pieces `cuts` makes: its data and
@@ -39,11 +39,11 @@ fn decode(body: &[u8], cuts: &[usize]) -> Result<(Vec<u8>, Option<usize>), ()> {
 
 fuzz_target!(|data: &[u8]| {
     let (cut, bytes) = data.split_at(data.len().min(1));
-    let Ok(Parsed::Head(head, len)) = parse_response(bytes, false) else {
+    let Ok(Parsed::EnvHead(head, len)) = parse_response(bytes, false) else {
         return;
     };
     assert!(len <= bytes.len());
-    if head.framing == Framing::Chunked {
+    if head.framing == EnvFraming::Chunked {
         assert!(head.headers.get("content-length").is_none());
         let body = &bytes[len..];
         let whole = decode(body, &[]);

@@ -70,7 +70,7 @@ impl Checker<'_> {
             max_header_bytes: self.count(
                 raw.max_header_bytes.as_ref(),
                 "limits.max_header_bytes",
-                crate::proxy::limits::MIN_HEADER_BYTES as i64,
+                super::MIN_HEADER_BYTES as i64,
                 16 * 1024 * 1024,
                 d.max_header_bytes as u64,
             ) as usize,

@@ -17,12 +17,12 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-pub use crate::proxy::limits::Limits;
 use crate::router::{Env, KeySource};
 
 mod check;
 mod envs;
 mod limit_keys;
+mod limits;
 mod listen;
 mod protection;
 mod proxy;
@@ -31,6 +31,7 @@ mod routing;
 use check::Checker;
 pub use check::{duration_max, DURATION_BOUNDS};
 pub use envs::EnvConfig;
+pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
 

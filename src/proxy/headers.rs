@@ -150,52 +150,6 @@ pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, seen: 
     }
 }
 
-/// An env's answer as hyper's client read it (requests with a body), held to the rules of
-/// cutover's own client ([`super::h1`]) so that every path answers alike: `false` for a `101`
-/// to a request that asked for no upgrade, or a head larger than the answer-head limit (an
-/// invalid answer, never passed on); otherwise the
-/// version is the proxy's own (HTTP/1.1: an HTTP/1.0 env is not shown to the client) and a
-/// repeated `Content-Length` (`5, 5`, or two lines of `5`, which hyper accepts) is passed on
-/// as one value.
-pub fn normalize_answer<B>(resp: &mut http::Response<B>, upgrade: bool) -> bool {
-    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS && !upgrade {
-        return false;
-    }
-    *resp.version_mut() = http::Version::HTTP_11;
-    let headers = resp.headers_mut();
-    // hyper's client checks its head limit only while a head is incomplete; a larger head
-    // that arrived whole is refused here, by the same measure as the hand-spoken path's
-    // (its lines without the optional blanks around values).
-    let head: usize = headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if head > super::h1::MAX_HEAD {
-        return false;
-    }
-    let mut lengths = headers.get_all(header::CONTENT_LENGTH).iter();
-    let repeated = match (lengths.next(), lengths.next()) {
-        (Some(v), None) => v.as_bytes().contains(&b','),
-        (Some(_), Some(_)) => true,
-        _ => false,
-    };
-    if repeated {
-        // hyper accepted it, so every value is the same number.
-        let first = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|n| n.trim().parse::<u64>().ok());
-        match first {
-            Some(n) => {
-                headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-            }
-            None => return false,
-        }
-    }
-    true
-}
-
 /// The forwarding values of one client connection, built on its first request and reused:
 /// they depend only on the client's address and the `Host` asked for (usually the same on
 /// every request of a connection). Values extending what a trusted client sent are built
@@ -405,31 +359,6 @@ mod tests {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         strip_hop_by_hop(&mut h, false);
         assert!(h.is_empty(), "{h:?}");
-    }
-
-    #[test]
-    fn hyper_answers_are_normalized_like_the_hand_spoken_ones() {
-        let answer = |status: u16, lengths: &[&'static str]| {
-            let mut r = http::Response::new(());
-            *r.status_mut() = http::StatusCode::from_u16(status).expect("status");
-            *r.version_mut() = http::Version::HTTP_10;
-            for l in lengths {
-                r.headers_mut()
-                    .append(header::CONTENT_LENGTH, HeaderValue::from_static(l));
-            }
-            r
-        };
-        let mut r = answer(200, &["5, 5"]);
-        assert!(normalize_answer(&mut r, false));
-        assert_eq!(r.version(), http::Version::HTTP_11);
-        let got: Vec<_> = r.headers().get_all(header::CONTENT_LENGTH).iter().collect();
-        assert_eq!(got, ["5"]);
-        let mut r = answer(200, &["7", "7"]);
-        assert!(normalize_answer(&mut r, false));
-        let got: Vec<_> = r.headers().get_all(header::CONTENT_LENGTH).iter().collect();
-        assert_eq!(got, ["7"]);
-        assert!(!normalize_answer(&mut answer(101, &[]), false));
-        assert!(normalize_answer(&mut answer(101, &[]), true));
     }
 
     #[test]

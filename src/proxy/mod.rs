@@ -1,120 +1,49 @@
 //! The data path: every user request of a migration passes through here.
 //!
-//! Owns: the client listener ([`server`]), per-request routing and forwarding ([`handler`]),
-//! single attempts and their failure classes ([`attempt`]), upstream pools ([`upstream`],
-//! [`connpool`], request timeouts in [`deadlines`]),
-//! streamed bodies ([`body`]), header rules ([`headers`]), a coarse clock for bookkeeping
-//! ([`clock`]), the retry budget ([`budget`]) and WebSocket/Upgrade tunnels ([`tunnel`]);
-//! client limits ([`limits`], [`guard`], [`conn`]) with the idle close and the drain of
-//! client connections ([`supervise`]), the refusal of requests framed two ways ([`screen`],
-//! following the bytes with [`framing`]) and the reloadable state ([`live`]); and herd
-//! protection (docs/protection.md): admission control per env ([`admission`], adaptive limit
-//! in [`gradient`]), new-session rates ([`rate`]), the 503 / waiting-room answer ([`shed`])
-//! and the tunnel drain that moves long-lived connections after a weight change ([`drain`],
-//! closing in [`pipe`], framing in [`wsframe`]).
+//! Five rooms, each owning one responsibility, over a floor every room may use:
+//!
+//! - [`client`]: the client side — the listener and its worker threads, cutover's own
+//!   HTTP/1.1 lane in front of hyper's server, connection accounting and the connection cap,
+//!   the idle close, head timeout and drain ([`client::supervise`]), the refusal of requests
+//!   framed two ways ([`client::framing`], following the bytes), the refusals before routing,
+//!   and the reloadable state ([`Live`]). Must not touch: what a request does (it hands each
+//!   one to the handler) or upstreams.
+//! - `handler`: one request in layers — route (the override header, the user key), admit
+//!   (new-session rate, admission), attempt, fall back, record — plus forced requests (smoke
+//!   tests), the upgrade handshake, the shed answer and the proxy's own answers; it owns
+//!   [`Proxy`], what every request shares. Must not touch: sockets or connections.
+//! - [`upstream`]: forwarding to an env — one attempt and whose fault its failure is, pools
+//!   and their balancing, keep-alive connections (hyper's and the hand-spoken HTTP/1.1 ones),
+//!   the request timeout's sweeper, and the bodies streamed both ways with the client body's
+//!   deadline. Must not touch: routing, answers to the client or users' metrics.
+//! - `protect`: herd protection (docs/protection.md) — admission per env with its adaptive
+//!   limit, new-session rates and the retry budget. Decisions only: must not touch requests,
+//!   answers or metrics of requests.
+//! - `tunnel`: open WebSocket/Upgrade tunnels — their registry, the bytes both ways, the
+//!   polite close and the drain that moves them after a weight change. Must not touch: the
+//!   handshake (the handler's) or anything of a request.
+//!
+//! The floor: [`clock`] (a coarse clock for bookkeeping) and `headers` (hop-by-hop and
+//! forwarding header rules).
+//!
+//! Imports run one way: `client` → `handler` → `tunnel` and `upstream` → `protect`, each
+//! room also using the floor; never back up. Items are `pub(crate)` unless something outside
+//! the crate (serve's binary, tests, examples, fuzz targets) needs them.
 //!
 //! Must not touch: the store, the analyzer or the orchestrator. A request reads one routing
 //! snapshot (an atomic load), records into lock-free metrics, and never waits on anything but
 //! its own upstream. Upstream addresses come only from the config, never from the request, so
 //! no Host header or absolute URI can steer a request to the control listener or anywhere else.
 
-pub mod admission;
-pub mod attempt;
-pub mod body;
-pub mod budget;
+pub mod client;
 pub mod clock;
-pub mod conn;
-pub mod connpool;
-pub mod deadlines;
-pub mod drain;
-pub mod framing;
-pub mod front;
-pub mod front_h1;
-pub mod gradient;
-pub mod guard;
-pub mod h1;
-pub mod handler;
-pub mod headers;
-pub mod limits;
-pub mod live;
-pub mod pipe;
-pub mod rate;
-pub mod rawconn;
-pub mod rewind;
-pub mod screen;
-pub mod server;
-pub mod shed;
-pub mod supervise;
-pub mod tunnel;
+pub(crate) mod handler;
+pub(crate) mod headers;
+pub(crate) mod protect;
+pub(crate) mod tunnel;
 pub mod upstream;
-pub mod workers;
-pub mod wsframe;
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use http::HeaderName;
-
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::router::{Env, KeySource, Router};
-
-pub use body::RespBody;
-pub use server::{bind, serve, serve_live, Conn};
-pub use workers::Workers;
-
-/// Everything the data path shares, built once at start (and on a config reload).
-#[derive(Debug)]
-pub struct Proxy {
-    pub router: Arc<Router>,
-    pub metrics: Arc<Metrics>,
-    pub tunnels: Arc<tunnel::Tunnels>,
-    pools: [upstream::Pool; 3],
-    guards: [admission::EnvGuard; 3],
-    shed: shed::ShedAnswers,
-    drain_rate: f64,
-    budget: budget::RetryBudget,
-    key_sources: Vec<KeySource>,
-    override_header: HeaderName,
-    override_secret_header: HeaderName,
-    override_secret: Option<Box<[u8]>>,
-    trust_forwarded: bool,
-}
-
-impl Proxy {
-    pub fn new(cfg: &Config, router: Arc<Router>, metrics: Arc<Metrics>) -> Proxy {
-        let origin = Instant::now();
-        let pool_metrics = metrics.clone();
-        Proxy {
-            guards: Env::ALL
-                .map(|env| admission::EnvGuard::new(env, cfg.protect(env), &metrics, origin)),
-            shed: shed::ShedAnswers::new(
-                cfg.protection.page.as_deref(),
-                cfg.protection.retry_after_s,
-            ),
-            drain_rate: cfg.protection.drain_rate,
-            router,
-            metrics,
-            tunnels: Arc::new(tunnel::Tunnels::default()),
-            pools: Env::ALL.map(|env| upstream::Pool::new(env, cfg.env(env), &pool_metrics)),
-            budget: budget::RetryBudget::new(cfg.retry_budget, origin),
-            key_sources: cfg.user_key.clone(),
-            override_header: cfg.override_header.clone(),
-            override_secret_header: cfg.override_secret_header.clone(),
-            override_secret: cfg
-                .override_secret
-                .as_ref()
-                .map(|s| s.as_bytes().to_vec().into_boxed_slice()),
-            trust_forwarded: cfg.trust_forwarded,
-        }
-    }
-
-    fn pool(&self, env: Env) -> &upstream::Pool {
-        &self.pools[env as usize]
-    }
-
-    /// The admission control and new-session rate of `env`.
-    pub fn guard(&self, env: Env) -> &admission::EnvGuard {
-        &self.guards[env as usize]
-    }
-}
+pub use client::live::Live;
+pub use client::server::{bind, serve, serve_live};
+pub use client::workers::Workers;
+pub use handler::Proxy;

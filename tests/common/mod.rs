@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cutover::config::Config;
 use cutover::demo::upstream::SimEnv;
 use cutover::metrics::Metrics;
-use cutover::proxy::live::Live;
+use cutover::proxy::Live;
 use cutover::proxy::Proxy;
 use cutover::router::{Router, RoutingTable, Weight};
 use tokio::sync::oneshot;

@@ -1,0 +1,348 @@
+//! Keep-alive HTTP/1.1 connections to one upstream: connect, send one request, take the
+//! connection back when its response has been read to the end.
+//!
+//! Owns the idle connections of an upstream and nothing else (no routing, metrics or
+//! timeouts of the request as a whole: [`super::attempt`] does those). Idle connections are
+//! kept per data-plane worker thread ([`crate::shard`]), so a worker reuses the connections whose
+//! tasks run on its own runtime and the slot lock is never contended there. The most recently
+//! used connection is reused first (warm, least likely to have been closed by the upstream).
+//!
+//! Two kinds, kept apart: a request without a body goes out on a connection spoken to by
+//! hand ([`super::rawconn`], read by the request's own task); a request with a body, and
+//! every upgrade, on a hyper client connection (with its own task), which streams bodies both
+//! ways at once and hands over upgraded connections. The connection of an upgrade attempt
+//! never comes back: on `101` it becomes the tunnel, and one whose upgrade the env declined is
+//! dropped by the upgrade handshake (the handler's) and closes after its answer (the env may
+//! still be reading or skipping something of that request).
+//!
+//! A stale keep-alive connection (closed by the upstream while idle) never costs a user an
+//! error. On hyper's, it is detected before use (`ready` fails) or, if it races, hyper hands
+//! the request back unsent and it goes out on a new connection. A hand-spoken one is checked
+//! before use ([`RawConn::is_stale`]: free unless the socket became readable while idle);
+//! if the close races the request, an idempotent request that got no byte of an answer is
+//! sent once more on a new connection, and any other fails as a reset.
+//!
+//! The request timeout (to the response head) is kept per connection by [`super::deadlines`]:
+//! a request whose connection was cut there fails as [`SendError::TimedOut`].
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use super::attempt::{idempotent, Outgoing};
+use super::body::ReqBody;
+use super::deadlines::{ConnClock, Deadlines};
+use super::rawconn::{RawBody, RawConn, RawError};
+use crate::proxy::clock;
+use crate::shard::Sharded;
+
+/// Idle connections kept per worker slot; more are closed when they come back.
+const MAX_IDLE_PER_SLOT: usize = 1024;
+/// An idle connection older than this is closed instead of reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a returned connection may take to become ready for the next request.
+const READY_WAIT: Duration = Duration::from_secs(5);
+/// TCP keep-alive probes on upstream connections after this much silence.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+
+fn expired<C>(idle: &Idle<C>, now_ms: u64) -> bool {
+    now_ms.saturating_sub(idle.since_ms) > IDLE_TIMEOUT.as_millis() as u64
+}
+
+/// Why no answer came back from the upstream.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// Connecting failed: nothing was sent.
+    Connect(std::io::Error),
+    /// No connection within the connect timeout: nothing was sent.
+    ConnectTimeout,
+    /// The connection closed or failed; the request may have been (partly) sent.
+    Failed(Box<dyn std::error::Error + Send + Sync>),
+    /// No answer within the request timeout (the connection was cut).
+    TimedOut,
+}
+
+/// An upstream connection out of the pool, with its request clock.
+pub(crate) struct Pooled {
+    tx: SendRequest<ReqBody>,
+    clock: Arc<ConnClock>,
+}
+
+struct Idle<C> {
+    conn: C,
+    /// When it came back, on the coarse [`clock`].
+    since_ms: u64,
+}
+
+/// Idle connections of one kind, per worker ([`Sharded`]: a worker takes back its own).
+struct Slots<C>(Sharded<Mutex<Vec<Idle<C>>>>);
+
+impl<C> Slots<C> {
+    fn len(&self) -> usize {
+        self.0.iter().map(|s| s.lock().map_or(0, |v| v.len())).sum()
+    }
+
+    fn keep(&self, conn: C) {
+        let Ok(mut idle) = self.0.local().lock() else {
+            return;
+        };
+        let now = clock::now_ms();
+        if idle.first().is_some_and(|oldest| expired(oldest, now)) {
+            idle.retain(|i| !expired(i, now));
+        }
+        if idle.len() < MAX_IDLE_PER_SLOT {
+            idle.push(Idle {
+                conn,
+                since_ms: now,
+            });
+        }
+    }
+
+    /// The most recently used idle connection that is fresh enough and `usable`.
+    fn take(&self, usable: impl Fn(&C) -> bool) -> Option<C> {
+        let mut idle = self.0.local().lock().ok()?;
+        let now = clock::now_ms();
+        while let Some(i) = idle.pop() {
+            if !expired(&i, now) && usable(&i.conn) {
+                return Some(i.conn);
+            }
+        }
+        None
+    }
+}
+
+/// The idle connections of one upstream.
+pub(crate) struct Conns {
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    deadlines: Arc<Deadlines>,
+    /// Idle hyper connections (requests with a body, upgrades).
+    slots: Slots<Pooled>,
+    /// Idle hand-spoken connections (requests without a body).
+    raw: Slots<RawConn>,
+}
+
+impl std::fmt::Debug for Conns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conns")
+            .field("addr", &self.addr)
+            .field("idle", &self.idle())
+            .finish()
+    }
+}
+
+impl Conns {
+    pub(crate) fn new(
+        addr: SocketAddr,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Conns {
+        Conns {
+            addr,
+            connect_timeout,
+            deadlines: Deadlines::new(request_timeout),
+            slots: Slots(Sharded::default()),
+            raw: Slots(Sharded::default()),
+        }
+    }
+
+    /// Idle connections held, over all slots and both kinds.
+    pub(crate) fn idle(&self) -> usize {
+        self.slots.len() + self.raw.len()
+    }
+
+    /// Send `out`, a request without a body, on an idle hand-spoken connection (or a new
+    /// one), waiting at most the request timeout for the response head. The connection comes
+    /// with the response body: give it back with [`Conns::put_raw`] once the body has ended.
+    pub(crate) async fn send_raw(
+        &self,
+        out: &Outgoing<'_>,
+    ) -> Result<Response<RawBody>, SendError> {
+        let resend_ok = idempotent(out.method);
+        let mut pooled_ok = true;
+        loop {
+            // A pooled connection the upstream closed (or sent something unasked on) while
+            // it was idle is dropped here. If the close races the request, an idempotent
+            // request is sent once more, on a new connection; any other is not.
+            let pooled = pooled_ok
+                .then(|| self.raw.take(|c| !c.is_stale()))
+                .flatten();
+            let (conn, reused) = match pooled {
+                Some(conn) => (conn, true),
+                None => (self.connect_raw().await?, false),
+            };
+            match conn.send(out).await {
+                Ok(resp) => return Ok(resp),
+                // Most likely stale: the upstream closed it while it was idle.
+                Err(RawError::NoAnswer(_)) if reused && resend_ok => pooled_ok = false,
+                Err(RawError::NoAnswer(e)) => {
+                    tracing::debug!(upstream = %self.addr, error = %e, "no answer from the upstream");
+                    return Err(SendError::Failed(e.into()));
+                }
+                Err(RawError::Broken(e)) => {
+                    tracing::debug!(upstream = %self.addr, error = %e, "broken answer from the upstream");
+                    return Err(SendError::Failed(e));
+                }
+                Err(RawError::TimedOut) => return Err(SendError::TimedOut),
+            }
+        }
+    }
+
+    /// Give back a hand-spoken connection whose response has been read to the end.
+    pub(crate) fn put_raw(&self, conn: RawConn) {
+        self.raw.keep(conn);
+    }
+
+    /// Send `req` on an idle connection (or a new one), waiting at most the request timeout
+    /// for the response head once it is handed over. On success, the connection comes with
+    /// the response: give it back with [`Conns::put`] once the response body has ended.
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<ReqBody>,
+    ) -> Result<(Response<Incoming>, Pooled), SendError> {
+        loop {
+            let (mut conn, reused) = match self.take() {
+                Some(conn) => (conn, true),
+                None => (self.connect().await?, false),
+            };
+            if let Err(e) = conn.tx.ready().await {
+                if reused {
+                    continue;
+                }
+                return Err(SendError::Failed(e.into()));
+            }
+            let answer = conn.tx.try_send_request(req);
+            conn.clock.start();
+            let answer = answer.await;
+            if !conn.clock.stop() {
+                return Err(SendError::TimedOut);
+            }
+            match answer {
+                Ok(resp) => return Ok((resp, conn)),
+                Err(mut e) => match e.take_message() {
+                    // Handed back unsent: the connection died under it. A pooled one was
+                    // stale; a new one is given up on as if it had refused.
+                    Some(unsent) if reused => req = unsent,
+                    Some(_) => {
+                        return Err(SendError::Connect(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionAborted,
+                            e.into_error(),
+                        )))
+                    }
+                    None => return Err(SendError::Failed(e.into_error().into())),
+                },
+            }
+        }
+    }
+
+    /// Give back a connection whose response has been read to the end.
+    ///
+    /// Usually it is ready for the next request at once. When it is not — the upstream
+    /// answered before the request body was all sent — a task waits (boundedly) for it, so a
+    /// request never queues behind someone else's upload.
+    pub(crate) fn put(self: &Arc<Self>, mut conn: Pooled) {
+        if conn.tx.is_closed() {
+            return;
+        }
+        if !conn.tx.is_ready() {
+            let conns = self.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.tx.ready()).await {
+                    conns.slots.keep(conn);
+                }
+            });
+            return;
+        }
+        self.slots.keep(conn);
+    }
+
+    /// The most recently used idle hyper connection that is still open and fresh enough.
+    fn take(&self) -> Option<Pooled> {
+        self.slots.take(|c| !c.tx.is_closed())
+    }
+
+    async fn connect_stream(&self) -> Result<TcpStream, SendError> {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return Err(SendError::Connect(e)),
+                Err(_) => return Err(SendError::ConnectTimeout),
+            };
+        let _ = stream.set_nodelay(true);
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+        Ok(stream)
+    }
+
+    async fn connect_raw(&self) -> Result<RawConn, SendError> {
+        let stream = self.connect_stream().await?;
+        Ok(RawConn::new(stream, self.deadlines.watch()))
+    }
+
+    async fn connect(&self) -> Result<Pooled, SendError> {
+        let stream = self.connect_stream().await?;
+        let (tx, conn) = http1::Builder::new()
+            .writev(false)
+            // The answer-head limit of cutover's own client (an answer whose head is larger
+            // is refused whole on both paths).
+            .max_buf_size(super::h1::MAX_HEAD)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| SendError::Failed(e.into()))?;
+        let addr = self.addr;
+        let watched = self.deadlines.watch();
+        let clock = watched.clock().clone();
+        watched.run(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(Pooled { tx, clock })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_reused_until_the_idle_timeout_then_dropped() {
+        clock::follow_tokio();
+        let slots: Slots<u32> = Slots(Sharded::default());
+        slots.keep(1);
+        tokio::time::advance(IDLE_TIMEOUT).await;
+        assert_eq!(slots.take(|_| true), Some(1), "fresh enough at the timeout");
+        slots.keep(1);
+        tokio::time::advance(IDLE_TIMEOUT + Duration::from_millis(1)).await;
+        assert_eq!(slots.take(|_| true), None, "reused past the idle timeout");
+        assert_eq!(
+            slots.len(),
+            0,
+            "an expired connection is dropped when looked at"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expired_connections_are_dropped_when_another_comes_back() {
+        clock::follow_tokio();
+        let slots: Slots<u32> = Slots(Sharded::default());
+        slots.keep(1);
+        slots.keep(2);
+        tokio::time::advance(IDLE_TIMEOUT / 2).await;
+        slots.keep(3);
+        tokio::time::advance(IDLE_TIMEOUT / 2 + Duration::from_millis(1)).await;
+        slots.keep(4);
+        assert_eq!(slots.len(), 2, "the two expired ones went when 4 came back");
+        assert_eq!(
+            slots.take(|&c| c != 4),
+            Some(3),
+            "the most recent usable one"
+        );
+    }
+}
