@@ -57,7 +57,7 @@ pub struct Config {
     /// Trust a client-sent `X-Forwarded-For` (only behind another trusted proxy).
     pub trust_forwarded: bool,
     pub drain_timeout: Duration,
-    /// Whether client connections start in cutover's own HTTP/1.1 lane (`proxy::front`);
+    /// Whether client connections start in cutover's own HTTP/1.1 lane (`proxy::client::lane`);
     /// `false` gives every request to hyper's server from the first byte.
     pub client_lane: bool,
     pub retry_budget: RetryBudgetConfig,

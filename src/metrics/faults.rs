@@ -4,7 +4,7 @@
 //! `/v1/status`). Must not touch: any env's scope — a client's broken request or the proxy
 //! running out of sockets says nothing about an env's health, and an env's error rate feeds
 //! the gates that roll a migration back. Which party a failure belongs to is decided in one
-//! place, `proxy::attempt::classify`.
+//! place, `proxy::upstream::attempt::classify`.
 
 /// What a client did wrong. Answered `400` or `408` (never `502`), counted in
 /// `cutover_client_errors_total{kind}`, never in an env's scope nor in `users`.
