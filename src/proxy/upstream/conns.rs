@@ -38,7 +38,7 @@ use tokio::net::TcpStream;
 use super::attempt::{idempotent, Outgoing};
 use super::body::ReqBody;
 use super::deadlines::{ConnClock, Deadlines};
-use super::rawconn::{RawBody, RawConn, RawError};
+use super::rawconn::{has_unasked_bytes, RawBody, RawConn, RawError};
 use crate::proxy::clock;
 use crate::shard::Sharded;
 
@@ -72,6 +72,20 @@ pub(crate) enum SendError {
 pub(crate) struct Pooled {
     tx: SendRequest<ReqBody>,
     clock: Arc<ConnClock>,
+    /// A second descriptor of the connection's socket, to ask the kernel whether the upstream
+    /// sent something while the connection was idle (see [`Pooled::is_stale`]). Holding it
+    /// keeps the socket open until the connection leaves the pool, at most the idle timeout.
+    peek: Option<std::os::fd::OwnedFd>,
+}
+
+impl Pooled {
+    /// Whether the upstream closed this idle connection or sent bytes nobody asked for. hyper's
+    /// own task notices either only once the runtime has polled for the socket's events; a
+    /// request sent before that would take the stray bytes for its answer. The kernel knows at
+    /// once (`RawConn::is_stale` does the same for the hand-spoken connections).
+    fn is_stale(&self) -> bool {
+        self.tx.is_closed() || self.peek.as_ref().is_some_and(has_unasked_bytes)
+    }
 }
 
 struct Idle<C> {
@@ -264,7 +278,7 @@ impl Conns {
 
     /// The most recently used idle hyper connection that is still open and fresh enough.
     fn take(&self) -> Option<Pooled> {
-        self.slots.take(|c| !c.tx.is_closed())
+        self.slots.take(|c| !c.is_stale())
     }
 
     async fn connect_stream(&self) -> Result<TcpStream, SendError> {
@@ -287,6 +301,9 @@ impl Conns {
 
     async fn connect(&self) -> Result<Pooled, SendError> {
         let stream = self.connect_stream().await?;
+        // Without a second descriptor (the process is out of them) the connection still works;
+        // it is then checked only as hyper sees it.
+        let peek = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok();
         let (tx, conn) = http1::Builder::new()
             .writev(false)
             // The answer-head limit of cutover's own client (an answer whose head is larger
@@ -303,7 +320,7 @@ impl Conns {
                 tracing::debug!(upstream = %addr, error = %e, "upstream connection ended with an error");
             }
         });
-        Ok(Pooled { tx, clock })
+        Ok(Pooled { tx, clock, peek })
     }
 }
 

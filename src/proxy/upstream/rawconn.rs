@@ -55,6 +55,16 @@ pub(crate) struct RawConn {
     watch: DeadlineSlot,
 }
 
+/// Whether an idle upstream socket has bytes (or an end of stream) waiting that nobody asked
+/// for, asked of the kernel with one `recv(MSG_PEEK)`: true unless the read would block.
+pub(crate) fn has_unasked_bytes(socket: &impl std::os::fd::AsFd) -> bool {
+    let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    !matches!(
+        socket2::SockRef::from(socket).peek(&mut probe),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock
+    )
+}
+
 impl RawConn {
     pub(crate) fn new(stream: TcpStream, watch: DeadlineSlot) -> RawConn {
         RawConn {
@@ -73,11 +83,7 @@ impl RawConn {
     /// bytes that arrived since the runtime last polled for events. What arrives after the
     /// request was written cannot be told from its answer (docs/reliability.md).
     pub(crate) fn is_stale(&self) -> bool {
-        let mut probe = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-        !matches!(
-            socket2::SockRef::from(&self.stream).peek(&mut probe),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock
-        )
+        has_unasked_bytes(&self.stream)
     }
 
     /// Send the request `out` (which has no body) and read the head of its answer. The body
