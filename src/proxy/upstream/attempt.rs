@@ -141,6 +141,22 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) upgrade: bool,
 }
 
+impl<'a> Outgoing<'a> {
+    /// The request of `parts`, prepared for the env (its target reduced to `path`).
+    pub(crate) fn of(
+        parts: &'a http::request::Parts,
+        path: &'a http::uri::PathAndQuery,
+        upgrade: bool,
+    ) -> Self {
+        Outgoing {
+            method: &parts.method,
+            path,
+            headers: &parts.headers,
+            upgrade,
+        }
+    }
+}
+
 pub(crate) struct Attempt {
     pub(crate) result: Result<Response<UpBody>, Failure>,
     pub(crate) upstream: Option<Arc<Upstream>>,
