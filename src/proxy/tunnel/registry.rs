@@ -16,10 +16,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::upgrade::OnUpgrade;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 
 use super::pipe::{self, Stop};
 use super::wsframe::{GOING_AWAY, SERVICE_RESTART};
