@@ -193,9 +193,7 @@ pub fn parse(file: &str, text: &str) -> Result<Tokens, Vec<String>> {
     };
     for (key, item) in doc.iter() {
         if key != "tokens" {
-            let hint = did_you_mean(key, &["tokens"])
-                .map(|s| format!(" (did you mean `{s}`?)"))
-                .unwrap_or_default();
+            let hint = suggestion(key, &["tokens"]);
             problems.push(format!(
                 "{}: unknown key `{key}`{hint}: the file holds `[[tokens]]` entries only",
                 at(item
@@ -227,9 +225,7 @@ pub fn parse(file: &str, text: &str) -> Result<Tokens, Vec<String>> {
         let here = at(entry.span());
         for (key, item) in entry.iter() {
             if !ENTRY_KEYS.contains(&key) {
-                let hint = did_you_mean(key, &ENTRY_KEYS)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = suggestion(key, &ENTRY_KEYS);
                 problems.push(format!(
                     "{}: unknown key `{key}`{hint}; an entry has `name`, `role`, and `token` or \
                      `sha256`",
@@ -285,9 +281,7 @@ pub fn parse(file: &str, text: &str) -> Result<Tokens, Vec<String>> {
             }
             None => None,
             Some((r, pos)) => Role::parse(&r).or_else(|| {
-                let hint = did_you_mean(&r, &Role::NAMES)
-                    .map(|s| format!(" (did you mean `{s}`?)"))
-                    .unwrap_or_default();
+                let hint = suggestion(&r, &Role::NAMES);
                 problems.push(format!(
                     "{pos}: `role` {r:?} is not one of viewer, operator, admin{hint}"
                 ));
@@ -350,6 +344,13 @@ pub fn parse(file: &str, text: &str) -> Result<Tokens, Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// " (did you mean `x`?)" when a candidate is close to `word`, else nothing.
+fn suggestion(word: &str, candidates: &[&str]) -> String {
+    did_you_mean(word, candidates)
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
 }
 
 fn hex32(s: &str) -> Option<[u8; 32]> {
