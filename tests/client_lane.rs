@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::raw::{next_head, read_more, read_until_closed};
+use common::raw::{content_length, next_head, read_more, read_until_closed};
 use common::server::{write_config, Server};
 use common::{dead_addr, wait_until, WAIT};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -90,14 +90,7 @@ async fn serve(mut s: TcpStream, seen: Seen, abandoned: Arc<AtomicUsize>) {
         let Some((head, start)) = next_head(&mut s, &mut buf).await else {
             return;
         };
-        let len = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            })
-            .unwrap_or(0);
+        let len = content_length(&head).unwrap_or(0);
         let chunked = head
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked");

@@ -70,12 +70,7 @@ fn first_response(bytes: &[u8]) -> Option<(u16, String, usize)> {
     let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&bytes[..end]).to_ascii_lowercase();
     let status = head.get(9..12)?.parse().ok()?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))?
-        .trim()
-        .parse()
-        .ok()?;
+    let len = common::raw::content_length(&head)?;
     let total = end + 4 + len;
     let body = bytes.get(end + 4..total)?;
     Some((status, String::from_utf8_lossy(body).into_owned(), total))

@@ -73,11 +73,7 @@ async fn serve(mut s: TcpStream, after: After, requests: Arc<AtomicUsize>) {
             continue;
         };
         let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-        let len = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .unwrap_or(0);
+        let len = common::raw::content_length(&head).unwrap_or(0);
         while buf.len() < end + 4 + len {
             match s.read(&mut chunk).await {
                 Ok(0) | Err(_) => return,

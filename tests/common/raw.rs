@@ -101,6 +101,16 @@ pub async fn read_head(s: &mut TcpStream, wait: Duration) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The `Content-Length` of a request or response head, if it has one that parses.
+pub fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| v.trim().parse::<usize>().ok())?
+    })
+}
+
 /// Read one HTTP/1.1 response with a `Content-Length` body from `s`.
 pub async fn read_response(s: &mut TcpStream) -> String {
     let mut bytes = Vec::new();
@@ -109,12 +119,7 @@ pub async fn read_response(s: &mut TcpStream) -> String {
     loop {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len = head.lines().find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse::<usize>().ok())?
-            });
-            if body.len() >= len.expect("content-length") {
+            if body.len() >= content_length(head).expect("content-length") {
                 return text;
             }
         }

@@ -436,12 +436,7 @@ async fn stray_env() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsi
                 while let Some((head, end)) = common::raw::next_head(&mut s, &mut buf).await {
                     buf.drain(..end);
                     // A request's body is read and dropped, so the next head starts clean.
-                    let length = head
-                        .lines()
-                        .filter_map(|l| l.split_once(':'))
-                        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-                        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                        .unwrap_or(0);
+                    let length = common::raw::content_length(&head).unwrap_or(0);
                     while buf.len() < length {
                         if !common::raw::read_more(&mut s, &mut buf).await {
                             return;
