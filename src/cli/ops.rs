@@ -141,9 +141,10 @@ pub async fn operator(cmd: Command) -> ExitCode {
         | Command::Approve(a)
         | Command::Rollback(a)
         | Command::Abort(a) => a.conn.clone(),
-        Command::Serve { .. } | Command::Plan { .. } | Command::Demo(_) => {
-            return ExitCode::FAILURE
-        }
+        Command::Serve { .. }
+        | Command::Config { .. }
+        | Command::Plan { .. }
+        | Command::Demo(_) => return ExitCode::FAILURE,
     };
     let actor = if matches!(cmd, Command::Console { .. }) {
         "console"
@@ -186,9 +187,10 @@ pub async fn operator(cmd: Command) -> ExitCode {
         Command::Plans { .. } => client.plans().await.map(|p| render::plans(&p, json)),
         Command::Events { since, follow, .. } => events(&client, since, follow, json).await,
         Command::Console { .. } => return console(client).await,
-        Command::Serve { .. } | Command::Plan { .. } | Command::Demo(_) => {
-            return ExitCode::FAILURE
-        }
+        Command::Serve { .. }
+        | Command::Config { .. }
+        | Command::Plan { .. }
+        | Command::Demo(_) => return ExitCode::FAILURE,
     };
     match result {
         Ok(text) => {

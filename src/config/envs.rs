@@ -21,7 +21,7 @@ pub struct EnvConfig {
     pub probe_path: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEnvs {
     pub(super) old: Option<RawEnv>,
@@ -32,7 +32,7 @@ pub(super) struct RawEnvs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEnv {
-    pub(super) upstreams: Spanned<Vec<Spanned<String>>>,
+    pub(super) upstreams: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) request_timeout: Option<Spanned<String>>,
     pub(super) probe_path: Option<Spanned<String>>,
@@ -55,7 +55,7 @@ impl Checker<'_> {
     pub(super) fn env(&mut self, raw: Option<&RawEnv>, name: &str, envs_at: usize) -> EnvConfig {
         let key = format!("envs.{name}");
         let Some(raw) = raw else {
-            self.problem(
+            self.missing(
                 envs_at,
                 &key,
                 format!("missing [envs.{name}]: add it with upstreams = [\"host:port\"]"),
@@ -68,19 +68,22 @@ impl Checker<'_> {
             };
         };
         let ukey = format!("{key}.upstreams");
-        if raw.upstreams.get_ref().is_empty() {
-            self.problem(
-                raw.upstreams.span().start,
-                &ukey,
-                "needs at least one \"host:port\"",
-            );
-        }
-        let upstreams = raw
-            .upstreams
-            .get_ref()
-            .iter()
-            .filter_map(|u| self.addr(u, &ukey))
-            .collect();
+        let upstreams = match &raw.upstreams {
+            Some(list) if list.get_ref().is_empty() => {
+                self.problem(list.span().start, &ukey, "needs at least one \"host:port\"");
+                Vec::new()
+            }
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .filter_map(|u| self.addr(u, &ukey))
+                .collect(),
+            None => {
+                let at = self.text.find(&format!("[{key}]")).unwrap_or(envs_at);
+                self.missing(at, &ukey, "missing: add `upstreams = [\"host:port\"]`");
+                Vec::new()
+            }
+        };
         let probe_path = raw.probe_path.as_ref().and_then(|p| {
             if p.get_ref().starts_with('/') {
                 Some(p.get_ref().clone())
