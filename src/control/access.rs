@@ -78,11 +78,6 @@ impl Access {
         Ok(Access::new(tokens, Some(path.to_owned()), shared))
     }
 
-    /// Accept exactly `tokens` (tests, embedding); nothing to reload.
-    pub fn fixed(tokens: Tokens) -> Access {
-        Access::new(tokens, None, None)
-    }
-
     fn new(tokens: Tokens, tokens_file: Option<PathBuf>, shared: Option<Token>) -> Access {
         Access {
             current: Arc::new(ArcSwap::from_pointee(tokens)),
