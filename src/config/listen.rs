@@ -22,6 +22,8 @@ pub(super) struct RawListen {
 pub(super) struct RawAdmin {
     pub(super) addr: Option<Spanned<String>>,
     pub(super) token_file: Option<String>,
+    /// Named operators and their roles (`control::tokens`); read and checked by `serve`.
+    pub(super) tokens_file: Option<String>,
 }
 
 #[derive(Deserialize)]

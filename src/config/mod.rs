@@ -44,6 +44,9 @@ pub struct Config {
     pub workers: usize,
     pub admin: SocketAddr,
     pub token_file: Option<PathBuf>,
+    /// `[admin] tokens_file`: named operators with roles (its content is checked when the
+    /// server starts or reloads, not here).
+    pub tokens_file: Option<PathBuf>,
     pub store_path: PathBuf,
     pub old: EnvConfig,
     pub new: EnvConfig,
@@ -165,7 +168,10 @@ impl Config {
         if cfg.store_path.is_relative() {
             cfg.store_path = base.join(&cfg.store_path);
         }
-        if let Some(t) = cfg.token_file.as_mut() {
+        for t in [cfg.token_file.as_mut(), cfg.tokens_file.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if t.is_relative() {
                 *t = base.join(&*t);
             }
@@ -240,6 +246,11 @@ impl Config {
                 .admin
                 .as_ref()
                 .and_then(|a| a.token_file.clone())
+                .map(PathBuf::from),
+            tokens_file: raw
+                .admin
+                .as_ref()
+                .and_then(|a| a.tokens_file.clone())
                 .map(PathBuf::from),
             store_path: raw
                 .store
