@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use common::dead_addr;
 use common::server::{write_config_envs, Server};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
+use tonic::codegen::Service;
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -25,7 +26,8 @@ const SERVICE: &str = "cutover.test.Orders";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// grpc.health.v1 served in HTTP/2 (prior knowledge) on hyper's server, counting the
-/// connections it accepted.
+/// connections it accepted. A call with `x-fail` metadata is answered UNAVAILABLE (a
+/// trailers-only answer, as a failing service sends it).
 struct GrpcEnv {
     addr: std::net::SocketAddr,
     reporter: HealthReporter,
@@ -43,7 +45,17 @@ async fn grpc_env() -> GrpcEnv {
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             counted.fetch_add(1, SeqCst);
-            let svc = TowerToHyperService::new(service.clone());
+            let health = service.clone();
+            let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let mut health = health.clone();
+                async move {
+                    if req.headers().contains_key("x-fail") {
+                        let down = tonic::Status::unavailable("the env is going down");
+                        return Ok(down.into_http::<tonic::body::Body>());
+                    }
+                    Service::call(&mut health, req).await
+                }
+            });
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
@@ -122,6 +134,18 @@ async fn a_unary_call_and_its_error_status_pass_through_an_h2_env() {
         .expect_err("an unknown service is an error");
     assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
     assert_eq!(status.message(), "service not registered");
+    let mut failing = tonic::Request::new(ask(SERVICE));
+    failing
+        .metadata_mut()
+        .insert("x-fail", "1".parse().expect("metadata"));
+    let status = grpc.check(failing).await.expect_err("the env fails");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert_eq!(status.message(), "the env is going down");
+    // UNAVAILABLE is the env's failure, NOT_FOUND the caller's (docs/operations.md).
+    let metrics = server.metrics().await;
+    let line = "cutover_errors_total{scope=\"old\",kind=\"server_error\"} ";
+    let errors = metrics.lines().find_map(|l| l.strip_prefix(line));
+    assert_eq!(errors, Some("1"), "{metrics}");
 
     // Many calls at once share the worker's connection to the env instead of one each.
     let calls = (0..50).map(|_| {
