@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::dead_addr;
 use common::server::{write_config_envs, Server};
+use common::{dead_addr, wait_until};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tonic::codegen::Service;
@@ -75,8 +75,12 @@ fn cutover_in_front_of(env: &GrpcEnv, dir: &std::path::Path) -> Server {
     let cfg = write_config_envs(
         dir,
         [env.addr, dead_addr(), dead_addr()],
-        ["protocol = \"h2\"\nrequest_timeout = \"5s\"", "", ""],
-        "",
+        [
+            "protocol = \"h2\"\nrequest_timeout = \"5s\"\nprobe_path = \"/healthz\"",
+            "",
+            "",
+        ],
+        "[probes]\ninterval = \"50ms\"\n",
     );
     Server::start(&cfg)
 }
@@ -115,6 +119,18 @@ async fn a_unary_call_and_its_error_status_pass_through_an_h2_env() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = cutover_in_front_of(&env, dir.path());
     let mut grpc = client(&server).await;
+
+    // Probes speak the env's protocol: a service that speaks only HTTP/2 answers them.
+    wait_until("a probe of the h2 env", WAIT, || async {
+        let metrics = server.metrics().await;
+        metrics
+            .lines()
+            .any(|l| l == "cutover_probe_up{env=\"old\"} 1")
+    })
+    .await;
+    let metrics = server.metrics().await;
+    let failed = "cutover_probes_total{env=\"old\",result=\"failed\"} 0";
+    assert!(metrics.contains(failed), "{metrics}");
 
     let answer = grpc.check(ask(SERVICE)).await.expect("check");
     assert_eq!(answer.get_ref().status(), ServingStatus::Serving);
