@@ -74,7 +74,9 @@ async fn serve(req: Request<Incoming>, state: Arc<EnvState>, bye: Arc<Notify>) -
     match req.uri().path() {
         "/echo" => {
             // The request's own trailer comes back as a trailer of the answer.
-            let body = req.into_body().collect().await.expect("request body");
+            let Ok(body) = req.into_body().collect().await else {
+                return answer(b"the request body failed", &seen, HeaderMap::new());
+            };
             let got = body
                 .trailers()
                 .and_then(|t| t.get("x-req"))
@@ -153,6 +155,7 @@ async fn env(h2: bool, state: EnvState) -> (SocketAddr, Arc<EnvState>) {
 /// `fallback`.
 struct Proxied {
     addr: SocketAddr,
+    metrics: Arc<Metrics>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -170,7 +173,7 @@ async fn proxy(old: SocketAddr, old_lines: &str, fallback: SocketAddr) -> Proxie
         "test-salt",
     )));
     let metrics = Arc::new(Metrics::new());
-    let proxy = Arc::new(Proxy::new(&cfg, router, metrics));
+    let proxy = Arc::new(Proxy::new(&cfg, router, metrics.clone()));
     let listener = tokio::net::TcpListener::bind(any_port())
         .await
         .expect("bind");
@@ -180,7 +183,11 @@ async fn proxy(old: SocketAddr, old_lines: &str, fallback: SocketAddr) -> Proxie
     tokio::spawn(cutover::proxy::serve_live(listener, live, async {
         let _ = stop_rx.await;
     }));
-    Proxied { addr, _stop: stop }
+    Proxied {
+        addr,
+        metrics,
+        _stop: stop,
+    }
 }
 
 /// An HTTP/2 (prior knowledge) client connection to `addr`.
@@ -386,4 +393,44 @@ async fn an_h2_env_fails_like_an_http1_one() {
         1,
         "the timed-out stream did not cost the connection"
     );
+}
+
+#[tokio::test]
+async fn a_clients_broken_body_towards_an_h2_env_is_the_clients_fault() {
+    let (env, state) = env(true, EnvState::default()).await;
+    let p = proxy(env, "protocol = \"h2\"", dead_addr()).await;
+    let head = "POST /echo HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n";
+    // A broken chunk, and a client that stops mid-chunk: 400, never the env's 502.
+    let malformed = format!("{head}5\r\nhelloXX0\r\n\r\n");
+    let reply = common::raw::exchange(p.addr, malformed.as_bytes(), WAIT).await;
+    assert_eq!(reply.status(), Some(400), "{}", reply.text());
+    let code = reply.header("x-cutover-error");
+    assert_eq!(code.as_deref(), Some("client-body-malformed"));
+    let mut s = tokio::net::TcpStream::connect(p.addr)
+        .await
+        .expect("connect");
+    s.write_all(format!("{head}10\r\n0123456789").as_bytes())
+        .await
+        .expect("write");
+    s.shutdown().await.expect("half-close");
+    let reply = common::raw::read_until_closed(&mut s, std::time::Instant::now(), WAIT).await;
+    assert_eq!(reply.status(), Some(400), "{}", reply.text());
+    let code = reply.header("x-cutover-error");
+    assert_eq!(code.as_deref(), Some("client-body-aborted"));
+    assert_eq!(
+        p.metrics
+            .client_errors_total(cutover::metrics::ClientFault::BodyMalformed)
+            + p.metrics
+                .client_errors_total(cutover::metrics::ClientFault::BodyAborted),
+        2
+    );
+    // Only the streams were reset: the env's connection serves the next request.
+    let resp = common::client()
+        .post(format!("http://{}/echo", p.addr))
+        .body("fine")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(state.conns.load(SeqCst), 1);
 }
