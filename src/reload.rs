@@ -199,6 +199,7 @@ fn spawn_probes(
                 env: *e,
                 addrs: env.upstreams.iter().map(|a| a.to_string()).collect(),
                 path: path.clone(),
+                h2: env.protocol == crate::config::Protocol::H2,
             })
         })
         .collect();
@@ -256,6 +257,7 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
         diff("connect_timeout", a.connect_timeout != b.connect_timeout);
         diff("request_timeout", a.request_timeout != b.request_timeout);
         diff("probe_path", a.probe_path != b.probe_path);
+        diff("protocol", a.protocol != b.protocol);
     }
     let mut diff = |key: &str, differs: bool| {
         if differs {

@@ -611,11 +611,13 @@ async fn probes_record_real_answers_and_stop_on_shutdown() {
             env: Env::New,
             addrs: vec![server.to_string()],
             path: "/healthz".into(),
+            h2: false,
         },
         ProbeTarget {
             env: Env::Old,
             addrs: vec![closed.to_string()],
             path: "healthz".into(),
+            h2: false,
         },
     ];
     let task = tokio::spawn(run_probes(

@@ -30,6 +30,9 @@ pub struct ProbeTarget {
     pub addrs: Vec<String>,
     /// Path (and query) to GET, e.g. `/healthz`.
     pub path: String,
+    /// Probe in HTTP/2 with prior knowledge (the env's `protocol = "h2"`: it may speak
+    /// nothing else).
+    pub h2: bool,
 }
 
 type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
@@ -94,13 +97,17 @@ pub async fn run_probes(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client: ProbeClient = Client::builder(TokioExecutor::new()).build_http();
-    let probes: Vec<(Env, Option<Uri>)> = targets
+    let http1: ProbeClient = Client::builder(TokioExecutor::new()).build_http();
+    let h2: ProbeClient = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let probes: Vec<(Env, Option<Uri>, &ProbeClient)> = targets
         .iter()
         .flat_map(|t| {
+            let client = if t.h2 { &h2 } else { &http1 };
             t.addrs
                 .iter()
-                .map(move |a| (t.env, probe_uri(t.env, a, &t.path)))
+                .map(move |a| (t.env, probe_uri(t.env, a, &t.path), client))
         })
         .collect();
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
@@ -110,8 +117,8 @@ pub async fn run_probes(
             _ = stopped(&mut shutdown) => return,
             _ = tick.tick() => {}
         }
-        let round = join_all(probes.iter().map(|(env, uri)| {
-            let (client, metrics) = (&client, &metrics);
+        let round = join_all(probes.iter().map(|(env, uri, client)| {
+            let metrics = &metrics;
             async move {
                 let ok = probe_once(client, uri.as_ref(), timeout).await;
                 metrics.record_probe(*env, ok, Instant::now());

@@ -19,6 +19,29 @@ pub struct EnvConfig {
     pub request_timeout: Duration,
     /// Path probed on every upstream of this env; `None` disables probes.
     pub probe_path: Option<String>,
+    /// What the env's upstreams are spoken to in (`protocol`, default HTTP/1.1).
+    pub protocol: Protocol,
+}
+
+/// `[envs.X] protocol`: the HTTP version spoken to the env's upstreams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// `"http1.1"`: keep-alive HTTP/1.1 connections (the default).
+    #[default]
+    Http1,
+    /// `"h2"`: HTTP/2 with prior knowledge in cleartext (h2c), a few multiplexed connections
+    /// per upstream (`proxy::upstream::h2`).
+    H2,
+}
+
+impl Protocol {
+    /// The value as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1.1",
+            Protocol::H2 => "h2",
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -36,6 +59,7 @@ pub(super) struct RawEnv {
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) request_timeout: Option<Spanned<String>>,
     pub(super) probe_path: Option<Spanned<String>>,
+    pub(super) protocol: Option<Spanned<String>>,
     // Herd protection (checked in `protection`).
     pub(super) max_inflight: Option<Spanned<i64>>,
     pub(super) adaptive_limit: Option<bool>,
@@ -65,6 +89,7 @@ impl Checker<'_> {
                 connect_timeout: Duration::from_secs(1),
                 request_timeout: Duration::from_secs(30),
                 probe_path: None,
+                protocol: Protocol::default(),
             };
         };
         let ukey = format!("{key}.upstreams");
@@ -109,6 +134,29 @@ impl Checker<'_> {
                 Duration::from_secs(30),
             ),
             probe_path,
+            protocol: self.protocol(raw.protocol.as_ref(), &format!("{key}.protocol")),
+        }
+    }
+
+    /// `envs.X.protocol`: `"http1.1"` (the default) or `"h2"`.
+    fn protocol(&mut self, v: Option<&Spanned<String>>, key: &str) -> Protocol {
+        let Some(v) = v else {
+            return Protocol::default();
+        };
+        match v.get_ref().as_str() {
+            "http1.1" => Protocol::Http1,
+            "h2" => Protocol::H2,
+            other => {
+                self.problem(
+                    v.span().start,
+                    key,
+                    format!(
+                        "`{other}` is not a protocol: write \"http1.1\" (the default) or \"h2\" \
+                         (HTTP/2 with prior knowledge)"
+                    ),
+                );
+                Protocol::default()
+            }
         }
     }
 

@@ -31,7 +31,7 @@ mod routing;
 
 use check::Checker;
 pub use check::{duration_max, DURATION_BOUNDS};
-pub use envs::EnvConfig;
+pub use envs::{EnvConfig, Protocol};
 pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
@@ -423,6 +423,22 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
         assert_eq!(p.len(), 1, "{p:#?}");
         assert_eq!(p[0].line, 7);
         assert!(p[0].message.starts_with("not valid TOML"), "{}", p[0]);
+    }
+
+    #[test]
+    fn an_envs_protocol_is_http1_by_default_h2_on_request_and_nothing_else() {
+        let c = Config::parse(GOOD, "c.toml").expect("valid");
+        assert_eq!(c.new.protocol, Protocol::Http1);
+        let h2 = GOOD.replace("probe_path = \"/healthz\"", "protocol = \"h2\"");
+        let c = Config::parse(&h2, "c.toml").expect("valid");
+        assert_eq!(
+            (c.new.protocol, c.old.protocol),
+            (Protocol::H2, Protocol::Http1)
+        );
+        let p = problems(&GOOD.replace("probe_path = \"/healthz\"", "protocol = \"http2\""));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!((p[0].key.as_str(), p[0].line), ("envs.new.protocol", 12));
+        assert!(p[0].message.contains("\"h2\""), "{}", p[0]);
     }
 
     #[test]

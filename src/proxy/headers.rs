@@ -16,15 +16,16 @@ const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection")
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy.
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1) that never cross the proxy (a request's
+/// `TE: trailers` goes on as `te: trailers`: [`asks_for_trailers`]). `Trailer` is not one:
+/// RFC 9110 §6.6.2 makes it end to end, and hyper sends only the trailers it declares.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
@@ -93,6 +94,17 @@ pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Whether the request's `TE` accepts trailers (`TE: trailers`, as gRPC clients send it).
+/// A proxy must not forward `TE` as it came, but an env may send trailers only to a client
+/// that said so, and gRPC servers refuse a request without it: the handler sends
+/// `te: trailers` on alone (RFC 9113 §8.2.2 allows nothing else in HTTP/2 anyway).
+pub fn asks_for_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .any(|v| has_token(v.as_bytes(), b"trailers"))
 }
 
 /// Headers a `Connection` list never removes: the `Host` the env routes by, the framing of the
@@ -315,9 +327,16 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert("x-kept", HeaderValue::from_static("1"));
+        h.insert(header::TRAILER, HeaderValue::from_static("x-checksum"));
+        assert!(asks_for_trailers(&h));
         strip_hop_by_hop(&mut h, false);
-        assert_eq!(h.len(), 1);
+        assert_eq!(h.len(), 2);
         assert!(h.contains_key("x-kept"));
+        assert!(h.contains_key(header::TRAILER), "end to end");
+        h.insert(header::TE, HeaderValue::from_static("gzip, trailers;q=1"));
+        assert!(!asks_for_trailers(&h), "a parameter is not the bare token");
+        h.insert(header::TE, HeaderValue::from_static("gzip, Trailers"));
+        assert!(asks_for_trailers(&h));
     }
 
     #[test]

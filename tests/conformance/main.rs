@@ -287,13 +287,22 @@ const REQUESTS: &[RequestShape] = &[
     RequestShape {
         name: "hop-by-hop headers",
         target: "/answer/ok",
-        lines: "host: conformance.test\r\nkeep-alive: timeout=5\r\nte: trailers\r\nproxy-authorization: Basic eA==\r\nproxy-connection: keep-alive\r\ntrailer: x-t\r\n",
+        lines: "host: conformance.test\r\nkeep-alive: timeout=5\r\nte: deflate, trailers\r\nproxy-authorization: Basic eA==\r\nproxy-connection: keep-alive\r\ntrailer: x-t\r\n",
         expect: Outcome::Served(|s| {
-            for h in ["keep-alive", "te", "proxy-authorization", "proxy-connection", "trailer", "connection"] {
+            for h in ["keep-alive", "proxy-authorization", "proxy-connection", "connection"] {
                 expect_eq(h, s.header(h), None)?;
             }
-            Ok(())
+            // `TE` is hop-by-hop, but its `trailers` is what gRPC servers require: it goes on
+            // alone. `Trailer` is end to end (RFC 9110 §6.6.2).
+            expect_eq("te", s.header("te"), Some("trailers"))?;
+            expect_eq("trailer", s.header("trailer"), Some("x-t"))
         }),
+    },
+    RequestShape {
+        name: "TE without trailers",
+        target: "/answer/ok",
+        lines: "host: conformance.test\r\nte: gzip\r\n",
+        expect: Outcome::Served(|s| expect_eq("te", s.header("te"), None)),
     },
     RequestShape {
         name: "spoofed forwarding headers",

@@ -7,7 +7,8 @@
 //!
 //! What it takes is deliberately narrow, so that nothing here has to agree with hyper on a
 //! hard case: an HTTP/1.1 request in origin form, with no `Content-Length`, no
-//! `Transfer-Encoding` (so no body, RFC 9112 §6.3), no `Upgrade` and no `Expect`, within the
+//! `Transfer-Encoding` (so no body, RFC 9112 §6.3), no `Upgrade`, no `Expect` and no `TE`
+//! (whose answer may carry trailers, which only hyper's server writes), within the
 //! configured head limits. Anything else — HTTP/1.0, HTTP/2's preface, a head `httparse`
 //! refuses, a request with a body — is [`Unfit`], and the connection goes to hyper from that
 //! request's first byte on, so hyper answers it exactly as it always has.
@@ -77,9 +78,17 @@ pub fn parse_request(
     let mut close = false;
     for (h, span) in parsed.headers.iter().zip(spans.iter_mut()) {
         let name = h.name.as_bytes();
-        if ["content-length", "transfer-encoding", "upgrade", "expect"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
+        // `te`: a client that may ask for trailers is hyper's, which sends them (the lane
+        // writes none).
+        if [
+            "content-length",
+            "transfer-encoding",
+            "upgrade",
+            "expect",
+            "te",
+        ]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
         {
             return Err(Unfit);
         }

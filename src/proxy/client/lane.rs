@@ -331,8 +331,9 @@ async fn write_response(
         match frame {
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
-                    // Trailers: not sent (hyper's server sends them only to clients that
-                    // asked with `TE: trailers`, which this proxy strips as hop-by-hop).
+                    // Trailers: not sent. hyper's server sends them only to a client that
+                    // asked with `TE: trailers`, and such a request is never the lane's
+                    // (`h1::parse_request` leaves it to hyper).
                     continue;
                 };
                 if data.is_empty() {

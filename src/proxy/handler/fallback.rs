@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use http::Response;
 use hyper::body::Incoming;
 
-use super::record::status_outcome;
+use super::record::answer_outcome;
 use super::Proxy;
 use crate::metrics::{Outcome, Scope};
 use crate::proxy::upstream::attempt::{self, Failure, Outgoing};
@@ -76,7 +76,7 @@ impl Proxy {
             Ok(resp) => {
                 // Displaced, not an error of `env`: the user was answered elsewhere.
                 self.metrics.record_displaced(env, true, done);
-                let outcome = status_outcome(resp.status());
+                let outcome = answer_outcome(&resp, out.trailers);
                 self.metrics
                     .record(Scope::Fallback, outcome, done - retry_start, done);
                 (

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 
 use super::answer::{env_error, ENV_HEADER_NAME};
 use super::fallback::Failed;
-use super::record::{error_outcome, status_outcome};
+use super::record::{answer_outcome, error_outcome};
 use super::Proxy;
 use crate::metrics::{Outcome, Scope};
 use crate::proxy::headers::strip_hop_by_hop;
@@ -79,7 +79,7 @@ impl Proxy {
                 let now = Instant::now();
                 guard.sample(now - sent_at, now);
                 // The env's answer is what the user gets: one record for both.
-                let outcome = status_outcome(resp.status());
+                let outcome = answer_outcome(&resp, out.trailers);
                 let scopes = [Scope::from(env), Scope::Users];
                 self.metrics.record_in(&scopes, outcome, now - start, now);
                 First::Done(self.wrap(resp, first.upstream, first.conn, env, permit))

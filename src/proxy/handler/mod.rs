@@ -128,7 +128,7 @@ impl Proxy {
         let (mut parts, body) = req.into_parts();
         let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
         route::frame_unknown_length(&mut parts.headers, &body);
-        let out = Outgoing::of(&parts, &path, false);
+        let out = Outgoing::of(&parts, &path, false, seen);
         let first = match permit {
             Ok(permit) => self.forward(env, &out, body, permit, start).await,
             Err(admission::Shed) => self.shed_unsent(env, &parts, body, start),

@@ -68,8 +68,8 @@ impl Proxy {
         }
     }
 
-    /// Make a client's request head fit for the upstream (hop-by-hop headers dropped, Host
-    /// kept, forwarding headers set) and return the path and query to send it to. `seen` is
+    /// Make a client's request head fit for the upstream (hop-by-hop headers dropped but
+    /// `te: trailers`, Host kept, forwarding headers set) and return the path and query to send it to. `seen` is
     /// the [`headers::scan`] of its headers.
     pub(super) fn prepare(
         &self,
@@ -79,7 +79,13 @@ impl Proxy {
         seen: Seen,
         upgrade: bool,
     ) -> http::uri::PathAndQuery {
+        let trailers = seen.hop_by_hop() && headers::asks_for_trailers(&parts.headers);
         strip_seen_hop_by_hop(&mut parts.headers, upgrade, seen);
+        if trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         // The target's authority wins over `Host` (RFC 9112 §3.2.2, absolute form); HTTP/2
         // clients send :authority instead of Host, and upstreams speak HTTP/1.1.
         if let Some(v) = parts

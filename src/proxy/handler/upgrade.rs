@@ -110,7 +110,7 @@ pub(super) async fn open(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     let seen = headers::scan(&parts.headers, &[]);
     let path = proxy.prepare(&mut parts, client, forwarding, seen, true);
-    let out = Outgoing::of(&parts, &path, true);
+    let out = Outgoing::of(&parts, &path, true, seen);
     let scope = Scope::from(env);
     let attempt = attempt::send(proxy.pool(env), &out, ReqBody::Empty, None).await;
     let mut resp = match attempt.result {

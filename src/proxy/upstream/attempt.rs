@@ -35,6 +35,7 @@ use super::pool::{Pool, Upstream};
 use crate::metrics::Outcome;
 pub(crate) use crate::metrics::{ClientFault, ProxyFault};
 use crate::proxy::clock;
+use crate::proxy::headers::Seen;
 
 /// Why an attempt got no answer, by whose fault it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,20 +140,27 @@ pub(crate) struct Outgoing<'a> {
     /// An upgrade (the answer may switch protocols): sent through hyper, which hands over
     /// the upgraded connection.
     pub(crate) upgrade: bool,
+    /// The client asked for trailers (`te: trailers`, kept by the handler): sent through
+    /// hyper, whose HTTP/1.1 client reads them (the hand-spoken one skips them).
+    pub(crate) trailers: bool,
 }
 
 impl<'a> Outgoing<'a> {
-    /// The request of `parts`, prepared for the env (its target reduced to `path`).
+    /// The request of `parts`, prepared for the env (its target reduced to `path`); `seen`
+    /// is the scan of its headers before they were prepared (no lookup for `TE` unless it
+    /// found a hop-by-hop header).
     pub(crate) fn of(
         parts: &'a http::request::Parts,
         path: &'a http::uri::PathAndQuery,
         upgrade: bool,
+        seen: Seen,
     ) -> Self {
         Outgoing {
             method: &parts.method,
             path,
             headers: &parts.headers,
             upgrade,
+            trailers: seen.hop_by_hop() && parts.headers.contains_key(http::header::TE),
         }
     }
 }
@@ -183,8 +191,30 @@ pub(crate) async fn send(
             unsent: unsent.and_then(Unsent::take),
         };
     };
-    let by_hand = matches!(body, ReqBody::Empty) && !out.upgrade && *out.method != Method::CONNECT;
-    let (result, conn) = if by_hand {
+    // An upgrade (or CONNECT) goes out in HTTP/1.1 even to an HTTP/2 env: hyper hands over
+    // the connection it switched on.
+    let tunnel = out.upgrade || *out.method == Method::CONNECT;
+    let h2 = upstream.h2.as_ref().filter(|_| !tunnel);
+    let by_hand = matches!(body, ReqBody::Empty) && !tunnel && !out.trailers;
+    let (result, conn) = if let Some(h2) = h2 {
+        match h2.send(h2.request(out, body)).await {
+            Ok((mut resp, stream)) => {
+                if h1::normalize_answer(&mut resp, false) {
+                    (
+                        Ok(resp.map(|body| UpBody::H2 {
+                            body,
+                            _stream: stream,
+                        })),
+                        None,
+                    )
+                } else {
+                    // An invalid answer (a head over the limit): the env failed the request.
+                    (Err(Failure::Env(EnvFault::Reset)), None)
+                }
+            }
+            Err(e) => (Err(failed(&e, upstream)), None),
+        }
+    } else if by_hand {
         // The common request, no body: spoken by hand, straight from the prepared headers.
         match upstream.conns.send_raw(out).await {
             Ok(resp) => (Ok(resp.map(UpBody::Raw)), None),

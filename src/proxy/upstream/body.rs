@@ -265,11 +265,18 @@ impl Body for ReqBody {
     }
 }
 
-/// An upstream's response body: read by hyper's client connection, or off a hand-spoken
-/// connection ([`super::rawconn`]).
+/// An upstream's response body: read by hyper's client connection, off a hand-spoken
+/// connection ([`super::rawconn`]), or from an HTTP/2 stream (holding its place on its
+/// connection, [`super::h2`]). Trailers come through as hyper reads them (the hand-spoken
+/// connection skips them: it carries only requests that did not ask for any).
 pub(crate) enum UpBody {
     Hyper(Incoming),
     Raw(RawBody),
+    H2 {
+        body: Incoming,
+        /// Held until the body ends (or is dropped).
+        _stream: super::h2::H2Stream,
+    },
 }
 
 impl Body for UpBody {
@@ -281,21 +288,23 @@ impl Body for UpBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            UpBody::Hyper(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            UpBody::Hyper(b) | UpBody::H2 { body: b, .. } => {
+                Pin::new(b).poll_frame(cx).map_err(Into::into)
+            }
             UpBody::Raw(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            UpBody::Hyper(b) => b.is_end_stream(),
+            UpBody::Hyper(b) | UpBody::H2 { body: b, .. } => b.is_end_stream(),
             UpBody::Raw(b) => b.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            UpBody::Hyper(b) => b.size_hint(),
+            UpBody::Hyper(b) | UpBody::H2 { body: b, .. } => b.size_hint(),
             UpBody::Raw(b) => b.size_hint(),
         }
     }

@@ -282,16 +282,7 @@ impl Conns {
     }
 
     async fn connect_stream(&self) -> Result<TcpStream, SendError> {
-        let stream =
-            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.addr)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => return Err(SendError::Connect(e)),
-                Err(_) => return Err(SendError::ConnectTimeout),
-            };
-        let _ = stream.set_nodelay(true);
-        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-        let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-        Ok(stream)
+        connect_tcp(self.addr, self.connect_timeout).await
     }
 
     async fn connect_raw(&self) -> Result<RawConn, SendError> {
@@ -322,6 +313,23 @@ impl Conns {
         });
         Ok(Pooled { tx, clock, peek })
     }
+}
+
+/// A TCP connection to `addr` within `timeout`, with `TCP_NODELAY` and keep-alive probes
+/// (both kinds of connections here, and [`super::h2`]'s, start with it).
+pub(crate) async fn connect_tcp(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, SendError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return Err(SendError::Connect(e)),
+        Err(_) => return Err(SendError::ConnectTimeout),
+    };
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
+    Ok(stream)
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //!
 //! Owns: an attempt and whose fault its failure is ([`attempt`]), each env's pool and its
 //! least-in-flight balancing ([`pool`]), keep-alive connections per upstream ([`conns`]) —
-//! hyper's for requests with a body and upgrades, hand-spoken HTTP/1.1 ([`rawconn`], [`h1`])
-//! for the rest — the request timeout's sweeper ([`deadlines`]), and the bodies both ways
+//! hyper's for requests with a body, asking for trailers, and upgrades, hand-spoken HTTP/1.1
+//! ([`rawconn`], [`h1`]) for the rest, and multiplexed HTTP/2 ones for an env with
+//! `protocol = "h2"` ([`h2`]) — the request timeout's sweeper ([`deadlines`]), and the bodies both ways
 //! ([`body`]) with the client body's deadline ([`body_watch`]).
 //!
 //! Must not touch: routing, the proxy's answers to the client or users' metrics (the
@@ -15,5 +16,6 @@ pub(crate) mod body_watch;
 pub(crate) mod conns;
 pub(crate) mod deadlines;
 pub mod h1;
+pub(crate) mod h2;
 pub(crate) mod pool;
 pub(crate) mod rawconn;

@@ -15,7 +15,8 @@ use std::sync::Arc;
 use rand::Rng;
 
 use super::conns::Conns;
-use crate::config::EnvConfig;
+use super::h2::H2Conns;
+use crate::config::{EnvConfig, Protocol};
 use crate::metrics::{Metrics, Scope};
 use crate::router::Env;
 use crate::shard::Sharded;
@@ -33,6 +34,9 @@ pub(crate) struct Upstream {
     pub(crate) addr: SocketAddr,
     /// Idle keep-alive connections to it (one pool per address, shared by the workers).
     pub(crate) conns: Arc<Conns>,
+    /// Its HTTP/2 connections, for an env with `protocol = "h2"` (upgrades still go over
+    /// `conns`, in HTTP/1.1).
+    pub(crate) h2: Option<Arc<H2Conns>>,
     /// This worker's requests in flight on it.
     inflight: AtomicUsize,
     /// Where its env's active gauge is kept (so a request's guard needs no `Arc` of its own).
@@ -49,21 +53,24 @@ pub(crate) struct Pool {
 
 impl Pool {
     pub(crate) fn new(env: Env, cfg: &EnvConfig, metrics: &Arc<Metrics>) -> Pool {
-        let conns: Vec<(SocketAddr, Arc<Conns>)> = cfg
+        let conns: Vec<(SocketAddr, Arc<Conns>, Option<Arc<H2Conns>>)> = cfg
             .upstreams
             .iter()
             .map(|a| {
                 let conns = Conns::new(*a, cfg.connect_timeout, cfg.request_timeout);
-                (*a, Arc::new(conns))
+                let h2 = (cfg.protocol == Protocol::H2)
+                    .then(|| Arc::new(H2Conns::new(*a, cfg.connect_timeout, cfg.request_timeout)));
+                (*a, Arc::new(conns), h2)
             })
             .collect();
         let handles = || {
             conns
                 .iter()
-                .map(|(addr, conns)| {
+                .map(|(addr, conns, h2)| {
                     Arc::new(Upstream {
                         addr: *addr,
                         conns: conns.clone(),
+                        h2: h2.clone(),
                         inflight: AtomicUsize::new(0),
                         metrics: metrics.clone(),
                         scope: Scope::from(env),
@@ -143,6 +150,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),
             probe_path: None,
+            protocol: Default::default(),
         };
         let metrics = Arc::new(Metrics::new());
         let pool = Pool::new(Env::Old, &cfg, &metrics);
