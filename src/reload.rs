@@ -7,6 +7,11 @@
 //! orchestrator's [`Handle`] ([`Reloader::reload_and_record`], for SIGHUP and the control API
 //! alike). Must not touch: the run, the weight, the store.
 //!
+//! The listeners' certificates are read again on every reload and swapped for the
+//! connections accepted afterwards (open ones keep theirs); one that does not load is refused
+//! naming its file, and the reload changes nothing. Whether a listener speaks TLS at all is
+//! fixed while the server runs.
+//!
 //! A config that does not validate is rejected whole with every `file:line:col` problem, and a
 //! config that changes what a running process cannot change (its listeners, store, token file,
 //! default salt) is rejected whole naming those keys; in both cases nothing changes. A valid
@@ -26,6 +31,7 @@ use crate::orchestrator::checks::EnvAddrs;
 use crate::orchestrator::Handle;
 use crate::proxy::Live;
 use crate::router::Env;
+use crate::tls::ServerTls;
 use crate::vocab::EventAction;
 
 #[derive(Debug, Error)]
@@ -36,6 +42,11 @@ pub enum ReloadError {
     Read(String),
     #[error("invalid config, nothing was changed:\n{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ConfigProblem>),
+    #[error("certificates of the {listener} listener refused, nothing was changed and the certificates in force stay: {source}")]
+    Tls {
+        listener: &'static str,
+        source: crate::tls::TlsError,
+    },
     #[error(
         "{} cannot change while the server runs (nothing was changed): restore {} in {file} and \
          reload, or restart the server to change {}",
@@ -64,6 +75,9 @@ pub struct Reloader {
     metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Receiver<bool>,
     state: Mutex<State>,
+    /// The users' and the admin listener's certificates, when they speak TLS.
+    listen_tls: Option<Arc<ServerTls>>,
+    admin_tls: Option<Arc<ServerTls>>,
 }
 
 struct State {
@@ -90,7 +104,21 @@ impl Reloader {
                 running: cfg,
                 probes,
             }),
+            listen_tls: None,
+            admin_tls: None,
         }
+    }
+
+    /// Reload these listeners' certificates too (read again on every reload: a renewed
+    /// certificate is usually written over the old file).
+    pub fn with_tls(
+        mut self,
+        listen: Option<Arc<ServerTls>>,
+        admin: Option<Arc<ServerTls>>,
+    ) -> Reloader {
+        self.listen_tls = listen;
+        self.admin_tls = admin;
+        self
     }
 
     /// Read the config file again and apply it, or change nothing and say why.
@@ -114,8 +142,38 @@ impl Reloader {
                 keys,
             });
         }
-        let changed = changes(&state.running, &new);
+        // Every certificate is read and checked before anything changes.
+        let prepare = |tls: &Option<Arc<ServerTls>>, files, listener| match tls {
+            Some(t) => t
+                .prepare(files)
+                .map(|next| Some((t.clone(), next)))
+                .map_err(|source| ReloadError::Tls { listener, source }),
+            None => Ok(None),
+        };
+        let (old, listen, admin) = (&state.running, &new.listen_tls, &new.admin_tls);
+        let certs = [
+            (
+                "listen.tls_cert",
+                old.listen_tls != *listen,
+                prepare(&self.listen_tls, listen, "users'")?,
+            ),
+            (
+                "admin.tls_cert",
+                old.admin_tls != *admin,
+                prepare(&self.admin_tls, admin, "admin")?,
+            ),
+        ];
+        let mut changed = changes(&state.running, &new);
         self.live.apply(&new);
+        for (key, files_moved, next) in certs {
+            let Some((tls, next)) = next else { continue };
+            if files_moved || tls.differs(&next) {
+                changed.push(key.to_owned());
+            }
+            // Connections accepted from now on shake hands with the new certificates; open
+            // ones keep the session they have.
+            tls.install(next);
+        }
         // An env whose limit was removed is unlimited now: stop exporting the old limit.
         for env in Env::ALL {
             let p = new.protect(env);
@@ -186,6 +244,12 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.admin != new.admin {
         keys.push("admin.addr");
+    }
+    if old.listen_tls.is_empty() != new.listen_tls.is_empty() {
+        keys.push("listen.tls_cert");
+    }
+    if old.admin_tls.is_empty() != new.admin_tls.is_empty() {
+        keys.push("admin.tls_cert");
     }
     if old.token_file != new.token_file {
         keys.push("admin.token_file");

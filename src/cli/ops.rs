@@ -23,8 +23,9 @@ pub async fn serve(path: PathBuf) -> ExitCode {
         }
     };
     let result = crate::serve::run(cfg, crate::serve::signal(), |bound, token| {
-        println!("cutover: proxy listening on {}", bound.proxy);
-        println!("cutover: admin API on http://{}", bound.admin);
+        let scheme = if bound.proxy_tls { "https" } else { "http" };
+        println!("cutover: proxy listening on {} ({scheme})", bound.proxy);
+        println!("cutover: admin API on {}", bound.admin_url());
         if let crate::control::auth::TokenSource::Generated(p) = &token.source {
             println!("cutover: admin token in {}", p.display());
         }
@@ -101,6 +102,7 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
         None => None,
     };
     let admin = conn.admin.clone().unwrap_or_else(|| match &cfg {
+        Some(c) if !c.admin_tls.is_empty() => format!("https://{}", c.admin),
         Some(c) => format!("http://{}", c.admin),
         None => "http://127.0.0.1:9900".to_owned(),
     });
@@ -125,7 +127,7 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
             .ok()
             .map(|t| t.trim().to_owned()),
     };
-    Client::new(&admin, token, actor).map_err(|e| e.to_string())
+    Client::with_ca_file(&admin, token, actor, conn.ca_file.as_deref()).map_err(|e| e.to_string())
 }
 
 pub async fn operator(cmd: Command) -> ExitCode {
