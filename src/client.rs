@@ -92,7 +92,8 @@ impl Client {
         connector.enforce_http(false);
         // Trust is built only for an https:// URL: a plain one needs no CA at all.
         let tls = match https {
-            true => crate::tls::client_config(ca_file, &crate::tls::ALPN_H1).map(|t| t.config),
+            // No ALPN here: hyper-rustls sets it from the protocols enabled below.
+            true => crate::tls::client_config(ca_file, &[]).map(|t| t.config),
             false => crate::tls::client_config_without_roots(),
         }
         .map_err(|source| ClientError::Tls {

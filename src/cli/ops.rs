@@ -23,8 +23,10 @@ pub async fn serve(path: PathBuf) -> ExitCode {
         }
     };
     let result = crate::serve::run(cfg, crate::serve::signal(), |bound, token| {
-        let scheme = if bound.proxy_tls { "https" } else { "http" };
-        println!("cutover: proxy listening on {} ({scheme})", bound.proxy);
+        println!("cutover: proxy listening on {}", bound.proxy);
+        if bound.proxy_tls {
+            println!("cutover: proxy speaks HTTPS (TLS 1.2/1.3, ALPN h2 and http/1.1)");
+        }
         println!("cutover: admin API on {}", bound.admin_url());
         if let crate::control::auth::TokenSource::Generated(p) = &token.source {
             println!("cutover: admin token in {}", p.display());
