@@ -433,4 +433,31 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn turning_tls_on_or_off_is_fixed_changing_its_files_is_not() {
+        let plain = cfg("");
+        let files = vec![crate::config::CertFiles {
+            cert: "a.pem".into(),
+            key: "a.key".into(),
+        }];
+        let tls = Config {
+            listen_tls: files.clone(),
+            admin_tls: files.clone(),
+            ..cfg("")
+        };
+        assert_eq!(
+            fixed_changes(&plain, &tls),
+            ["listen.tls_cert", "admin.tls_cert"]
+        );
+        assert_eq!(fixed_changes(&tls, &plain).len(), 2);
+        let moved = Config {
+            listen_tls: vec![crate::config::CertFiles {
+                cert: "b.pem".into(),
+                key: "b.key".into(),
+            }],
+            ..tls.clone()
+        };
+        assert!(fixed_changes(&tls, &moved).is_empty());
+    }
 }

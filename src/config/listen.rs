@@ -139,3 +139,66 @@ impl Checker<'_> {
         files
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, ConfigError};
+    use super::*;
+
+    const ENVS: &str = "[envs.old]\nupstreams = [\"127.0.0.1:1\"]\n[envs.new]\n\
+                        upstreams = [\"127.0.0.1:2\"]\n[envs.fallback]\nupstreams = [\"127.0.0.1:3\"]\n";
+
+    fn parse(listen: &str, admin: &str) -> Result<Config, Vec<String>> {
+        let text = format!("[listen]\naddr = \"127.0.0.1:0\"\n{listen}\n[admin]\n{admin}\n{ENVS}");
+        Config::parse_in(&text, "c.toml", Path::new("/etc/cutover")).map_err(|e| match e {
+            ConfigError::Invalid(p) => p.iter().map(ToString::to_string).collect(),
+            e => vec![e.to_string()],
+        })
+    }
+
+    #[test]
+    fn certificates_are_paths_relative_to_the_config_default_first() {
+        let c = parse(
+            "tls_cert = \"a.pem\"\ntls_key = \"/keys/a.key\"\n\
+             [[listen.certs]]\ncert = \"b.pem\"\nkey = \"b.key\"\n",
+            "tls_cert = \"admin.pem\"\ntls_key = \"admin.key\"\n",
+        )
+        .expect("valid");
+        let f = |cert: &str, key: &str| CertFiles {
+            cert: cert.into(),
+            key: key.into(),
+        };
+        assert_eq!(
+            c.listen_tls,
+            [
+                f("/etc/cutover/a.pem", "/keys/a.key"),
+                f("/etc/cutover/b.pem", "/etc/cutover/b.key")
+            ]
+        );
+        assert_eq!(
+            c.admin_tls,
+            [f("/etc/cutover/admin.pem", "/etc/cutover/admin.key")]
+        );
+        let plain = parse("", "").expect("valid");
+        assert!(plain.listen_tls.is_empty() && plain.admin_tls.is_empty());
+    }
+
+    #[test]
+    fn a_certificate_without_its_key_or_more_certificates_without_a_default_are_named() {
+        let p = parse("tls_cert = \"a.pem\"\n", "tls_key = \"k.pem\"\n").expect_err("invalid");
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert!(
+            p[0].contains("`listen.tls_key`: listen.tls_cert needs"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("`admin.tls_cert`: admin.tls_key needs"),
+            "{p:?}"
+        );
+        let p = parse("[[listen.certs]]\ncert = \"b.pem\"\nkey = \"b.key\"\n", "")
+            .expect_err("invalid");
+        assert!(p[0].contains("need a default one"), "{p:?}");
+        let p = parse("tls_cert = \"\"\ntls_key = \"k\"\n", "").expect_err("invalid");
+        assert!(p[0].contains("`listen.tls_cert`: give the path"), "{p:?}");
+    }
+}

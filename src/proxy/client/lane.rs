@@ -20,6 +20,14 @@
 //! reason phrase kept where it differs from the standard one. `[proxy] client_lane = false`
 //! turns the lane off: the
 //! connection is hyper's from its first byte.
+//!
+//! TLS: the lane is generic over the stream under the screen ([`Stream`]): the watched socket
+//! on a plain listener, TLS over it on an HTTPS one. Generic rather than a boxed or enum
+//! stream so the plain path compiles to exactly what it was (no dispatch per read or write),
+//! and rather than handing TLS connections to hyper directly so an HTTP/1.1 request is
+//! answered by the same code — same headers, same refusals, same screen — on both. A
+//! connection that chose `h2` by ALPN skips the lane and is hyper's HTTP/2 from its first
+//! byte.
 
 use std::future::{poll_fn, Future};
 use std::io;

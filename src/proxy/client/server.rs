@@ -1,7 +1,9 @@
 //! The client listener: accepts connections, speaks HTTP/1.1 and HTTP/2 (h2c, prior knowledge
 //! or upgrade-free), enforces the client limits, and drains gracefully on shutdown.
 //!
-//! Per connection: claim a slot under `max_connections` (else 503 and close), build hyper's
+//! Per connection: claim a slot under `max_connections` (else 503 and close), on a TLS listener
+//! shake hands within `header_read_timeout` ([`crate::tls::accept`]; counted in
+//! `cutover_tls_handshakes_total`, failures logged at debug), build hyper's
 //! settings from the current [`Limits`], record when bytes move and hand it to the worker's
 //! [`Supervisor`] (idle close, request-head timeout, drain), and screen its HTTP/1 requests
 //! for conflicting framing ([`super::screen`]).
