@@ -1,14 +1,17 @@
 //! The control API client, used by the CLI and the console.
 //!
-//! Owns: HTTP calls to the admin listener, the bearer token and actor header, decoding answers
-//! and `{"error","hint"}` bodies, and the server-sent event stream. Must not touch: the store or
+//! Owns: HTTP calls to the admin listener (`http://`, or `https://` trusting the system's roots
+//! plus a `--ca-file`), the bearer token and actor header, decoding answers and
+//! `{"error","hint"}` bodies, and the server-sent event stream. Must not touch: the store or
 //! any server state directly — everything goes through the API.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{connect::HttpConnector, Client as HttpClient};
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
@@ -20,8 +23,13 @@ use crate::api::{
 
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("invalid admin URL `{0}`: use http://HOST:PORT")]
+    #[error("invalid admin URL `{0}`: use http://HOST:PORT or https://HOST:PORT")]
     BadUrl(String),
+    #[error("cannot set up TLS for {url}: {source}")]
+    Tls {
+        url: String,
+        source: crate::tls::TlsError,
+    },
     #[error("cannot reach the control API at {url}: {cause}")]
     Connect { url: String, cause: String },
     #[error("{}: {} (hint: {})", .status, .body.error, .body.hint)]
@@ -48,23 +56,55 @@ pub struct Client {
     base: String,
     token: Option<String>,
     actor: String,
-    http: HttpClient<HttpConnector, Full<Bytes>>,
+    http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
 }
 
 impl Client {
     /// `admin_url` like `http://127.0.0.1:9900`; `actor` is recorded in events (`cli`, `console`).
     pub fn new(admin_url: &str, token: Option<String>, actor: &str) -> Result<Self, ClientError> {
+        Client::with_ca_file(admin_url, token, actor, None)
+    }
+
+    /// As [`Client::new`]; an `https://` URL's certificate is checked against the system's
+    /// roots plus `ca_file` (the CA that signed the admin listener's certificate).
+    pub fn with_ca_file(
+        admin_url: &str,
+        token: Option<String>,
+        actor: &str,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, ClientError> {
         let base = admin_url.trim_end_matches('/').to_owned();
         let uri: Uri = base
             .parse()
             .map_err(|_| ClientError::BadUrl(admin_url.to_owned()))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(ClientError::BadUrl(admin_url.to_owned())),
+        };
+        if uri.authority().is_none() {
             return Err(ClientError::BadUrl(admin_url.to_owned()));
         }
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(3)));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        // Trust is built only for an https:// URL: a plain one needs no CA at all.
+        let tls = match https {
+            // No ALPN here: hyper-rustls sets it from the protocols enabled below.
+            true => crate::tls::client_config(ca_file, &[]).map(|t| t.config),
+            false => crate::tls::client_config_without_roots(),
+        }
+        .map_err(|source| ClientError::Tls {
+            url: base.clone(),
+            source,
+        })?;
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(std::sync::Arc::unwrap_or_clone(tls))
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Ok(Client {
             base,
             token,
@@ -327,5 +367,9 @@ mod tests {
         assert!(Client::new("ftp://x", None, "cli").is_err());
         assert!(Client::new("not a url", None, "cli").is_err());
         assert!(Client::new("http://127.0.0.1:9", None, "cli").is_ok());
+        let missing = Path::new("/nonexistent/ca.pem");
+        let e = Client::with_ca_file("https://127.0.0.1:9", None, "cli", Some(missing))
+            .expect_err("a CA file that is not there");
+        assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
     }
 }

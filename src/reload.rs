@@ -9,6 +9,11 @@
 //! [`ReloadPart`]: checked with the config, applied only when everything is valid. Must not
 //! touch: the run, the weight, the store.
 //!
+//! The listeners' certificates are read again on every reload and swapped for the
+//! connections accepted afterwards (open ones keep theirs); one that does not load is refused
+//! naming its file, and the reload changes nothing. Whether a listener speaks TLS at all is
+//! fixed while the server runs.
+//!
 //! A config that does not validate is rejected whole with every `file:line:col` problem, and a
 //! config that changes what a running process cannot change (its listeners, store, token file,
 //! default salt) is rejected whole naming those keys; in both cases nothing changes. A valid
@@ -28,6 +33,7 @@ use crate::orchestrator::checks::EnvAddrs;
 use crate::orchestrator::Handle;
 use crate::proxy::Live;
 use crate::router::Env;
+use crate::tls::ServerTls;
 use crate::vocab::EventAction;
 
 #[derive(Debug, Error)]
@@ -38,6 +44,11 @@ pub enum ReloadError {
     Read(String),
     #[error("invalid config, nothing was changed:\n{}", .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ConfigProblem>),
+    #[error("certificates of the {listener} listener refused, nothing was changed and the certificates in force stay: {source}")]
+    Tls {
+        listener: &'static str,
+        source: crate::tls::TlsError,
+    },
     #[error(
         "{} cannot change while the server runs (nothing was changed): restore {} in {file} and \
          reload, or restart the server to change {}",
@@ -86,6 +97,9 @@ pub struct Reloader {
     stop: tokio::sync::watch::Receiver<bool>,
     parts: Vec<Arc<dyn ReloadPart>>,
     state: Mutex<State>,
+    /// The users' and the admin listener's certificates, when they speak TLS.
+    listen_tls: Option<Arc<ServerTls>>,
+    admin_tls: Option<Arc<ServerTls>>,
 }
 
 struct State {
@@ -113,12 +127,26 @@ impl Reloader {
                 running: cfg,
                 probes,
             }),
+            listen_tls: None,
+            admin_tls: None,
         }
     }
 
     /// Also read `part` again on every reload.
     pub fn with_part(mut self, part: Arc<dyn ReloadPart>) -> Reloader {
         self.parts.push(part);
+        self
+    }
+
+    /// Reload these listeners' certificates too (read again on every reload: a renewed
+    /// certificate is usually written over the old file).
+    pub fn with_tls(
+        mut self,
+        listen: Option<Arc<ServerTls>>,
+        admin: Option<Arc<ServerTls>>,
+    ) -> Reloader {
+        self.listen_tls = listen;
+        self.admin_tls = admin;
         self
     }
 
@@ -149,8 +177,38 @@ impl Reloader {
             .map(|p| p.stage())
             .collect::<Result<Vec<Staged>, String>>()
             .map_err(ReloadError::Part)?;
+        // Every certificate is read and checked before anything changes.
+        let prepare = |tls: &Option<Arc<ServerTls>>, files, listener| match tls {
+            Some(t) => t
+                .prepare(files)
+                .map(|next| Some((t.clone(), next)))
+                .map_err(|source| ReloadError::Tls { listener, source }),
+            None => Ok(None),
+        };
+        let (old, listen, admin) = (&state.running, &new.listen_tls, &new.admin_tls);
+        let certs = [
+            (
+                "listen.tls_cert",
+                old.listen_tls != *listen,
+                prepare(&self.listen_tls, listen, "users'")?,
+            ),
+            (
+                "admin.tls_cert",
+                old.admin_tls != *admin,
+                prepare(&self.admin_tls, admin, "admin")?,
+            ),
+        ];
         let mut changed = changes(&state.running, &new);
         self.live.apply(&new);
+        for (key, files_moved, next) in certs {
+            let Some((tls, next)) = next else { continue };
+            if files_moved || tls.differs(&next) {
+                changed.push(key.to_owned());
+            }
+            // Connections accepted from now on shake hands with the new certificates; open
+            // ones keep the session they have.
+            tls.install(next);
+        }
         // An env whose limit was removed is unlimited now: stop exporting the old limit.
         for env in Env::ALL {
             let p = new.protect(env);
@@ -226,6 +284,12 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.admin != new.admin {
         keys.push("admin.addr");
+    }
+    if old.listen_tls.is_empty() != new.listen_tls.is_empty() {
+        keys.push("listen.tls_cert");
+    }
+    if old.admin_tls.is_empty() != new.admin_tls.is_empty() {
+        keys.push("admin.tls_cert");
     }
     if old.token_file != new.token_file {
         keys.push("admin.token_file");
@@ -413,5 +477,32 @@ mod tests {
                 .starts_with("listen.addr, store.path cannot change while the server runs"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn turning_tls_on_or_off_is_fixed_changing_its_files_is_not() {
+        let plain = cfg("");
+        let files = vec![crate::config::CertFiles {
+            cert: "a.pem".into(),
+            key: "a.key".into(),
+        }];
+        let tls = Config {
+            listen_tls: files.clone(),
+            admin_tls: files.clone(),
+            ..cfg("")
+        };
+        assert_eq!(
+            fixed_changes(&plain, &tls),
+            ["listen.tls_cert", "admin.tls_cert"]
+        );
+        assert_eq!(fixed_changes(&tls, &plain).len(), 2);
+        let moved = Config {
+            listen_tls: vec![crate::config::CertFiles {
+                cert: "b.pem".into(),
+                key: "b.key".into(),
+            }],
+            ..tls.clone()
+        };
+        assert!(fixed_changes(&tls, &moved).is_empty());
     }
 }

@@ -25,6 +25,7 @@ use crate::proxy::{self, Live, Proxy};
 use crate::reload::Reloader;
 use crate::router::{Env, Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
+use crate::tls::{ServerTls, ALPN_H1, ALPN_H2_H1};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -38,6 +39,11 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the {listener} listener's TLS: {source}")]
+    Tls {
+        listener: &'static str,
+        source: crate::tls::TlsError,
+    },
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error("cannot start the data-plane worker threads: {0}")]
@@ -49,6 +55,32 @@ pub enum ServeError {
 pub struct Bound {
     pub proxy: SocketAddr,
     pub admin: SocketAddr,
+    /// The users' listener speaks HTTPS.
+    pub proxy_tls: bool,
+    /// The admin listener speaks HTTPS.
+    pub admin_tls: bool,
+}
+
+impl Bound {
+    /// The admin API's URL (`https://` when its listener speaks TLS).
+    pub fn admin_url(&self) -> String {
+        let scheme = if self.admin_tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.admin)
+    }
+}
+
+/// A listener's certificates, loaded (every file read and checked) before anything listens.
+fn load_tls(
+    files: &[crate::tls::CertFiles],
+    alpn: &[&[u8]],
+    listener: &'static str,
+) -> Result<Option<Arc<ServerTls>>, ServeError> {
+    if files.is_empty() {
+        return Ok(None);
+    }
+    ServerTls::new(files, alpn)
+        .map(|t| Some(Arc::new(t)))
+        .map_err(|source| ServeError::Tls { listener, source })
 }
 
 /// Run everything until `shutdown` resolves. `on_ready` is told the bound addresses.
@@ -60,6 +92,8 @@ pub async fn run(
     // Every connection is a descriptor (a tunnel two): a service manager's default soft limit
     // would turn users away long before `max_connections` does.
     crate::rlimit::raise_for_serve(cfg.limits.max_connections);
+    let listen_tls = load_tls(&cfg.listen_tls, &ALPN_H2_H1, "users'")?;
+    let admin_tls = load_tls(&cfg.admin_tls, &ALPN_H1, "admin")?;
     let store = Store::open(&cfg.store_path).map_err(|source| ServeError::Store {
         path: cfg.store_path.display().to_string(),
         source,
@@ -89,6 +123,8 @@ pub async fn run(
     let bound = Bound {
         proxy: proxy_listener.local_addr().unwrap_or(cfg.listen),
         admin: admin_listener.local_addr().unwrap_or(cfg.admin),
+        proxy_tls: listen_tls.is_some(),
+        admin_tls: admin_tls.is_some(),
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -117,11 +153,15 @@ pub async fn run(
         },
         stopped(),
     )?;
-    let live = Live::from_config(proxy, &cfg);
+    let live = match &listen_tls {
+        Some(tls) => Live::from_config_tls(proxy, &cfg, tls.clone()),
+        None => Live::from_config(proxy, &cfg),
+    };
     let workers = proxy::Workers::start(cfg.workers, live.clone()).map_err(ServeError::Workers)?;
     let reloader = Arc::new(
         Reloader::new(cfg, live.clone(), env_addrs, metrics, stop_rx.clone())
-            .with_part(access.clone()),
+            .with_part(access.clone())
+            .with_tls(listen_tls, admin_tls.clone()),
     );
 
     let control = Arc::new(Admin {
@@ -129,7 +169,12 @@ pub async fn run(
         access,
         reload: Some(reloader.clone()),
     });
-    let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
+    let admin_task = tokio::spawn(control::serve(
+        admin_listener,
+        control.clone(),
+        admin_tls,
+        stopped(),
+    ));
     let proxy_task = tokio::spawn(workers.serve(proxy_listener, stopped()));
     tokio::spawn(reload_on_sighup(
         reloader,

@@ -28,7 +28,8 @@ pub struct Cli {
 /// How to reach the control API.
 #[derive(Debug, Clone, Args)]
 pub struct Conn {
-    /// Control API URL [default: the config's admin.addr, else http://127.0.0.1:9900]
+    /// Control API URL, http:// or https:// [default: the config's admin.addr (https:// when
+    /// it has admin.tls_cert), else http://127.0.0.1:9900]
     #[arg(long, env = "CUTOVER_ADMIN", global = true)]
     pub admin: Option<String>,
     /// File holding the bearer token (else CUTOVER_TOKEN, else the config's token)
@@ -37,6 +38,10 @@ pub struct Conn {
     /// Server config to find the admin address and token from
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// PEM file of the CA that signed an https:// admin URL's certificate (added to the
+    /// system's roots)
+    #[arg(long, env = "CUTOVER_CA_FILE", global = true, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Machine-readable JSON output
     #[arg(long, global = true)]
     pub json: bool,

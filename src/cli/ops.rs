@@ -24,7 +24,10 @@ pub async fn serve(path: PathBuf) -> ExitCode {
     };
     let result = crate::serve::run(cfg, crate::serve::signal(), |bound, access| {
         println!("cutover: proxy listening on {}", bound.proxy);
-        println!("cutover: admin API on http://{}", bound.admin);
+        if bound.proxy_tls {
+            println!("cutover: proxy speaks HTTPS (TLS 1.2/1.3, ALPN h2 and http/1.1)");
+        }
+        println!("cutover: admin API on {}", bound.admin_url());
         if let Some((file, n)) = access.tokens_file() {
             println!("cutover: {n} named operator(s) from {}", file.display());
         }
@@ -113,6 +116,7 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
         None => None,
     };
     let admin = conn.admin.clone().unwrap_or_else(|| match &cfg {
+        Some(c) if !c.admin_tls.is_empty() => format!("https://{}", c.admin),
         Some(c) => format!("http://{}", c.admin),
         None => "http://127.0.0.1:9900".to_owned(),
     });
@@ -149,7 +153,7 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
             ));
         }
     }
-    Client::new(&admin, token, actor).map_err(|e| e.to_string())
+    Client::with_ca_file(&admin, token, actor, conn.ca_file.as_deref()).map_err(|e| e.to_string())
 }
 
 pub async fn operator(cmd: Command) -> ExitCode {

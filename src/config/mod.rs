@@ -33,6 +33,7 @@ use check::Checker;
 pub use check::{duration_max, DURATION_BOUNDS};
 pub use envs::{EnvConfig, Protocol};
 pub use limits::{Limits, MIN_HEADER_BYTES};
+pub use listen::CertFiles;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
 
@@ -43,6 +44,11 @@ pub struct Config {
     /// Data-plane threads, each with its own single-threaded runtime (default: one per core).
     pub workers: usize,
     pub admin: SocketAddr,
+    /// The users' listener's certificates (`[listen] tls_cert`/`tls_key`, then
+    /// `[[listen.certs]]`); empty: plain HTTP.
+    pub listen_tls: Vec<CertFiles>,
+    /// The admin listener's certificate (`[admin] tls_cert`/`tls_key`); empty: plain HTTP.
+    pub admin_tls: Vec<CertFiles>,
     pub token_file: Option<PathBuf>,
     /// `[admin] tokens_file`: named operators with roles (its content is checked when the
     /// server starts or reloads, not here).
@@ -211,6 +217,22 @@ impl Config {
         let envs = raw.envs.as_ref().unwrap_or(&no_envs);
         let (listen, workers) = c.listen(raw.listen.as_ref());
         let admin = c.admin(raw.admin.as_ref());
+        let raw_listen = raw.listen.as_ref();
+        let listen_tls = c.certs(
+            "listen",
+            raw_listen.and_then(|l| l.tls_cert.as_ref()),
+            raw_listen.and_then(|l| l.tls_key.as_ref()),
+            raw_listen.map_or(&[], |l| &l.certs[..]),
+            base,
+        );
+        let raw_admin = raw.admin.as_ref();
+        let admin_tls = c.certs(
+            "admin",
+            raw_admin.and_then(|a| a.tls_cert.as_ref()),
+            raw_admin.and_then(|a| a.tls_key.as_ref()),
+            &[],
+            base,
+        );
         // toml's Spanned cannot wrap a table of tables, so point at the first [envs...] header.
         let envs_at = text.find("[envs").unwrap_or(0);
         let old = c.env(envs.old.as_ref(), "old", envs_at);
@@ -242,6 +264,8 @@ impl Config {
             listen,
             workers,
             admin,
+            listen_tls,
+            admin_tls,
             token_file: raw
                 .admin
                 .as_ref()

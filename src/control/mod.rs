@@ -23,6 +23,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::orchestrator::Handle;
+use crate::tls::accept::accept;
+use crate::tls::ServerTls;
 
 pub use access::{Access, AccessConfig, AccessError};
 pub use auth::{Token, TokenError};
@@ -37,14 +39,23 @@ pub struct Admin {
     pub reload: Option<Arc<crate::reload::Reloader>>,
 }
 
-/// Serve the control API on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, control: Arc<Admin>, shutdown: impl Future<Output = ()>) {
+/// How long an admin client has to finish its TLS handshake, and then its request head.
+const ADMIN_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serve the control API on `listener` until `shutdown` resolves; over TLS when `tls` is set
+/// (`[admin] tls_cert`), each connection's handshake in its own task.
+pub async fn serve(
+    listener: TcpListener,
+    control: Arc<Admin>,
+    tls: Option<Arc<ServerTls>>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
+                let Ok((stream, client)) = accepted else {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
@@ -53,13 +64,26 @@ pub async fn serve(listener: TcpListener, control: Arc<Admin>, shutdown: impl Fu
                     let control = control.clone();
                     async move { Ok::<_, std::convert::Infallible>(routes::route(&control, req).await) }
                 });
-                let conn = http1::Builder::new()
+                let http = http1::Builder::new()
                     .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
+                    .header_read_timeout(ADMIN_HEAD_TIMEOUT)
+                    .clone();
+                let Some(tls) = tls.clone() else {
+                    let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                    });
+                    continue;
+                };
+                let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let _ = conn.await;
+                    match accept(&tls, stream, |s| s, ADMIN_HEAD_TIMEOUT).await {
+                        Ok(stream) => {
+                            let conn = http.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Err(e) => tracing::debug!(%client, error = %e, "admin connection without TLS"),
+                    }
                 });
             }
             _ = &mut shutdown => break,

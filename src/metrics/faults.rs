@@ -80,3 +80,41 @@ impl ProxyFault {
         self as usize
     }
 }
+
+/// How a TLS handshake on the users' listener ended, counted in
+/// `cutover_tls_handshakes_total{result}` (a connection, not a request: never in a scope).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    /// The handshake completed.
+    Done,
+    /// The client's hello or the handshake was refused (no common version or cipher, a bad
+    /// record, the client rejected the certificate and said so).
+    Failed,
+    /// Not done within `[limits] header_read_timeout`: closed, its slot freed.
+    Timeout,
+    /// A plain-HTTP request on the TLS listener: answered `400` and closed.
+    PlainHttp,
+}
+
+impl Handshake {
+    pub const ALL: [Handshake; 4] = [
+        Handshake::Done,
+        Handshake::Failed,
+        Handshake::Timeout,
+        Handshake::PlainHttp,
+    ];
+
+    /// The label value (`result`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Handshake::Done => "done",
+            Handshake::Failed => "failed",
+            Handshake::Timeout => "timeout",
+            Handshake::PlainHttp => "plain_http",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}

@@ -22,7 +22,7 @@ mod window;
 
 use std::time::{Duration, Instant};
 
-pub use faults::{ClientFault, ProxyFault};
+pub use faults::{ClientFault, Handshake, ProxyFault};
 pub use names::{MetricKind, MetricRef, Scope};
 pub use prometheus::{render_prometheus, render_tunnels_to_move, GateGauge, RunGauges};
 pub use window::{HistoryPoint, ScopeHistory};
@@ -341,6 +341,16 @@ impl Metrics {
     /// Client faults of `kind` since start.
     pub fn client_errors_total(&self, kind: ClientFault) -> u64 {
         self.global.client_errors[kind.index()].load(Relaxed)
+    }
+
+    /// A TLS handshake on the users' listener ended as `how`.
+    pub fn record_handshake(&self, how: Handshake) {
+        self.global.tls_handshakes[how.index()].fetch_add(1, Relaxed);
+    }
+
+    /// TLS handshakes on the users' listener that ended as `how`, since start.
+    pub fn handshakes_total(&self, how: Handshake) -> u64 {
+        self.global.tls_handshakes[how.index()].load(Relaxed)
     }
 
     /// Proxy faults of `kind` since start.

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::totals::{ERROR_KINDS, PROBE_FAIL, PROBE_NONE, PROM_BUCKETS};
-use super::{ClientFault, Metrics, ProxyFault, Scope};
+use super::{ClientFault, Handshake, Metrics, ProxyFault, Scope};
 use crate::api::GateView;
 use crate::router::Env;
 use crate::vocab::GateVerdict;
@@ -418,6 +418,20 @@ fn render_faults(o: &mut String, metrics: &Metrics) {
             "cutover_proxy_errors_total{{kind=\"{}\"}} {}",
             k.as_str(),
             metrics.proxy_errors_total(k)
+        );
+    }
+    header(
+        o,
+        "cutover_tls_handshakes_total",
+        "counter",
+        "TLS handshakes on the users' listener, by result (done, failed, timeout, plain_http: a plain-HTTP request answered 400).",
+    );
+    for h in Handshake::ALL {
+        let _ = writeln!(
+            o,
+            "cutover_tls_handshakes_total{{result=\"{}\"}} {}",
+            h.as_str(),
+            metrics.handshakes_total(h)
         );
     }
 }

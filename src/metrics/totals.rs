@@ -156,6 +156,8 @@ pub struct GlobalTotals {
     pub client_errors: [AtomicU64; 7],
     /// Failed exchanges that were the proxy's own fault, by [`super::ProxyFault::index`].
     pub proxy_errors: [AtomicU64; 1],
+    /// TLS handshakes on the users' listener, by [`super::Handshake::index`].
+    pub tls_handshakes: [AtomicU64; 4],
     /// Requests forced to an env by the override header (smoke tests), by env scope index:
     /// answered below 500, and not.
     pub overrides_ok: [AtomicU64; 3],

@@ -168,9 +168,29 @@ pub fn strip_seen_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool, seen: 
 /// per request.
 #[derive(Debug, Default)]
 pub struct ForwardCache {
+    /// The client reached cutover over TLS: `X-Forwarded-Proto: https` and `proto=https`.
+    https: bool,
     xff: OnceLock<HeaderValue>,
     /// `Forwarded` and the `Host` it names.
     forwarded: OnceLock<(Option<HeaderValue>, HeaderValue)>,
+}
+
+impl ForwardCache {
+    /// The cache of a connection that came over TLS (`https`) or plain HTTP.
+    pub fn new(https: bool) -> ForwardCache {
+        ForwardCache {
+            https,
+            ..ForwardCache::default()
+        }
+    }
+
+    fn proto(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 /// Set `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` for a request from `client`
@@ -208,18 +228,18 @@ pub fn set_forwarding(
     let forwarded = match (prev_fwd, cache.forwarded.get()) {
         (None, Some((h, v))) if h.as_ref() == host => v.clone(),
         (None, cached) => {
-            let v = value(forwarded_text(None, client, host));
+            let v = value(forwarded_text(None, client, host, cache.proto()));
             if cached.is_none() {
                 let _ = cache.forwarded.set((host.cloned(), v.clone()));
             }
             v
         }
-        (Some(p), _) => value(forwarded_text(Some(p), client, host)),
+        (Some(p), _) => value(forwarded_text(Some(p), client, host, cache.proto())),
     };
     if let Some(v) = xff {
         headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(cache.proto()));
     headers.insert(header::FORWARDED, forwarded);
 }
 
@@ -242,7 +262,12 @@ fn xff_text(prev: Option<&str>, client: IpAddr) -> String {
     xff
 }
 
-fn forwarded_text(prev: Option<&str>, client: IpAddr, host: Option<&HeaderValue>) -> String {
+fn forwarded_text(
+    prev: Option<&str>,
+    client: IpAddr,
+    host: Option<&HeaderValue>,
+    proto: &str,
+) -> String {
     let mut ip_buf = [0u8; 39];
     let client_text = ip_text(client, &mut ip_buf);
     let host = host.and_then(|h| h.to_str().ok()).filter(|h| {
@@ -264,7 +289,8 @@ fn forwarded_text(prev: Option<&str>, client: IpAddr, host: Option<&HeaderValue>
     } else {
         forwarded.push_str(client_text);
     }
-    forwarded.push_str(";proto=http");
+    forwarded.push_str(";proto=");
+    forwarded.push_str(proto);
     if let Some(h) = host {
         forwarded.push_str(";host=");
         forwarded.push_str(h);
@@ -414,6 +440,17 @@ mod tests {
             h["forwarded"],
             "for=10.0.0.1;proto=http;host=app.example, for=\"[::1]\";proto=http"
         );
+    }
+
+    #[test]
+    fn a_tls_connection_forwards_https() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app.example"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        let cache = ForwardCache::new(true);
+        set_forwarding(&mut h, "10.0.0.1".parse().expect("ip"), false, &cache);
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["forwarded"], "for=10.0.0.1;proto=https;host=app.example");
     }
 
     #[test]

@@ -70,3 +70,13 @@ pub fn client_config(ca_file: Option<&Path>, alpn: &[&[u8]]) -> Result<ClientTls
         ca_file: ca_file.map(Path::to_owned),
     })
 }
+
+/// A configuration trusting no one, for a connector that is only ever given `http://` URLs
+/// (hyper-rustls needs one either way).
+pub fn client_config_without_roots() -> Result<Arc<ClientConfig>, TlsError> {
+    let config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(VERSIONS)?
+        .with_root_certificates(RootCertStore::empty())
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}

@@ -1,5 +1,6 @@
 //! TLS at both edges of cutover: the certificates it presents to users and operators
-//! ([`server`]), and how it checks the envs' certificates ([`client`]).
+//! ([`server`]) and the handshake on an accepted socket ([`accept`]), and how it checks the
+//! envs' certificates ([`client`]).
 //!
 //! Owns: reading PEM files (certificates, keys, CA bundles) with errors that name the file and
 //! say how to fix it, building rustls configurations (TLS 1.2 and 1.3 only, ring as the crypto
@@ -7,6 +8,7 @@
 //! listeners, the upstream pools or the config format — they hand in paths and take back
 //! ready configurations, which a reload swaps whole.
 
+pub mod accept;
 pub mod client;
 pub mod server;
 
@@ -18,11 +20,13 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 use thiserror::Error;
 
-pub use client::{client_config, ClientTls};
+pub use client::{client_config, client_config_without_roots, ClientTls};
 pub use server::{server_config, CertFiles, ServerTls};
 
 /// ALPN protocols cutover offers to clients, in order of preference.
 pub const ALPN_H2_H1: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN of the admin listener (its server speaks HTTP/1.1 only).
+pub const ALPN_H1: [&[u8]; 1] = [b"http/1.1"];
 
 #[derive(Debug, Error)]
 pub enum TlsError {

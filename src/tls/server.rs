@@ -7,7 +7,6 @@
 //! connections accepted afterwards; a connection keeps the configuration it shook hands with,
 //! and a bad file leaves the old configuration in place.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -19,18 +18,22 @@ use rustls::ServerConfig;
 
 use super::{provider, read, read_certs, TlsError, VERSIONS};
 
-/// One certificate chain and its key, as PEM files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+/// One certificate chain and its key, as PEM files (the config's type: `[listen] tls_cert`).
+pub use crate::config::CertFiles;
 
 /// A listener's TLS configuration, swapped whole by a reload.
 #[derive(Debug)]
 pub struct ServerTls {
-    current: ArcSwap<ServerConfig>,
+    current: ArcSwap<Loaded>,
     alpn: Vec<Vec<u8>>,
+}
+
+/// A configuration built from files, not in force yet ([`ServerTls::prepare`]).
+#[derive(Debug)]
+pub struct Loaded {
+    config: Arc<ServerConfig>,
+    /// The end-entity certificate of each file pair, in order: what a reload compares.
+    leaves: Vec<Vec<u8>>,
 }
 
 impl ServerTls {
@@ -38,26 +41,46 @@ impl ServerTls {
     pub fn new(files: &[CertFiles], alpn: &[&[u8]]) -> Result<ServerTls, TlsError> {
         let alpn: Vec<Vec<u8>> = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(ServerTls {
-            current: ArcSwap::new(server_config(files, &alpn)?),
+            current: ArcSwap::from_pointee(load(files, &alpn)?),
             alpn,
         })
     }
 
     /// The configuration for a connection accepted now.
     pub fn config(&self) -> Arc<ServerConfig> {
-        self.current.load_full()
+        self.current.load().config.clone()
     }
 
     /// Load `files` again; on any error the configuration in force stays.
     pub fn reload(&self, files: &[CertFiles]) -> Result<(), TlsError> {
-        let next = server_config(files, &self.alpn)?;
-        self.current.store(next);
+        let next = self.prepare(files)?;
+        self.install(next);
         Ok(())
+    }
+
+    /// Build the configuration `files` describe without putting it in force: a reload that
+    /// changes several things prepares them all first and installs none if one fails.
+    pub fn prepare(&self, files: &[CertFiles]) -> Result<Loaded, TlsError> {
+        load(files, &self.alpn)
+    }
+
+    /// Whether `next` presents other certificates than the configuration in force.
+    pub fn differs(&self, next: &Loaded) -> bool {
+        self.current.load().leaves != next.leaves
+    }
+
+    /// Put `next` in force for the connections accepted from now on.
+    pub fn install(&self, next: Loaded) {
+        self.current.store(Arc::new(next));
     }
 }
 
 /// A server configuration presenting `files`, TLS 1.2 and 1.3 only, offering `alpn`.
 pub fn server_config(files: &[CertFiles], alpn: &[Vec<u8>]) -> Result<Arc<ServerConfig>, TlsError> {
+    load(files, alpn).map(|l| l.config)
+}
+
+fn load(files: &[CertFiles], alpn: &[Vec<u8>]) -> Result<Loaded, TlsError> {
     if files.is_empty() {
         return Err(TlsError::NoCertificates);
     }
@@ -66,12 +89,19 @@ pub fn server_config(files: &[CertFiles], alpn: &[Vec<u8>]) -> Result<Arc<Server
         .iter()
         .map(|f| certified_key(f, &provider).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
+    let leaves = keys
+        .iter()
+        .map(|k| k.cert.first().map_or_else(Vec::new, |c| c.to_vec()))
+        .collect();
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(VERSIONS)?
         .with_no_client_auth()
         .with_cert_resolver(Arc::new(BySni { keys }));
     config.alpn_protocols = alpn.to_vec();
-    Ok(Arc::new(config))
+    Ok(Loaded {
+        config: Arc::new(config),
+        leaves,
+    })
 }
 
 fn certified_key(

@@ -264,11 +264,19 @@ impl<B: Body<Data = Bytes> + Unpin> Body for Tracked<B> {
     }
 }
 
-/// Answer a connection past the cap with 503 and close it, spending at most about a second
-/// on it: read (a little of) the request first, so that an HTTP client sees an answer to what
-/// it sent rather than a reset or an unsolicited response.
-pub(crate) async fn refuse(mut stream: TcpStream) {
+/// Answer a connection past the cap with 503 and close it ([`answer_and_close`]).
+pub(crate) async fn refuse(stream: TcpStream) {
     let _ = stream.set_nodelay(true);
+    answer_and_close(stream, super::refuse::too_many_connections_bytes()).await;
+}
+
+/// Answer `answer` on a connection that is not going to be served, and close it, spending at
+/// most about a second on it: read (a little of) the request first, so that an HTTP client
+/// sees an answer to what it sent rather than a reset or an unsolicited response.
+pub(crate) async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    answer: &[u8],
+) {
     let mut buf = [0u8; 4096];
     let mut seen = Vec::new();
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
@@ -281,9 +289,7 @@ pub(crate) async fn refuse(mut stream: TcpStream) {
     })
     .await;
     let _ = tokio::time::timeout(Duration::from_millis(500), async {
-        stream
-            .write_all(super::refuse::too_many_connections_bytes())
-            .await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
         // Drain what else the client sends until it closes, so the close is not a reset.
         while stream.read(&mut buf).await? > 0 {}

@@ -8,6 +8,9 @@
 //! Router, metrics and the tunnel registry are carried over, never rebuilt: the weight, the
 //! numbers and the open tunnels belong to the process, not to one config.
 //!
+//! The listener's certificates ([`ServerTls`]) are held here too, for the connections to shake
+//! hands with; they swap on their own (a reload installs them), not with the rest.
+//!
 //! Must not touch: listeners, the store or the orchestrator — which config keys may change on
 //! a reload is decided by the caller (`crate::serve`).
 
@@ -22,6 +25,7 @@ use crate::config::Config;
 use crate::config::Limits;
 use crate::proxy::tunnel::registry::Tunnels;
 use crate::proxy::Proxy;
+use crate::tls::ServerTls;
 
 /// What a reload replaces.
 #[derive(Debug, Clone)]
@@ -52,29 +56,46 @@ pub struct Live {
     current: ArcSwap<Current>,
     /// Bumped after every store into `current`.
     generation: AtomicU64,
+    /// The listener's certificates when it speaks TLS (`[listen] tls_cert`); a reload swaps
+    /// what it holds ([`ServerTls::install`]), never whether there is one.
+    tls: Option<Arc<ServerTls>>,
 }
 
 impl Live {
     /// The state `cfg` describes, with `proxy` built from it.
     pub fn from_config(proxy: Arc<Proxy>, cfg: &Config) -> Arc<Live> {
-        Live::with(Current::new(proxy, cfg))
+        Live::with(Current::new(proxy, cfg), None)
+    }
+
+    /// As [`Live::from_config`], on a listener that speaks TLS with `tls`.
+    pub fn from_config_tls(proxy: Arc<Proxy>, cfg: &Config, tls: Arc<ServerTls>) -> Arc<Live> {
+        Live::with(Current::new(proxy, cfg), Some(tls))
     }
 
     /// `limits` and `drain_timeout` for `proxy`, with the client lane on.
     pub fn new(proxy: Arc<Proxy>, limits: Limits, drain_timeout: Duration) -> Arc<Live> {
-        Live::with(Current {
-            proxy,
-            limits,
-            drain_timeout,
-            client_lane: true,
-        })
+        Live::with(
+            Current {
+                proxy,
+                limits,
+                drain_timeout,
+                client_lane: true,
+            },
+            None,
+        )
     }
 
-    fn with(current: Current) -> Arc<Live> {
+    fn with(current: Current, tls: Option<Arc<ServerTls>>) -> Arc<Live> {
         Arc::new(Live {
             current: ArcSwap::from_pointee(current),
             generation: AtomicU64::new(0),
+            tls,
         })
+    }
+
+    /// The listener's certificates, if it speaks TLS.
+    pub fn tls(&self) -> Option<Arc<ServerTls>> {
+        self.tls.clone()
     }
 
     /// The current state, for the accept loop, the sweepers and shutdown (a request uses its

@@ -1,7 +1,9 @@
 //! The client listener: accepts connections, speaks HTTP/1.1 and HTTP/2 (h2c, prior knowledge
 //! or upgrade-free), enforces the client limits, and drains gracefully on shutdown.
 //!
-//! Per connection: claim a slot under `max_connections` (else 503 and close), build hyper's
+//! Per connection: claim a slot under `max_connections` (else 503 and close), on a TLS listener
+//! shake hands within `header_read_timeout` ([`crate::tls::accept`]; counted in
+//! `cutover_tls_handshakes_total`, failures logged at debug), build hyper's
 //! settings from the current [`Limits`], record when bytes move and hand it to the worker's
 //! [`Supervisor`] (idle close, request-head timeout, drain), and screen its HTTP/1 requests
 //! for conflicting framing ([`super::screen`]).
@@ -22,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 
 use super::conn::{self, Activity, Busy, ClientSocket, Open, OpenGuard, Tracked};
-use super::lane::{FrontConn, HyperHandoff, Setup};
+use super::lane::{FrontConn, HyperHandoff, Setup, Stream};
 use super::live::{ConnCurrent, Current, Live};
 use super::refuse;
 use super::rewind::Rewind;
@@ -30,11 +32,12 @@ use super::screen::Screened;
 use super::settings;
 use super::supervise::{Ended, Supervisor};
 use crate::config::Limits;
-use crate::metrics::ClientFault;
+use crate::metrics::{ClientFault, Handshake};
 use crate::proxy::handler::answer;
 use crate::proxy::handler::{Proxy, Session};
 use crate::proxy::upstream::body::{self, ClientBody, RespBody};
 use crate::proxy::upstream::body_watch::{BodyWatch, BODY_WATCH};
+use crate::tls::{self, accept::NotTls};
 
 /// Accept-queue length asked of the kernel for the client listener (capped by
 /// `net.core.somaxconn`). The default of `TcpListener::bind` is 128: a reconnect storm of a
@@ -198,7 +201,9 @@ fn log_accept_failure(e: &std::io::Error) {
 }
 
 /// Serve one client connection on the current runtime until it ends, or `supervisor` closes
-/// it (idle) or drains it. `hold` is dropped when the connection ends.
+/// it (idle) or drains it. `hold` is dropped when the connection ends. On a TLS listener the
+/// handshake comes first, in the connection's own task, within the header read timeout (a
+/// silent client cannot hold its slot longer than one that sends no head).
 pub(super) fn spawn_conn(
     accepted: Accepted<TcpStream>,
     live: &Arc<Live>,
@@ -212,27 +217,87 @@ pub(super) fn spawn_conn(
     } = accepted;
     // The connection's copy of the state; its limits are the ones this connection starts with.
     let current = ConnCurrent::new(live.clone());
+    let _ = stream.set_nodelay(true);
+    let activity = Activity::new();
+    let Some(tls) = live.tls() else {
+        let watched = ClientSocket::new(stream, activity.clone(), slot);
+        let conn = serve_conn(watched, Alpn::Plain, client, current, activity, supervisor);
+        tokio::spawn(async move {
+            let _hold = hold;
+            report(conn.await, client);
+        });
+        return;
+    };
+    let supervisor = supervisor.clone();
+    tokio::spawn(async move {
+        let _hold = hold;
+        let (deadline, metrics) = {
+            let c = current.load();
+            (c.limits.header_read_timeout, c.proxy.metrics.clone())
+        };
+        let wrap = |tcp| ClientSocket::new(tcp, activity.clone(), slot);
+        let stream = match tls::accept::accept(&tls, stream, wrap, deadline).await {
+            Ok(s) => s,
+            Err(e) => {
+                metrics.record_handshake(match e {
+                    NotTls::Timeout(_) => Handshake::Timeout,
+                    NotTls::PlainHttp => Handshake::PlainHttp,
+                    NotTls::Closed | NotTls::Failed(_) => Handshake::Failed,
+                });
+                tracing::debug!(%client, error = %e, "no TLS connection");
+                return;
+            }
+        };
+        metrics.record_handshake(Handshake::Done);
+        let alpn = match stream.get_ref().1.alpn_protocol() {
+            Some(b"h2") => Alpn::H2,
+            _ => Alpn::Http1,
+        };
+        let conn = serve_conn(stream, alpn, client, current, activity, &supervisor);
+        report(conn.await, client);
+    });
+}
+
+/// What a connection speaks, as far as the listener knows before its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alpn {
+    /// Plain HTTP: HTTP/1.1, or HTTP/2 with prior knowledge (hyper tells them apart).
+    Plain,
+    /// TLS, HTTP/1.1 chosen (or nothing: HTTP/1.1 is the default).
+    Http1,
+    /// TLS, `h2` chosen: hyper's HTTP/2 server from the first byte.
+    H2,
+}
+
+/// The future of one client connection over `stream`, supervised: the own lane first (unless
+/// off, or HTTP/2), then hyper's server. The same for plain and TLS connections, so a request
+/// is answered the same way on both.
+fn serve_conn<S: Stream>(
+    stream: S,
+    alpn: Alpn,
+    client: SocketAddr,
+    current: ConnCurrent,
+    activity: Arc<Activity>,
+    supervisor: &Arc<Supervisor>,
+) -> impl Future<Output = Ended<impl std::fmt::Display>> + Send + 'static {
     let (limits, lane, metrics) = {
         let c = current.load();
         (c.limits, c.client_lane, c.proxy.metrics.clone())
     };
-    let _ = stream.set_nodelay(true);
-    let activity = Activity::new();
-    let watched = ClientSocket::new(stream, activity.clone(), slot);
     let setup = Setup {
-        io: Screened::new(watched, activity.clone(), client).counting(metrics),
+        io: Screened::new(stream, activity.clone(), client).counting(metrics),
         client,
         current,
-        session: Arc::new(Session::default()),
+        session: Arc::new(Session::new(alpn != Alpn::Plain)),
         activity: activity.clone(),
         max_head: limits.max_header_bytes,
         max_headers: limits.max_headers,
-        enabled: lane,
+        enabled: lane && alpn != Alpn::H2,
     };
     // hyper takes the connection from the first request the lane does not take on.
     let builder = settings::builder(&limits);
     let for_hyper = activity.clone();
-    let conn = FrontConn::new(setup, move |h: HyperHandoff| {
+    let conn = FrontConn::new(setup, move |h: HyperHandoff<S>| {
         let HyperHandoff {
             unread,
             io,
@@ -247,17 +312,18 @@ pub(super) fn spawn_conn(
             .serve_connection_with_upgrades(TokioIo::new(Rewind::new(unread, io)), service)
             .into_owned()
     });
-    let conn = supervisor.supervise(conn, activity, &limits);
-    tokio::spawn(async move {
-        let _hold = hold;
-        match conn.await {
-            Ended::Done(Ok(())) => {}
-            Ended::Done(Err(e)) => {
-                tracing::debug!(error = %e, "client connection ended with an error");
-            }
-            Ended::Closed => tracing::debug!(%client, "closed a client connection"),
+    supervisor.supervise(conn, activity, &limits)
+}
+
+/// Log how a client connection ended.
+fn report(ended: Ended<impl std::fmt::Display>, client: SocketAddr) {
+    match ended {
+        Ended::Done(Ok(())) => {}
+        Ended::Done(Err(e)) => {
+            tracing::debug!(error = %e, "client connection ended with an error");
         }
-    });
+        Ended::Closed => tracing::debug!(%client, "closed a client connection"),
+    }
 }
 
 /// After the listener stopped: let in-flight requests and then tunnels finish within the

@@ -171,6 +171,14 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// The session of a connection that came over TLS (`https`) or plain HTTP.
+    pub(crate) fn new(https: bool) -> Session {
+        Session {
+            established: AtomicBool::new(false),
+            forwarding: ForwardCache::new(https),
+        }
+    }
+
     /// The forwarding header values of this connection's client.
     pub(crate) fn forwarding(&self) -> &ForwardCache {
         &self.forwarding
