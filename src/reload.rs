@@ -124,7 +124,7 @@ impl Reloader {
             }
         }
         self.env_addrs
-            .store(Arc::new(Env::ALL.map(|e| new.env(e).upstreams.clone())));
+            .store(Arc::new(Env::ALL.map(|e| new.env(e).addrs())));
         if let Some(old) = state.probes.take() {
             old.abort();
         }
@@ -158,8 +158,9 @@ fn spawn_probes(
             let env = cfg.env(*e);
             env.probe_path.as_ref().map(|path| ProbeTarget {
                 env: *e,
-                addrs: env.upstreams.iter().map(|a| a.to_string()).collect(),
+                config: env.clone(),
                 path: path.clone(),
+                hosts_file: cfg.hosts_file.clone(),
             })
         })
         .collect();

@@ -99,9 +99,7 @@ pub async fn run(
     let router = Arc::new(Router::new(RoutingTable::new(Weight::ZERO, &cfg.salt)));
     let metrics = Arc::new(Metrics::new());
     let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
-    let env_addrs = Arc::new(ArcSwap::from_pointee(
-        Env::ALL.map(|e| cfg.env(e).upstreams.clone()),
-    ));
+    let env_addrs = Arc::new(ArcSwap::from_pointee(Env::ALL.map(|e| cfg.env(e).addrs())));
     let tunnels = proxy.tunnels.clone();
     let (handle, driver_task) = driver::start(
         Parts {

@@ -1,24 +1,92 @@
-//! `[envs.old]`, `[envs.new]`, `[envs.fallback]` and `[probes]`: the environments' upstreams,
-//! timeouts and probes.
+//! `[envs.old]`, `[envs.new]`, `[envs.fallback]`, `[probes]` and `[resolve]`: the
+//! environments' upstreams (addresses, names and TLS), timeouts and probes.
 //!
 //! Owns: [`EnvConfig`], the raw shapes (an env's herd-protection keys are read here and
 //! checked in `protection`) and their positioned checks. Must not touch: the other sections.
+//!
+//! An upstream is parsed with [`Target::parse`]; a host name is looked up once here (hosts
+//! file first, then the system's resolver), so a name that does not resolve is a problem of
+//! the config at start and on reload. The proxy re-resolves it every `resolve_interval`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use http::HeaderValue;
+
+use crate::resolve::{Hosts, Target};
+use crate::tls::ClientTls;
 
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::check::Checker;
 
+/// How often an upstream's host name is looked up again when `resolve_interval` is not set.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct EnvConfig {
-    pub upstreams: Vec<SocketAddr>,
+    pub upstreams: Vec<UpstreamConfig>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     /// Path probed on every upstream of this env; `None` disables probes.
     pub probe_path: Option<String>,
+    /// How often host names among `upstreams` are looked up again.
+    pub resolve_interval: Duration,
+    /// The `Host` the env receives instead of the client's.
+    pub host_header: Option<HeaderValue>,
+    /// The TLS server name (SNI, and the name the certificate must carry) instead of the
+    /// upstream's host.
+    pub sni: Option<String>,
+    /// How the env's certificates are checked; set when one of its upstreams is `https://`.
+    pub tls: Option<ClientTls>,
+}
+
+/// One entry of `upstreams`: where it is, and its addresses when the config was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub target: Target,
+    pub addrs: Arc<[SocketAddr]>,
+}
+
+impl EnvConfig {
+    /// An env of plain-HTTP upstreams at `addrs` with default settings (tests, the demo).
+    pub fn plain(addrs: &[SocketAddr]) -> EnvConfig {
+        EnvConfig {
+            upstreams: addrs.iter().map(|a| UpstreamConfig::ip(*a)).collect(),
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(30),
+            probe_path: None,
+            resolve_interval: DEFAULT_RESOLVE_INTERVAL,
+            host_header: None,
+            sni: None,
+            tls: None,
+        }
+    }
+
+    /// Every address of every upstream, in config order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.upstreams
+            .iter()
+            .flat_map(|u| u.addrs.iter().copied())
+            .collect()
+    }
+}
+
+impl UpstreamConfig {
+    /// A plain-HTTP upstream at an IP address.
+    pub fn ip(addr: SocketAddr) -> UpstreamConfig {
+        UpstreamConfig {
+            target: Target {
+                tls: false,
+                host: crate::resolve::Host::Ip(addr.ip()),
+                port: addr.port(),
+            },
+            addrs: Arc::from([addr]),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -36,6 +104,10 @@ pub(super) struct RawEnv {
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) request_timeout: Option<Spanned<String>>,
     pub(super) probe_path: Option<Spanned<String>>,
+    pub(super) resolve_interval: Option<Spanned<String>>,
+    pub(super) host_header: Option<Spanned<String>>,
+    pub(super) sni: Option<Spanned<String>>,
+    pub(super) ca_file: Option<Spanned<String>>,
     // Herd protection (checked in `protection`).
     pub(super) max_inflight: Option<Spanned<i64>>,
     pub(super) adaptive_limit: Option<bool>,
@@ -46,13 +118,46 @@ pub(super) struct RawEnv {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(super) struct RawResolve {
+    pub(super) hosts_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct RawProbes {
     pub(super) interval: Option<Spanned<String>>,
     pub(super) timeout: Option<Spanned<String>>,
 }
 
 impl Checker<'_> {
-    pub(super) fn env(&mut self, raw: Option<&RawEnv>, name: &str, envs_at: usize) -> EnvConfig {
+    /// `[resolve] hosts_file` (relative to the config's directory), read now so a bad file is
+    /// a problem of the config; its names are used by the upstreams' checks.
+    pub(super) fn resolve(
+        &mut self,
+        raw: Option<&RawResolve>,
+        base: &Path,
+    ) -> (Option<PathBuf>, Option<Hosts>) {
+        let Some(v) = raw.and_then(|r| r.hosts_file.as_ref()) else {
+            return (None, None);
+        };
+        let path = base.join(v.get_ref());
+        match Hosts::load(&path) {
+            Ok(hosts) => (Some(path), Some(hosts)),
+            Err(e) => {
+                self.problem(v.span().start, "resolve.hosts_file", e);
+                (Some(path), None)
+            }
+        }
+    }
+
+    pub(super) fn env(
+        &mut self,
+        raw: Option<&RawEnv>,
+        name: &str,
+        envs_at: usize,
+        hosts: Option<&Hosts>,
+        base: &Path,
+    ) -> EnvConfig {
         let key = format!("envs.{name}");
         let Some(raw) = raw else {
             self.problem(
@@ -60,12 +165,7 @@ impl Checker<'_> {
                 &key,
                 format!("missing [envs.{name}]: add it with upstreams = [\"host:port\"]"),
             );
-            return EnvConfig {
-                upstreams: Vec::new(),
-                connect_timeout: Duration::from_secs(1),
-                request_timeout: Duration::from_secs(30),
-                probe_path: None,
-            };
+            return EnvConfig::plain(&[]);
         };
         let ukey = format!("{key}.upstreams");
         if raw.upstreams.get_ref().is_empty() {
@@ -75,11 +175,11 @@ impl Checker<'_> {
                 "needs at least one \"host:port\"",
             );
         }
-        let upstreams = raw
+        let upstreams: Vec<UpstreamConfig> = raw
             .upstreams
             .get_ref()
             .iter()
-            .filter_map(|u| self.addr(u, &ukey))
+            .filter_map(|u| self.upstream(u, &ukey, hosts))
             .collect();
         let probe_path = raw.probe_path.as_ref().and_then(|p| {
             if p.get_ref().starts_with('/') {
@@ -93,6 +193,38 @@ impl Checker<'_> {
                 None
             }
         });
+        let host_header =
+            raw.host_header
+                .as_ref()
+                .and_then(|h| match HeaderValue::from_str(h.get_ref()) {
+                    Ok(v) if !h.get_ref().is_empty() => Some(v),
+                    _ => {
+                        self.problem(
+                            h.span().start,
+                            &format!("{key}.host_header"),
+                            "must be a host name, with a port if not the default \
+                         (e.g. \"new.example.com\")",
+                        );
+                        None
+                    }
+                });
+        let sni = raw.sni.as_ref().and_then(|s| {
+            match rustls::pki_types::ServerName::try_from(s.get_ref().as_str()) {
+                Ok(_) => Some(s.get_ref().to_ascii_lowercase()),
+                Err(_) => {
+                    self.problem(
+                        s.span().start,
+                        &format!("{key}.sni"),
+                        format!(
+                            "`{}` is not a DNS name or IP address (e.g. \"new.example.com\")",
+                            s.get_ref()
+                        ),
+                    );
+                    None
+                }
+            }
+        });
+        let tls = self.env_tls(raw, &key, &upstreams, base);
         EnvConfig {
             upstreams,
             connect_timeout: self.duration(
@@ -106,6 +238,82 @@ impl Checker<'_> {
                 Duration::from_secs(30),
             ),
             probe_path,
+            resolve_interval: self.duration(
+                raw.resolve_interval.as_ref(),
+                &format!("{key}.resolve_interval"),
+                DEFAULT_RESOLVE_INTERVAL,
+            ),
+            host_header,
+            sni,
+            tls,
+        }
+    }
+
+    /// One entry of `upstreams`, parsed and looked up.
+    fn upstream(
+        &mut self,
+        v: &Spanned<String>,
+        key: &str,
+        hosts: Option<&Hosts>,
+    ) -> Option<UpstreamConfig> {
+        let target = match Target::parse(v.get_ref()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(v.span().start, key, e);
+                return None;
+            }
+        };
+        match crate::resolve::lookup_blocking(&target, hosts) {
+            Ok(addrs) => Some(UpstreamConfig {
+                target,
+                addrs: addrs.into(),
+            }),
+            Err(e) => {
+                self.problem(
+                    v.span().start,
+                    key,
+                    format!(
+                        "cannot resolve `{}`: {e} (check the name, or list it in \
+                         [resolve] hosts_file)",
+                        target.host
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The env's TLS client settings when one of its upstreams is `https://` (`ca_file`, relative
+    /// to the config's directory, is added to the system's roots). `ca_file` without an
+    /// `https://` upstream is a mistake worth naming.
+    fn env_tls(
+        &mut self,
+        raw: &RawEnv,
+        key: &str,
+        upstreams: &[UpstreamConfig],
+        base: &Path,
+    ) -> Option<ClientTls> {
+        let ca = raw.ca_file.as_ref();
+        let at = ca.map_or(raw.upstreams.span().start, |c| c.span().start);
+        if !upstreams.iter().any(|u| u.target.tls) {
+            if ca.is_some() {
+                self.problem(
+                    at,
+                    &format!("{key}.ca_file"),
+                    "no upstream of this env is https://: write the upstreams as \
+                     \"https://host[:port]\" or remove ca_file",
+                );
+            }
+            return None;
+        }
+        let path = ca.map(|c| base.join(c.get_ref()));
+        match crate::tls::client_config(path.as_deref(), &[b"http/1.1"]) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                let which = if ca.is_some() { "ca_file" } else { "upstreams" };
+                self.problem(at, &format!("{key}.{which}"), e.to_string());
+                None
+            }
         }
     }
 

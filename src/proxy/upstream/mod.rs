@@ -12,6 +12,7 @@
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod body_watch;
+pub(crate) mod connect;
 pub(crate) mod conns;
 pub(crate) mod deadlines;
 pub mod h1;
