@@ -214,12 +214,17 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
         diff("connect_timeout", a.connect_timeout != b.connect_timeout);
         diff("request_timeout", a.request_timeout != b.request_timeout);
         diff("probe_path", a.probe_path != b.probe_path);
+        diff("resolve_interval", a.resolve_interval != b.resolve_interval);
+        diff("host_header", a.host_header != b.host_header);
+        diff("sni", a.sni != b.sni);
+        diff("ca_file", a.tls != b.tls);
     }
     let mut diff = |key: &str, differs: bool| {
         if differs {
             out.push(key.to_owned());
         }
     };
+    diff("resolve.hosts_file", old.hosts_file != new.hosts_file);
     diff("routing.user_key", old.user_key != new.user_key);
     diff(
         "routing.override_*",

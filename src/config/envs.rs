@@ -332,3 +332,80 @@ impl Checker<'_> {
         (interval, timeout)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError, ConfigProblem};
+    use std::time::Duration;
+
+    const ENVS: &str =
+        "[listen]\naddr = \"127.0.0.1:0\"\n[envs.old]\nupstreams = [\"127.0.0.1:1\"]\n\
+                        [envs.fallback]\nupstreams = [\"127.0.0.1:3\"]\n[envs.new]\n";
+
+    fn problems(new: &str) -> Vec<ConfigProblem> {
+        match Config::parse(&format!("{ENVS}{new}"), "c.toml") {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn upstreams_take_a_scheme_and_names_resolve_through_the_hosts_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "127.0.0.2 new.test\n127.0.0.3 new.test\n").expect("write");
+        let text = format!(
+            "{ENVS}upstreams = [\"https://new.test\", \"http://10.0.0.5:8080\"]\n\
+             resolve_interval = \"2s\"\nhost_header = \"new.internal\"\nsni = \"New.Example\"\n\
+             [resolve]\nhosts_file = \"{}\"\n",
+            hosts.display()
+        );
+        let c = Config::parse(&text, "c.toml").expect("valid");
+        let new = &c.new;
+        assert!(new.upstreams[0].target.tls && !new.upstreams[1].target.tls);
+        assert_eq!(new.upstreams[0].addrs.len(), 2, "every address of the name");
+        assert_eq!(new.addrs().len(), 3);
+        assert_eq!(new.resolve_interval, Duration::from_secs(2));
+        assert_eq!(
+            new.host_header.as_ref().map(|h| h.as_bytes()),
+            Some(&b"new.internal"[..])
+        );
+        assert_eq!(new.sni.as_deref(), Some("new.example"));
+        assert!(new.tls.is_some(), "an https upstream gets a TLS client");
+        assert!(c.old.tls.is_none());
+        assert_eq!(c.old.resolve_interval, super::DEFAULT_RESOLVE_INTERVAL);
+    }
+
+    #[test]
+    fn each_mistake_names_its_key() {
+        let key = |p: &[ConfigProblem]| p.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+        let p = problems("upstreams = [\"ftp://x:1\", \"no-port\"]\n");
+        assert_eq!(
+            key(&p),
+            ["envs.new.upstreams", "envs.new.upstreams"],
+            "{p:?}"
+        );
+        assert!(p[0].message.contains("unknown scheme"), "{}", p[0]);
+        let p = problems("upstreams = [\"127.0.0.1:2\"]\nca_file = \"ca.pem\"\n");
+        assert_eq!(key(&p), ["envs.new.ca_file"]);
+        assert!(
+            p[0].message.contains("no upstream of this env is https://"),
+            "{}",
+            p[0]
+        );
+        let p =
+            problems("upstreams = [\"https://127.0.0.1:2\"]\nca_file = \"/nonexistent/ca.pem\"\n");
+        assert_eq!(key(&p), ["envs.new.ca_file"]);
+        assert!(p[0].message.contains("/nonexistent/ca.pem"), "{}", p[0]);
+        let p =
+            problems("upstreams = [\"127.0.0.1:2\"]\nsni = \"not a name\"\nhost_header = \"\"\n");
+        assert_eq!(key(&p), ["envs.new.host_header", "envs.new.sni"]);
+        let p = problems("upstreams = [\"127.0.0.1:2\"]\nresolve_interval = \"0s\"\n");
+        assert_eq!(key(&p), ["envs.new.resolve_interval"]);
+        let p = problems(
+            "upstreams = [\"127.0.0.1:2\"]\n[resolve]\nhosts_file = \"/nonexistent/hosts\"\n",
+        );
+        assert_eq!(key(&p), ["resolve.hosts_file"]);
+        assert!(p[0].message.contains("/nonexistent/hosts"), "{}", p[0]);
+    }
+}

@@ -427,6 +427,19 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_tls_handshake_is_the_envs_failed_connect() {
+        let e = SendError::Tls(ConnectError::Tls {
+            name: "new.test".into(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate"),
+        });
+        let failure = classify(&e);
+        assert_eq!(failure, Failure::Env(EnvFault::Tls));
+        assert!(failure.replayable(false, false), "nothing was sent");
+        assert_eq!(EnvFault::Tls.outcome(), Outcome::Refused);
+        assert_eq!(EnvFault::Tls.code(), "tls-handshake");
+    }
+
+    #[test]
     fn only_an_env_failure_other_than_a_timeout_is_replayed() {
         let refused = Failure::Env(EnvFault::Refused);
         assert!(refused.replayable(false, false));
