@@ -24,6 +24,7 @@ use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::metrics::Metrics;
 use crate::orchestrator::checks::EnvAddrs;
 use crate::orchestrator::Handle;
+use crate::proxy::upstream::direct::Direct;
 use crate::proxy::Live;
 use crate::router::Env;
 use crate::vocab::EventAction;
@@ -123,8 +124,9 @@ impl Reloader {
                 self.metrics.set_admission_limit(env, None);
             }
         }
-        self.env_addrs
-            .store(Arc::new(Env::ALL.map(|e| new.env(e).addrs())));
+        self.env_addrs.store(Arc::new(
+            Env::ALL.map(|e| Direct::of(new.env(e), new.hosts_file.as_deref())),
+        ));
         if let Some(old) = state.probes.take() {
             old.abort();
         }

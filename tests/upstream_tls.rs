@@ -18,6 +18,8 @@ use bytes::Bytes;
 use common::{client, get_as, sim_envs, wait_until, WAIT};
 use cutover::config::Config;
 use cutover::metrics::{Metrics, Scope};
+use cutover::orchestrator::checks::run_all;
+use cutover::proxy::upstream::direct::Direct;
 use cutover::proxy::{Live, Proxy};
 use cutover::router::{Router, RoutingTable, Weight};
 use cutover::tls::{CertFiles, ServerTls};
@@ -285,12 +287,9 @@ async fn a_name_whose_address_changes_is_followed_and_a_failed_lookup_keeps_the_
     assert_eq!(after - before_a - before_b, sent, "every request on NEW");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn probes_reach_an_https_env_with_its_host_header() {
-    let ca = TestCa::new("cutover test CA");
-    let port = free_port("127.0.0.1");
-    let tls = Some(server_tls(&ca, &["new.test"]));
-    let seen = env_at(([127, 0, 0, 1], port).into(), "new", tls).await;
+/// NEW's config for the probe and check tests: `https://127.0.0.1:port` named `new.test`
+/// by `sni`, trusted through `ca`, with `host_header`.
+fn https_new(ca: &TestCa, port: u16) -> cutover::config::EnvConfig {
     let text = format!(
         "[listen]\naddr = \"127.0.0.1:0\"\n[envs.old]\nupstreams = [\"127.0.0.1:1\"]\n\
          [envs.new]\nupstreams = [\"https://127.0.0.1:{port}\"]\nca_file = \"{}\"\n\
@@ -298,12 +297,47 @@ async fn probes_reach_an_https_env_with_its_host_header() {
          [envs.fallback]\nupstreams = [\"127.0.0.1:2\"]\n",
         ca.cert.display()
     );
-    let cfg = Config::parse(&text, "test.toml").expect("config");
+    Config::parse(&text, "test.toml").expect("config").new
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pre_step_checks_reach_an_https_env_with_its_host_header() {
+    let ca = TestCa::new("cutover test CA");
+    let port = free_port("127.0.0.1");
+    let tls = Some(server_tls(&ca, &["new.test"]));
+    let seen = env_at(([127, 0, 0, 1], port).into(), "new", tls).await;
+    let new = https_new(&ca, port);
+    let addrs = [vec![], Direct::of(&new, None), vec![]];
+    let check = |expect_status| cutover::plan::Check::HttpGet {
+        env: cutover::router::Env::New,
+        path: "/healthz".into(),
+        expect_status,
+        expect_json: None,
+        timeout: Duration::from_secs(5),
+    };
+    let passed = run_all(&[check(200)], &addrs)
+        .await
+        .expect("the check passes");
+    assert!(passed.contains("on 1 upstream address"), "{passed}");
+    let failed = run_all(&[check(204)], &addrs)
+        .await
+        .expect_err("wrong status");
+    assert!(failed.contains("https://127.0.0.1"), "{failed}");
+    let hosts = seen.hosts.lock().expect("lock").clone();
+    assert_eq!(hosts, ["new.internal", "new.internal"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_reach_an_https_env_with_its_host_header() {
+    let ca = TestCa::new("cutover test CA");
+    let port = free_port("127.0.0.1");
+    let tls = Some(server_tls(&ca, &["new.test"]));
+    let seen = env_at(([127, 0, 0, 1], port).into(), "new", tls).await;
     let metrics = Arc::new(Metrics::new());
     let (stop, rx) = tokio::sync::watch::channel(false);
     let target = cutover::analyzer::ProbeTarget {
         env: cutover::router::Env::New,
-        config: cfg.new.clone(),
+        config: https_new(&ca, port),
         path: "/healthz".into(),
         hosts_file: None,
     };

@@ -4,20 +4,18 @@
 //!
 //! The first failing check stops the rest; its output becomes the run's pause reason.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use http::StatusCode;
+use http_body_util::{BodyExt, Limited};
 
 use crate::plan::{Check, JsonExpectation};
-use crate::router::Env;
+use crate::proxy::upstream::direct::Direct;
 
-/// Upstream addresses per env, indexed like [`Env`].
-pub type EnvAddrs = [Vec<SocketAddr>; 3];
+/// Each env's upstreams, indexed like [`crate::router::Env`], reached as the proxy reaches
+/// them (TLS, the env's `host_header`; a name looked up again at each check).
+pub type EnvAddrs = [Vec<Direct>; 3];
 
 /// Run `checks` in order; `Err(output)` describes the first failure.
 pub async fn run_all(checks: &[Check], addrs: &EnvAddrs) -> Result<String, String> {
@@ -47,45 +45,44 @@ async fn run_one(check: &Check, addrs: &EnvAddrs) -> Result<String, String> {
                     "check GET {env}{path}: the {env} env has no upstreams"
                 ));
             }
-            // Every upstream must pass: half a fleet misconfigured is the incident.
-            for addr in targets {
-                http_check(
-                    *env,
-                    *addr,
-                    path,
-                    *expect_status,
-                    expect_json.as_ref(),
-                    *timeout,
-                )
-                .await?;
+            // Every address of every upstream must pass: half a fleet misconfigured is the
+            // incident.
+            let mut checked = 0;
+            for target in targets {
+                let addrs = target.lookup().await;
+                let addrs = addrs.as_deref().unwrap_or(target.first_addrs());
+                for addr in addrs {
+                    let what = format!("check GET {}{path} at {addr} ({env})", target.target());
+                    let answer = target.get(*addr, path);
+                    http_check(
+                        &what,
+                        answer,
+                        *expect_status,
+                        expect_json.as_ref(),
+                        *timeout,
+                    )
+                    .await?;
+                    checked += 1;
+                }
             }
             Ok(format!(
-                "GET {env}{path} → {expect_status} on {} upstream(s)",
-                targets.len()
+                "GET {env}{path} → {expect_status} on {checked} upstream address(es)"
             ))
         }
         Check::Command { command, timeout } => command_check(command, *timeout).await,
     }
 }
 
+/// The answer of one GET (on one address of an upstream) judged against the check.
 async fn http_check(
-    env: Env,
-    addr: SocketAddr,
-    path: &str,
+    what: &str,
+    answer: impl std::future::Future<Output = Result<http::Response<hyper::body::Incoming>, String>>,
     expect_status: u16,
     expect_json: Option<&JsonExpectation>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let what = format!("check GET http://{addr}{path} ({env})");
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = Request::get(format!("http://{addr}{path}"))
-        .body(Empty::new())
-        .map_err(|e| format!("{what}: bad request: {e}"))?;
     let fut = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
+        let resp = answer.await.map_err(|e| format!("{what}: {e}"))?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), 1024 * 1024)
             .collect()
@@ -171,6 +168,7 @@ fn snippet(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::Env;
 
     #[tokio::test]
     async fn command_checks_pass_fail_and_time_out() {
@@ -199,7 +197,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         drop(listener);
-        let addrs: EnvAddrs = [vec![], vec![addr], vec![]];
+        let new = crate::config::EnvConfig::plain(&[addr]);
+        let addrs: EnvAddrs = [vec![], Direct::of(&new, None), vec![]];
         let check = Check::HttpGet {
             env: Env::New,
             path: "/healthz".into(),
