@@ -7,7 +7,6 @@ mod common;
 #[path = "common/testca.rs"]
 mod testca;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
@@ -36,6 +35,9 @@ struct Seen {
     requests: AtomicU64,
     connections: AtomicU64,
     hosts: Mutex<Vec<String>>,
+    /// Close each connection at its second request without answering (as an env that closed
+    /// an idle connection just as the request was written).
+    one_answer_per_connection: std::sync::atomic::AtomicBool,
 }
 
 /// Serve on `addr`, over TLS with `tls` if given.
@@ -51,14 +53,19 @@ async fn env_at(addr: SocketAddr, name: &'static str, tls: Option<Arc<ServerTls>
             state.connections.fetch_add(1, SeqCst);
             let (state, tls) = (state.clone(), tls.clone());
             tokio::spawn(async move {
+                let on_this = Arc::new(AtomicU64::new(0));
                 let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let state = state.clone();
+                    let (state, on_this) = (state.clone(), on_this.clone());
                     async move {
+                        let once = state.one_answer_per_connection.load(SeqCst);
+                        if once && on_this.fetch_add(1, SeqCst) > 0 {
+                            return Err("closed without an answer");
+                        }
                         state.requests.fetch_add(1, SeqCst);
                         let host = req.headers().get(http::header::HOST);
                         let host = host.and_then(|h| h.to_str().ok()).unwrap_or("");
                         state.hosts.lock().expect("lock").push(host.to_owned());
-                        Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(name))))
+                        Ok(http::Response::new(Full::new(Bytes::from(name))))
                     }
                 });
                 let http = hyper::server::conn::http1::Builder::new();
@@ -359,4 +366,30 @@ async fn probes_reach_an_https_env_with_its_host_header() {
     assert!(hosts.iter().all(|h| h == "new.internal"), "{hosts:?}");
     let _ = stop.send(true);
     let _ = task.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_on_a_tls_connection_the_env_closed_is_sent_again_on_a_new_one() {
+    let ca = TestCa::new("cutover test CA");
+    let port = free_port("127.0.0.1");
+    let tls = Some(server_tls(&ca, &["new.test"]));
+    let seen = env_at(([127, 0, 0, 1], port).into(), "new", tls).await;
+    seen.one_answer_per_connection.store(true, SeqCst);
+    let new = format!(
+        "upstreams = [\"https://127.0.0.1:{port}\"]\nca_file = \"{}\"\nsni = \"new.test\"",
+        ca.cert.display()
+    );
+    let p = proxy(&new, "").await;
+    let c = client();
+    for i in 0..4 {
+        assert_eq!(
+            get_as(&c, &p.url, &format!("u{i}")).await,
+            (200, "new".to_owned()),
+            "answered by NEW on a new connection, not replayed on FALLBACK"
+        );
+    }
+    assert_eq!(seen.requests.load(SeqCst), 4);
+    assert!(seen.connections.load(SeqCst) >= 4);
+    let w = p.metrics.window(Instant::now(), Duration::from_secs(60));
+    assert_eq!(w.scope(Scope::New).displaced_to_fallback, 0);
 }

@@ -25,7 +25,9 @@
 //! An `https://` upstream is spoken to on hyper's connections only, over the TLS stream of
 //! [`super::connect`]. Its staleness is judged after decryption, by hyper's own connection
 //! task (which reads while idle and closes on an end, an alert or unasked bytes, and hands an
-//! unsent request back if the close races it), never by peeking the socket: there a TLS 1.3
+//! unsent request back if the close races it; an idempotent request without a body that a
+//! reused connection lost anyway is sent once more on a new one, as on the hand-spoken path),
+//! never by peeking the socket: there a TLS 1.3
 //! session ticket or a key update would look like unasked bytes and throw away good
 //! connections. The hand-spoken path (whose whole point is to skip hyper's per-request work)
 //! would need its own TLS record handling for little gain next to the cost of TLS itself.
@@ -273,6 +275,10 @@ impl Conns {
         if let Some(host) = &self.link.host {
             req.headers_mut().insert(http::header::HOST, host.clone());
         }
+        // Over TLS every request comes here, the bodiless ones included: as on the hand-spoken
+        // path, an idempotent one that a reused connection lost (closed under it) is sent once
+        // more on a new connection, from a copy of its head.
+        let mut again = self.link.is_tls().then(|| bodiless_copy(&req)).flatten();
         loop {
             let (mut conn, reused) = match self.take() {
                 Some(conn) => (conn, true),
@@ -302,6 +308,10 @@ impl Conns {
                             e.into_error(),
                         )))
                     }
+                    None if reused && closed_under(e.error()) => match again.take() {
+                        Some(copy) => req = copy,
+                        None => return Err(SendError::Failed(e.into_error().into())),
+                    },
                     None => return Err(SendError::Failed(e.into_error().into())),
                 },
             }
@@ -366,6 +376,29 @@ impl Conns {
         });
         Ok(Pooled { tx, clock, peek })
     }
+}
+
+/// The connection closed (or was reset) under the request: hyper's own word for it, or, over
+/// TLS, the end of the stream as rustls reports it (an env that closes without `close_notify`).
+fn closed_under(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    e.is_incomplete_message()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), UnexpectedEof | ConnectionReset | BrokenPipe))
+}
+
+/// A copy of `req`'s head, if it is an idempotent request without a body (safe to send again).
+fn bodiless_copy(req: &Request<ReqBody>) -> Option<Request<ReqBody>> {
+    if !matches!(req.body(), ReqBody::Empty) || !idempotent(req.method()) {
+        return None;
+    }
+    let mut copy = Request::new(ReqBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 #[cfg(test)]
