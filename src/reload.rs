@@ -22,7 +22,7 @@ use thiserror::Error;
 use crate::analyzer::{run_probes, ProbeTarget};
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::metrics::Metrics;
-use crate::orchestrator::checks::EnvAddrs;
+use crate::orchestrator::checks::{CheckUpstream, EnvAddrs};
 use crate::orchestrator::Handle;
 use crate::proxy::upstream::direct::Direct;
 use crate::proxy::Live;
@@ -124,9 +124,7 @@ impl Reloader {
                 self.metrics.set_admission_limit(env, None);
             }
         }
-        self.env_addrs.store(Arc::new(
-            Env::ALL.map(|e| Direct::of(new.env(e), new.hosts_file.as_deref())),
-        ));
+        self.env_addrs.store(Arc::new(check_upstreams(&new)));
         if let Some(old) = state.probes.take() {
             old.abort();
         }
@@ -146,6 +144,42 @@ impl Drop for Reloader {
                 p.abort();
             }
         }
+    }
+}
+
+/// Each env's upstreams as the pre-step checks reach them: the proxy's own way
+/// ([`Direct`]), handed to the orchestrator, which never touches the request path itself.
+pub fn check_upstreams(cfg: &Config) -> EnvAddrs {
+    Env::ALL.map(|e| {
+        Direct::of(cfg.env(e), cfg.hosts_file.as_deref())
+            .into_iter()
+            .map(|d| Arc::new(d) as Arc<dyn CheckUpstream>)
+            .collect()
+    })
+}
+
+impl CheckUpstream for Direct {
+    fn describe(&self) -> String {
+        self.target().to_string()
+    }
+
+    /// A name looked up again; the addresses found at start if that fails.
+    fn addrs(&self) -> futures_util::future::BoxFuture<'_, Vec<std::net::SocketAddr>> {
+        Box::pin(async {
+            match self.lookup().await {
+                Some(addrs) => addrs,
+                None => self.first_addrs().to_vec(),
+            }
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        addr: std::net::SocketAddr,
+        path: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<http::Response<hyper::body::Incoming>, String>>
+    {
+        Box::pin(Direct::get(self, addr, path))
     }
 }
 

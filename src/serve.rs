@@ -21,10 +21,9 @@ use crate::config::Config;
 use crate::control::{self, Admin, Token, TokenError};
 use crate::metrics::Metrics;
 use crate::orchestrator::driver::{self, DriverError, Parts};
-use crate::proxy::upstream::direct::Direct;
 use crate::proxy::{self, Live, Proxy};
-use crate::reload::Reloader;
-use crate::router::{Env, Router, RoutingTable, Weight};
+use crate::reload::{check_upstreams, Reloader};
+use crate::router::{Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Error)]
@@ -100,9 +99,7 @@ pub async fn run(
     let router = Arc::new(Router::new(RoutingTable::new(Weight::ZERO, &cfg.salt)));
     let metrics = Arc::new(Metrics::new());
     let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
-    let env_addrs = Arc::new(ArcSwap::from_pointee(
-        Env::ALL.map(|e| Direct::of(cfg.env(e), cfg.hosts_file.as_deref())),
-    ));
+    let env_addrs = Arc::new(ArcSwap::from_pointee(check_upstreams(&cfg)));
     let tunnels = proxy.tunnels.clone();
     let (handle, driver_task) = driver::start(
         Parts {

@@ -18,8 +18,8 @@ use common::{client, get_as, sim_envs, wait_until, WAIT};
 use cutover::config::Config;
 use cutover::metrics::{Metrics, Scope};
 use cutover::orchestrator::checks::run_all;
-use cutover::proxy::upstream::direct::Direct;
 use cutover::proxy::{Live, Proxy};
+use cutover::reload::check_upstreams;
 use cutover::router::{Router, RoutingTable, Weight};
 use cutover::tls::{CertFiles, ServerTls};
 use http_body_util::Full;
@@ -294,9 +294,9 @@ async fn a_name_whose_address_changes_is_followed_and_a_failed_lookup_keeps_the_
     assert_eq!(after - before_a - before_b, sent, "every request on NEW");
 }
 
-/// NEW's config for the probe and check tests: `https://127.0.0.1:port` named `new.test`
-/// by `sni`, trusted through `ca`, with `host_header`.
-fn https_new(ca: &TestCa, port: u16) -> cutover::config::EnvConfig {
+/// The config of the probe and check tests: NEW at `https://127.0.0.1:port` named `new.test`
+/// by `sni`, trusted through `ca`, with `host_header` (OLD and FALLBACK refuse).
+fn https_new(ca: &TestCa, port: u16) -> Config {
     let text = format!(
         "[listen]\naddr = \"127.0.0.1:0\"\n[envs.old]\nupstreams = [\"127.0.0.1:1\"]\n\
          [envs.new]\nupstreams = [\"https://127.0.0.1:{port}\"]\nca_file = \"{}\"\n\
@@ -304,7 +304,7 @@ fn https_new(ca: &TestCa, port: u16) -> cutover::config::EnvConfig {
          [envs.fallback]\nupstreams = [\"127.0.0.1:2\"]\n",
         ca.cert.display()
     );
-    Config::parse(&text, "test.toml").expect("config").new
+    Config::parse(&text, "test.toml").expect("config")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,8 +313,7 @@ async fn pre_step_checks_reach_an_https_env_with_its_host_header() {
     let port = free_port("127.0.0.1");
     let tls = Some(server_tls(&ca, &["new.test"]));
     let seen = env_at(([127, 0, 0, 1], port).into(), "new", tls).await;
-    let new = https_new(&ca, port);
-    let addrs = [vec![], Direct::of(&new, None), vec![]];
+    let addrs = check_upstreams(&https_new(&ca, port));
     let check = |expect_status| cutover::plan::Check::HttpGet {
         env: cutover::router::Env::New,
         path: "/healthz".into(),
@@ -344,7 +343,7 @@ async fn probes_reach_an_https_env_with_its_host_header() {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let target = cutover::analyzer::ProbeTarget {
         env: cutover::router::Env::New,
-        config: https_new(&ca, port),
+        config: https_new(&ca, port).new,
         path: "/healthz".into(),
         hosts_file: None,
     };
@@ -392,4 +391,25 @@ async fn a_get_on_a_tls_connection_the_env_closed_is_sent_again_on_a_new_one() {
     assert!(seen.connections.load(SeqCst) >= 4);
     let w = p.metrics.window(Instant::now(), Duration::from_secs(60));
     assert_eq!(w.scope(Scope::New).displaced_to_fallback, 0);
+}
+
+#[tokio::test]
+async fn a_pre_step_check_on_a_refusing_env_names_it() {
+    let dead = common::dead_addr();
+    let text = common::config_text(dead, dead, dead, "");
+    let addrs = check_upstreams(&Config::parse(&text, "test.toml").expect("config"));
+    let check = cutover::plan::Check::HttpGet {
+        env: cutover::router::Env::New,
+        path: "/healthz".into(),
+        expect_status: 200,
+        expect_json: None,
+        timeout: Duration::from_secs(2),
+    };
+    let err = run_all(&[check], &addrs).await.expect_err("refused");
+    assert!(
+        err.starts_with(&format!(
+            "check GET {dead}/healthz at {dead} (new): cannot connect"
+        )),
+        "{err}"
+    );
 }

@@ -4,18 +4,37 @@
 //!
 //! The first failing check stops the rest; its output becomes the run's pause reason.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use futures_util::future::BoxFuture;
+use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 
 use crate::plan::{Check, JsonExpectation};
-use crate::proxy::upstream::direct::Direct;
 
-/// Each env's upstreams, indexed like [`crate::router::Env`], reached as the proxy reaches
-/// them (TLS, the env's `host_header`; a name looked up again at each check).
-pub type EnvAddrs = [Vec<Direct>; 3];
+/// One configured upstream of an env as a check reaches it. The server hands in the proxy's
+/// own way of reaching an env (TLS, the env's `host_header`, a name looked up again), so a
+/// check sees the env as users' requests do; the orchestrator itself never touches the
+/// request path.
+pub trait CheckUpstream: std::fmt::Debug + Send + Sync {
+    /// How the upstream is written in the config (`https://new.example.com:443`).
+    fn describe(&self) -> String;
+    /// Its addresses now.
+    fn addrs(&self) -> BoxFuture<'_, Vec<SocketAddr>>;
+    /// GET `path` on `addr`, on a connection of its own.
+    fn get<'a>(
+        &'a self,
+        addr: SocketAddr,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Response<Incoming>, String>>;
+}
+
+/// Each env's upstreams, indexed like [`crate::router::Env`].
+pub type EnvAddrs = [Vec<Arc<dyn CheckUpstream>>; 3];
 
 /// Run `checks` in order; `Err(output)` describes the first failure.
 pub async fn run_all(checks: &[Check], addrs: &EnvAddrs) -> Result<String, String> {
@@ -49,11 +68,9 @@ async fn run_one(check: &Check, addrs: &EnvAddrs) -> Result<String, String> {
             // incident.
             let mut checked = 0;
             for target in targets {
-                let addrs = target.lookup().await;
-                let addrs = addrs.as_deref().unwrap_or(target.first_addrs());
-                for addr in addrs {
-                    let what = format!("check GET {}{path} at {addr} ({env})", target.target());
-                    let answer = target.get(*addr, path);
+                for addr in target.addrs().await {
+                    let what = format!("check GET {}{path} at {addr} ({env})", target.describe());
+                    let answer = target.get(addr, path);
                     http_check(
                         &what,
                         answer,
@@ -76,7 +93,7 @@ async fn run_one(check: &Check, addrs: &EnvAddrs) -> Result<String, String> {
 /// The answer of one GET (on one address of an upstream) judged against the check.
 async fn http_check(
     what: &str,
-    answer: impl std::future::Future<Output = Result<http::Response<hyper::body::Incoming>, String>>,
+    answer: impl std::future::Future<Output = Result<Response<Incoming>, String>>,
     expect_status: u16,
     expect_json: Option<&JsonExpectation>,
     timeout: Duration,
@@ -192,13 +209,29 @@ mod tests {
         assert!(err.contains("killed"), "{err}");
     }
 
+    /// An upstream whose every address refuses.
+    #[derive(Debug)]
+    struct Refusing;
+
+    impl CheckUpstream for Refusing {
+        fn describe(&self) -> String {
+            "10.0.0.5:8080".into()
+        }
+        fn addrs(&self) -> BoxFuture<'_, Vec<SocketAddr>> {
+            Box::pin(async { vec![SocketAddr::from(([10, 0, 0, 5], 8080))] })
+        }
+        fn get<'a>(
+            &'a self,
+            _: SocketAddr,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Response<Incoming>, String>> {
+            Box::pin(async { Err("connection refused".to_owned()) })
+        }
+    }
+
     #[tokio::test]
     async fn http_check_against_nothing_fails_clearly() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let new = crate::config::EnvConfig::plain(&[addr]);
-        let addrs: EnvAddrs = [vec![], Direct::of(&new, None), vec![]];
+        let addrs: EnvAddrs = [vec![], vec![Arc::new(Refusing)], vec![]];
         let check = Check::HttpGet {
             env: Env::New,
             path: "/healthz".into(),
@@ -207,6 +240,9 @@ mod tests {
             timeout: Duration::from_secs(2),
         };
         let err = run_all(&[check], &addrs).await.expect_err("refused");
-        assert!(err.contains("(new)"), "{err}");
+        assert_eq!(
+            err,
+            "check GET 10.0.0.5:8080/healthz at 10.0.0.5:8080 (new): connection refused"
+        );
     }
 }

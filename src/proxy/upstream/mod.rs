@@ -15,7 +15,7 @@ pub(crate) mod body_watch;
 pub(crate) mod connect;
 pub(crate) mod conns;
 pub(crate) mod deadlines;
-pub mod direct;
+pub(crate) mod direct;
 pub mod h1;
 pub(crate) mod pool;
 pub(crate) mod rawconn;
