@@ -5,7 +5,9 @@
 //! secret, retry budget, limits), the probes (restarted with the new targets) and the
 //! addresses pre-step checks use; and recording each attempt as an event through the
 //! orchestrator's [`Handle`] ([`Reloader::reload_and_record`], for SIGHUP and the control API
-//! alike). Must not touch: the run, the weight, the store.
+//! alike). Other files a reload reads again (the control API's tokens file) join through
+//! [`ReloadPart`]: checked with the config, applied only when everything is valid. Must not
+//! touch: the run, the weight, the store.
 //!
 //! A config that does not validate is rejected whole with every `file:line:col` problem, and a
 //! config that changes what a running process cannot change (its listeners, store, token file,
@@ -48,6 +50,25 @@ pub enum ReloadError {
         file: String,
         keys: Vec<&'static str>,
     },
+    /// A [`ReloadPart`] refused its file (e.g. the tokens file), every problem in the text.
+    #[error("{0}\nnothing was changed")]
+    Part(String),
+}
+
+/// Another file a reload reads again besides the config (the control API's tokens file).
+/// [`ReloadPart::stage`] reads and checks it; the staged change is applied only if the config
+/// and every other part are valid too, so a reload stays all or nothing.
+pub trait ReloadPart: Send + Sync {
+    /// Read the file again: `Err(why)` refuses the whole reload.
+    fn stage(&self) -> Result<Staged, String>;
+}
+
+/// A checked change of a [`ReloadPart`], not applied yet.
+pub struct Staged {
+    /// What it changes, for the event (e.g. `admin.tokens_file (added bob)`); empty when nothing.
+    pub changed: Vec<String>,
+    /// Makes the change; called at most once, after the config was applied.
+    pub apply: Box<dyn FnOnce() + Send>,
 }
 
 /// What a successful reload changed (config keys, e.g. `envs.new.upstreams`); empty when the
@@ -64,6 +85,7 @@ pub struct Reloader {
     env_addrs: Arc<ArcSwap<EnvAddrs>>,
     metrics: Arc<Metrics>,
     stop: tokio::sync::watch::Receiver<bool>,
+    parts: Vec<Arc<dyn ReloadPart>>,
     state: Mutex<State>,
 }
 
@@ -87,11 +109,18 @@ impl Reloader {
             env_addrs,
             metrics,
             stop,
+            parts: Vec::new(),
             state: Mutex::new(State {
                 running: cfg,
                 probes,
             }),
         }
+    }
+
+    /// Also read `part` again on every reload.
+    pub fn with_part(mut self, part: Arc<dyn ReloadPart>) -> Reloader {
+        self.parts.push(part);
+        self
     }
 
     /// Read the config file again and apply it, or change nothing and say why.
@@ -115,7 +144,13 @@ impl Reloader {
                 keys,
             });
         }
-        let changed = changes(&state.running, &new);
+        let staged = self
+            .parts
+            .iter()
+            .map(|p| p.stage())
+            .collect::<Result<Vec<Staged>, String>>()
+            .map_err(ReloadError::Part)?;
+        let mut changed = changes(&state.running, &new);
         self.live.apply(&new);
         // An env whose limit was removed is unlimited now: stop exporting the old limit.
         for env in Env::ALL {
@@ -130,6 +165,10 @@ impl Reloader {
         }
         state.probes = spawn_probes(&new, &self.metrics, &self.stop);
         state.running = new;
+        for part in staged {
+            changed.extend(part.changed);
+            (part.apply)();
+        }
         Ok(Reloaded {
             file: path,
             changed,
@@ -226,6 +265,10 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     }
     if old.token_file != new.token_file {
         keys.push("admin.token_file");
+    }
+    // The file's content is reloaded (a `ReloadPart`); where it is, or whether there is one, is not.
+    if old.tokens_file != new.tokens_file {
+        keys.push("admin.tokens_file");
     }
     if old.store_path != new.store_path {
         keys.push("store.path");

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
-use crate::control::{self, Admin, Token, TokenError};
+use crate::control::{self, Access, AccessConfig, AccessError, Admin};
 use crate::metrics::Metrics;
 use crate::orchestrator::driver::{self, DriverError, Parts};
 use crate::proxy::{self, Live, Proxy};
@@ -31,7 +31,7 @@ pub enum ServeError {
     #[error("store {path}: {source}")]
     Store { path: String, source: StoreError },
     #[error(transparent)]
-    Token(#[from] TokenError),
+    Access(#[from] AccessError),
     #[error("cannot listen on {addr} ({what}): {source}")]
     Bind {
         what: &'static str,
@@ -55,7 +55,7 @@ pub struct Bound {
 pub async fn run(
     cfg: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    on_ready: impl FnOnce(Bound, &Token),
+    on_ready: impl FnOnce(Bound, &Access),
 ) -> Result<(), ServeError> {
     // Every connection is a descriptor (a tunnel two): a service manager's default soft limit
     // would turn users away long before `max_connections` does.
@@ -65,12 +65,15 @@ pub async fn run(
         source,
     })?;
     let store = Arc::new(store);
-    let token = Token::resolve(
-        cfg.token_file.as_deref(),
+    let access = Arc::new(Access::resolve(
+        AccessConfig {
+            tokens_file: cfg.tokens_file.as_deref(),
+            token_file: cfg.token_file.as_deref(),
+            store_dir: store.dir(),
+            admin: cfg.admin,
+        },
         std::env::var("CUTOVER_TOKEN").ok(),
-        store.dir(),
-        cfg.admin,
-    )?;
+    )?);
     let bind = |what, addr| async move {
         TcpListener::bind(addr)
             .await
@@ -114,17 +117,14 @@ pub async fn run(
     )?;
     let live = Live::from_config(proxy, &cfg);
     let workers = proxy::Workers::start(cfg.workers, live.clone()).map_err(ServeError::Workers)?;
-    let reloader = Arc::new(Reloader::new(
-        cfg,
-        live.clone(),
-        env_addrs,
-        metrics,
-        stop_rx.clone(),
-    ));
+    let reloader = Arc::new(
+        Reloader::new(cfg, live.clone(), env_addrs, metrics, stop_rx.clone())
+            .with_part(access.clone()),
+    );
 
     let control = Arc::new(Admin {
         handle,
-        token,
+        access,
         reload: Some(reloader.clone()),
     });
     let admin_task = tokio::spawn(control::serve(admin_listener, control.clone(), stopped()));
@@ -134,7 +134,7 @@ pub async fn run(
         control.handle.clone(),
         stopped(),
     ));
-    on_ready(bound, &control.token);
+    on_ready(bound, &control.access);
 
     shutdown.await;
     tracing::info!("shutting down: draining");

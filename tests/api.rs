@@ -200,7 +200,7 @@ async fn weight_without_a_run_moves_users_and_is_an_event() {
     let events = s.events().await;
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["action"], "weight");
-    assert_eq!(events[0]["actor"], "test");
+    assert_eq!(events[0]["actor"], "admin-token (note: test)");
     assert!(
         events[0]["reason"]
             .as_str()
@@ -229,7 +229,7 @@ async fn the_live_event_stream_delivers_within_a_second() {
         .expect("event");
     assert!(sent.elapsed() < Duration::from_secs(1));
     assert_eq!(ev.action, cutover::api::EventAction::Weight);
-    assert_eq!(ev.actor, "stream-test");
+    assert_eq!(ev.actor, "admin-token (note: stream-test)");
     assert_eq!(ev.weight, 7.0);
 }
 
@@ -300,7 +300,7 @@ async fn cli_talks_to_the_live_server_in_text_and_json() {
     let (code, out, _) = s.cli(&["events", "--json"]);
     assert_eq!(code, 0);
     let ev: Value = serde_json::from_str(out.lines().next().expect("a line")).expect("json event");
-    assert_eq!(ev["actor"], "cli");
+    assert_eq!(ev["actor"], "admin-token (note: cli)");
     assert!(ev["reason"]
         .as_str()
         .is_some_and(|r| r.contains("canary by hand")));

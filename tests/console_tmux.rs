@@ -72,7 +72,7 @@ async fn console_shows_the_run_and_p_pauses_it() {
         .iter()
         .find(|e| e["action"] == "pause")
         .expect("a pause event");
-    assert_eq!(pause["actor"], "console");
+    assert_eq!(pause["actor"], "admin-token (note: console)");
     wait_until("the screen to show the pause", WAIT, || async {
         tmux(&["capture-pane", "-p", "-t", &session.0])
             .to_lowercase()

@@ -89,11 +89,11 @@ async fn sighup_and_post_reload_are_events_with_who_and_what_changed() {
     assert_eq!(r.status(), 400);
     let events = reload_events(&s).await;
     assert_eq!(events.len(), 3, "{events:#?}");
-    assert_eq!(events[1]["actor"], "test");
+    assert_eq!(events[1]["actor"], "admin-token (note: test)");
     assert!(
         events[1]["reason"]
             .as_str()
-            .is_some_and(|r| r.ends_with("reloaded by test: nothing changed")),
+            .is_some_and(|r| r.ends_with("reloaded by admin-token (note: test): nothing changed")),
         "{:#}",
         events[1]
     );

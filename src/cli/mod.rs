@@ -4,6 +4,7 @@
 //! codes and human or `--json` output. Must not touch: server internals — operator commands go
 //! through [`crate::client`] like any other client.
 
+pub mod config_check;
 mod ops;
 pub mod plan_check;
 mod render;
@@ -47,6 +48,11 @@ pub enum Command {
     Serve {
         #[arg(long, default_value = "cutover.toml")]
         config: PathBuf,
+    },
+    /// Check server config files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Work with plan files.
     Plan {
@@ -155,6 +161,16 @@ pub enum PlanCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate configs as `serve` reads them: exit 0, or non-zero with every problem of each
+    /// file as `file:line:col:` lines.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(matches!(
@@ -168,6 +184,17 @@ pub fn main() -> ExitCode {
             let mut out = std::io::stdout().lock();
             let mut err = std::io::stderr().lock();
             if plan_check::check_files(&files, &mut out, &mut err) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Command::Config {
+            command: ConfigCommand::Check { files },
+        } => {
+            let mut out = std::io::stdout().lock();
+            let mut err = std::io::stderr().lock();
+            if config_check::check_files(&files, &mut out, &mut err) {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -22,11 +22,23 @@ pub async fn serve(path: PathBuf) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let result = crate::serve::run(cfg, crate::serve::signal(), |bound, token| {
+    let result = crate::serve::run(cfg, crate::serve::signal(), |bound, access| {
         println!("cutover: proxy listening on {}", bound.proxy);
         println!("cutover: admin API on http://{}", bound.admin);
-        if let crate::control::auth::TokenSource::Generated(p) = &token.source {
-            println!("cutover: admin token in {}", p.display());
+        if let Some((file, n)) = access.tokens_file() {
+            println!("cutover: {n} named operator(s) from {}", file.display());
+        }
+        match access.shared().map(|t| &t.source) {
+            Some(crate::control::auth::TokenSource::Generated(p)) => {
+                println!("cutover: admin token in {}", p.display());
+            }
+            Some(_) if access.tokens_file().is_some() => {
+                println!(
+                    "cutover: the shared token is accepted too, as `{}`",
+                    crate::control::auth::SHARED_NAME
+                );
+            }
+            _ => {}
         }
     })
     .await;
@@ -108,10 +120,13 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
         if std::env::var("CUTOVER_TOKEN").is_ok_and(|t| !t.trim().is_empty()) {
             return None;
         }
-        cfg.as_ref().map(|c| {
-            c.token_file
-                .clone()
-                .unwrap_or_else(|| c.store_path.join("admin.token"))
+        // With named operators there is no generated token: each operator brings their own.
+        cfg.as_ref().and_then(|c| {
+            c.token_file.clone().or_else(|| {
+                c.tokens_file
+                    .is_none()
+                    .then(|| c.store_path.join("admin.token"))
+            })
         })
     });
     let token = match token_path {
@@ -125,6 +140,15 @@ fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
             .ok()
             .map(|t| t.trim().to_owned()),
     };
+    if let (None, Some(c)) = (&token, &cfg) {
+        if let Some(file) = &c.tokens_file {
+            return Err(format!(
+                "this server names its operators ({}): give your own token with --token-file \
+                 FILE or CUTOVER_TOKEN",
+                file.display()
+            ));
+        }
+    }
     Client::new(&admin, token, actor).map_err(|e| e.to_string())
 }
 
@@ -141,9 +165,10 @@ pub async fn operator(cmd: Command) -> ExitCode {
         | Command::Approve(a)
         | Command::Rollback(a)
         | Command::Abort(a) => a.conn.clone(),
-        Command::Serve { .. } | Command::Plan { .. } | Command::Demo(_) => {
-            return ExitCode::FAILURE
-        }
+        Command::Serve { .. }
+        | Command::Config { .. }
+        | Command::Plan { .. }
+        | Command::Demo(_) => return ExitCode::FAILURE,
     };
     let actor = if matches!(cmd, Command::Console { .. }) {
         "console"
@@ -186,9 +211,10 @@ pub async fn operator(cmd: Command) -> ExitCode {
         Command::Plans { .. } => client.plans().await.map(|p| render::plans(&p, json)),
         Command::Events { since, follow, .. } => events(&client, since, follow, json).await,
         Command::Console { .. } => return console(client).await,
-        Command::Serve { .. } | Command::Plan { .. } | Command::Demo(_) => {
-            return ExitCode::FAILURE
-        }
+        Command::Serve { .. }
+        | Command::Config { .. }
+        | Command::Plan { .. }
+        | Command::Demo(_) => return ExitCode::FAILURE,
     };
     match result {
         Ok(text) => {

@@ -43,10 +43,23 @@ pub(super) struct Checker<'a> {
     pub(super) file: &'a str,
     pub(super) text: &'a str,
     pub(super) problems: Vec<ConfigProblem>,
+    /// Dotted keys whose entries could not be read (already reported): never "missing" too.
+    pub(super) blanked: Vec<String>,
 }
 
 impl Checker<'_> {
     pub(super) fn problem(&mut self, offset: usize, key: &str, message: impl Into<String>) {
+        self.problem_hint(offset, key, message, String::new());
+    }
+
+    /// A problem with a separate "how to fix it".
+    pub(super) fn problem_hint(
+        &mut self,
+        offset: usize,
+        key: &str,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
         let (line, col) = line_col(self.text, offset);
         self.problems.push(ConfigProblem {
             file: self.file.to_owned(),
@@ -54,7 +67,22 @@ impl Checker<'_> {
             col,
             key: key.to_owned(),
             message: message.into(),
+            hint: hint.into(),
         });
+    }
+
+    /// A required key is absent: reported at `offset` unless it (or its table) was written
+    /// but could not be read, which is reported already.
+    pub(super) fn missing(&mut self, offset: usize, key: &str, message: impl Into<String>) {
+        let reported = self.blanked.iter().any(|b| {
+            key == b
+                || key
+                    .strip_prefix(b.as_str())
+                    .is_some_and(|r| r.starts_with('.'))
+        });
+        if !reported {
+            self.problem(offset, key, message);
+        }
     }
 
     pub(super) fn addr(&mut self, v: &Spanned<String>, key: &str) -> Option<SocketAddr> {

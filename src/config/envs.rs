@@ -89,7 +89,7 @@ impl UpstreamConfig {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEnvs {
     pub(super) old: Option<RawEnv>,
@@ -100,7 +100,7 @@ pub(super) struct RawEnvs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawEnv {
-    pub(super) upstreams: Spanned<Vec<Spanned<String>>>,
+    pub(super) upstreams: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) connect_timeout: Option<Spanned<String>>,
     pub(super) request_timeout: Option<Spanned<String>>,
     pub(super) probe_path: Option<Spanned<String>>,
@@ -160,7 +160,7 @@ impl Checker<'_> {
     ) -> EnvConfig {
         let key = format!("envs.{name}");
         let Some(raw) = raw else {
-            self.problem(
+            self.missing(
                 envs_at,
                 &key,
                 format!("missing [envs.{name}]: add it with upstreams = [\"host:port\"]"),
@@ -168,19 +168,22 @@ impl Checker<'_> {
             return EnvConfig::plain(&[]);
         };
         let ukey = format!("{key}.upstreams");
-        if raw.upstreams.get_ref().is_empty() {
-            self.problem(
-                raw.upstreams.span().start,
-                &ukey,
-                "needs at least one \"host:port\"",
-            );
-        }
-        let upstreams: Vec<UpstreamConfig> = raw
-            .upstreams
-            .get_ref()
-            .iter()
-            .filter_map(|u| self.upstream(u, &ukey, hosts))
-            .collect();
+        let upstreams: Vec<UpstreamConfig> = match &raw.upstreams {
+            Some(list) if list.get_ref().is_empty() => {
+                self.problem(list.span().start, &ukey, "needs at least one \"host:port\"");
+                Vec::new()
+            }
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .filter_map(|u| self.upstream(u, &ukey, hosts))
+                .collect(),
+            None => {
+                let at = self.text.find(&format!("[{key}]")).unwrap_or(envs_at);
+                self.missing(at, &ukey, "missing: add `upstreams = [\"host:port\"]`");
+                Vec::new()
+            }
+        };
         let probe_path = raw.probe_path.as_ref().and_then(|p| {
             if p.get_ref().starts_with('/') {
                 Some(p.get_ref().clone())
@@ -294,7 +297,8 @@ impl Checker<'_> {
         base: &Path,
     ) -> Option<ClientTls> {
         let ca = raw.ca_file.as_ref();
-        let at = ca.map_or(raw.upstreams.span().start, |c| c.span().start);
+        let upstreams_at = raw.upstreams.as_ref().map_or(0, |u| u.span().start);
+        let at = ca.map_or(upstreams_at, |c| c.span().start);
         if !upstreams.iter().any(|u| u.target.tls) {
             if ca.is_some() {
                 self.problem(
@@ -378,7 +382,11 @@ mod tests {
 
     #[test]
     fn each_mistake_names_its_key() {
-        let key = |p: &[ConfigProblem]| p.iter().map(|p| p.key.clone()).collect::<Vec<_>>();
+        let key = |p: &[ConfigProblem]| {
+            let mut keys: Vec<String> = p.iter().map(|p| p.key.clone()).collect();
+            keys.sort();
+            keys
+        };
         let p = problems("upstreams = [\"ftp://x:1\", \"no-port\"]\n");
         assert_eq!(
             key(&p),

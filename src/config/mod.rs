@@ -20,6 +20,7 @@ use thiserror::Error;
 use crate::router::{Env, KeySource};
 
 mod check;
+mod collect;
 mod envs;
 mod limit_keys;
 mod limits;
@@ -43,6 +44,9 @@ pub struct Config {
     pub workers: usize,
     pub admin: SocketAddr,
     pub token_file: Option<PathBuf>,
+    /// `[admin] tokens_file`: named operators with roles (its content is checked when the
+    /// server starts or reloads, not here).
+    pub tokens_file: Option<PathBuf>,
     pub store_path: PathBuf,
     pub old: EnvConfig,
     pub new: EnvConfig,
@@ -108,6 +112,8 @@ pub struct ConfigProblem {
     pub col: usize,
     pub key: String,
     pub message: String,
+    /// How to fix it; may be empty.
+    pub hint: String,
 }
 
 impl std::fmt::Display for ConfigProblem {
@@ -116,19 +122,25 @@ impl std::fmt::Display for ConfigProblem {
         if !self.key.is_empty() {
             write!(f, "`{}`: ", self.key)?;
         }
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if !self.hint.is_empty() {
+            write!(f, " — {}", self.hint)?;
+        }
+        Ok(())
     }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
-    listen: listen::RawListen,
+    #[serde(default)]
+    listen: Option<listen::RawListen>,
     #[serde(default)]
     admin: Option<listen::RawAdmin>,
     #[serde(default)]
     store: Option<listen::RawStore>,
-    envs: envs::RawEnvs,
+    #[serde(default)]
+    envs: Option<envs::RawEnvs>,
     #[serde(default)]
     resolve: Option<envs::RawResolve>,
     #[serde(default)]
@@ -160,7 +172,10 @@ impl Config {
         if cfg.store_path.is_relative() {
             cfg.store_path = base.join(&cfg.store_path);
         }
-        if let Some(t) = cfg.token_file.as_mut() {
+        for t in [cfg.token_file.as_mut(), cfg.tokens_file.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if t.is_relative() {
                 *t = base.join(&*t);
             }
@@ -176,33 +191,37 @@ impl Config {
     }
 
     fn parse_in(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let read = collect::collect::<RawConfig>(text);
         let mut c = Checker {
             file,
             text,
             problems: Vec::new(),
+            blanked: read.blanked,
         };
-        let raw: RawConfig = match toml::from_str(text) {
-            Ok(raw) => raw,
-            Err(e) => {
-                let offset = e.span().map_or(0, |s| s.start);
-                let key = match e.message().split('`').nth(1) {
-                    Some(name) if e.message().starts_with("unknown field") => name.to_owned(),
-                    // A value of the wrong type: name the key written on that line.
-                    _ => key_at(text, offset),
-                };
-                c.problem(offset, &key, e.message().trim().to_owned());
-                return Err(ConfigError::Invalid(c.problems));
+        for f in read.found {
+            c.problem_hint(f.at, &f.key, f.message, f.hint);
+        }
+        let Some(raw) = read.raw else {
+            if c.problems.is_empty() {
+                c.problem(
+                    0,
+                    "",
+                    "the config could not be read (no single key to blame)",
+                );
             }
+            return Err(ConfigError::Invalid(c.problems));
         };
-        let (listen, workers) = c.listen(&raw.listen);
+        let no_envs = envs::RawEnvs::default();
+        let envs = raw.envs.as_ref().unwrap_or(&no_envs);
+        let (listen, workers) = c.listen(raw.listen.as_ref());
         let admin = c.admin(raw.admin.as_ref());
         // toml's Spanned cannot wrap a table of tables, so point at the first [envs...] header.
         let envs_at = text.find("[envs").unwrap_or(0);
         let (hosts_file, hosts) = c.resolve(raw.resolve.as_ref(), base);
         let hosts = hosts.as_ref();
-        let old = c.env(raw.envs.old.as_ref(), "old", envs_at, hosts, base);
-        let new = c.env(raw.envs.new.as_ref(), "new", envs_at, hosts, base);
-        let fallback = c.env(raw.envs.fallback.as_ref(), "fallback", envs_at, hosts, base);
+        let old = c.env(envs.old.as_ref(), "old", envs_at, hosts, base);
+        let new = c.env(envs.new.as_ref(), "new", envs_at, hosts, base);
+        let fallback = c.env(envs.fallback.as_ref(), "fallback", envs_at, hosts, base);
         let routing = c.routing(raw.routing.as_ref());
         let proxy = c.proxy(raw.proxy.as_ref());
         let retry_budget = c.retry_budget(raw.retry_budget.as_ref());
@@ -210,15 +229,16 @@ impl Config {
         let limits = c.limits(raw.limits.as_ref());
         let protection = c.protection(
             [
-                ("old", raw.envs.old.as_ref()),
-                ("new", raw.envs.new.as_ref()),
-                ("fallback", raw.envs.fallback.as_ref()),
+                ("old", envs.old.as_ref()),
+                ("new", envs.new.as_ref()),
+                ("fallback", envs.fallback.as_ref()),
             ],
             raw.tunnels.as_ref(),
             raw.waiting_room.as_ref(),
             base,
         );
         if !c.problems.is_empty() {
+            c.problems.sort_by_key(|p| (p.line, p.col));
             return Err(ConfigError::Invalid(c.problems));
         }
         let (Some(listen), Some(admin)) = (listen, admin) else {
@@ -233,9 +253,15 @@ impl Config {
                 .as_ref()
                 .and_then(|a| a.token_file.clone())
                 .map(PathBuf::from),
+            tokens_file: raw
+                .admin
+                .as_ref()
+                .and_then(|a| a.tokens_file.clone())
+                .map(PathBuf::from),
             store_path: raw
                 .store
-                .map_or_else(|| PathBuf::from("cutover-data"), |s| PathBuf::from(s.path)),
+                .and_then(|s| s.path)
+                .map_or_else(|| PathBuf::from("cutover-data"), PathBuf::from),
             old,
             new,
             fallback,
@@ -255,30 +281,6 @@ impl Config {
             source: None,
             protection,
         })
-    }
-}
-
-/// The dotted name of the `key = value` line holding byte `offset` of `text` (with the
-/// `[table]` it is in), or "" if that line is not one.
-fn key_at(text: &str, offset: usize) -> String {
-    let Some(before) = text.get(..offset) else {
-        return String::new();
-    };
-    let start = before.rfind('\n').map_or(0, |i| i + 1);
-    let line = text[start..].lines().next().unwrap_or("");
-    let Some((key, _)) = line.split_once('=') else {
-        return String::new();
-    };
-    let key = key.trim().trim_matches('"');
-    let table = before[..start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
-    match table {
-        Some(t) if !t.is_empty() => format!("{t}.{key}"),
-        _ => key.to_owned(),
     }
 }
 
@@ -325,8 +327,11 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
     fn unknown_key_names_line_and_key() {
         let p = problems(&GOOD.replace("[store]\npath", "[store]\npaht"));
         assert_eq!(p.len(), 1);
-        assert_eq!((p[0].line, p[0].key.as_str()), (7, "paht"));
-        assert!(p[0].to_string().starts_with("c.toml:7:1: "), "{}", p[0]);
+        assert_eq!((p[0].line, p[0].key.as_str()), (7, "store.paht"));
+        assert_eq!(
+            p[0].to_string(),
+            "c.toml:7:1: `store.paht`: unknown key `paht` in [store] — did you mean `path`?"
+        );
     }
 
     #[test]
@@ -366,11 +371,6 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
         assert_eq!(c.limits.body_read_timeout, Duration::from_secs(2));
         assert_eq!(c.limits.max_headers, Limits::default().max_headers);
         let p = problems(&format!(
-            "{GOOD}[limits]\nmax_header_bytes = 100\nidle_timeout = \"soon\"\nmax_conections = 1\n"
-        ));
-        assert_eq!(p.len(), 1, "unknown keys stop the parse first: {p:?}");
-        assert_eq!(p[0].key, "max_conections");
-        let p = problems(&format!(
             "{GOOD}[limits]\nmax_header_bytes = 100\nidle_timeout = \"soon\"\n"
         ));
         assert_eq!(p.len(), 2, "{p:?}");
@@ -380,6 +380,56 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
         assert!(bytes.message.contains("8192"), "{bytes}");
         let idle = p.iter().find(|p| p.key == "limits.idle_timeout");
         assert_eq!(idle.map(|p| (p.line, p.col)), Some((19, 16)));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_in_file_order() {
+        let text = GOOD
+            .replace("[store]\npath", "[store]\npaht")
+            .replace("\"127.0.0.1:9011\"", "\"nowhere\"")
+            + "[proxy]\nclient_lane = \"no\"\ndrain_timout = \"5s\"\n[limitz]\nx = 1\n";
+        let p = problems(&text);
+        let seen: Vec<_> = p.iter().map(|p| (p.line, p.key.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                (7, "store.paht"),
+                (11, "envs.new.upstreams"),
+                (18, "proxy.client_lane"),
+                (19, "proxy.drain_timout"),
+                (20, "limitz"),
+            ],
+            "{p:#?}"
+        );
+        assert_eq!(
+            p[2].hint,
+            "write `client_lane = true` or `client_lane = false`"
+        );
+        assert_eq!(p[3].hint, "did you mean `drain_timeout`?");
+        assert_eq!(p[4].hint, "did you mean `limits`?");
+    }
+
+    #[test]
+    fn a_required_key_of_the_wrong_type_is_not_also_missing() {
+        let p = problems(&GOOD.replace("addr = \"127.0.0.1:8080\"", "addr = 8080"));
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!((p[0].line, p[0].key.as_str()), (3, "listen.addr"));
+        assert!(p[0].message.contains("expected a string"), "{}", p[0]);
+        let p = problems(&GOOD.replace(
+            "upstreams = [\"127.0.0.1:9021\"]",
+            "upstream = [\"127.0.0.1:9021\"]",
+        ));
+        let seen: Vec<_> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(seen, ["envs.fallback.upstreams", "envs.fallback.upstream"]);
+        assert_eq!(p[1].hint, "did you mean `upstreams`?");
+    }
+
+    #[test]
+    fn a_syntax_error_is_reported_alone_with_its_position() {
+        let p = problems(&GOOD.replace("path = \"data\"", "path = \"data"));
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!(p[0].line, 7);
+        assert!(p[0].message.starts_with("not valid TOML"), "{}", p[0]);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! The bearer token of the control API: where it comes from and how it is checked.
+//! The single shared bearer token of the control API: where it comes from.
 //!
-//! Order: `admin.token_file` from the config, else `CUTOVER_TOKEN`, else a token generated at
-//! first start into `<store>/admin.token` (mode 0600) and reused after. Comparison is constant
-//! time. An admin listener on a non-loopback address needs an explicitly configured token.
+//! Order: `admin.token_file` from the config, else `CUTOVER_TOKEN`, else (only without a
+//! tokens file) a token generated at first start into `<store>/admin.token` (mode 0600) and
+//! reused after. An admin listener on a non-loopback address needs an explicitly configured
+//! token or a tokens file. The token is one admin operator named [`SHARED_NAME`] among the
+//! named ones ([`super::access`]); comparison is constant time.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,11 @@ use std::path::{Path, PathBuf};
 use rand::Rng;
 use subtle::ConstantTimeEq;
 use thiserror::Error;
+
+use super::tokens::{Operator, Role};
+
+/// The operator name of the single shared token, in the event log and in refusals.
+pub const SHARED_NAME: &str = "admin-token";
 
 #[derive(Debug, Error)]
 pub enum TokenError {
@@ -62,6 +69,20 @@ impl Token {
         }
     }
 
+    /// The token configured explicitly: `token_file`, else a non-blank `env_token`.
+    pub fn configured(
+        token_file: Option<&Path>,
+        env_token: Option<String>,
+    ) -> Result<Option<Token>, TokenError> {
+        if let Some(path) = token_file {
+            return read_token(path)
+                .map(|s| Some(Token::from_secret(&s, TokenSource::File(path.to_owned()))));
+        }
+        Ok(env_token
+            .filter(|t| !t.trim().is_empty())
+            .map(|t| Token::from_secret(&t, TokenSource::Env)))
+    }
+
     /// Resolve the token for an admin listener at `admin`.
     pub fn resolve(
         token_file: Option<&Path>,
@@ -69,12 +90,8 @@ impl Token {
         store_dir: &Path,
         admin: SocketAddr,
     ) -> Result<Token, TokenError> {
-        if let Some(path) = token_file {
-            return read_token(path)
-                .map(|s| Token::from_secret(&s, TokenSource::File(path.to_owned())));
-        }
-        if let Some(t) = env_token.filter(|t| !t.trim().is_empty()) {
-            return Ok(Token::from_secret(&t, TokenSource::Env));
+        if let Some(t) = Token::configured(token_file, env_token)? {
+            return Ok(t);
         }
         if !admin.ip().is_loopback() {
             return Err(TokenError::ExposedWithoutToken(admin));
@@ -93,6 +110,15 @@ impl Token {
             source,
         })?;
         Ok(Token::from_secret(&secret, TokenSource::Generated(path)))
+    }
+
+    /// This token as the admin operator [`SHARED_NAME`].
+    pub fn operator(&self) -> Operator {
+        Operator::with_secret(
+            SHARED_NAME,
+            Role::Admin,
+            &String::from_utf8_lossy(&self.secret),
+        )
     }
 
     /// Check an `Authorization` header value (`Bearer SECRET`) in constant time.

@@ -1,10 +1,12 @@
 //! The control API: HTTP+JSON on the admin listener, for the CLI, the console and scripts.
 //!
-//! Owns: token authentication ([`auth`]), routing and validation of API requests ([`routes`]),
+//! Owns: who is calling ([`access`]: the named operators of [`tokens`] and the shared token of
+//! [`auth`]), which role each route needs, routing and validation of API requests ([`routes`]),
 //! and the live event stream ([`sse`]). Must not touch: the store or the router directly —
 //! every change goes through the orchestrator [`Handle`], which persists before it acts. Bad
 //! input is answered with 400 and changes nothing; wrong-state commands get 409.
 
+pub mod access;
 pub mod auth;
 pub mod routes;
 pub mod sse;
@@ -22,13 +24,15 @@ use tokio::net::TcpListener;
 
 use crate::orchestrator::Handle;
 
+pub use access::{Access, AccessConfig, AccessError};
 pub use auth::{Token, TokenError};
 
 /// What the admin listener serves from, shared by every admin connection. (Not to be confused
 /// with `orchestrator::Control`, the run's persisted state.)
 pub struct Admin {
     pub handle: Handle,
-    pub token: Token,
+    /// The operators accepted now (reloaded with the config).
+    pub access: Arc<Access>,
     /// Applies `POST /v1/reload`; `None` when the server has no config file to reload.
     pub reload: Option<Arc<crate::reload::Reloader>>,
 }

@@ -1,5 +1,8 @@
 //! Routing and validation of control API requests. Every answer is JSON; every error is
-//! `{"error": ..., "hint": ...}` with 400 (bad input), 401, 404, 405, 409 (state) or 413.
+//! `{"error": ..., "hint": ...}` with 400 (bad input), 401 (no valid token), 403 (a role too
+//! low), 404, 405, 409 (state) or 413.
+//!
+//! [`ACCESS`] is the one table of which role each route needs; `GET /metrics` needs no token.
 //!
 //! Helpers return `Result<T, Response>` so a bad input short-circuits into its answer; the
 //! response is large but this is the admin path, not the data path.
@@ -13,6 +16,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
+use super::tokens::{Operator, Role};
 use super::{sse, Admin};
 use crate::api::{ActionRequest, ApiError, ErrorDetail, Verb, ACTOR_HEADER};
 use crate::orchestrator::{Cmd, CommandError};
@@ -43,6 +47,31 @@ pub fn parse_ramp(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// Which role each route needs (method, path, least role); each role includes the ones below
+/// it. A path or method not listed needs a valid token of any role (and then gets 404 or 405);
+/// `GET /metrics` is not listed: it needs no token.
+pub const ACCESS: &[(&str, &str, Role)] = &[
+    ("GET", "/v1/status", Role::Viewer),
+    ("GET", "/v1/events", Role::Viewer),
+    ("GET", "/v1/plans", Role::Viewer),
+    ("POST", "/v1/pause", Role::Operator),
+    ("POST", "/v1/resume", Role::Operator),
+    ("POST", "/v1/approve", Role::Operator),
+    ("POST", "/v1/rollback", Role::Operator),
+    ("POST", "/v1/abort", Role::Operator),
+    ("POST", "/v1/weight", Role::Operator),
+    ("POST", "/v1/start", Role::Admin),
+    ("POST", "/v1/reload", Role::Admin),
+];
+
+/// The least role `method path` needs ([`ACCESS`]).
+pub fn needs(method: &Method, path: &str) -> Role {
+    ACCESS
+        .iter()
+        .find(|(m, p, _)| *p == path && *m == method.as_str())
+        .map_or(Role::Viewer, |(_, _, role)| *role)
+}
+
 pub async fn route(control: &Admin, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     if path == "/metrics" {
@@ -51,18 +80,11 @@ pub async fn route(control: &Admin, req: Request<Incoming>) -> Response<Body> {
             _ => method_not_allowed("GET"),
         };
     }
-    let auth = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| v.as_bytes());
-    if !control.token.accepts(auth) {
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-            "send `Authorization: Bearer TOKEN` (the CLI reads --token-file or CUTOVER_TOKEN)",
-        );
-    }
-    let actor = actor(&req);
+    let who = match authorize(control, &req, &path) {
+        Ok(who) => who,
+        Err(resp) => return resp,
+    };
+    let actor = actor(&who, &req);
     let method = req.method().clone();
     match (path.as_str(), method) {
         ("/v1/status", Method::GET) => json(StatusCode::OK, &control.handle.status()),
@@ -132,17 +154,85 @@ fn verb_cmd(verb: Verb) -> Cmd {
     }
 }
 
-/// The actor a client names itself as (`cli`, `console`, a script's name), else `api`.
-fn actor(req: &Request<Incoming>) -> String {
-    req.headers()
+/// The operator whose token the request carries, if their role is enough for the route;
+/// else the 401 or 403 answer (logged, rate-limited, by name, never the token).
+fn authorize(
+    control: &Admin,
+    req: &Request<Incoming>,
+    path: &str,
+) -> Result<Operator, Response<Body>> {
+    let needs = needs(req.method(), path);
+    let sent = req.headers().get(header::AUTHORIZATION);
+    let Some(who) = control.access.identify(sent.map(|v| v.as_bytes())) else {
+        control
+            .access
+            .log_unknown(req.method(), path, sent.is_some());
+        let mut resp = error(
+            StatusCode::UNAUTHORIZED,
+            &format!(
+                "missing or wrong bearer token: {} {path} needs the {needs} role",
+                req.method()
+            ),
+            &format!(
+                "send `Authorization: Bearer TOKEN` with a token of role {} (the CLI reads \
+                 --token-file or CUTOVER_TOKEN)",
+                roles_from(needs)
+            ),
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            http::HeaderValue::from_static("Bearer"),
+        );
+        return Err(resp);
+    };
+    if who.role < needs {
+        control
+            .access
+            .log_forbidden(&who, needs, req.method(), path);
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "`{}` has the {} role: {} {path} needs the {needs} role",
+                who.name,
+                who.role,
+                req.method()
+            ),
+            &format!(
+                "use a token of role {}, or have an admin give `{}` that role in the tokens file \
+                 and reload",
+                roles_from(needs),
+                who.name
+            ),
+        ));
+    }
+    Ok(who)
+}
+
+/// `operator or admin`: the roles that include `role`.
+fn roles_from(role: Role) -> String {
+    Role::NAMES[role as usize..].join(" or ")
+}
+
+/// The event's actor: the token's name, with what the client calls itself (`x-cutover-actor`:
+/// `cli`, `console`, a script's note) added as `alice (note: cli)`. The header never replaces
+/// the name; one that is empty, too long or not printable ASCII (or has parentheses) is left
+/// out.
+fn actor(who: &Operator, req: &Request<Incoming>) -> String {
+    let note = req
+        .headers()
         .get(ACTOR_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.trim())
         .filter(|s| {
-            !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
-        })
-        .unwrap_or("api")
-        .to_owned()
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes()
+                    .all(|b| (b.is_ascii_graphic() || b == b' ') && b != b'(' && b != b')')
+        });
+    match note {
+        Some(note) => format!("{} (note: {note})", who.name),
+        None => who.name.clone(),
+    }
 }
 
 async fn start(control: &Admin, req: Request<Incoming>, actor: &str) -> Response<Body> {
@@ -413,4 +503,25 @@ fn method_not_allowed(allowed: &'static str) -> Response<Body> {
     resp.headers_mut()
         .insert(header::ALLOW, http::HeaderValue::from_static(allowed));
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_needs_an_operator_and_the_rest_of_the_table_holds() {
+        for verb in Verb::ALL {
+            let path = format!("/v1/{}", verb.route());
+            assert_eq!(needs(&Method::POST, &path), Role::Operator, "{path}");
+        }
+        assert_eq!(needs(&Method::GET, "/v1/events"), Role::Viewer);
+        assert_eq!(needs(&Method::POST, "/v1/weight"), Role::Operator);
+        assert_eq!(needs(&Method::POST, "/v1/start"), Role::Admin);
+        assert_eq!(needs(&Method::POST, "/v1/reload"), Role::Admin);
+        // Not a route (404) or not its method (405): any valid token gets that answer.
+        assert_eq!(needs(&Method::GET, "/v1/nothing"), Role::Viewer);
+        assert_eq!(needs(&Method::GET, "/v1/start"), Role::Viewer);
+        assert_eq!(roles_from(Role::Operator), "operator or admin");
+    }
 }

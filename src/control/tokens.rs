@@ -90,6 +90,11 @@ impl Operator {
             digest: sha256(secret.trim().as_bytes()),
         }
     }
+
+    /// Whether both hold the same token (compared in constant time).
+    pub fn same_secret(&self, other: &Operator) -> bool {
+        bool::from(self.digest.ct_eq(&other.digest))
+    }
 }
 
 #[derive(Debug, Error)]
