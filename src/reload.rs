@@ -29,8 +29,9 @@ use thiserror::Error;
 use crate::analyzer::{run_probes, ProbeTarget};
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::metrics::Metrics;
-use crate::orchestrator::checks::EnvAddrs;
+use crate::orchestrator::checks::{CheckUpstream, EnvAddrs};
 use crate::orchestrator::Handle;
+use crate::proxy::upstream::direct::Direct;
 use crate::proxy::Live;
 use crate::router::Env;
 use crate::tls::ServerTls;
@@ -216,8 +217,7 @@ impl Reloader {
                 self.metrics.set_admission_limit(env, None);
             }
         }
-        self.env_addrs
-            .store(Arc::new(Env::ALL.map(|e| new.env(e).upstreams.clone())));
+        self.env_addrs.store(Arc::new(check_upstreams(&new)));
         if let Some(old) = state.probes.take() {
             old.abort();
         }
@@ -244,6 +244,42 @@ impl Drop for Reloader {
     }
 }
 
+/// Each env's upstreams as the pre-step checks reach them: the proxy's own way
+/// ([`Direct`]), handed to the orchestrator, which never touches the request path itself.
+pub fn check_upstreams(cfg: &Config) -> EnvAddrs {
+    Env::ALL.map(|e| {
+        Direct::of(cfg.env(e), cfg.hosts_file.as_deref())
+            .into_iter()
+            .map(|d| Arc::new(d) as Arc<dyn CheckUpstream>)
+            .collect()
+    })
+}
+
+impl CheckUpstream for Direct {
+    fn describe(&self) -> String {
+        self.target().to_string()
+    }
+
+    /// A name looked up again; the addresses found at start if that fails.
+    fn addrs(&self) -> futures_util::future::BoxFuture<'_, Vec<std::net::SocketAddr>> {
+        Box::pin(async {
+            match self.lookup().await {
+                Some(addrs) => addrs,
+                None => self.first_addrs().to_vec(),
+            }
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        addr: std::net::SocketAddr,
+        path: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<http::Response<hyper::body::Incoming>, String>>
+    {
+        Box::pin(Direct::get(self, addr, path))
+    }
+}
+
 fn spawn_probes(
     cfg: &Config,
     metrics: &Arc<Metrics>,
@@ -255,9 +291,9 @@ fn spawn_probes(
             let env = cfg.env(*e);
             env.probe_path.as_ref().map(|path| ProbeTarget {
                 env: *e,
-                addrs: env.upstreams.iter().map(|a| a.to_string()).collect(),
+                config: env.clone(),
                 path: path.clone(),
-                h2: env.protocol == crate::config::Protocol::H2,
+                hosts_file: cfg.hosts_file.clone(),
             })
         })
         .collect();
@@ -322,12 +358,17 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
         diff("request_timeout", a.request_timeout != b.request_timeout);
         diff("probe_path", a.probe_path != b.probe_path);
         diff("protocol", a.protocol != b.protocol);
+        diff("resolve_interval", a.resolve_interval != b.resolve_interval);
+        diff("host_header", a.host_header != b.host_header);
+        diff("sni", a.sni != b.sni);
+        diff("ca_file", a.tls != b.tls);
     }
     let mut diff = |key: &str, differs: bool| {
         if differs {
             out.push(key.to_owned());
         }
     };
+    diff("resolve.hosts_file", old.hosts_file != new.hosts_file);
     diff("routing.user_key", old.user_key != new.user_key);
     diff(
         "routing.override_*",

@@ -22,8 +22,8 @@ use crate::control::{self, Access, AccessConfig, AccessError, Admin};
 use crate::metrics::Metrics;
 use crate::orchestrator::driver::{self, DriverError, Parts};
 use crate::proxy::{self, Live, Proxy};
-use crate::reload::Reloader;
-use crate::router::{Env, Router, RoutingTable, Weight};
+use crate::reload::{check_upstreams, Reloader};
+use crate::router::{Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
 use crate::tls::{ServerTls, ALPN_H1, ALPN_H2_H1};
 
@@ -138,9 +138,7 @@ pub async fn run(
     let router = Arc::new(Router::new(RoutingTable::new(Weight::ZERO, &cfg.salt)));
     let metrics = Arc::new(Metrics::new());
     let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
-    let env_addrs = Arc::new(ArcSwap::from_pointee(
-        Env::ALL.map(|e| cfg.env(e).upstreams.clone()),
-    ));
+    let env_addrs = Arc::new(ArcSwap::from_pointee(check_upstreams(&cfg)));
     let tunnels = proxy.tunnels.clone();
     let (handle, driver_task) = driver::start(
         Parts {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use cutover::analyzer::{run_probes, Evaluation, GateReport, GateTracker, Health, ProbeTarget};
 use cutover::api::{GateVerdict, GateView};
+use cutover::config::EnvConfig;
 use cutover::metrics::{
     render_prometheus, GateGauge, MetricRef, Metrics, Outcome, RunGauges, Scope, ScopeWindow,
     WindowSnapshot,
@@ -609,15 +610,15 @@ async fn probes_record_real_answers_and_stop_on_shutdown() {
     let targets = vec![
         ProbeTarget {
             env: Env::New,
-            addrs: vec![server.to_string()],
+            config: EnvConfig::plain(&[server]),
             path: "/healthz".into(),
-            h2: false,
+            hosts_file: None,
         },
         ProbeTarget {
             env: Env::Old,
-            addrs: vec![closed.to_string()],
+            config: EnvConfig::plain(&[closed]),
             path: "healthz".into(),
-            h2: false,
+            hosts_file: None,
         },
     ];
     let task = tokio::spawn(run_probes(

@@ -61,7 +61,7 @@ fn every_problem_of_a_config_is_reported_at_once() {
     let expect = [
         "2:1: `listen.adr`: unknown key `adr` in [listen] — did you mean `addr`?",
         "5:1: `envs.old.conect_timeout`: unknown key `conect_timeout` in [envs.old] — did you mean `connect_timeout`?",
-        "7:14: `envs.new.upstreams`: `nowhere` is not a host:port address",
+        "7:14: `envs.new.upstreams`: `nowhere` has no port: write \"nowhere:PORT\"",
         "11:1: `proxy.client_lane`: invalid type: string \"yes\", expected a boolean — write `client_lane = true` or `client_lane = false`",
         "13:16: `limits.idle_timeout`: `soon` is not a duration",
     ];

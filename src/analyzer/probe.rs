@@ -1,41 +1,51 @@
 //! Synthetic probes: GET a path on every upstream of every env, on a fixed interval.
 //!
-//! Owns: the probe task and its HTTP client. Must not touch: the router or the proxy's pools —
+//! Owns: the probe task and its requests. Must not touch: the router or the proxy's pools —
 //! probes go straight to each upstream, so a broken env shows up even while no user is on it
 //! (before a step moves anyone, and on FALLBACK before it is needed). Results go only to
 //! [`Metrics::record_probe`]; gates read them as `<scope>.probe_success`.
 //!
 //! One round probes all upstreams concurrently, each bounded by `timeout`, so one dead upstream
 //! cannot delay the others' results; rounds that overrun the interval are delayed, not stacked.
+//! Each probe is a new connection made as the proxy makes them
+//! ([`crate::proxy::upstream::connect`]: TLS with the env's trust and SNI for `https://`), and
+//! carries the env's `host_header` (else the upstream's own host). A host name is looked up
+//! every round, so every current address is probed; a failed lookup probes the last addresses.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::future::join_all;
-use http::{header, Method, Request, Uri};
-use http_body_util::Empty;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 
+use crate::config::EnvConfig;
 use crate::metrics::Metrics;
+use crate::proxy::upstream::direct::Direct;
 use crate::router::Env;
 
 /// What to probe for one env.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ProbeTarget {
     pub env: Env,
-    /// `host:port` of each upstream.
-    pub addrs: Vec<String>,
+    /// The env's settings: its upstreams, TLS, `host_header` and connect timeout.
+    pub config: EnvConfig,
     /// Path (and query) to GET, e.g. `/healthz`.
     pub path: String,
-    /// Probe in HTTP/2 with prior knowledge (the env's `protocol = "h2"`: it may speak
-    /// nothing else).
-    pub h2: bool,
+    /// `[resolve] hosts_file`, read again every round.
+    pub hosts_file: Option<PathBuf>,
 }
 
-type ProbeClient = Client<HttpConnector, Empty<Bytes>>;
+/// One configured upstream as the probes see it.
+struct Probed {
+    env: Env,
+    direct: Direct,
+    /// The path probed (with its leading `/`).
+    path: String,
+    /// The addresses probed last round (kept when a lookup fails).
+    addrs: Vec<SocketAddr>,
+}
 
 /// Resolves when `shutdown` says true or its sender is gone.
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
@@ -49,41 +59,19 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// The URI of one probe; `None` (logged once) when `addr` and `path` do not make one.
-fn probe_uri(env: Env, addr: &str, path: &str) -> Option<Uri> {
-    let slash = if path.starts_with('/') { "" } else { "/" };
-    match format!("http://{addr}{slash}{path}").parse::<Uri>() {
-        Ok(uri) => Some(uri),
-        Err(e) => {
-            tracing::warn!(env = env.as_str(), addr, path, error = %e, "probe target is not a valid URI; it will count as failing");
-            None
-        }
-    }
-}
-
-/// One GET; 2xx and 3xx answers within `timeout` are a success.
-async fn probe_once(client: &ProbeClient, uri: Option<&Uri>, timeout: Duration) -> bool {
-    let Some(uri) = uri else { return false };
-    let req = match Request::builder()
-        .method(Method::GET)
-        .uri(uri.clone())
-        .header(header::USER_AGENT, "cutover-probe")
-        .body(Empty::new())
-    {
-        Ok(r) => r,
-        Err(_) => return false,
-    };
-    match tokio::time::timeout(timeout, client.request(req)).await {
+/// One GET on a new connection; 2xx and 3xx answers within `timeout` are a success.
+async fn probe_once(p: &Probed, addr: SocketAddr, timeout: Duration) -> bool {
+    match tokio::time::timeout(timeout, p.direct.get(addr, &p.path)).await {
         Ok(Ok(resp)) => {
             let s = resp.status();
             s.is_success() || s.is_redirection()
         }
-        Ok(Err(e)) => {
-            tracing::debug!(%uri, error = %e, "probe failed");
+        Ok(Err(error)) => {
+            tracing::debug!(upstream = %p.direct.target(), %addr, error, "probe failed");
             false
         }
         Err(_) => {
-            tracing::debug!(%uri, ?timeout, "probe timed out");
+            tracing::debug!(upstream = %p.direct.target(), %addr, ?timeout, "probe timed out");
             false
         }
     }
@@ -97,17 +85,19 @@ pub async fn run_probes(
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let http1: ProbeClient = Client::builder(TokioExecutor::new()).build_http();
-    let h2: ProbeClient = Client::builder(TokioExecutor::new())
-        .http2_only(true)
-        .build_http();
-    let probes: Vec<(Env, Option<Uri>, &ProbeClient)> = targets
+    let mut probed: Vec<Probed> = targets
         .iter()
         .flat_map(|t| {
-            let client = if t.h2 { &h2 } else { &http1 };
-            t.addrs
-                .iter()
-                .map(move |a| (t.env, probe_uri(t.env, a, &t.path), client))
+            let slash = if t.path.starts_with('/') { "" } else { "/" };
+            let path = format!("{slash}{}", t.path);
+            Direct::of(&t.config, t.hosts_file.as_deref())
+                .into_iter()
+                .map(move |direct| Probed {
+                    env: t.env,
+                    addrs: direct.first_addrs().to_vec(),
+                    direct,
+                    path: path.clone(),
+                })
         })
         .collect();
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(1)));
@@ -117,12 +107,17 @@ pub async fn run_probes(
             _ = stopped(&mut shutdown) => return,
             _ = tick.tick() => {}
         }
-        let round = join_all(probes.iter().map(|(env, uri, client)| {
-            let metrics = &metrics;
-            async move {
-                let ok = probe_once(client, uri.as_ref(), timeout).await;
-                metrics.record_probe(*env, ok, Instant::now());
+        for p in &mut probed {
+            if let Some(addrs) = p.direct.lookup().await {
+                p.addrs = addrs;
             }
+        }
+        let metrics = &metrics;
+        let round = join_all(probed.iter().flat_map(|p| {
+            p.addrs.iter().map(move |addr| async move {
+                let ok = probe_once(p, *addr, timeout).await;
+                metrics.record_probe(p.env, ok, Instant::now());
+            })
         }));
         tokio::select! {
             _ = stopped(&mut shutdown) => return,

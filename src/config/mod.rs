@@ -31,7 +31,7 @@ mod routing;
 
 use check::Checker;
 pub use check::{duration_max, DURATION_BOUNDS};
-pub use envs::{EnvConfig, Protocol};
+pub use envs::{EnvConfig, Protocol, UpstreamConfig, DEFAULT_RESOLVE_INTERVAL};
 pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use listen::CertFiles;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
@@ -57,6 +57,8 @@ pub struct Config {
     pub old: EnvConfig,
     pub new: EnvConfig,
     pub fallback: EnvConfig,
+    /// `[resolve] hosts_file`: names looked up there before the system's resolver.
+    pub hosts_file: Option<PathBuf>,
     pub user_key: Vec<KeySource>,
     /// Header that forces a request to an env (smoke tests, probes) when it carries the secret.
     pub override_header: http::HeaderName,
@@ -145,6 +147,8 @@ struct RawConfig {
     store: Option<listen::RawStore>,
     #[serde(default)]
     envs: Option<envs::RawEnvs>,
+    #[serde(default)]
+    resolve: Option<envs::RawResolve>,
     #[serde(default)]
     routing: Option<routing::RawRouting>,
     #[serde(default)]
@@ -235,9 +239,11 @@ impl Config {
         );
         // toml's Spanned cannot wrap a table of tables, so point at the first [envs...] header.
         let envs_at = text.find("[envs").unwrap_or(0);
-        let old = c.env(envs.old.as_ref(), "old", envs_at);
-        let new = c.env(envs.new.as_ref(), "new", envs_at);
-        let fallback = c.env(envs.fallback.as_ref(), "fallback", envs_at);
+        let (hosts_file, hosts) = c.resolve(raw.resolve.as_ref(), base);
+        let hosts = hosts.as_ref();
+        let old = c.env(envs.old.as_ref(), "old", envs_at, hosts, base);
+        let new = c.env(envs.new.as_ref(), "new", envs_at, hosts, base);
+        let fallback = c.env(envs.fallback.as_ref(), "fallback", envs_at, hosts, base);
         let routing = c.routing(raw.routing.as_ref());
         let proxy = c.proxy(raw.proxy.as_ref());
         let retry_budget = c.retry_budget(raw.retry_budget.as_ref());
@@ -283,6 +289,7 @@ impl Config {
             old,
             new,
             fallback,
+            hosts_file,
             user_key: routing.user_key,
             override_header: routing.override_header,
             override_secret_header: routing.override_secret_header,

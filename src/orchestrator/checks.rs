@@ -5,19 +5,36 @@
 //! The first failing check stops the rest; its output becomes the run's pause reason.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use futures_util::future::BoxFuture;
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
 
 use crate::plan::{Check, JsonExpectation};
-use crate::router::Env;
 
-/// Upstream addresses per env, indexed like [`Env`].
-pub type EnvAddrs = [Vec<SocketAddr>; 3];
+/// One configured upstream of an env as a check reaches it. The server hands in the proxy's
+/// own way of reaching an env (TLS, the env's `host_header`, a name looked up again), so a
+/// check sees the env as users' requests do; the orchestrator itself never touches the
+/// request path.
+pub trait CheckUpstream: std::fmt::Debug + Send + Sync {
+    /// How the upstream is written in the config (`https://new.example.com:443`).
+    fn describe(&self) -> String;
+    /// Its addresses now.
+    fn addrs(&self) -> BoxFuture<'_, Vec<SocketAddr>>;
+    /// GET `path` on `addr`, on a connection of its own.
+    fn get<'a>(
+        &'a self,
+        addr: SocketAddr,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Response<Incoming>, String>>;
+}
+
+/// Each env's upstreams, indexed like [`crate::router::Env`].
+pub type EnvAddrs = [Vec<Arc<dyn CheckUpstream>>; 3];
 
 /// Run `checks` in order; `Err(output)` describes the first failure.
 pub async fn run_all(checks: &[Check], addrs: &EnvAddrs) -> Result<String, String> {
@@ -47,45 +64,42 @@ async fn run_one(check: &Check, addrs: &EnvAddrs) -> Result<String, String> {
                     "check GET {env}{path}: the {env} env has no upstreams"
                 ));
             }
-            // Every upstream must pass: half a fleet misconfigured is the incident.
-            for addr in targets {
-                http_check(
-                    *env,
-                    *addr,
-                    path,
-                    *expect_status,
-                    expect_json.as_ref(),
-                    *timeout,
-                )
-                .await?;
+            // Every address of every upstream must pass: half a fleet misconfigured is the
+            // incident.
+            let mut checked = 0;
+            for target in targets {
+                for addr in target.addrs().await {
+                    let what = format!("check GET {}{path} at {addr} ({env})", target.describe());
+                    let answer = target.get(addr, path);
+                    http_check(
+                        &what,
+                        answer,
+                        *expect_status,
+                        expect_json.as_ref(),
+                        *timeout,
+                    )
+                    .await?;
+                    checked += 1;
+                }
             }
             Ok(format!(
-                "GET {env}{path} → {expect_status} on {} upstream(s)",
-                targets.len()
+                "GET {env}{path} → {expect_status} on {checked} upstream address(es)"
             ))
         }
         Check::Command { command, timeout } => command_check(command, *timeout).await,
     }
 }
 
+/// The answer of one GET (on one address of an upstream) judged against the check.
 async fn http_check(
-    env: Env,
-    addr: SocketAddr,
-    path: &str,
+    what: &str,
+    answer: impl std::future::Future<Output = Result<Response<Incoming>, String>>,
     expect_status: u16,
     expect_json: Option<&JsonExpectation>,
     timeout: Duration,
 ) -> Result<(), String> {
-    let what = format!("check GET http://{addr}{path} ({env})");
-    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let req = Request::get(format!("http://{addr}{path}"))
-        .body(Empty::new())
-        .map_err(|e| format!("{what}: bad request: {e}"))?;
     let fut = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
+        let resp = answer.await.map_err(|e| format!("{what}: {e}"))?;
         let status = resp.status();
         let body = Limited::new(resp.into_body(), 1024 * 1024)
             .collect()
@@ -171,6 +185,7 @@ fn snippet(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::router::Env;
 
     #[tokio::test]
     async fn command_checks_pass_fail_and_time_out() {
@@ -194,12 +209,29 @@ mod tests {
         assert!(err.contains("killed"), "{err}");
     }
 
+    /// An upstream whose every address refuses.
+    #[derive(Debug)]
+    struct Refusing;
+
+    impl CheckUpstream for Refusing {
+        fn describe(&self) -> String {
+            "10.0.0.5:8080".into()
+        }
+        fn addrs(&self) -> BoxFuture<'_, Vec<SocketAddr>> {
+            Box::pin(async { vec![SocketAddr::from(([10, 0, 0, 5], 8080))] })
+        }
+        fn get<'a>(
+            &'a self,
+            _: SocketAddr,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Response<Incoming>, String>> {
+            Box::pin(async { Err("connection refused".to_owned()) })
+        }
+    }
+
     #[tokio::test]
     async fn http_check_against_nothing_fails_clearly() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        drop(listener);
-        let addrs: EnvAddrs = [vec![], vec![addr], vec![]];
+        let addrs: EnvAddrs = [vec![], vec![Arc::new(Refusing)], vec![]];
         let check = Check::HttpGet {
             env: Env::New,
             path: "/healthz".into(),
@@ -208,6 +240,9 @@ mod tests {
             timeout: Duration::from_secs(2),
         };
         let err = run_all(&[check], &addrs).await.expect_err("refused");
-        assert!(err.contains("(new)"), "{err}");
+        assert_eq!(
+            err,
+            "check GET 10.0.0.5:8080/healthz at 10.0.0.5:8080 (new): connection refused"
+        );
     }
 }

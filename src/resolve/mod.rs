@@ -65,18 +65,48 @@ impl Hosts {
 
 /// Every address of `target` now, sorted, without repeats.
 pub async fn lookup(target: &Target, hosts: Option<&Hosts>) -> std::io::Result<Vec<SocketAddr>> {
-    let mut out: Vec<SocketAddr> = match &target.host {
-        Host::Ip(ip) => vec![SocketAddr::new(*ip, target.port)],
-        Host::Name(name) => match hosts.and_then(|h| h.get(name)) {
-            Some(ips) => ips
-                .iter()
-                .map(|ip| SocketAddr::new(*ip, target.port))
-                .collect(),
-            None => tokio::net::lookup_host((name.as_str(), target.port))
-                .await?
-                .collect(),
-        },
+    let found = match known(target, hosts) {
+        Some(addrs) => addrs,
+        None => tokio::net::lookup_host((name_of(target), target.port))
+            .await?
+            .collect(),
     };
+    finish(target, found)
+}
+
+/// [`lookup`] on the calling thread (the system's resolver blocks it): for the config's
+/// checks at start and on reload, which run before anything is served.
+pub fn lookup_blocking(target: &Target, hosts: Option<&Hosts>) -> std::io::Result<Vec<SocketAddr>> {
+    use std::net::ToSocketAddrs;
+    let found = match known(target, hosts) {
+        Some(addrs) => addrs,
+        None => (name_of(target), target.port).to_socket_addrs()?.collect(),
+    };
+    finish(target, found)
+}
+
+/// The addresses of an IP target, or of a name the hosts file lists; `None` when the system's
+/// resolver must be asked.
+fn known(target: &Target, hosts: Option<&Hosts>) -> Option<Vec<SocketAddr>> {
+    let ips = match &target.host {
+        Host::Ip(ip) => return Some(vec![SocketAddr::new(*ip, target.port)]),
+        Host::Name(name) => hosts.and_then(|h| h.get(name))?,
+    };
+    Some(
+        ips.iter()
+            .map(|ip| SocketAddr::new(*ip, target.port))
+            .collect(),
+    )
+}
+
+fn name_of(target: &Target) -> &str {
+    match &target.host {
+        Host::Name(name) => name,
+        Host::Ip(_) => "",
+    }
+}
+
+fn finish(target: &Target, mut out: Vec<SocketAddr>) -> std::io::Result<Vec<SocketAddr>> {
     out.sort();
     out.dedup();
     if out.is_empty() {

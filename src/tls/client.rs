@@ -22,6 +22,14 @@ pub struct ClientTls {
     pub ca_file: Option<PathBuf>,
 }
 
+/// Two configurations are the same setting when they trust the same CA file (what a config
+/// reload compares; the file is read again whenever the config is).
+impl PartialEq for ClientTls {
+    fn eq(&self, other: &Self) -> bool {
+        self.ca_file == other.ca_file
+    }
+}
+
 /// The system's CA certificates, read once, and a note of what went wrong reading them.
 fn system_roots() -> &'static (Vec<rustls::pki_types::CertificateDer<'static>>, String) {
     static ROOTS: OnceLock<(Vec<rustls::pki_types::CertificateDer<'static>>, String)> =

@@ -79,7 +79,8 @@ impl Proxy {
             router,
             metrics,
             tunnels: Arc::new(Tunnels::default()),
-            pools: Env::ALL.map(|env| Pool::new(env, cfg.env(env), &pool_metrics)),
+            pools: Env::ALL
+                .map(|env| Pool::new(env, cfg.env(env), &pool_metrics, cfg.hosts_file.as_deref())),
             budget: budget::RetryBudget::new(cfg.retry_budget, origin),
             key_sources: cfg.user_key.clone(),
             override_header: cfg.override_header.clone(),

@@ -2,8 +2,9 @@
 //!
 //! A failed attempt is one [`Failure`] that knows whose fault it was, decided in one place
 //! ([`classify`]):
-//! - the env's ([`EnvFault`]: refused, connect timeout, reset or closed before a whole answer,
-//!   no answer in time, no upstream): counted in that env's scope, where its gates see it;
+//! - the env's ([`EnvFault`]: refused, connect timeout, a TLS handshake that failed (its
+//!   certificate did not verify), reset or closed before a whole answer, no answer in time, no
+//!   upstream): counted in that env's scope, where its gates see it;
 //! - the client's ([`ClientFault`]: its body's framing broken, its connection gone mid-body,
 //!   its body paused too long): answered `400`/`408`, counted in
 //!   `cutover_client_errors_total` only — never in an env's scope nor in `users`, never
@@ -29,6 +30,7 @@ use hyper::body::Incoming;
 
 use super::body::{ClientBodyError, ReqBody, Unsent, UpBody};
 use super::body_watch::BodyTimeout;
+use super::connect::ConnectError;
 use super::conns::{Pooled, SendError};
 use super::h1;
 use super::pool::{Pool, Upstream};
@@ -55,6 +57,9 @@ pub(crate) enum EnvFault {
     NoUpstream,
     Refused,
     ConnectTimeout,
+    /// The TLS handshake failed (most often: the env's certificate did not verify). Counted
+    /// as a refused connect: nothing was sent.
+    Tls,
     /// The connection was reset or closed before an answer.
     Reset,
     /// No answer within the env's request timeout.
@@ -64,7 +69,7 @@ pub(crate) enum EnvFault {
 impl EnvFault {
     pub(crate) fn outcome(self) -> Outcome {
         match self {
-            EnvFault::NoUpstream | EnvFault::Refused => Outcome::Refused,
+            EnvFault::NoUpstream | EnvFault::Refused | EnvFault::Tls => Outcome::Refused,
             EnvFault::ConnectTimeout | EnvFault::Timeout => Outcome::Timeout,
             EnvFault::Reset => Outcome::Reset,
         }
@@ -74,7 +79,7 @@ impl EnvFault {
     pub(crate) fn nothing_sent(self) -> bool {
         matches!(
             self,
-            EnvFault::NoUpstream | EnvFault::Refused | EnvFault::ConnectTimeout
+            EnvFault::NoUpstream | EnvFault::Refused | EnvFault::ConnectTimeout | EnvFault::Tls
         )
     }
 
@@ -83,6 +88,7 @@ impl EnvFault {
             EnvFault::NoUpstream => "has no upstream configured",
             EnvFault::Refused => "refused the connection",
             EnvFault::ConnectTimeout => "did not accept the connection in time",
+            EnvFault::Tls => "failed the TLS handshake (its certificate did not verify?)",
             EnvFault::Reset => "closed the connection without an answer",
             EnvFault::Timeout => "did not answer in time",
         }
@@ -94,6 +100,7 @@ impl EnvFault {
             EnvFault::NoUpstream => "no-upstream",
             EnvFault::Refused => "refused",
             EnvFault::ConnectTimeout => "connect-timeout",
+            EnvFault::Tls => "tls-handshake",
             EnvFault::Reset => "reset",
             EnvFault::Timeout => "timeout",
         }
@@ -104,7 +111,7 @@ impl EnvFault {
         match self {
             EnvFault::Timeout | EnvFault::ConnectTimeout => StatusCode::GATEWAY_TIMEOUT,
             EnvFault::NoUpstream => StatusCode::SERVICE_UNAVAILABLE,
-            EnvFault::Refused | EnvFault::Reset => StatusCode::BAD_GATEWAY,
+            EnvFault::Refused | EnvFault::Reset | EnvFault::Tls => StatusCode::BAD_GATEWAY,
         }
     }
 }
@@ -194,8 +201,12 @@ pub(crate) async fn send(
     // An upgrade (or CONNECT) goes out in HTTP/1.1 even to an HTTP/2 env: hyper hands over
     // the connection it switched on.
     let tunnel = out.upgrade || *out.method == Method::CONNECT;
-    let h2 = upstream.h2.as_ref().filter(|_| !tunnel);
-    let by_hand = matches!(body, ReqBody::Empty) && !tunnel && !out.trailers;
+    let h2 = upstream.conns.h2.as_ref().filter(|_| !tunnel);
+    // TLS goes through hyper only (see `conns`).
+    let by_hand = matches!(body, ReqBody::Empty)
+        && !tunnel
+        && !out.trailers
+        && !upstream.conns.link().is_tls();
     let (result, conn) = if let Some(h2) = h2 {
         match h2.send(h2.request(out, body)).await {
             Ok((mut resp, stream)) => {
@@ -212,13 +223,13 @@ pub(crate) async fn send(
                     (Err(Failure::Env(EnvFault::Reset)), None)
                 }
             }
-            Err(e) => (Err(failed(&e, upstream)), None),
+            Err(e) => (Err(failed(&e, &upstream)), None),
         }
     } else if by_hand {
         // The common request, no body: spoken by hand, straight from the prepared headers.
         match upstream.conns.send_raw(out).await {
             Ok(resp) => (Ok(resp.map(UpBody::Raw)), None),
-            Err(e) => (Err(failed(&e, upstream)), None),
+            Err(e) => (Err(failed(&e, &upstream)), None),
         }
     } else {
         // Origin form (`/path?query`): the upstream connection is to this upstream already.
@@ -238,7 +249,7 @@ pub(crate) async fn send(
                     (Err(Failure::Env(EnvFault::Reset)), None)
                 }
             }
-            Err(e) => (Err(failed(&e, upstream)), None),
+            Err(e) => (Err(failed(&e, &upstream)), None),
         }
     };
     let unsent = if result.is_err() {
@@ -248,17 +259,20 @@ pub(crate) async fn send(
     };
     Attempt {
         result,
-        upstream: Some(upstream.clone()),
+        upstream: Some(upstream),
         conn,
         unsent,
     }
 }
 
-/// [`classify`], warning (rate-limited) when the proxy itself is short of resources.
+/// [`classify`], warning (rate-limited) when the proxy itself is short of resources or an
+/// env's TLS handshake failed.
 fn failed(e: &SendError, upstream: &Upstream) -> Failure {
     let failure = classify(e);
-    if let (Failure::Proxy(kind), SendError::Connect(io)) = (failure, e) {
-        warn_proxy_fault(kind, upstream, io);
+    match (failure, e) {
+        (Failure::Proxy(kind), SendError::Connect(io)) => warn_proxy_fault(kind, upstream, io),
+        (_, SendError::Tls(e)) => warn_tls(upstream, e),
+        _ => {}
     }
     failure
 }
@@ -277,6 +291,7 @@ pub(crate) fn classify(e: &SendError) -> Failure {
             None => Failure::Env(EnvFault::Reset),
         },
         SendError::TimedOut => Failure::Env(EnvFault::Timeout),
+        SendError::Tls(_) => Failure::Env(EnvFault::Tls),
     }
 }
 
@@ -316,26 +331,49 @@ pub(crate) fn out_of_resources(e: &std::io::Error) -> bool {
     )
 }
 
-/// At most one warning per this interval for the proxy's own faults; the rest are counted.
+/// At most one warning of a kind per this interval; the rest are counted.
 const WARN_INTERVAL: Duration = Duration::from_secs(10);
-/// When the next warning may be logged, on the coarse [`clock`].
-static NEXT_WARN_MS: AtomicU64 = AtomicU64::new(0);
-/// Proxy faults since the last warning that were not logged.
-static UNLOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// A rate-limited warning: when the next may be logged (on the coarse [`clock`]) and how many
+/// were not logged since the last.
+struct Warn {
+    next_ms: AtomicU64,
+    unlogged: AtomicU64,
+}
+
+impl Warn {
+    const fn new() -> Warn {
+        Warn {
+            next_ms: AtomicU64::new(0),
+            unlogged: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(unlogged since the last)` when this one may be logged.
+    fn due(&self) -> Option<u64> {
+        let now = clock::now_ms();
+        let next = self.next_ms.load(Relaxed);
+        let interval = WARN_INTERVAL.as_millis() as u64;
+        if now < next
+            || self
+                .next_ms
+                .compare_exchange(next, now + interval, Relaxed, Relaxed)
+                .is_err()
+        {
+            self.unlogged.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.unlogged.swap(0, Relaxed))
+    }
+}
+
+static PROXY_FAULTS: Warn = Warn::new();
+static TLS_FAILURES: Warn = Warn::new();
 
 fn warn_proxy_fault(kind: ProxyFault, upstream: &Upstream, e: &std::io::Error) {
-    let now = clock::now_ms();
-    let next = NEXT_WARN_MS.load(Relaxed);
-    let interval = WARN_INTERVAL.as_millis() as u64;
-    if now < next
-        || NEXT_WARN_MS
-            .compare_exchange(next, now + interval, Relaxed, Relaxed)
-            .is_err()
-    {
-        UNLOGGED.fetch_add(1, Relaxed);
+    let Some(unlogged) = PROXY_FAULTS.due() else {
         return;
-    }
-    let unlogged = UNLOGGED.swap(0, Relaxed);
+    };
     tracing::warn!(
         kind = kind.as_str(),
         upstream = %upstream.addr,
@@ -343,6 +381,20 @@ fn warn_proxy_fault(kind: ProxyFault, upstream: &Upstream, e: &std::io::Error) {
         unlogged,
         "cutover itself could not connect to an upstream (out of file handles, local ports or \
          memory): answered 503 proxy-resources, not counted against the env"
+    );
+}
+
+fn warn_tls(upstream: &Upstream, e: &ConnectError) {
+    let Some(unlogged) = TLS_FAILURES.due() else {
+        return;
+    };
+    tracing::warn!(
+        env = upstream.scope_name(),
+        upstream = %upstream.addr,
+        error = %e,
+        unlogged,
+        "TLS handshake with an env failed: counted as a refused connect of the env (replayed on \
+         FALLBACK when allowed); check the env's certificate, [envs.X] ca_file and sni"
     );
 }
 
@@ -402,6 +454,19 @@ mod tests {
             classify(&SendError::TimedOut),
             Failure::Env(EnvFault::Timeout)
         );
+    }
+
+    #[test]
+    fn a_failed_tls_handshake_is_the_envs_failed_connect() {
+        let e = SendError::Tls(ConnectError::Tls {
+            name: "new.test".into(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate"),
+        });
+        let failure = classify(&e);
+        assert_eq!(failure, Failure::Env(EnvFault::Tls));
+        assert!(failure.replayable(false, false), "nothing was sent");
+        assert_eq!(EnvFault::Tls.outcome(), Outcome::Refused);
+        assert_eq!(EnvFault::Tls.code(), "tls-handshake");
     }
 
     #[test]

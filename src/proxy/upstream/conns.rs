@@ -22,10 +22,24 @@
 //! if the close races the request, an idempotent request that got no byte of an answer is
 //! sent once more on a new connection, and any other fails as a reset.
 //!
+//! An `https://` upstream is spoken to on hyper's connections only, over the TLS stream of
+//! [`super::connect`]. Its staleness is judged after decryption, by hyper's own connection
+//! task (which reads while idle and closes on an end, an alert or unasked bytes, and hands an
+//! unsent request back if the close races it; an idempotent request without a body that a
+//! reused connection lost anyway is sent once more on a new one, as on the hand-spoken path),
+//! never by peeking the socket: there a TLS 1.3
+//! session ticket or a key update would look like unasked bytes and throw away good
+//! connections. The hand-spoken path (whose whole point is to skip hyper's per-request work)
+//! would need its own TLS record handling for little gain next to the cost of TLS itself.
+//!
+//! An address that leaves its name's set ([`Conns::retire`]) drops its idle connections at
+//! once and every connection that comes back to it afterwards.
+//!
 //! The request timeout (to the response head) is kept per connection by [`super::deadlines`]:
 //! a request whose connection was cut there fails as [`SendError::TimedOut`].
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,11 +47,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 
 use super::attempt::{idempotent, Outgoing};
 use super::body::ReqBody;
+use super::connect::{ConnectError, Link, UpStream};
 use super::deadlines::{ConnClock, Deadlines};
+use super::h2::H2Conns;
 use super::rawconn::{has_unasked_bytes, RawBody, RawConn, RawError};
 use crate::proxy::clock;
 use crate::shard::Sharded;
@@ -48,8 +63,6 @@ const MAX_IDLE_PER_SLOT: usize = 1024;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a returned connection may take to become ready for the next request.
 const READY_WAIT: Duration = Duration::from_secs(5);
-/// TCP keep-alive probes on upstream connections after this much silence.
-const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
 fn expired<C>(idle: &Idle<C>, now_ms: u64) -> bool {
     now_ms.saturating_sub(idle.since_ms) > IDLE_TIMEOUT.as_millis() as u64
@@ -66,6 +79,18 @@ pub(crate) enum SendError {
     Failed(Box<dyn std::error::Error + Send + Sync>),
     /// No answer within the request timeout (the connection was cut).
     TimedOut,
+    /// The TLS handshake failed (the env's certificate did not verify): nothing was sent.
+    Tls(ConnectError),
+}
+
+impl From<ConnectError> for SendError {
+    fn from(e: ConnectError) -> SendError {
+        match e {
+            ConnectError::Io(e) => SendError::Connect(e),
+            ConnectError::TimedOut => SendError::ConnectTimeout,
+            e @ ConnectError::Tls { .. } => SendError::Tls(e),
+        }
+    }
 }
 
 /// An upstream connection out of the pool, with its request clock.
@@ -75,6 +100,7 @@ pub(crate) struct Pooled {
     /// A second descriptor of the connection's socket, to ask the kernel whether the upstream
     /// sent something while the connection was idle (see [`Pooled::is_stale`]). Holding it
     /// keeps the socket open until the connection leaves the pool, at most the idle timeout.
+    /// `None` over TLS (see the module's doc).
     peek: Option<std::os::fd::OwnedFd>,
 }
 
@@ -118,6 +144,15 @@ impl<C> Slots<C> {
         }
     }
 
+    /// Close every idle connection, in every slot.
+    fn clear(&self) {
+        for slot in self.0.iter() {
+            if let Ok(mut idle) = slot.lock() {
+                idle.clear();
+            }
+        }
+    }
+
     /// The most recently used idle connection that is fresh enough and `usable`.
     fn take(&self, usable: impl Fn(&C) -> bool) -> Option<C> {
         let mut idle = self.0.local().lock().ok()?;
@@ -134,12 +169,18 @@ impl<C> Slots<C> {
 /// The idle connections of one upstream.
 pub(crate) struct Conns {
     addr: SocketAddr,
-    connect_timeout: Duration,
+    /// How to connect (shared by every address of one configured upstream).
+    link: Arc<Link>,
+    /// The address left its name's set: connections coming back are dropped.
+    pub(super) retired: AtomicBool,
     deadlines: Arc<Deadlines>,
     /// Idle hyper connections (requests with a body, upgrades).
     slots: Slots<Pooled>,
     /// Idle hand-spoken connections (requests without a body).
     raw: Slots<RawConn>,
+    /// Its HTTP/2 connections, for an env with `protocol = "h2"` (upgrades still go over
+    /// HTTP/1.1, on the connections above).
+    pub(crate) h2: Option<H2Conns>,
 }
 
 impl std::fmt::Debug for Conns {
@@ -152,23 +193,39 @@ impl std::fmt::Debug for Conns {
 }
 
 impl Conns {
-    pub(crate) fn new(
-        addr: SocketAddr,
-        connect_timeout: Duration,
-        request_timeout: Duration,
-    ) -> Conns {
+    pub(crate) fn new(addr: SocketAddr, link: Arc<Link>, request_timeout: Duration) -> Conns {
         Conns {
             addr,
-            connect_timeout,
+            retired: AtomicBool::new(false),
             deadlines: Deadlines::new(request_timeout),
             slots: Slots(Sharded::default()),
             raw: Slots(Sharded::default()),
+            h2: link
+                .h2
+                .then(|| H2Conns::new(addr, link.clone(), request_timeout)),
+            link,
         }
     }
 
     /// Idle connections held, over all slots and both kinds.
     pub(crate) fn idle(&self) -> usize {
         self.slots.len() + self.raw.len()
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
+    }
+
+    /// The address left its name's set: close the idle connections, and every one that comes
+    /// back from now on. Requests in flight on it finish.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Relaxed);
+        self.slots.clear();
+        self.raw.clear();
     }
 
     /// Send `out`, a request without a body, on an idle hand-spoken connection (or a new
@@ -191,7 +248,7 @@ impl Conns {
                 Some(conn) => (conn, true),
                 None => (self.connect_raw().await?, false),
             };
-            match conn.send(out).await {
+            match conn.send(out, self.link.host.as_ref()).await {
                 Ok(resp) => return Ok(resp),
                 // Most likely stale: the upstream closed it while it was idle.
                 Err(RawError::NoAnswer(_)) if reused && resend_ok => pooled_ok = false,
@@ -210,7 +267,9 @@ impl Conns {
 
     /// Give back a hand-spoken connection whose response has been read to the end.
     pub(crate) fn put_raw(&self, conn: RawConn) {
-        self.raw.keep(conn);
+        if !self.retired.load(Relaxed) {
+            self.raw.keep(conn);
+        }
     }
 
     /// Send `req` on an idle connection (or a new one), waiting at most the request timeout
@@ -220,6 +279,13 @@ impl Conns {
         &self,
         mut req: Request<ReqBody>,
     ) -> Result<(Response<Incoming>, Pooled), SendError> {
+        if let Some(host) = &self.link.host {
+            req.headers_mut().insert(http::header::HOST, host.clone());
+        }
+        // Over TLS every request comes here, the bodiless ones included: as on the hand-spoken
+        // path, an idempotent one that a reused connection lost (closed under it) is sent once
+        // more on a new connection, from a copy of its head.
+        let mut again = self.link.is_tls().then(|| bodiless_copy(&req)).flatten();
         loop {
             let (mut conn, reused) = match self.take() {
                 Some(conn) => (conn, true),
@@ -249,6 +315,10 @@ impl Conns {
                             e.into_error(),
                         )))
                     }
+                    None if reused && closed_under(e.error()) => match again.take() {
+                        Some(copy) => req = copy,
+                        None => return Err(SendError::Failed(e.into_error().into())),
+                    },
                     None => return Err(SendError::Failed(e.into_error().into())),
                 },
             }
@@ -261,13 +331,14 @@ impl Conns {
     /// answered before the request body was all sent — a task waits (boundedly) for it, so a
     /// request never queues behind someone else's upload.
     pub(crate) fn put(self: &Arc<Self>, mut conn: Pooled) {
-        if conn.tx.is_closed() {
+        if conn.tx.is_closed() || self.retired.load(Relaxed) {
             return;
         }
         if !conn.tx.is_ready() {
             let conns = self.clone();
             tokio::spawn(async move {
-                if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, conn.tx.ready()).await {
+                let ready = tokio::time::timeout(READY_WAIT, conn.tx.ready()).await;
+                if matches!(ready, Ok(Ok(()))) && !conns.retired.load(Relaxed) {
                     conns.slots.keep(conn);
                 }
             });
@@ -281,20 +352,19 @@ impl Conns {
         self.slots.take(|c| !c.is_stale())
     }
 
-    async fn connect_stream(&self) -> Result<TcpStream, SendError> {
-        connect_tcp(self.addr, self.connect_timeout).await
-    }
-
     async fn connect_raw(&self) -> Result<RawConn, SendError> {
-        let stream = self.connect_stream().await?;
+        let stream = self.link.connect_tcp(self.addr).await?;
         Ok(RawConn::new(stream, self.deadlines.watch()))
     }
 
     async fn connect(&self) -> Result<Pooled, SendError> {
-        let stream = self.connect_stream().await?;
+        let stream = self.link.connect(self.addr).await?;
         // Without a second descriptor (the process is out of them) the connection still works;
-        // it is then checked only as hyper sees it.
-        let peek = std::os::fd::AsFd::as_fd(&stream).try_clone_to_owned().ok();
+        // it is then checked only as hyper sees it. Over TLS the socket is never peeked.
+        let peek = match &stream {
+            UpStream::Plain(tcp) => std::os::fd::AsFd::as_fd(tcp).try_clone_to_owned().ok(),
+            UpStream::Tls(_) => None,
+        };
         let (tx, conn) = http1::Builder::new()
             .writev(false)
             // The answer-head limit of cutover's own client (an answer whose head is larger
@@ -315,21 +385,27 @@ impl Conns {
     }
 }
 
-/// A TCP connection to `addr` within `timeout`, with `TCP_NODELAY` and keep-alive probes
-/// (both kinds of connections here, and [`super::h2`]'s, start with it).
-pub(crate) async fn connect_tcp(
-    addr: SocketAddr,
-    timeout: Duration,
-) -> Result<TcpStream, SendError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return Err(SendError::Connect(e)),
-        Err(_) => return Err(SendError::ConnectTimeout),
-    };
-    let _ = stream.set_nodelay(true);
-    let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-    let _ = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive);
-    Ok(stream)
+/// The connection closed (or was reset) under the request: hyper's own word for it, or, over
+/// TLS, the end of the stream as rustls reports it (an env that closes without `close_notify`).
+fn closed_under(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionReset, UnexpectedEof};
+    e.is_incomplete_message()
+        || std::error::Error::source(e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some_and(|io| matches!(io.kind(), UnexpectedEof | ConnectionReset | BrokenPipe))
+}
+
+/// A copy of `req`'s head, if it is an idempotent request without a body (safe to send again).
+fn bodiless_copy(req: &Request<ReqBody>) -> Option<Request<ReqBody>> {
+    if !matches!(req.body(), ReqBody::Empty) || !idempotent(req.method()) {
+        return None;
+    }
+    let mut copy = Request::new(ReqBody::Empty);
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    Some(copy)
 }
 
 #[cfg(test)]

@@ -54,15 +54,36 @@ pub fn encode_request(
     path: &http::uri::PathAndQuery,
     headers: &HeaderMap,
 ) {
+    encode_request_to(out, method, path, headers, None);
+}
+
+/// [`encode_request`], with `host` (the env's `host_header`) sent instead of the map's `Host`.
+pub fn encode_request_to(
+    out: &mut Vec<u8>,
+    method: &Method,
+    path: &http::uri::PathAndQuery,
+    headers: &HeaderMap,
+    host: Option<&HeaderValue>,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(path.as_str().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+    let mut line = |name: &HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    match host {
+        None => headers.iter().for_each(|(n, v)| line(n, v)),
+        Some(host) => {
+            line(&header::HOST, host);
+            headers
+                .iter()
+                .filter(|(n, _)| *n != header::HOST)
+                .for_each(|(n, v)| line(n, v));
+        }
     }
     let bodiless = matches!(
         *method,

@@ -52,7 +52,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::attempt::Outgoing;
 use super::body::ReqBody;
-use super::conns::{connect_tcp, SendError};
+use super::connect::{ConnectError, Link};
+use super::conns::SendError;
 use crate::proxy::clock;
 use crate::shard::Sharded;
 
@@ -157,7 +158,8 @@ pub(crate) struct H2Conns {
     /// `:scheme` and `:authority` of a request whose `Host` is no valid authority.
     scheme: Scheme,
     authority: Authority,
-    connect_timeout: Duration,
+    /// How to connect: TCP, and TLS for an `https://` upstream.
+    link: Arc<Link>,
     request_timeout: Duration,
     slots: Sharded<Mutex<Slot>>,
 }
@@ -172,18 +174,23 @@ impl std::fmt::Debug for H2Conns {
 }
 
 impl H2Conns {
-    pub(crate) fn new(
-        addr: SocketAddr,
-        connect_timeout: Duration,
-        request_timeout: Duration,
-    ) -> H2Conns {
+    pub(crate) fn new(addr: SocketAddr, link: Arc<Link>, request_timeout: Duration) -> H2Conns {
+        // `host_header` names the env's own authority; else a socket address always is one.
+        let authority = link
+            .host
+            .as_ref()
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .or_else(|| Authority::try_from(addr.to_string()).ok())
+            .unwrap_or_else(|| Authority::from_static("localhost"));
         H2Conns {
             addr,
-            scheme: Scheme::HTTP,
-            // A socket address is always a valid authority.
-            authority: Authority::try_from(addr.to_string())
-                .unwrap_or_else(|_| Authority::from_static("localhost")),
-            connect_timeout,
+            scheme: if link.is_tls() {
+                Scheme::HTTPS
+            } else {
+                Scheme::HTTP
+            },
+            authority,
+            link,
             request_timeout,
             slots: Sharded::default(),
         }
@@ -198,10 +205,13 @@ impl H2Conns {
     /// no `Host` or `Transfer-Encoding` (HTTP/2 frames the body itself), `te: trailers` kept.
     pub(crate) fn request(&self, out: &Outgoing<'_>, body: ReqBody) -> Request<Sent> {
         let mut headers = out.headers.clone();
-        let authority = headers
-            .remove(header::HOST)
-            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
-            .unwrap_or_else(|| self.authority.clone());
+        let host = headers.remove(header::HOST);
+        let authority = match self.link.host {
+            Some(_) => self.authority.clone(),
+            None => host
+                .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+                .unwrap_or_else(|| self.authority.clone()),
+        };
         headers.remove(header::TRANSFER_ENCODING);
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
@@ -293,9 +303,12 @@ impl H2Conns {
         if let Some(connecting) = &slot.connecting {
             return Pick::Wait(connecting.clone());
         }
-        let (addr, timeout) = (self.addr, self.connect_timeout);
+        let (addr, link) = (self.addr, self.link.clone());
         let connecting = async move {
-            let stream = connect_tcp(addr, timeout).await.map_err(Arc::new)?;
+            let stream = link
+                .connect(addr)
+                .await
+                .map_err(|e| Arc::new(SendError::from(e)))?;
             let conn = handshake(stream, addr).await.map_err(Arc::new)?;
             Ok(Arc::new(conn))
         }
@@ -326,6 +339,13 @@ fn again(e: &SendError) -> SendError {
         SendError::ConnectTimeout => SendError::ConnectTimeout,
         SendError::Failed(e) => SendError::Failed(e.to_string().into()),
         SendError::TimedOut => SendError::TimedOut,
+        SendError::Tls(e) => SendError::Tls(match e {
+            ConnectError::Tls { name, source } => ConnectError::Tls {
+                name: name.clone(),
+                source: std::io::Error::new(source.kind(), source.to_string()),
+            },
+            other => ConnectError::Io(std::io::Error::other(other.to_string())),
+        }),
     }
 }
 

@@ -13,8 +13,10 @@
 pub(crate) mod attempt;
 pub(crate) mod body;
 pub(crate) mod body_watch;
+pub(crate) mod connect;
 pub(crate) mod conns;
 pub(crate) mod deadlines;
+pub(crate) mod direct;
 pub mod h1;
 pub(crate) mod h2;
 pub(crate) mod pool;

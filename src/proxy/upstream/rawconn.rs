@@ -86,12 +86,17 @@ impl RawConn {
         has_unasked_bytes(&self.stream)
     }
 
-    /// Send the request `out` (which has no body) and read the head of its answer. The body
+    /// Send the request `out` (which has no body; with `host` as its `Host` if set) and read
+    /// the head of its answer. The body
     /// comes with the connection: once it has been read to the end, the connection can be
     /// taken back with [`RawBody::take_reusable`].
-    pub(crate) async fn send(mut self, out: &Outgoing<'_>) -> Result<Response<RawBody>, RawError> {
+    pub(crate) async fn send(
+        mut self,
+        out: &Outgoing<'_>,
+        host: Option<&http::HeaderValue>,
+    ) -> Result<Response<RawBody>, RawError> {
         self.out.clear();
-        h1::encode_request(&mut self.out, out.method, out.path, out.headers);
+        h1::encode_request_to(&mut self.out, out.method, out.path, out.headers, host);
         let head = self.exchange(*out.method == Method::HEAD).await?;
         let state = match head.framing {
             EnvFraming::Empty | EnvFraming::Length(0) => State::Done,
