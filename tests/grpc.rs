@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +44,14 @@ async fn grpc_env() -> GrpcEnv {
     let counted = conns.clone();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, SeqCst);
+            // Connections that carried users' calls (a probe comes on one of its own).
+            let (counted, this_one) = (counted.clone(), Arc::new(AtomicBool::new(false)));
             let health = service.clone();
             let svc = hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let mut health = health.clone();
+                if req.uri().path() != "/healthz" && !this_one.swap(true, SeqCst) {
+                    counted.fetch_add(1, SeqCst);
+                }
                 async move {
                     if req.headers().contains_key("x-fail") {
                         let down = tonic::Status::unavailable("the env is going down");
