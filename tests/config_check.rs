@@ -90,3 +90,44 @@ fn an_unreadable_config_names_the_file() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_files_a_config_names_are_read_as_serve_reads_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        "[[tokens]]\nname = \"ada\"\nrole = \"admin\"\ntoken = \"0123456789abcdef0123\"\n",
+    )
+    .expect("write tokens");
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[listen]\naddr = \"127.0.0.1:8080\"\ntls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n\
+         [admin]\ntokens_file = \"tokens.toml\"\n\
+         [envs.old]\nupstreams = [\"127.0.0.1:9001\"]\n[envs.new]\nupstreams = [\"127.0.0.1:9002\"]\n\
+         [envs.fallback]\nupstreams = [\"127.0.0.1:9003\"]\n",
+    )
+    .expect("write config");
+    let out = config_check(&[&file]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`listen.tls_cert`: cannot read certificate file")
+            && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`admin.tokens_file`: ") && stderr.contains("chmod 600"),
+        "{stderr}"
+    );
+    // With the tokens file private and no certificate, the same config passes.
+    std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let text_now = std::fs::read_to_string(&file).expect("read");
+    let plain = text_now.replace("tls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n", "");
+    std::fs::write(&file, plain).expect("write config");
+    let out = config_check(&[&file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
