@@ -126,7 +126,10 @@ fn the_files_a_config_names_are_read_as_serve_reads_them() {
     // With the tokens file private and no certificate, the same config passes.
     std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let text_now = std::fs::read_to_string(&file).expect("read");
-    let plain = text_now.replace("tls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n", "");
+    let plain = text_now.replace(
+        "tls_cert = \"missing.pem\"\ntls_key = \"missing.key\"\n",
+        "",
+    );
     std::fs::write(&file, plain).expect("write config");
     let out = config_check(&[&file]);
     assert!(out.status.success(), "{}", text(&out.stderr));

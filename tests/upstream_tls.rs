@@ -413,3 +413,82 @@ async fn a_pre_step_check_on_a_refusing_env_names_it() {
         "{err}"
     );
 }
+
+/// An env that speaks only HTTP/2 over TLS (ALPN `h2`), remembering each request's authority.
+async fn h2_env_at(addr: SocketAddr, tls: Arc<ServerTls>) -> Arc<Seen> {
+    let listener = TcpListener::bind(addr).await.expect("bind the test env");
+    let seen = Arc::new(Seen::default());
+    let state = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            state.connections.fetch_add(1, SeqCst);
+            let (state, tls) = (state.clone(), tls.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let state = state.clone();
+                    async move {
+                        state.requests.fetch_add(1, SeqCst);
+                        let authority = req.uri().authority().map(|a| a.to_string());
+                        let seen = format!("{:?} {}", req.version(), authority.unwrap_or_default());
+                        state.hosts.lock().expect("lock").push(seen);
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from("new"),
+                        )))
+                    }
+                });
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+                if let Ok(s) = acceptor.accept(tcp).await {
+                    let http = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    );
+                    let _ = http.serve_connection(TokioIo::new(s), svc).await;
+                }
+            });
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_env_behind_tls_is_spoken_to_in_http2_chosen_by_alpn() {
+    let ca = TestCa::new("cutover test CA");
+    let port = free_port("127.0.0.1");
+    let leaf = ca.leaf("env", &["new.test"]);
+    let files = CertFiles {
+        cert: leaf.cert,
+        key: leaf.key,
+    };
+    let tls = Arc::new(ServerTls::new(&[files], &[b"h2"]).expect("server tls"));
+    let seen = h2_env_at(([127, 0, 0, 1], port).into(), tls).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let hosts = hosts_file(dir.path(), "127.0.0.1 new.test\n");
+    let p = proxy(
+        &format!(
+            "upstreams = [\"https://new.test:{port}\"]\nca_file = \"{}\"\n\
+             protocol = \"h2\"\nhost_header = \"new.internal\"",
+            ca.cert.display()
+        ),
+        &format!("[resolve]\nhosts_file = \"{hosts}\"\n"),
+    )
+    .await;
+    let c = client();
+    for i in 0..10 {
+        assert_eq!(
+            get_as(&c, &p.url, &format!("u{i}")).await,
+            (200, "new".to_owned())
+        );
+    }
+    let resp = c.post(&p.url).body("order").send().await.expect("post");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(seen.requests.load(SeqCst), 11);
+    let hosts = seen.hosts.lock().expect("lock").clone();
+    assert!(
+        hosts.iter().all(|h| h == "HTTP/2.0 new.internal"),
+        "{hosts:?}"
+    );
+    assert!(
+        seen.connections.load(SeqCst) <= 2,
+        "a worker's requests share its HTTP/2 connection: {} for 11 requests",
+        seen.connections.load(SeqCst)
+    );
+}

@@ -59,7 +59,11 @@ pub fn check_files(files: &[PathBuf], out: &mut dyn Write, err: &mut dyn Write) 
 fn referenced_files(cfg: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     let certs = [
-        ("listen.tls_cert", &cfg.listen_tls, &crate::tls::ALPN_H2_H1[..]),
+        (
+            "listen.tls_cert",
+            &cfg.listen_tls,
+            &crate::tls::ALPN_H2_H1[..],
+        ),
         ("admin.tls_cert", &cfg.admin_tls, &[&b"http/1.1"[..]][..]),
     ];
     for (key, files, alpn) in certs {
