@@ -134,6 +134,21 @@ async fn proxy(new: &str, extra: &str) -> Proxied {
     }
 }
 
+/// Ten users' GETs and a POST through `p`, each answered by NEW (which `seen` counts).
+async fn ten_gets_and_a_post_reach_new(p: &Proxied, seen: &Seen) {
+    let c = client();
+    for i in 0..10 {
+        assert_eq!(
+            get_as(&c, &p.url, &format!("u{i}")).await,
+            (200, "new".to_owned())
+        );
+    }
+    let resp = c.post(&p.url).body("order").send().await.expect("post");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.expect("body"), "new");
+    assert_eq!(seen.requests.load(SeqCst), 11);
+}
+
 fn free_port(ip: &str) -> u16 {
     let l = std::net::TcpListener::bind((ip, 0)).expect("bind");
     l.local_addr().expect("addr").port()
@@ -166,17 +181,7 @@ async fn an_https_env_is_verified_with_its_ca_file_and_gets_its_host_header() {
         &format!("[resolve]\nhosts_file = \"{hosts}\"\n"),
     )
     .await;
-    let c = client();
-    for i in 0..10 {
-        assert_eq!(
-            get_as(&c, &p.url, &format!("u{i}")).await,
-            (200, "new".to_owned())
-        );
-    }
-    let resp = c.post(&p.url).body("order").send().await.expect("post");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.text().await.expect("body"), "new");
-    assert_eq!(seen.requests.load(SeqCst), 11);
+    ten_gets_and_a_post_reach_new(&p, &seen).await;
     let hosts = seen.hosts.lock().expect("lock").clone();
     assert!(hosts.iter().all(|h| h == "new.internal"), "{hosts:?}");
     assert!(
@@ -471,16 +476,7 @@ async fn an_h2_env_behind_tls_is_spoken_to_in_http2_chosen_by_alpn() {
         &format!("[resolve]\nhosts_file = \"{hosts}\"\n"),
     )
     .await;
-    let c = client();
-    for i in 0..10 {
-        assert_eq!(
-            get_as(&c, &p.url, &format!("u{i}")).await,
-            (200, "new".to_owned())
-        );
-    }
-    let resp = c.post(&p.url).body("order").send().await.expect("post");
-    assert_eq!(resp.status(), 200);
-    assert_eq!(seen.requests.load(SeqCst), 11);
+    ten_gets_and_a_post_reach_new(&p, &seen).await;
     let hosts = seen.hosts.lock().expect("lock").clone();
     assert!(
         hosts.iter().all(|h| h == "HTTP/2.0 new.internal"),
