@@ -49,6 +49,44 @@ pub struct Status {
     /// counted in an env's `error_rate` nor in `users`.
     #[serde(default)]
     pub client_errors: ClientErrors,
+    /// Fleet mode (`[store] backend = "etcd"`): the instances sharing this migration. The
+    /// figures above are then the fleet's sums. `None` for a single instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetView>,
+}
+
+/// The fleet as one instance sees it (docs/fleet.md).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetView {
+    /// This instance's name.
+    pub instance: String,
+    /// The instance that decides (ticks the plan, judges gates), when one does.
+    pub leader: Option<String>,
+    /// Whether this instance reaches etcd; while it does not it serves at the last committed
+    /// weight and decides nothing.
+    pub etcd_ok: bool,
+    /// The last etcd error while unreachable.
+    #[serde(default)]
+    pub etcd_error: Option<String>,
+    /// Since when (ms since the epoch) etcd has been unreachable.
+    #[serde(default)]
+    pub etcd_down_since_ms: Option<u64>,
+    /// Every live instance (its lease not expired), this one included, by name.
+    pub instances: Vec<InstanceView>,
+}
+
+/// One instance of the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub id: String,
+    /// Its control API and users' listener addresses.
+    pub admin: String,
+    pub proxy: String,
+    /// When it last published its figures (ms since the epoch).
+    pub last_seen_ms: u64,
+    pub leader: bool,
+    /// Users' requests per second it served over the window.
+    pub rps: f64,
 }
 
 /// Failed exchanges that were the client's fault, over the analysis window, by kind (the

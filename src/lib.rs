@@ -59,6 +59,7 @@ pub mod console;
 pub mod control;
 pub mod demo;
 pub mod diag;
+pub mod fleet;
 pub mod metrics;
 pub mod orchestrator;
 pub mod plan;

@@ -337,6 +337,10 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.store_path != new.store_path {
         keys.push("store.path");
     }
+    // Which store, and which fleet, an instance belongs to is fixed for its life.
+    if old.fleet != new.fleet {
+        keys.push("store.backend");
+    }
     if old.salt != new.salt {
         keys.push("routing.salt");
     }

@@ -48,6 +48,11 @@ pub enum ServeError {
     Driver(#[from] DriverError),
     #[error("cannot start the data-plane worker threads: {0}")]
     Workers(std::io::Error),
+    #[error(
+        "[store] backend = \"etcd\" (prefix {0}) needs a cutover built with the etcd backend: \
+         `cargo build --release --features etcd` (docs/fleet.md)"
+    )]
+    NoFleet(String),
 }
 
 /// Addresses actually bound (useful with port 0).
@@ -94,11 +99,7 @@ pub async fn run(
     crate::rlimit::raise_for_serve(cfg.limits.max_connections);
     let listen_tls = load_tls(&cfg.listen_tls, &ALPN_H2_H1, "users'")?;
     let admin_tls = load_tls(&cfg.admin_tls, &ALPN_H1, "admin")?;
-    let store = Store::open(&cfg.store_path).map_err(|source| ServeError::Store {
-        path: cfg.store_path.display().to_string(),
-        source,
-    })?;
-    let store = Arc::new(store);
+    let store = Arc::new(open_store(&cfg).await?);
     let access = Arc::new(Access::resolve(
         AccessConfig {
             tokens_file: cfg.tokens_file.as_deref(),
@@ -140,6 +141,7 @@ pub async fn run(
     let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
     let env_addrs = Arc::new(ArcSwap::from_pointee(check_upstreams(&cfg)));
     let tunnels = proxy.tunnels.clone();
+    let fleet = join_fleet(&cfg, &store, &bound, &metrics, &stop_rx);
     let (handle, driver_task) = driver::start(
         Parts {
             store,
@@ -148,6 +150,7 @@ pub async fn run(
             tunnels_to_move: Arc::new(move || tunnels.misplaced()),
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
+            fleet,
         },
         stopped(),
     )?;
@@ -189,6 +192,59 @@ pub async fn run(
     let _ = driver_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The sled store in `[store] path`, or the fleet's store in etcd.
+async fn open_store(cfg: &Config) -> Result<Store, ServeError> {
+    let Some(fleet) = &cfg.fleet else {
+        return Store::open(&cfg.store_path).map_err(|source| ServeError::Store {
+            path: cfg.store_path.display().to_string(),
+            source,
+        });
+    };
+    #[cfg(feature = "etcd")]
+    {
+        let store = crate::fleet::connect(fleet, &cfg.store_path)
+            .await
+            .map_err(|source| ServeError::Store {
+                path: format!("etcd {}", fleet.prefix),
+                source,
+            })?;
+        Ok(Store::from_etcd(store))
+    }
+    #[cfg(not(feature = "etcd"))]
+    Err(ServeError::NoFleet(fleet.prefix.clone()))
+}
+
+/// Fleet mode: join the other instances (membership, election, the state watch).
+fn join_fleet(
+    cfg: &Config,
+    store: &Store,
+    bound: &Bound,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+) -> Option<(
+    crate::fleet::Fleet,
+    tokio::sync::mpsc::Receiver<crate::fleet::Notice>,
+)> {
+    #[cfg(feature = "etcd")]
+    {
+        let fleet = cfg.fleet.as_ref()?;
+        let etcd = store.etcd()?.clone();
+        let settings = crate::fleet::settings(fleet, bound.admin, bound.proxy);
+        tracing::info!(instance = %settings.id, store = %store.describe(), "joining the fleet");
+        Some(crate::fleet::Fleet::start(
+            etcd,
+            settings,
+            metrics.clone(),
+            stop.clone(),
+        ))
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = (cfg, store, bound, metrics, stop);
+        None
+    }
 }
 
 /// Reload the config on every SIGHUP until `stop` resolves. The outcome goes to the log.

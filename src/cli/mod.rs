@@ -8,6 +8,7 @@ pub mod config_check;
 mod ops;
 pub mod plan_check;
 mod render;
+pub mod store_migrate;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -58,6 +59,11 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
+    },
+    /// Work with the plan store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
     },
     /// Work with plan files.
     Plan {
@@ -167,6 +173,23 @@ pub enum PlanCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy a single instance's sled store (stopped) into a new etcd prefix, for a fleet
+    /// (docs/fleet.md).
+    Migrate {
+        /// `sled:PATH`: the `[store] path` of the instance
+        #[arg(long, value_name = "sled:PATH")]
+        from: String,
+        /// `etcd:ENDPOINT[,ENDPOINT...]/PREFIX`, e.g. etcd:http://10.0.0.7:2379/cutover/shop
+        #[arg(long, value_name = "etcd:ENDPOINTS/PREFIX")]
+        to: Option<String>,
+        /// Take the target (with its TLS and auth keys) from this config's [store] instead
+        #[arg(long, value_name = "FILE", conflicts_with = "to")]
+        to_config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Validate configs as `serve` reads them: exit 0, or non-zero with every problem of each
     /// file as `file:line:col:` lines.
@@ -205,6 +228,30 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Store {
+            command:
+                StoreCommand::Migrate {
+                    from,
+                    to,
+                    to_config,
+                },
+        } => runtime(async move {
+            let run = async {
+                let from = store_migrate::parse_from(&from)?;
+                let target = store_migrate::target(to.as_deref(), to_config.as_deref())?;
+                store_migrate::migrate(&from, &target).await
+            };
+            match run.await {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }),
         Command::Serve { config } => runtime(ops::serve(config)),
         Command::Demo(args) => runtime(ops::demo(args)),
         other => runtime(ops::operator(other)),

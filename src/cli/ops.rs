@@ -171,6 +171,7 @@ pub async fn operator(cmd: Command) -> ExitCode {
         | Command::Abort(a) => a.conn.clone(),
         Command::Serve { .. }
         | Command::Config { .. }
+        | Command::Store { .. }
         | Command::Plan { .. }
         | Command::Demo(_) => return ExitCode::FAILURE,
     };
@@ -217,6 +218,7 @@ pub async fn operator(cmd: Command) -> ExitCode {
         Command::Console { .. } => return console(client).await,
         Command::Serve { .. }
         | Command::Config { .. }
+        | Command::Store { .. }
         | Command::Plan { .. }
         | Command::Demo(_) => return ExitCode::FAILURE,
     };

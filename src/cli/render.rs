@@ -80,7 +80,37 @@ pub fn status(s: &Status, json: bool) -> String {
             );
         }
     }
+    if let Some(f) = &s.fleet {
+        fleet(&mut o, f);
+    }
     o
+}
+
+/// The fleet's instances under the status (fleet mode only).
+fn fleet(o: &mut String, f: &crate::api::FleetView) {
+    let leader = f.leader.as_deref().unwrap_or("none");
+    let _ = writeln!(
+        o,
+        "
+fleet    {} instance(s), leader {leader}, this is {}",
+        f.instances.len(),
+        f.instance
+    );
+    if !f.etcd_ok {
+        let _ = writeln!(
+            o,
+            "ETCD UNREACHABLE: serving at the last committed weight, deciding nothing ({})",
+            f.etcd_error.as_deref().unwrap_or("no answer")
+        );
+    }
+    for i in &f.instances {
+        let mark = if i.leader { "leader" } else { "" };
+        let _ = writeln!(
+            o,
+            "  {:<24} {:<6} admin {:<21} proxy {:<21} {:>8.1} rps",
+            i.id, mark, i.admin, i.proxy, i.rps
+        );
+    }
 }
 
 fn env_row(name: &str, e: &EnvStats) -> String {

@@ -27,6 +27,7 @@ pub const DURATION_BOUNDS: &[(&str, Duration)] = &[
     ("window", Duration::from_secs(600)),
     ("interval", Duration::from_secs(3600)),
     ("timeout", Duration::from_secs(5 * 60)),
+    ("lease_ttl", Duration::from_secs(60)),
 ];
 
 /// The longest value `key` takes (see [`DURATION_BOUNDS`]); one hour for a key not listed.

@@ -1,4 +1,4 @@
-//! `[listen]`, `[admin]` and `[store]`: where the server listens and keeps its state.
+//! `[listen]` and `[admin]`: where the server listens (`[store]` is `store.rs`).
 //!
 //! Owns: their raw shapes and positioned checks, including the listeners' certificate files
 //! (`tls_cert`, `tls_key`, `[[listen.certs]]`). Must not touch: what the server does with
@@ -48,13 +48,6 @@ pub(super) struct RawAdmin {
     pub(super) tokens_file: Option<String>,
     pub(super) tls_cert: Option<Spanned<String>>,
     pub(super) tls_key: Option<Spanned<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawStore {
-    /// Default `cutover-data`, beside the config file.
-    pub(super) path: Option<String>,
 }
 
 impl Checker<'_> {

@@ -28,6 +28,7 @@ mod listen;
 mod protection;
 mod proxy;
 mod routing;
+mod store;
 
 use check::Checker;
 pub use check::{duration_max, DURATION_BOUNDS};
@@ -36,6 +37,7 @@ pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use listen::CertFiles;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
+pub use store::{FleetConfig, DEFAULT_ETCD_TIMEOUT, DEFAULT_LEASE_TTL};
 
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,7 +55,11 @@ pub struct Config {
     /// `[admin] tokens_file`: named operators with roles (its content is checked when the
     /// server starts or reloads, not here).
     pub tokens_file: Option<PathBuf>,
+    /// `[store] path`: the sled store's directory, or this instance's own files (the
+    /// generated admin token) beside an etcd store.
     pub store_path: PathBuf,
+    /// `[store] backend = "etcd"`: one fleet of instances shares the store (docs/fleet.md).
+    pub fleet: Option<FleetConfig>,
     pub old: EnvConfig,
     pub new: EnvConfig,
     pub fallback: EnvConfig,
@@ -144,7 +150,7 @@ struct RawConfig {
     #[serde(default)]
     admin: Option<listen::RawAdmin>,
     #[serde(default)]
-    store: Option<listen::RawStore>,
+    store: Option<store::RawStore>,
     #[serde(default)]
     envs: Option<envs::RawEnvs>,
     #[serde(default)]
@@ -249,6 +255,7 @@ impl Config {
         let retry_budget = c.retry_budget(raw.retry_budget.as_ref());
         let (probe_interval, probe_timeout) = c.probes(raw.probes.as_ref());
         let limits = c.limits(raw.limits.as_ref());
+        let (store_path, fleet) = c.store(raw.store.as_ref(), base);
         let protection = c.protection(
             [
                 ("old", envs.old.as_ref()),
@@ -282,10 +289,8 @@ impl Config {
                 .as_ref()
                 .and_then(|a| a.tokens_file.clone())
                 .map(PathBuf::from),
-            store_path: raw
-                .store
-                .and_then(|s| s.path)
-                .map_or_else(|| PathBuf::from("cutover-data"), PathBuf::from),
+            store_path,
+            fleet,
             old,
             new,
             fallback,

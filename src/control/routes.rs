@@ -356,7 +356,14 @@ async fn command(control: &Admin, cmd: Cmd, actor: &str, reason: Option<String>)
         Err(e @ CommandError::Store(_)) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             &e.to_string(),
-            "check the store's disk and the server log; nothing was changed",
+            "check the store (its disk, or etcd for a fleet) and the server log; nothing was \
+             changed",
+        ),
+        Err(e @ CommandError::Conflict(_)) => error(
+            StatusCode::CONFLICT,
+            &e.to_string(),
+            "see `cutover status` for the state now, and send the command again if it still \
+             applies",
         ),
         Err(e @ CommandError::Stopped) => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::histogram::quantile;
+use super::histogram::{quantile, BUCKETS};
 use super::ring::{Counter, Sum, MAX_WINDOW_SECONDS};
 use super::{ClientFault, Metrics, ProxyFault, Scope, ScopeWindow, WindowSnapshot};
 
@@ -64,9 +64,117 @@ fn ratio(num: u64, den: u64) -> f64 {
     }
 }
 
+/// What one process counted over one window, before any rate or percentile is derived:
+/// what instances of a fleet publish and add up (`crate::fleet`), since rates and
+/// percentiles of a sum cannot be made from the parts' rates and percentiles.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawWindow {
+    pub window_ms: u64,
+    /// Seconds the window's slots really cover (see the module doc).
+    pub span_s: f64,
+    /// One entry per scope, in [`Scope::ALL`] order.
+    pub scopes: Vec<RawScope>,
+}
+
+/// One scope's counters ([`Counter`] order), latency histogram and active gauge.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RawScope {
+    pub counters: Vec<u64>,
+    /// Non-empty histogram buckets as `(bucket, count)`, in bucket order.
+    pub latency: Vec<(u32, u64)>,
+    pub active: u64,
+}
+
+impl RawWindow {
+    /// Add `other`'s counts to this window's (the span is the longer of the two).
+    pub fn merge(&mut self, other: &RawWindow) {
+        self.window_ms = self.window_ms.max(other.window_ms);
+        self.span_s = self.span_s.max(other.span_s);
+        if self.scopes.len() < other.scopes.len() {
+            self.scopes
+                .resize_with(other.scopes.len(), RawScope::default);
+        }
+        for (mine, theirs) in self.scopes.iter_mut().zip(&other.scopes) {
+            if mine.counters.len() < theirs.counters.len() {
+                mine.counters.resize(theirs.counters.len(), 0);
+            }
+            for (a, b) in mine.counters.iter_mut().zip(&theirs.counters) {
+                *a = a.saturating_add(*b);
+            }
+            let mut dense = vec![0u64; BUCKETS];
+            for &(i, c) in mine.latency.iter().chain(&theirs.latency) {
+                if let Some(slot) = dense.get_mut(i as usize) {
+                    *slot = slot.saturating_add(c);
+                }
+            }
+            mine.latency = sparse(&dense);
+            mine.active = mine.active.saturating_add(theirs.active);
+        }
+    }
+
+    /// The analyzer's view of these counts.
+    pub fn snapshot(&self) -> WindowSnapshot {
+        let sums: [Sum; 4] = std::array::from_fn(|i| {
+            let mut sum = Sum::new();
+            if let Some(raw) = self.scopes.get(i) {
+                for (slot, c) in sum.counters.iter_mut().zip(&raw.counters) {
+                    *slot = *c;
+                }
+                for &(b, c) in &raw.latency {
+                    if let Some(slot) = sum.latency.get_mut(b as usize) {
+                        *slot = c;
+                    }
+                }
+            }
+            sum
+        });
+        let active = std::array::from_fn(|i| self.scopes.get(i).map_or(0, |s| s.active));
+        derive(
+            Duration::from_millis(self.window_ms),
+            self.span_s,
+            &sums,
+            active,
+        )
+    }
+}
+
+fn sparse(dense: &[u64]) -> Vec<(u32, u64)> {
+    dense
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| **c > 0)
+        .map(|(i, c)| (i as u32, *c))
+        .collect()
+}
+
 impl Metrics {
     /// Every scope over the `window` ending at `now` (at most 126 s; longer is capped).
     pub fn window(&self, now: Instant, window: Duration) -> WindowSnapshot {
+        let (span, sums) = self.sums(now, window);
+        let active = std::array::from_fn(|i| self.active_now(Scope::ALL[i]));
+        derive(window, span, &sums, active)
+    }
+
+    /// [`Metrics::window`]'s counts before anything is derived, to publish and add up.
+    pub fn raw_window(&self, now: Instant, window: Duration) -> RawWindow {
+        let (span, sums) = self.sums(now, window);
+        RawWindow {
+            window_ms: window.as_millis() as u64,
+            span_s: span,
+            scopes: sums
+                .iter()
+                .enumerate()
+                .map(|(i, s)| RawScope {
+                    counters: s.counters.to_vec(),
+                    latency: sparse(&s.latency),
+                    active: self.active_now(Scope::ALL[i]),
+                })
+                .collect(),
+        }
+    }
+
+    /// The span the window's seconds cover and each scope's sum over them.
+    fn sums(&self, now: Instant, window: Duration) -> (f64, [Sum; 4]) {
         let w = (window.as_secs_f64().ceil() as u64).clamp(1, MAX_WINDOW_SECONDS);
         let elapsed = now.saturating_duration_since(self.origin).as_secs_f64();
         let now_s = self.second(now);
@@ -80,90 +188,8 @@ impl Metrics {
             }
             sum
         });
-
-        let env_requests: u64 = [Scope::Old, Scope::New, Scope::Fallback]
-            .iter()
-            .map(|s| sums[s.index()].get(Counter::Requests))
-            .sum();
-        let env_sum = |c: Counter| -> u64 {
-            [Scope::Old, Scope::New, Scope::Fallback]
-                .iter()
-                .map(|s| sums[s.index()].get(c))
-                .sum()
-        };
-
-        let scopes = std::array::from_fn(|i| {
-            let scope = Scope::ALL[i];
-            let s = &sums[i];
-            let requests = s.get(Counter::Requests);
-            let of = |c: Counter| {
-                if scope == Scope::Users {
-                    env_sum(c)
-                } else {
-                    s.get(c)
-                }
-            };
-            let (probe_ok, probe_fail, to_fb, failed) = if scope == Scope::Users {
-                (
-                    env_sum(Counter::ProbeOk),
-                    env_sum(Counter::ProbeFail),
-                    env_sum(Counter::DisplacedToFallback),
-                    env_sum(Counter::DisplacedFailed),
-                )
-            } else {
-                (
-                    s.get(Counter::ProbeOk),
-                    s.get(Counter::ProbeFail),
-                    s.get(Counter::DisplacedToFallback),
-                    s.get(Counter::DisplacedFailed),
-                )
-            };
-            let probes = probe_ok + probe_fail;
-            let displaced = to_fb + failed;
-            let shed = s.get(Counter::Shed);
-            ScopeWindow {
-                requests,
-                errors: s.get(Counter::Errors),
-                rps: requests as f64 / span,
-                error_rate: ratio(s.get(Counter::Errors), requests),
-                p50_ms: quantile(&s.latency, 0.50),
-                p99_ms: quantile(&s.latency, 0.99),
-                active: self.active_now(scope),
-                share: if scope == Scope::Users {
-                    if env_requests + requests > 0 {
-                        1.0
-                    } else {
-                        0.0
-                    }
-                } else {
-                    ratio(requests, env_requests)
-                },
-                probe_success: (probes > 0).then(|| ratio(probe_ok, probes)),
-                probes,
-                shed,
-                shed_rate: shed as f64 / span,
-                displaced_to_fallback: to_fb,
-                displaced_failed: failed,
-                // Never above 1, even if the proxy recorded displacement without the attempt.
-                displaced_rate: ratio(displaced, requests.max(displaced)),
-                waiting_room: of(Counter::WaitingRoom),
-                sessions_limited: of(Counter::SessionsLimited),
-                tunnels_drained: of(Counter::TunnelsDrained),
-            }
-        });
-
-        let fallback = &sums[Scope::Fallback.index()];
-        let users = &sums[Scope::Users.index()];
-        WindowSnapshot {
-            window,
-            scopes,
-            retries: fallback.get(Counter::Retries),
-            budget_exhausted: fallback.get(Counter::BudgetExhausted),
-            client_errors: ClientFault::ALL.map(|k| users.get(Counter::client(k))),
-            proxy_errors: ProxyFault::ALL.map(|k| users.get(Counter::proxy(k))),
-        }
+        (span, sums)
     }
-
     /// The last `seconds` completed seconds before `now` (the partial current second would
     /// always look like a dip), oldest first; capped at 126.
     pub fn history(&self, now: Instant, seconds: usize) -> ScopeHistory {
@@ -190,5 +216,91 @@ impl Metrics {
             }
         }
         out
+    }
+}
+
+/// Rates, shares and percentiles of each scope from its sum over a window covering `span`
+/// seconds, and the active gauges.
+fn derive(window: Duration, span: f64, sums: &[Sum; 4], active: [u64; 4]) -> WindowSnapshot {
+    let env_requests: u64 = [Scope::Old, Scope::New, Scope::Fallback]
+        .iter()
+        .map(|s| sums[s.index()].get(Counter::Requests))
+        .sum();
+    let env_sum = |c: Counter| -> u64 {
+        [Scope::Old, Scope::New, Scope::Fallback]
+            .iter()
+            .map(|s| sums[s.index()].get(c))
+            .sum()
+    };
+
+    let scopes = std::array::from_fn(|i| {
+        let scope = Scope::ALL[i];
+        let s = &sums[i];
+        let requests = s.get(Counter::Requests);
+        let of = |c: Counter| {
+            if scope == Scope::Users {
+                env_sum(c)
+            } else {
+                s.get(c)
+            }
+        };
+        let (probe_ok, probe_fail, to_fb, failed) = if scope == Scope::Users {
+            (
+                env_sum(Counter::ProbeOk),
+                env_sum(Counter::ProbeFail),
+                env_sum(Counter::DisplacedToFallback),
+                env_sum(Counter::DisplacedFailed),
+            )
+        } else {
+            (
+                s.get(Counter::ProbeOk),
+                s.get(Counter::ProbeFail),
+                s.get(Counter::DisplacedToFallback),
+                s.get(Counter::DisplacedFailed),
+            )
+        };
+        let probes = probe_ok + probe_fail;
+        let displaced = to_fb + failed;
+        let shed = s.get(Counter::Shed);
+        ScopeWindow {
+            requests,
+            errors: s.get(Counter::Errors),
+            rps: requests as f64 / span,
+            error_rate: ratio(s.get(Counter::Errors), requests),
+            p50_ms: quantile(&s.latency, 0.50),
+            p99_ms: quantile(&s.latency, 0.99),
+            active: active[i],
+            share: if scope == Scope::Users {
+                if env_requests + requests > 0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            } else {
+                ratio(requests, env_requests)
+            },
+            probe_success: (probes > 0).then(|| ratio(probe_ok, probes)),
+            probes,
+            shed,
+            shed_rate: shed as f64 / span,
+            displaced_to_fallback: to_fb,
+            displaced_failed: failed,
+            // Never above 1, even if the proxy recorded displacement without the attempt.
+            displaced_rate: ratio(displaced, requests.max(displaced)),
+            waiting_room: of(Counter::WaitingRoom),
+            sessions_limited: of(Counter::SessionsLimited),
+            tunnels_drained: of(Counter::TunnelsDrained),
+        }
+    });
+
+    let fallback = &sums[Scope::Fallback.index()];
+    let users = &sums[Scope::Users.index()];
+    WindowSnapshot {
+        window,
+        scopes,
+        retries: fallback.get(Counter::Retries),
+        budget_exhausted: fallback.get(Counter::BudgetExhausted),
+        client_errors: ClientFault::ALL.map(|k| users.get(Counter::client(k))),
+        proxy_errors: ProxyFault::ALL.map(|k| users.get(Counter::proxy(k))),
     }
 }

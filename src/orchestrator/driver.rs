@@ -21,7 +21,8 @@ use super::machine::{self, Command, Control, Effect, Tick, Transition};
 use super::status;
 use crate::analyzer::{self, GateReport, GateTracker};
 use crate::api::{NewEvent, Status};
-use crate::metrics::Metrics;
+use crate::fleet::{Fleet, Notice};
+use crate::metrics::{Metrics, WindowSnapshot};
 use crate::plan::Analysis;
 use crate::router::{Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
@@ -44,6 +45,9 @@ pub struct Parts {
     pub env_addrs: Arc<arc_swap::ArcSwap<EnvAddrs>>,
     /// Salt used while no run has set one.
     pub default_salt: String,
+    /// Fleet mode: the other instances, and the notices of what they committed. Without it
+    /// this instance decides alone.
+    pub fleet: Option<(Fleet, mpsc::Receiver<Notice>)>,
 }
 
 struct CheckResult {
@@ -54,6 +58,7 @@ struct CheckResult {
 
 struct Driver {
     parts: Parts,
+    fleet: Option<Fleet>,
     control: Control,
     tracker: GateTracker,
     gates: Vec<GateReport>,
@@ -70,9 +75,10 @@ struct Driver {
 /// The routing table is published before this returns, so a proxy started afterwards
 /// serves the resumed weight from its first request (never 0 or 100 by accident).
 pub fn start(
-    parts: Parts,
+    mut parts: Parts,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(Handle, tokio::task::JoinHandle<()>), DriverError> {
+    let (fleet, notices) = parts.fleet.take().unzip();
     let control: Control = parts.store.load_state()?.unwrap_or_default();
     let last_event_id = parts.store.last_event_id()?;
     let salt = control
@@ -96,6 +102,7 @@ pub fn start(
     };
     let driver = Driver {
         parts,
+        fleet,
         control,
         tracker: GateTracker::default(),
         gates: Vec::new(),
@@ -119,7 +126,7 @@ pub fn start(
         }
     }
     driver.publish_status();
-    let task = tokio::spawn(driver.run(rx, checks_rx, shutdown));
+    let task = tokio::spawn(driver.run(rx, checks_rx, notices, shutdown));
     Ok((handle, task))
 }
 
@@ -128,6 +135,7 @@ impl Driver {
         mut self,
         mut rx: mpsc::Receiver<Request>,
         mut checks_rx: mpsc::Receiver<CheckResult>,
+        mut notices: Option<mpsc::Receiver<Notice>>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
@@ -137,9 +145,15 @@ impl Driver {
         loop {
             tokio::select! {
                 Some(req) = rx.recv() => {
-                    let answer = self.command(req.cmd, &req.actor, req.reason).await;
+                    let mut answer = self.command(req.cmd.clone(), &req.actor, req.reason.clone()).await;
+                    if matches!(answer, Err(CommandError::Conflict(_))) {
+                        // Another instance committed first: decide again on what it committed.
+                        self.adopt().await;
+                        answer = self.command(req.cmd, &req.actor, req.reason).await;
+                    }
                     let _ = req.reply.send(answer);
                 }
+                Some(notice) = next_notice(&mut notices) => self.notice(notice).await,
                 Some(done) = checks_rx.recv() => self.checks_done(done).await,
                 _ = tokio::time::sleep_until(eval_at) => {
                     self.evaluate().await;
@@ -257,17 +271,14 @@ impl Driver {
             .duration_since(self.last_eval)
             .min(eval_interval(&self.analysis()).saturating_mul(3));
         self.last_eval = now;
-        if !self.control.needs_ticks() {
+        if !self.control.needs_ticks() || self.fleet.as_ref().is_some_and(|f| !f.is_leader()) {
             return;
         }
         // Gates judge an active run; a weight move after the run ended only needs time.
         let observation = match self.control.run().filter(|_| self.control.is_active()) {
             Some(run) => {
                 let plan = run.plan().clone();
-                let snap = self
-                    .parts
-                    .metrics
-                    .window(now.into_std(), plan.analysis.window);
+                let snap = self.window(now, plan.analysis.window);
                 let evaluation =
                     analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
                 self.gates = evaluation.gates;
@@ -290,7 +301,7 @@ impl Driver {
                 }
             }
             Tick::Transition(t) => {
-                if let Err(e) = self.commit(t, "analyzer").await {
+                if let Err(e) = self.commit_as(t, "analyzer", true).await {
                     tracing::error!(error = %e, "could not record an automatic decision; it was not taken");
                 }
             }
@@ -303,7 +314,10 @@ impl Driver {
         let control = self.control.clone();
         let run_id = control.run().map(|r| r.id());
         let result =
-            match tokio::task::spawn_blocking(move || store.save_state(&control, run_id)).await {
+            // Fenced: in a fleet only the leader saves its progress.
+            match tokio::task::spawn_blocking(move || store.save_state_fenced(&control, run_id))
+                .await
+            {
                 Ok(r) => r.map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
             };
@@ -311,8 +325,18 @@ impl Driver {
         result
     }
 
-    /// Persist (flushed), then publish the weight, then tell the world.
     async fn commit(&mut self, t: Transition, actor: &str) -> Result<(), CommandError> {
+        self.commit_as(t, actor, false).await
+    }
+
+    /// Persist (flushed), then publish the weight, then tell the world. `fenced`: a decision
+    /// of the leader's analyzer, which a fleet commits only while this instance still leads.
+    async fn commit_as(
+        &mut self,
+        t: Transition,
+        actor: &str,
+        fenced: bool,
+    ) -> Result<(), CommandError> {
         let Transition {
             control,
             event,
@@ -349,21 +373,21 @@ impl Driver {
         };
         let store = self.parts.store.clone();
         let to_store = control.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || store.commit(&to_store, run_id, new_event))
-                .await
-                .map_err(|e| CommandError::Store(e.to_string()))?
-                .map_err(|e| CommandError::Store(e.to_string()))?;
+        let stored = tokio::task::spawn_blocking(move || {
+            if fenced {
+                store.commit_fenced(&to_store, run_id, new_event)
+            } else {
+                store.commit(&to_store, run_id, new_event)
+            }
+        })
+        .await
+        .map_err(|e| CommandError::Store(e.to_string()))?
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => CommandError::Conflict(e.to_string()),
+            e => CommandError::Store(e.to_string()),
+        })?;
         // Durable: now it may take effect.
-        let table = self.parts.router.snapshot();
-        let salt = control
-            .run()
-            .map_or(table.salt().to_owned(), |r| r.plan().salt.clone());
-        if table.weight() != control.weight() || table.salt() != salt {
-            self.parts
-                .router
-                .publish(table.with_salt(&salt).with_weight(control.weight()));
-        }
+        self.route_by(&control);
         self.control = control;
         self.last_saved = Instant::now();
         tracing::info!(
@@ -384,6 +408,67 @@ impl Driver {
         }
         self.publish_status();
         Ok(())
+    }
+
+    /// Fleet mode: what another instance committed, or a change of leadership.
+    async fn notice(&mut self, notice: Notice) {
+        match notice {
+            // Our own write: the state in memory is it (or newer, by hold progress).
+            Notice::State { revision }
+                if revision > 0 && self.parts.store.state_revision() >= Some(revision) => {}
+            Notice::State { .. } => self.adopt().await,
+            Notice::Leading(true) => {
+                // Decide on the latest committed state, with fresh gate streaks.
+                self.adopt().await;
+                self.tracker = GateTracker::default();
+                self.gates.clear();
+                self.last_eval = Instant::now();
+                if let Some(step) = self.control.run().and_then(|r| r.checks_pending()) {
+                    self.spawn_checks(step);
+                }
+            }
+            Notice::Leading(false) => {
+                self.gates.clear();
+                self.publish_status();
+            }
+        }
+    }
+
+    /// Load the committed state (and the events this instance has not seen) from the store,
+    /// and route by it.
+    async fn adopt(&mut self) {
+        let store = self.parts.store.clone();
+        let since = self.last_event_id;
+        let loaded = tokio::task::spawn_blocking(move || {
+            let events = store.events_since(since, 10_000)?;
+            let control: Option<Control> = store.load_state()?;
+            Ok::<_, StoreError>((events, control))
+        })
+        .await;
+        let (events, control) = match loaded {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not load the fleet's state; keeping the last one");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load the fleet's state; keeping the last one");
+                return;
+            }
+        };
+        for event in events {
+            self.last_event_id = self.last_event_id.max(event.id);
+            let _ = self.events_tx.send(event);
+        }
+        if let Some(control) = control {
+            if control.run().map(|r| r.id()) != self.control.run().map(|r| r.id()) {
+                self.tracker = GateTracker::default();
+                self.gates.clear();
+            }
+            self.route_by(&control);
+            self.control = control;
+        }
+        self.publish_status();
     }
 
     fn spawn_checks(&self, step: usize) {
@@ -411,17 +496,51 @@ impl Driver {
         });
     }
 
+    /// Route users by `control`'s weight and salt (once it is durable).
+    fn route_by(&self, control: &Control) {
+        let table = self.parts.router.snapshot();
+        let salt = control
+            .run()
+            .map_or(table.salt().to_owned(), |r| r.plan().salt.clone());
+        if table.weight() != control.weight() || table.salt() != salt {
+            self.parts
+                .router
+                .publish(table.with_salt(&salt).with_weight(control.weight()));
+        }
+    }
+
+    /// The window the analyzer and the status read: this instance's, or the fleet's sum.
+    fn window(&self, now: Instant, window: Duration) -> WindowSnapshot {
+        match &self.fleet {
+            Some(f) => f.window_snapshot(now.into_std(), window, now_ms()),
+            None => self.parts.metrics.window(now.into_std(), window),
+        }
+    }
+
     fn publish_status(&self) {
         let window = self.analysis().window;
-        let snap = self.parts.metrics.window(Instant::now().into_std(), window);
-        let s = status::build(
+        let now = Instant::now();
+        let snap = self.window(now, window);
+        let mut s = status::build(
             &self.control,
             &snap,
             &self.gates,
             self.last_event_id,
             (self.parts.tunnels_to_move)(),
         );
+        if let Some(f) = &self.fleet {
+            f.set_window(window);
+            s.fleet = Some(f.view(now.into_std(), now_ms()));
+        }
         self.status_tx.send_replace(s);
+    }
+}
+
+/// The next fleet notice; never, for a single instance.
+async fn next_notice(rx: &mut Option<mpsc::Receiver<Notice>>) -> Option<Notice> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

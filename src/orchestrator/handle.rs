@@ -52,6 +52,10 @@ pub enum CommandError {
     Store(String),
     #[error("the orchestrator is shutting down")]
     Stopped,
+    /// Fleet mode: another instance committed a decision between this instance's reading of
+    /// the state and its commit, twice in a row; nothing changed.
+    #[error("another instance of the fleet decided at the same moment (nothing changed): {0}")]
+    Conflict(String),
 }
 
 pub(super) struct Request {

@@ -74,4 +74,30 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+
+    /// etcd could not be reached or refused a request (fleet mode).
+    #[error("plan store {at}: {action} failed: {detail}")]
+    Etcd {
+        at: String,
+        action: &'static str,
+        detail: String,
+    },
+
+    /// The etcd member in use could not be reached (the request was not served); the store
+    /// moves to another member and sends it again, so callers see [`StoreError::Etcd`] only
+    /// when none answers.
+    #[error("plan store {at}: {action} failed: {detail}")]
+    EtcdUnreachable {
+        at: String,
+        action: &'static str,
+        detail: String,
+    },
+
+    /// Another instance of the fleet changed the state since this one read it, or this
+    /// instance no longer leads: nothing was written; read the state again and decide again.
+    #[error(
+        "plan store {at}: {action}: the fleet's state changed since this instance read it \
+         (another instance decided first, or this one no longer leads); nothing was written"
+    )]
+    Conflict { at: String, action: &'static str },
 }

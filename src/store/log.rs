@@ -8,16 +8,14 @@ use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 
 use super::codec::{decode_json, decode_u64, encode_json, id_key};
-use super::{
-    Store, StoreError, EVENTS, LAST_EVENT_KEY, LAST_RUN_KEY, META, RUNS, STATE, STATE_KEY,
-};
+use super::{Sled, StoreError, EVENTS, LAST_EVENT_KEY, LAST_RUN_KEY, META, RUNS, STATE, STATE_KEY};
 use crate::api::{Event, NewEvent};
 
 type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
-impl Store {
+impl Sled {
     /// A fresh run id (1, 2, ...): monotonic and durable across restarts.
-    pub fn next_run_id(&self) -> Result<u64, StoreError> {
+    pub(super) fn next_run_id(&self) -> Result<u64, StoreError> {
         let id = self
             .inner
             .meta
@@ -34,7 +32,7 @@ impl Store {
     /// In ONE atomic transaction: write `state` as the current state (and as run `run_id`'s
     /// state when given) and append `event` with the next event id; then flush. Returns the
     /// stored event. Only after this returns may the caller publish the new routing weight.
-    pub fn commit<S: Serialize>(
+    pub(super) fn commit<S: Serialize>(
         &self,
         state: &S,
         run_id: Option<u64>,
@@ -73,7 +71,7 @@ impl Store {
 
     /// Save `state` as the current state (and as run `run_id`'s state when given) without an
     /// event, e.g. hold progress; flushed.
-    pub fn save_state<S: Serialize>(
+    pub(super) fn save_state<S: Serialize>(
         &self,
         state: &S,
         run_id: Option<u64>,
@@ -93,7 +91,7 @@ impl Store {
     }
 
     /// The current state last committed or saved, if any.
-    pub fn load_state<S: DeserializeOwned>(&self) -> Result<Option<S>, StoreError> {
+    pub(super) fn load_state<S: DeserializeOwned>(&self) -> Result<Option<S>, StoreError> {
         let value = (self.inner.state.get(STATE_KEY))
             .map_err(|e| self.sled_error("reading the state", e))?;
         value
@@ -102,7 +100,10 @@ impl Store {
     }
 
     /// The latest state stored for run `run_id`, if any.
-    pub fn run_state<S: DeserializeOwned>(&self, run_id: u64) -> Result<Option<S>, StoreError> {
+    pub(super) fn run_state<S: DeserializeOwned>(
+        &self,
+        run_id: u64,
+    ) -> Result<Option<S>, StoreError> {
         let key = id_key(run_id);
         let value = (self.inner.runs.get(key)).map_err(|e| self.sled_error("reading a run", e))?;
         value
@@ -111,7 +112,11 @@ impl Store {
     }
 
     /// Up to `limit` events with an id greater than `after_id`, oldest first.
-    pub fn events_since(&self, after_id: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+    pub(super) fn events_since(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<Event>, StoreError> {
         let Some(first) = after_id.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -127,7 +132,7 @@ impl Store {
     }
 
     /// Id of the newest event, 0 when the log is empty.
-    pub fn last_event_id(&self) -> Result<u64, StoreError> {
+    pub(super) fn last_event_id(&self) -> Result<u64, StoreError> {
         let value = (self.inner.meta.get(LAST_EVENT_KEY))
             .map_err(|e| self.sled_error("reading the last event id", e))?;
         value.map_or(Ok(0), |v| decode_u64(self.path(), META, LAST_EVENT_KEY, &v))

@@ -32,7 +32,10 @@
 //! a future migration would key on.
 
 mod codec;
+mod dump;
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod lock;
 mod log;
 mod open;
@@ -43,6 +46,7 @@ mod tests;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use dump::Dump;
 pub use error::StoreError;
 pub use plans::plan_hash;
 
@@ -60,9 +64,206 @@ const LAST_EVENT_KEY: &[u8] = b"last_event_id";
 const LAST_RUN_KEY: &[u8] = b"last_run_id";
 const STATE_KEY: &[u8] = b"current";
 
-/// A handle on the open store; clones share one database. `Send + Sync`.
-#[derive(Clone)]
+/// A handle on the open store, whichever backend holds it; clones share one store.
+/// `Send + Sync`. The sled backend is the default; the etcd backend (feature `etcd`) shares
+/// one store between the instances of a fleet (docs/fleet.md).
+#[derive(Clone, Debug)]
 pub struct Store {
+    backend: Backend,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Sled(Sled),
+    #[cfg(feature = "etcd")]
+    Etcd(Arc<etcd::EtcdStore>),
+}
+
+/// Call the same method on whichever backend holds the store.
+macro_rules! each_backend {
+    ($self:ident, $s:ident => $call:expr) => {
+        match &$self.backend {
+            Backend::Sled($s) => $call,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd($s) => $call,
+        }
+    };
+}
+
+impl Store {
+    /// Open or create the sled store in directory `dir`. Only an empty or missing directory is
+    /// initialised; anything else that is not a readable cutover store of
+    /// [`FORMAT_VERSION`] is refused.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Sled(Sled::open(dir)?),
+        })
+    }
+
+    /// The store of a fleet, in etcd (see [`etcd::EtcdStore::connect`]).
+    #[cfg(feature = "etcd")]
+    pub fn from_etcd(store: etcd::EtcdStore) -> Store {
+        Store {
+            backend: Backend::Etcd(Arc::new(store)),
+        }
+    }
+
+    /// The etcd store, when this is one (the fleet's membership shares its connection).
+    #[cfg(feature = "etcd")]
+    pub fn etcd(&self) -> Option<&Arc<etcd::EtcdStore>> {
+        match &self.backend {
+            Backend::Etcd(e) => Some(e),
+            Backend::Sled(_) => None,
+        }
+    }
+
+    /// Local directory of this instance's store files (the control API puts a generated
+    /// token file there): the sled store's directory, or `[store] path` beside an etcd store.
+    pub fn dir(&self) -> &Path {
+        each_backend!(self, s => s.dir())
+    }
+
+    /// Revision of the state this handle last read or wrote in etcd; `None` for sled.
+    pub fn state_revision(&self) -> Option<i64> {
+        match &self.backend {
+            Backend::Sled(_) => None,
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(s) => Some(s.state_revision()),
+        }
+    }
+
+    /// Where the store is, for messages: a directory, or etcd endpoints and prefix.
+    pub fn describe(&self) -> String {
+        each_backend!(self, s => s.describe())
+    }
+
+    /// Store a plan's text, content-addressed (sha256 hex of the exact text), durably.
+    /// Idempotent: storing a text that is already there keeps the first record (its name and
+    /// time) and returns the same hash.
+    pub fn put_plan(&self, name: &str, text: &str, now_ms: u64) -> Result<String, StoreError> {
+        each_backend!(self, s => s.put_plan(name, text, now_ms))
+    }
+
+    /// The exact text of the plan stored under `hash`, if any.
+    pub fn plan_text(&self, hash: &str) -> Result<Option<String>, StoreError> {
+        each_backend!(self, s => s.plan_text(hash))
+    }
+
+    /// Every stored plan, oldest first.
+    pub fn plans(&self) -> Result<Vec<crate::api::PlanInfo>, StoreError> {
+        each_backend!(self, s => s.plans())
+    }
+
+    /// A fresh run id (1, 2, ...): monotonic and durable across restarts.
+    pub fn next_run_id(&self) -> Result<u64, StoreError> {
+        each_backend!(self, s => s.next_run_id())
+    }
+
+    /// In ONE atomic transaction: write `state` as the current state (and as run `run_id`'s
+    /// state when given) and append `event` with the next event id, durably. Returns the
+    /// stored event. Only after this returns may the caller publish the new routing weight.
+    /// On etcd the transaction also requires that the state is still the one this handle
+    /// last read or wrote ([`StoreError::Conflict`] otherwise: nothing was written).
+    pub fn commit<S: serde::Serialize>(
+        &self,
+        state: &S,
+        run_id: Option<u64>,
+        event: crate::api::NewEvent,
+    ) -> Result<crate::api::Event, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.commit(state, run_id, event),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(s) => s.commit(state, run_id, event, false),
+        }
+    }
+
+    /// [`Store::commit`] for a decision of the leader's analyzer: on etcd the transaction also
+    /// requires that this instance still holds the leadership it decided under.
+    pub fn commit_fenced<S: serde::Serialize>(
+        &self,
+        state: &S,
+        run_id: Option<u64>,
+        event: crate::api::NewEvent,
+    ) -> Result<crate::api::Event, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.commit(state, run_id, event),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(s) => s.commit(state, run_id, event, true),
+        }
+    }
+
+    /// Save `state` as the current state (and as run `run_id`'s state when given) without an
+    /// event, e.g. hold progress; durably. Conflicts as [`Store::commit`] does.
+    pub fn save_state<S: serde::Serialize>(
+        &self,
+        state: &S,
+        run_id: Option<u64>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.save_state(state, run_id),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(s) => s.save_state(state, run_id, false),
+        }
+    }
+
+    /// [`Store::save_state`] for the leader's hold progress, fenced as
+    /// [`Store::commit_fenced`].
+    pub fn save_state_fenced<S: serde::Serialize>(
+        &self,
+        state: &S,
+        run_id: Option<u64>,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.save_state(state, run_id),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(s) => s.save_state(state, run_id, true),
+        }
+    }
+
+    /// The current state last committed or saved, if any.
+    pub fn load_state<S: serde::de::DeserializeOwned>(&self) -> Result<Option<S>, StoreError> {
+        each_backend!(self, s => s.load_state())
+    }
+
+    /// The latest state stored for run `run_id`, if any.
+    pub fn run_state<S: serde::de::DeserializeOwned>(
+        &self,
+        run_id: u64,
+    ) -> Result<Option<S>, StoreError> {
+        each_backend!(self, s => s.run_state(run_id))
+    }
+
+    /// Up to `limit` events with an id greater than `after_id`, oldest first.
+    pub fn events_since(
+        &self,
+        after_id: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::api::Event>, StoreError> {
+        each_backend!(self, s => s.events_since(after_id, limit))
+    }
+
+    /// Id of the newest event, 0 when the log is empty.
+    pub fn last_event_id(&self) -> Result<u64, StoreError> {
+        each_backend!(self, s => s.last_event_id())
+    }
+
+    /// Every record of a sled store, to move it into a fleet (`cutover store migrate`).
+    pub fn dump(&self) -> Result<Dump, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.dump(),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(s) => Err(StoreError::Etcd {
+                at: s.describe(),
+                action: "reading a store to migrate it",
+                detail: "migrate from a sled store; an etcd store is already shared".into(),
+            }),
+        }
+    }
+}
+
+/// The sled backend: one database in a local directory.
+#[derive(Clone)]
+pub(crate) struct Sled {
     inner: Arc<Inner>,
 }
 
@@ -78,19 +279,15 @@ struct Inner {
     _open_here: lock::OpenHere,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for Sled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("Sled")
             .field("dir", &self.inner.dir)
             .finish()
     }
 }
-
-impl Store {
-    /// Open or create the store in directory `dir`. Only an empty or missing directory is
-    /// initialised; anything else that is not a readable cutover store of
-    /// [`FORMAT_VERSION`] is refused.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+impl Sled {
+    fn open(dir: &Path) -> Result<Sled, StoreError> {
         let (db, open_here) = open::open_db(dir)?;
         let tree = |name: &'static str| {
             db.open_tree(name).map_err(|source| StoreError::Sled {
@@ -110,14 +307,17 @@ impl Store {
             _open_here: open_here,
         };
         tracing::debug!(path = %dir.display(), "plan store open");
-        Ok(Store {
+        Ok(Sled {
             inner: Arc::new(inner),
         })
     }
 
-    /// Directory the store lives in (the control API puts a generated token file there).
-    pub fn dir(&self) -> &Path {
+    fn dir(&self) -> &Path {
         &self.inner.dir
+    }
+
+    fn describe(&self) -> String {
+        self.inner.dir.display().to_string()
     }
 
     fn path(&self) -> &Path {

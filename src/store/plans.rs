@@ -6,15 +6,15 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::codec::{decode_json, encode_json};
-use super::{Store, StoreError, PLANS};
+use super::{Sled, StoreError, PLANS};
 use crate::api::PlanInfo;
 
 /// One record of the `plans` tree.
 #[derive(Debug, Serialize, Deserialize)]
-struct PlanRecord {
-    name: String,
-    text: String,
-    stored_at_ms: u64,
+pub(crate) struct PlanRecord {
+    pub(crate) name: String,
+    pub(crate) text: String,
+    pub(crate) stored_at_ms: u64,
 }
 
 /// Lower-case hex sha256 of `text`.
@@ -25,11 +25,16 @@ pub fn plan_hash(text: &str) -> String {
         .collect()
 }
 
-impl Store {
+impl Sled {
     /// Store a plan's text, content-addressed (sha256 hex of the exact text), flushed.
     /// Idempotent: storing a text that is already there keeps the first record (its name and
     /// time) and returns the same hash.
-    pub fn put_plan(&self, name: &str, text: &str, now_ms: u64) -> Result<String, StoreError> {
+    pub(super) fn put_plan(
+        &self,
+        name: &str,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<String, StoreError> {
         let hash = plan_hash(text);
         let record = PlanRecord {
             name: name.to_owned(),
@@ -49,7 +54,7 @@ impl Store {
     }
 
     /// The exact text of the plan stored under `hash`, if any.
-    pub fn plan_text(&self, hash: &str) -> Result<Option<String>, StoreError> {
+    pub(super) fn plan_text(&self, hash: &str) -> Result<Option<String>, StoreError> {
         let Some(bytes) = self
             .inner
             .plans
@@ -63,7 +68,7 @@ impl Store {
     }
 
     /// Every stored plan, oldest first.
-    pub fn plans(&self) -> Result<Vec<PlanInfo>, StoreError> {
+    pub(super) fn plans(&self) -> Result<Vec<PlanInfo>, StoreError> {
         let mut out = Vec::new();
         for entry in self.inner.plans.iter() {
             let (key, value) = entry.map_err(|e| self.sled_error("listing plans", e))?;

@@ -217,6 +217,7 @@ pub async fn wait_in_flight(env: &SimEnv, n: usize) {
     .await;
 }
 
+pub mod etcd;
 pub mod fault;
 pub mod load;
 pub mod raw;

@@ -89,7 +89,31 @@ fn title_line(status: &Status) -> Line<'static> {
         spans.push(Span::raw("  │ "));
         spans.push(what);
     }
+    if let Some(f) = &status.fleet {
+        spans.push(Span::raw("  │ "));
+        spans.extend(fleet_spans(f));
+    }
     Line::from(spans)
+}
+
+/// `fleet 3 · leader a:9901` (who decides), or, loudly, that etcd cannot be reached.
+fn fleet_spans(f: &crate::api::FleetView) -> Vec<Span<'static>> {
+    if !f.etcd_ok {
+        return vec![Span::styled(
+            "ETCD UNREACHABLE: serving at the last weight, deciding nothing",
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        )];
+    }
+    let leader = f.leader.clone().unwrap_or_else(|| "none".to_owned());
+    vec![Span::raw(format!(
+        "fleet {} · leader {leader}{}",
+        f.instances.len(),
+        if f.leader.as_deref() == Some(f.instance.as_str()) {
+            " (this one)"
+        } else {
+            ""
+        }
+    ))]
 }
 
 /// `NEW 30% ██████░░░░░░░░░ 70% OLD`: the filled part is the share of users on NEW; each step
