@@ -34,6 +34,8 @@ pub struct ScopeHistory {
     pub new: Vec<HistoryPoint>,
     pub fallback: Vec<HistoryPoint>,
     pub users: Vec<HistoryPoint>,
+    #[serde(default)]
+    pub mirror: Vec<HistoryPoint>,
 }
 
 impl ScopeHistory {
@@ -43,6 +45,7 @@ impl ScopeHistory {
             Scope::New => &self.new,
             Scope::Fallback => &self.fallback,
             Scope::Users => &self.users,
+            Scope::Mirror => &self.mirror,
         }
     }
 
@@ -52,6 +55,7 @@ impl ScopeHistory {
             Scope::New => &mut self.new,
             Scope::Fallback => &mut self.fallback,
             Scope::Users => &mut self.users,
+            Scope::Mirror => &mut self.mirror,
         }
     }
 }
@@ -64,6 +68,25 @@ fn ratio(num: u64, den: u64) -> f64 {
     }
 }
 
+/// The shadow traffic's own figures of a scope's window (zero for every scope but `mirror`).
+fn mirror_window(scope: Scope, s: &Sum, requests: u64) -> ScopeWindow {
+    if scope != Scope::Mirror {
+        return ScopeWindow::default();
+    }
+    let dropped = s.get(Counter::MirrorDropped);
+    let compared = s.get(Counter::MirrorCompared);
+    let mismatches = s.get(Counter::MirrorMismatches);
+    ScopeWindow {
+        dropped,
+        skipped: s.get(Counter::MirrorSkipped),
+        compared,
+        mismatches,
+        dropped_rate: ratio(dropped, requests + dropped),
+        mismatch_rate: ratio(mismatches, compared),
+        ..ScopeWindow::default()
+    }
+}
+
 impl Metrics {
     /// Every scope over the `window` ending at `now` (at most 126 s; longer is capped).
     pub fn window(&self, now: Instant, window: Duration) -> WindowSnapshot {
@@ -73,7 +96,7 @@ impl Metrics {
         let frac = elapsed - now_s as f64;
         let span = ((w - 1) as f64 + frac).min(elapsed).max(1.0);
 
-        let sums: [Sum; 4] = std::array::from_fn(|i| {
+        let sums: [Sum; 5] = std::array::from_fn(|i| {
             let mut sum = Sum::new();
             for sec in now_s.saturating_sub(w - 1)..=now_s {
                 self.rings[i].read_into(sec, &mut sum);
@@ -149,6 +172,7 @@ impl Metrics {
                 waiting_room: of(Counter::WaitingRoom),
                 sessions_limited: of(Counter::SessionsLimited),
                 tunnels_drained: of(Counter::TunnelsDrained),
+                ..mirror_window(scope, s, requests)
             }
         });
 
@@ -161,6 +185,7 @@ impl Metrics {
             budget_exhausted: fallback.get(Counter::BudgetExhausted),
             client_errors: ClientFault::ALL.map(|k| users.get(Counter::client(k))),
             proxy_errors: ProxyFault::ALL.map(|k| users.get(Counter::proxy(k))),
+            mismatch_samples: self.mismatch_samples(),
         }
     }
 
