@@ -8,7 +8,8 @@
 //! [`Config::parse`]); `check` the positioned checks every section uses; one file per section
 //! for the rest: `listen` (`[listen]`, `[admin]`, `[store]`), `envs` (`[envs.*]`, `[probes]`),
 //! `routing`, `proxy` (`[proxy]`, `[retry_budget]`), `limit_keys` (`[limits]`) and
-//! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`).
+//! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`) and `mirror`
+//! (`[mirror]`, shadow traffic).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ mod envs;
 mod limit_keys;
 mod limits;
 mod listen;
+mod mirror;
 mod protection;
 mod proxy;
 mod routing;
@@ -34,6 +36,7 @@ pub use check::{duration_max, DURATION_BOUNDS};
 pub use envs::{EnvConfig, Protocol, UpstreamConfig, DEFAULT_RESOLVE_INTERVAL};
 pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use listen::CertFiles;
+pub use mirror::MirrorConfig;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
 
@@ -81,6 +84,8 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Admission control, new-session rates, tunnel drain and waiting room.
     pub protection: ProtectionConfig,
+    /// `[mirror]`: how shadow traffic is copied to NEW.
+    pub mirror: MirrorConfig,
 }
 
 impl Config {
@@ -163,6 +168,8 @@ struct RawConfig {
     tunnels: Option<protection::RawTunnels>,
     #[serde(default)]
     waiting_room: Option<protection::RawWaitingRoom>,
+    #[serde(default)]
+    mirror: Option<mirror::RawMirror>,
 }
 
 impl Config {
@@ -249,6 +256,7 @@ impl Config {
         let retry_budget = c.retry_budget(raw.retry_budget.as_ref());
         let (probe_interval, probe_timeout) = c.probes(raw.probes.as_ref());
         let limits = c.limits(raw.limits.as_ref());
+        let mirror = c.mirror(raw.mirror.as_ref());
         let protection = c.protection(
             [
                 ("old", envs.old.as_ref()),
@@ -304,6 +312,7 @@ impl Config {
             limits,
             source: None,
             protection,
+            mirror,
         })
     }
 }
