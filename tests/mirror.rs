@@ -366,3 +366,77 @@ async fn mismatches_are_counted_and_sampled() {
         .window(Instant::now(), Duration::from_secs(60));
     assert_eq!(w.scope(Scope::Mirror).mismatches, 5);
 }
+
+const SHADOW_PLAN: &str = r#"
+name = "shadow"
+[analysis]
+interval = "100ms"
+window = "2s"
+min_requests = 5
+
+[[steps]]
+weight = 0
+mirror = 100
+hold = "1h"
+
+[[steps]]
+weight = 100
+
+[[gates]]
+name = "mirror errors"
+metric = "mirror.error_rate"
+max = 0.1
+"#;
+
+/// Users' GETs through the proxy until the returned sender is dropped or fired; each answer's
+/// env is checked to be OLD.
+fn users_until_stopped(url: String) -> (oneshot::Sender<()>, tokio::task::JoinHandle<u64>) {
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let c = client();
+        let mut n = 0u64;
+        while stopped.try_recv().is_err() {
+            let (status, env) = common::get_as(&c, &url, &format!("user-{}", n % 50)).await;
+            assert_eq!((status, env.as_str()), (200, "old"), "a user moved");
+            n += 1;
+        }
+        n
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mirror_gate_pauses_the_run_before_any_user_moves() {
+    let (server, envs, _dir) = common::server_with("").await;
+    envs[1].behaviour.error_permille.store(1000, SeqCst);
+    let (stop, users) = users_until_stopped(server.proxy_url("/page"));
+    server.start_plan(SHADOW_PLAN).await;
+    let st = server
+        .wait_for_state("paused", Duration::from_secs(20))
+        .await;
+    let _ = stop.send(());
+    let answered = users.await.expect("users");
+    assert!(answered > 0);
+    assert_eq!(st["weight"], 0.0, "no user moved: {st:#}");
+    assert_eq!(st["step"], 1);
+    let reason = st["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("mirror errors"), "{reason}");
+    // Paused: the copies stop too, and the status says what they came to.
+    assert_eq!(st["mirror"]["percent"], 0.0, "{st:#}");
+    assert!(
+        st["mirror"]["stats"]["error_rate"].as_f64().unwrap_or(0.0) > 0.1,
+        "{st:#}"
+    );
+    assert!(
+        envs[1].behaviour.served.load(SeqCst) > 0,
+        "copies reached NEW"
+    );
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("cutover_mirror_errors_total{env=\"new\",kind=\"server_error\"}"),
+        "{metrics}"
+    );
+    for e in &envs {
+        e.stop();
+    }
+}
