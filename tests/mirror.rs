@@ -377,6 +377,7 @@ min_requests = 5
 [[steps]]
 weight = 0
 mirror = 100
+compare = true
 hold = "1h"
 
 [[steps]]
@@ -431,6 +432,32 @@ async fn a_mirror_gate_pauses_the_run_before_any_user_moves() {
         envs[1].behaviour.served.load(SeqCst) > 0,
         "copies reached NEW"
     );
+    // NEW's 500s against OLD's 200s: mismatches, sampled in status and reported as events.
+    let samples = st["mirror"]["samples"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let last = samples
+        .last()
+        .unwrap_or_else(|| panic!("no sample: {st:#}"));
+    assert_eq!(
+        (last["method"].as_str(), last["old_status"].as_u64()),
+        (Some("GET"), Some(200))
+    );
+    assert_eq!(
+        (last["path"].as_str(), last["new_status"].as_u64()),
+        (Some("/page"), Some(500))
+    );
+    let events = server.events().await;
+    let mismatch = events
+        .iter()
+        .find(|e| e["action"] == "mirror_mismatch")
+        .unwrap_or_else(|| panic!("no mirror_mismatch event: {events:#?}"));
+    assert!(
+        mismatch["data"]["count"].as_u64().is_some_and(|n| n >= 1),
+        "{mismatch:#}"
+    );
+    assert_eq!(mismatch["data"]["latest"]["what"], "status");
     let metrics = server.metrics().await;
     assert!(
         metrics.contains("cutover_mirror_errors_total{env=\"new\",kind=\"server_error\"}"),

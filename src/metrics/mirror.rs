@@ -65,6 +65,8 @@ pub struct MirrorTotals {
     counts: Sharded<[AtomicU64; 4]>,
     /// Written only by a copy that differed (off the users' path), read by the status.
     samples: Mutex<VecDeque<Mismatch>>,
+    /// Mismatches already reported in the event log ([`Metrics::unreported_mismatches`]).
+    reported: AtomicU64,
 }
 
 impl MirrorTotals {
@@ -99,6 +101,15 @@ impl Metrics {
     /// Shadow traffic's count of `kind` since start.
     pub fn mirror_total(&self, kind: MirrorCount) -> u64 {
         self.mirror.total(kind)
+    }
+
+    /// Mismatches since the last call, with the latest of them, if there were any: what the
+    /// driver reports in one event per tick.
+    pub fn unreported_mismatches(&self) -> Option<(u64, Mismatch)> {
+        let total = self.mirror.total(MirrorCount::Mismatches);
+        let before = self.mirror.reported.swap(total, Relaxed);
+        let latest = self.mirror.samples.lock().ok()?.back().cloned()?;
+        (total > before).then_some((total - before, latest))
     }
 
     /// The latest mismatches, newest last.

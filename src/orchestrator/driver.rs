@@ -296,6 +296,11 @@ impl Driver {
                 }
             }
         }
+        if let Some(t) = super::mirror::mismatch_event(&self.control, &self.parts.metrics) {
+            if let Err(e) = self.commit(t, "analyzer").await {
+                tracing::error!(error = %e, "could not record shadow traffic's mismatches");
+            }
+        }
     }
 
     /// Save progress (no event), e.g. the hold served so far.

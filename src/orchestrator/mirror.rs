@@ -3,15 +3,16 @@
 //! a rollback and every state after a run copy nothing: a NEW that failed a gate is not kept
 //! under load, and copies never outlive the step that asked for them.
 //!
-//! Owns: that rule ([`in_force`]) and the status's `mirror` value ([`status`]). Must not
+//! Owns: that rule ([`in_force`]), the status's `mirror` value ([`status`]) and the
+//! rate-limited `mirror_mismatch` event ([`mismatch_event`]). Must not
 //! touch: the store or the router — the driver publishes what [`in_force`] says, after the
 //! commit, with the weight.
 
-use super::machine::Control;
+use super::machine::{Control, EventDraft, Transition};
 use crate::api::MirrorStatus;
 use crate::metrics::WindowSnapshot;
 use crate::router::Weight;
-use crate::vocab::RunState;
+use crate::vocab::{EventAction, RunState};
 
 /// The share of OLD's users mirrored to NEW and whether the answers are compared.
 pub fn in_force(control: &Control) -> (Weight, bool) {
@@ -34,4 +35,31 @@ pub fn status(control: &Control, snap: &WindowSnapshot) -> MirrorStatus {
         compare,
         ..snap.mirror()
     }
+}
+
+/// The `mirror_mismatch` event for the mismatches since the last one, if any: at most one per
+/// tick, so a NEW that answers every copy differently writes one event a tick, not one a copy.
+pub fn mismatch_event(control: &Control, metrics: &crate::metrics::Metrics) -> Option<Transition> {
+    let (count, latest) = metrics.unreported_mismatches()?;
+    let new_status = latest
+        .new_status
+        .map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+    let reason = format!(
+        "new answered {count} cop{} of shadow traffic unlike old; latest: {} {} — old {}, new {} ({})",
+        if count == 1 { "y" } else { "ies" },
+        latest.method,
+        latest.path,
+        latest.old_status,
+        new_status,
+        latest.what
+    );
+    Some(Transition {
+        control: control.clone(),
+        event: EventDraft {
+            action: EventAction::MirrorMismatch,
+            reason,
+            data: serde_json::json!({ "count": count, "latest": latest }),
+        },
+        effects: Vec::new(),
+    })
 }
