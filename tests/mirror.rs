@@ -458,6 +458,13 @@ async fn a_mirror_gate_pauses_the_run_before_any_user_moves() {
         "{mismatch:#}"
     );
     assert_eq!(mismatch["data"]["latest"]["what"], "status");
+    let (code, out, err) = server.cli(&["status"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\nmirror "), "{out}");
+    assert!(
+        out.contains("differs  GET /page  old 200 new 500  (status)"),
+        "{out}"
+    );
     let metrics = server.metrics().await;
     assert!(
         metrics.contains("cutover_mirror_errors_total{env=\"new\",kind=\"server_error\"}"),
