@@ -45,6 +45,11 @@ impl Drop for Shadow {
 }
 
 impl Shadow {
+    /// Wait until what NEW counted satisfies `f`.
+    async fn wait(&self, what: &str, f: impl Fn(&Counts) -> bool) {
+        wait_until(what, WAIT, || std::future::ready(f(&self.counts))).await;
+    }
+
     async fn start(status: u32) -> Shadow {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -162,6 +167,11 @@ impl Front {
             .clone()
     }
 
+    /// Wait until the mirror scope's last minute satisfies `f`.
+    async fn wait_mirror(&self, what: &str, f: impl Fn(&cutover::metrics::ScopeWindow) -> bool) {
+        wait_until(what, WAIT, || std::future::ready(f(&self.mirror()))).await;
+    }
+
     /// `n` GETs as `n` users; every answer must be OLD's 200.
     async fn users_get(&self, n: usize) {
         let c = client();
@@ -183,23 +193,15 @@ async fn copies_reach_new_marked_while_old_answers_users() {
     let new = Shadow::start(200).await;
     let front = Front::start(new.addr, "", false).await;
     front.users_get(20).await;
-    let counts = new.counts.clone();
-    wait_until("20 copies at NEW", WAIT, || {
-        let c = counts.clone();
-        async move { c.requests.load(SeqCst) == 20 }
-    })
-    .await;
+    new.wait("20 copies at NEW", |c| c.requests.load(SeqCst) == 20)
+        .await;
     assert_eq!(new.counts.marked.load(SeqCst), 20, "every copy is marked");
     assert_eq!(front.old.behaviour.served.load(SeqCst), 20);
-    let m = front.metrics.clone();
-    wait_until("20 copies recorded in the mirror scope", WAIT, || {
-        let m = m.clone();
-        async move {
-            let w = m.window(Instant::now(), Duration::from_secs(60));
-            w.scope(Scope::Mirror).requests == 20
-        }
-    })
-    .await;
+    front
+        .wait_mirror("20 copies recorded in the mirror scope", |w| {
+            w.requests == 20
+        })
+        .await;
     let w = front.mirror();
     assert_eq!((w.errors, w.dropped, w.skipped), (0, 0, 0));
 
@@ -231,12 +233,8 @@ async fn unsafe_methods_and_bodies_are_not_copied() {
         .expect("delete");
     assert_eq!(delete.status(), 200);
     front.users_get(1).await;
-    let counts = new.counts.clone();
-    wait_until("the GET's copy at NEW", WAIT, || {
-        let c = counts.clone();
-        async move { c.gets.load(SeqCst) == 1 }
-    })
-    .await;
+    new.wait("the GET's copy at NEW", |c| c.gets.load(SeqCst) == 1)
+        .await;
     assert_eq!(
         new.counts.others.load(SeqCst),
         0,
@@ -258,12 +256,8 @@ async fn unsafe_methods_and_bodies_are_not_copied() {
         .send()
         .await
         .expect("delete");
-    let counts = new.counts.clone();
-    wait_until("the DELETE's copy at NEW", WAIT, || {
-        let c = counts.clone();
-        async move { c.others.load(SeqCst) == 1 }
-    })
-    .await;
+    new.wait("the DELETE's copy at NEW", |c| c.others.load(SeqCst) == 1)
+        .await;
 }
 
 #[tokio::test]
@@ -281,10 +275,8 @@ async fn a_hanging_new_never_delays_users_and_copies_beyond_the_bound_are_droppe
     let w = front.mirror();
     assert!(w.dropped >= 28 - 2, "dropped {}", w.dropped);
     assert_eq!(front.metrics.mirror_total(MirrorCount::Dropped), w.dropped);
-    let counts = new.counts.clone();
-    wait_until("the copies in flight at NEW", WAIT, || {
-        let c = counts.clone();
-        async move { c.requests.load(SeqCst) >= 1 }
+    new.wait("the copies in flight at NEW", |c| {
+        c.requests.load(SeqCst) >= 1
     })
     .await;
     assert!(
@@ -297,15 +289,9 @@ async fn a_hanging_new_never_delays_users_and_copies_beyond_the_bound_are_droppe
 async fn a_refusing_new_is_counted_as_mirror_errors_not_users_errors() {
     let front = Front::start(dead_addr(), "", false).await;
     front.users_get(10).await;
-    let m = front.metrics.clone();
-    wait_until("10 refused copies", WAIT, || {
-        let m = m.clone();
-        async move {
-            let w = m.window(Instant::now(), Duration::from_secs(60));
-            w.scope(Scope::Mirror).errors == 10
-        }
-    })
-    .await;
+    front
+        .wait_mirror("10 refused copies", |w| w.errors == 10)
+        .await;
     let w = front
         .metrics
         .window(Instant::now(), Duration::from_secs(60));
@@ -322,15 +308,9 @@ async fn mismatches_are_counted_and_sampled() {
     let new = Shadow::start(500).await;
     let front = Front::start(new.addr, "", true).await;
     front.users_get(5).await;
-    let m = front.metrics.clone();
-    wait_until("5 compared copies", WAIT, || {
-        let m = m.clone();
-        async move {
-            let w = m.window(Instant::now(), Duration::from_secs(60));
-            w.scope(Scope::Mirror).compared == 5
-        }
-    })
-    .await;
+    front
+        .wait_mirror("5 compared copies", |w| w.compared == 5)
+        .await;
     let w = front
         .metrics
         .window(Instant::now(), Duration::from_secs(60));
@@ -352,15 +332,9 @@ async fn mismatches_are_counted_and_sampled() {
     // The same answer on both sides is no mismatch (headers that always differ ignored).
     new.counts.status.store(200, SeqCst);
     front.users_get(3).await;
-    let m = front.metrics.clone();
-    wait_until("8 compared copies", WAIT, || {
-        let m = m.clone();
-        async move {
-            let w = m.window(Instant::now(), Duration::from_secs(60));
-            w.scope(Scope::Mirror).compared == 8
-        }
-    })
-    .await;
+    front
+        .wait_mirror("8 compared copies", |w| w.compared == 8)
+        .await;
     let w = front
         .metrics
         .window(Instant::now(), Duration::from_secs(60));
