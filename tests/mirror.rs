@@ -184,6 +184,8 @@ impl Front {
                 .expect("request");
             assert_eq!(resp.status(), 200);
             assert_eq!(resp.headers()["x-cutover-served-by"], "old");
+            // Read to its end, as a user does: OLD's body is compared once it has streamed.
+            resp.bytes().await.expect("body");
         }
     }
 }
@@ -329,7 +331,8 @@ async fn mismatches_are_counted_and_sampled() {
         ("GET", "/item/0", 200, Some(500), "status")
     );
 
-    // The same answer on both sides is no mismatch (headers that always differ ignored).
+    // The same status and headers (those that always differ ignored): the bodies differ
+    // (NEW's "shadow" against OLD's JSON), and that is what the samples say.
     new.counts.status.store(200, SeqCst);
     front.users_get(3).await;
     front
@@ -338,7 +341,12 @@ async fn mismatches_are_counted_and_sampled() {
     let w = front
         .metrics
         .window(Instant::now(), Duration::from_secs(60));
-    assert_eq!(w.scope(Scope::Mirror).mismatches, 5);
+    assert_eq!(w.scope(Scope::Mirror).mismatches, 8);
+    let last: Vec<_> = w.mismatch_samples[5..]
+        .iter()
+        .map(|s| s.what.as_str())
+        .collect();
+    assert_eq!(last, ["body"; 3]);
 }
 
 const SHADOW_PLAN: &str = r#"
@@ -447,4 +455,47 @@ async fn a_mirror_gate_pauses_the_run_before_any_user_moves() {
     for e in &envs {
         e.stop();
     }
+}
+
+#[tokio::test]
+async fn bodies_are_compared_with_json_fields_ignored() {
+    // Both envs echo the request as JSON: the copy's differs in `env` and its mark.
+    let new = SimEnv::start("new", common::any_port()).await.expect("new");
+    let front = Front::start(new.addr, "", true).await;
+    front.users_get(4).await;
+    front
+        .wait_mirror("4 compared copies", |w| w.compared == 4)
+        .await;
+    let w = front
+        .metrics
+        .window(Instant::now(), Duration::from_secs(60));
+    assert_eq!(w.scope(Scope::Mirror).mismatches, 4);
+    assert!(
+        w.mismatch_samples.iter().all(|s| s.what == "body"),
+        "{:?}",
+        w.mismatch_samples
+    );
+
+    let ignore = "[mirror]\nignore_json_fields = [\"/env\", \"/headers/x-cutover-mirror\"]\n";
+    let front = Front::start(new.addr, ignore, true).await;
+    front.users_get(4).await;
+    front
+        .wait_mirror("4 compared copies", |w| w.compared == 4)
+        .await;
+    assert_eq!(
+        front.mirror().mismatches,
+        0,
+        "{:?}",
+        front.metrics.mismatch_samples()
+    );
+
+    // Bodies over the limit are not compared: status and headers only.
+    let small = "[mirror]\ncompare_max_body = 8\n";
+    let front = Front::start(new.addr, small, true).await;
+    front.users_get(2).await;
+    front
+        .wait_mirror("2 compared copies", |w| w.compared == 2)
+        .await;
+    assert_eq!(front.mirror().mismatches, 0);
+    new.stop();
 }

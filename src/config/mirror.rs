@@ -1,5 +1,6 @@
 //! `[mirror]`: how shadow traffic is copied to NEW — which methods may be copied, how many
-//! copies a worker keeps in flight, and which answer headers a comparison ignores. (Which
+//! copies a worker keeps in flight, and what a comparison reads (bodies up to a size) and
+//! ignores (headers, JSON fields). (Which
 //! share of users is copied, and whether answers are compared, is a plan step's `mirror` and
 //! `compare`.)
 //!
@@ -37,6 +38,10 @@ pub struct MirrorConfig {
     pub max_inflight: u32,
     /// Answer headers a comparison ignores, besides [`ALWAYS_IGNORED`] (lower case).
     pub ignore_headers: Vec<HeaderName>,
+    /// Bodies up to this many bytes are compared (both answers'); 0: bodies never are.
+    pub compare_max_body: usize,
+    /// JSON fields (RFC 6901 pointers, `/meta/request_id`) a body comparison ignores.
+    pub ignore_json_fields: Vec<String>,
 }
 
 impl Default for MirrorConfig {
@@ -48,6 +53,8 @@ impl Default for MirrorConfig {
                 .iter()
                 .map(|h| HeaderName::from_static(h))
                 .collect(),
+            compare_max_body: 64 * 1024,
+            ignore_json_fields: Vec::new(),
         }
     }
 }
@@ -58,6 +65,8 @@ pub(super) struct RawMirror {
     methods: Option<Vec<Spanned<String>>>,
     max_inflight: Option<Spanned<i64>>,
     ignore_headers: Option<Vec<Spanned<String>>>,
+    compare_max_body: Option<Spanned<i64>>,
+    ignore_json_fields: Option<Vec<Spanned<String>>>,
 }
 
 impl Checker<'_> {
@@ -85,6 +94,28 @@ impl Checker<'_> {
                 ),
             }
         }
+        cfg.compare_max_body = self.count(
+            raw.compare_max_body.as_ref(),
+            "mirror.compare_max_body",
+            0,
+            16 * 1024 * 1024,
+            cfg.compare_max_body as u64,
+        ) as usize;
+        for p in raw.ignore_json_fields.iter().flatten() {
+            if p.get_ref().starts_with('/') {
+                cfg.ignore_json_fields.push(p.get_ref().clone());
+            } else {
+                self.problem_hint(
+                    p.span().start,
+                    "mirror.ignore_json_fields",
+                    format!("\"{}\" is not a JSON pointer", p.get_ref()),
+                    format!(
+                        "write a pointer from the body's root, e.g. \"/{}\"",
+                        p.get_ref()
+                    ),
+                );
+            }
+        }
         cfg
     }
 
@@ -104,5 +135,66 @@ impl Checker<'_> {
              effects (POST, PUT, DELETE, PATCH) only for a NEW whose writes go nowhere real",
         );
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError};
+
+    const ENVS: &str = "[listen]\naddr = \"127.0.0.1:8080\"\n\
+                        [envs.old]\nupstreams = [\"127.0.0.1:9001\"]\n\
+                        [envs.new]\nupstreams = [\"127.0.0.1:9002\"]\n\
+                        [envs.fallback]\nupstreams = [\"127.0.0.1:9003\"]\n";
+
+    fn problems(mirror: &str) -> Vec<String> {
+        match Config::parse(&format!("{ENVS}{mirror}"), "c.toml") {
+            Err(ConfigError::Invalid(p)) => p.iter().map(|p| p.to_string()).collect(),
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_copy_only_safe_methods() {
+        let cfg = Config::parse(ENVS, "c.toml").expect("valid");
+        assert_eq!(cfg.mirror.methods, super::SAFE_METHODS.to_vec());
+        assert_eq!(
+            (cfg.mirror.max_inflight, cfg.mirror.compare_max_body),
+            (256, 65536)
+        );
+        let cfg = Config::parse(
+            &format!(
+                "{ENVS}[mirror]\nmethods = [\"get\", \"DELETE\"]\nignore_headers = [\"X-Trace\"]\n"
+            ),
+            "c.toml",
+        )
+        .expect("valid");
+        assert_eq!(
+            cfg.mirror.methods,
+            [http::Method::GET, http::Method::DELETE]
+        );
+        assert!(cfg.mirror.ignore_headers.iter().any(|h| h == "x-trace"));
+    }
+
+    #[test]
+    fn bad_mirror_keys_are_positioned_problems() {
+        let p = problems("[mirror]\nmethods = [\"GET\", \"FETCH\"]\n");
+        assert!(
+            p[0].starts_with("c.toml:10:19: `mirror.methods`: \"FETCH\" is not"),
+            "{p:?}"
+        );
+        let p = problems("[mirror]\nmax_inflight = 0\n");
+        assert!(
+            p[0].starts_with("c.toml:10:16: `mirror.max_inflight`: 0 is out of range"),
+            "{p:?}"
+        );
+        let p = problems("[mirror]\nignore_json_fields = [\"at\"]\n");
+        assert!(
+            p[0].contains("`mirror.ignore_json_fields`: \"at\" is not a JSON pointer"),
+            "{p:?}"
+        );
+        assert!(p[0].contains("\"/at\""), "{p:?}");
+        let p = problems("[mirror]\nmethod = [\"GET\"]\n");
+        assert!(p[0].contains("did you mean `methods`"), "{p:?}");
     }
 }
