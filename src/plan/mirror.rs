@@ -6,7 +6,9 @@
 //! Owns: reading those two keys and that exception. Must not touch: the rest of a step
 //! (`super::steps`), the data path that sends the copies (`crate::proxy::mirror`).
 
+use super::model::{Gate, Step};
 use super::reader::{Field, Reader, Section};
+use crate::metrics::MetricKind;
 use crate::router::Weight;
 
 /// A step's `mirror` (zero when absent) and `compare`.
@@ -72,6 +74,41 @@ pub(super) fn keep_weight(
         None => {
             *previous = Some((pct, Weight::ZERO));
             Some(Weight::ZERO)
+        }
+    }
+}
+
+/// A gate on `mirror.mismatch_rate` needs a step that compares: without one no copy is ever
+/// compared, and the gate would wait for evidence forever (or, outside mirror steps, pass by
+/// design without ever judging). Reported at the gate's `metric`.
+pub(super) fn check_compared(
+    r: &mut Reader<'_>,
+    root: &Section<'_>,
+    steps: &[Step],
+    gates: &[Gate],
+) {
+    let judges_mismatches = |g: &Gate| g.metric.metric == MetricKind::MismatchRate;
+    if steps.iter().any(|s| s.compare) || !gates.iter().any(judges_mismatches) {
+        return;
+    }
+    let Some(field) = root.field("gates") else {
+        return;
+    };
+    let Some(sections) = r.tables(&field, "[[gates]]") else {
+        return;
+    };
+    for metric in sections.iter().filter_map(|s| s.field("metric")) {
+        if metric
+            .item
+            .as_str()
+            .is_some_and(|m| m.ends_with(".mismatch_rate"))
+        {
+            r.error(
+                metric.at,
+                "`mirror.mismatch_rate` is judged, but no step compares answers",
+                "add `compare = true` to the steps that mirror (with `mirror` above 0), or \
+                 remove this gate",
+            );
         }
     }
 }
@@ -149,6 +186,22 @@ mod tests {
         let e = errors("name = \"p\"\n[[steps]]\nweight = 0\nmirror = 10\n");
         assert!(
             e[0].contains("the last step's `weight` is 0, not 100"),
+            "{e:?}"
+        );
+        let e = errors(
+            "name = \"p\"\n[[steps]]\nweight = 0\nmirror = 10\n[[steps]]\nweight = 100\n\
+             [[gates]]\nname = \"same\"\nmetric = \"mirror.mismatch_rate\"\nmax = 0.01\n",
+        );
+        assert!(
+            e[0].starts_with("9:10: `mirror.mismatch_rate` is judged, but no step"),
+            "{e:?}"
+        );
+        let e = errors(
+            "name = \"p\"\n[[steps]]\nweight = 100\n\
+             [[gates]]\nname = \"d\"\nmetric = \"new.dropped_rate\"\nmax = 0.1\n",
+        );
+        assert!(
+            e[0].starts_with("6:10: `dropped_rate` is a metric of shadow traffic only"),
             "{e:?}"
         );
     }
