@@ -53,6 +53,9 @@ pub struct Status {
     /// figures above are then the fleet's sums. `None` for a single instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetView>,
+    /// Shadow traffic: copies of OLD's users' requests sent to NEW (docs/plans.md).
+    #[serde(default)]
+    pub mirror: MirrorStatus,
 }
 
 /// The fleet as one instance sees it (docs/fleet.md).
@@ -319,3 +322,37 @@ pub struct PlanInfo {
 
 /// Header by which a client names itself as the actor (`cli`, `console`, ...).
 pub const ACTOR_HEADER: &str = "x-cutover-actor";
+
+/// Shadow traffic in `GET /v1/status`: the copies sent to NEW over the analysis window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MirrorStatus {
+    /// Percent of OLD's users whose requests are copied to NEW right now.
+    pub percent: f64,
+    /// Whether the copies' answers are compared with OLD's.
+    pub compare: bool,
+    /// NEW's answers to the copies (`mirror.*` in gates).
+    pub stats: EnvStats,
+    /// Copies dropped because a worker's bound on copies in flight was full.
+    pub dropped: u64,
+    /// Requests of mirrored users not copied: a method not allowed, or a body.
+    pub skipped: u64,
+    pub compared: u64,
+    pub mismatches: u64,
+    pub mismatch_rate: f64,
+    /// The latest copies whose answer differed from OLD's, newest last.
+    #[serde(default)]
+    pub samples: Vec<MismatchSample>,
+}
+
+/// One copy whose answer differed from OLD's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MismatchSample {
+    pub method: String,
+    /// Path and query, cut to 200 bytes.
+    pub path: String,
+    pub old_status: u16,
+    /// NEW's status; `None` when NEW gave no answer (refused, reset, timed out).
+    pub new_status: Option<u16>,
+    /// What differed: `status`, `header <name>` or `body`.
+    pub what: String,
+}

@@ -26,8 +26,9 @@
 //! - [`shard`]: per-worker copies of the counters every request bumps (metrics, retry budget,
 //!   in-flight counts), so two cores never write the same cache line.
 //! - [`api`]: JSON shapes of the control API, shared by server, CLI and console (plain data).
-//! - [`metrics`]: lock-free counters and latency histograms per scope (old, new, fallback, users)
-//!   in one-second ring buckets; window snapshots for the analyzer, Prometheus text.
+//! - [`metrics`]: lock-free counters and latency histograms per scope (old, new, fallback, users,
+//!   and mirror: shadow traffic) in one-second ring buckets; window snapshots for the analyzer,
+//!   Prometheus text.
 //! - [`store`]: the sled-backed plan store: plans, runs, current state, event log.
 //! - [`config`]: `cutover.toml` parsing and validation, one file per section (it still
 //!   re-exports the proxy's `Limits` until that type moves under config).

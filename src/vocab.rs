@@ -99,10 +99,12 @@ pub enum EventAction {
     RolledBack,
     Reload,
     ReloadRejected,
+    /// Shadow traffic: NEW answered copies unlike OLD (at most one such event per tick).
+    MirrorMismatch,
 }
 
 impl EventAction {
-    pub const ALL: [EventAction; 16] = [
+    pub const ALL: [EventAction; 17] = [
         EventAction::Start,
         EventAction::Pause,
         EventAction::Resume,
@@ -119,6 +121,7 @@ impl EventAction {
         EventAction::RolledBack,
         EventAction::Reload,
         EventAction::ReloadRejected,
+        EventAction::MirrorMismatch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +142,7 @@ impl EventAction {
             EventAction::RolledBack => "rolled_back",
             EventAction::Reload => "reload",
             EventAction::ReloadRejected => "reload_rejected",
+            EventAction::MirrorMismatch => "mirror_mismatch",
         }
     }
 }

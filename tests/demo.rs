@@ -317,3 +317,30 @@ fn no_protection_is_refused_where_there_is_none_to_turn_off() {
         "{err}"
     );
 }
+
+#[test]
+fn shadow_traffic_finds_the_collapse_before_any_user_moved() {
+    let r = demo("shadow");
+    let s = &r.summary;
+    assert_eq!(state(&r), "paused", "{s:#}\n{}", r.stdout);
+    assert_eq!(s["max_weight"], 0.0, "a user moved: {s:#}");
+    assert_eq!(s["final_weight"], 0.0, "{s:#}");
+    assert_eq!(s["user_failures"], 0, "users felt NEW's collapse: {s:#}");
+    assert_eq!(s["steps_total"], 7, "{s:#}");
+    let stop = first_stop(s);
+    assert_eq!(stop["actor"], "analyzer");
+    assert!(
+        ["mirror errors", "mirror slower than old"]
+            .contains(&s["stopped_by"].as_str().unwrap_or("")),
+        "{s:#}"
+    );
+    // The 10 % mirror step passed; the 40 % one found the collapse.
+    assert_eq!(s["steps_reached"], 2, "{s:#}");
+    assert!(
+        s["envs"]["new"]["peak_inflight"].as_u64().unwrap_or(0)
+            > s["envs"]["new"]["limit"].as_u64().unwrap_or(u64::MAX),
+        "NEW never saw the copied load: {s:#}"
+    );
+    assert_eq!(s["as_expected"], true, "{s:#}");
+    assert_eq!(s["ended_by"], "settled", "{s:#}\n{}", r.stdout);
+}

@@ -44,6 +44,8 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
                         } else {
                             Vec::new()
                         },
+                        mirror: Weight::ZERO,
+                        compare: false,
                     }
                 })
                 .collect();

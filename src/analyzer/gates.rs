@@ -123,7 +123,8 @@ fn displaced_data(snap: &WindowSnapshot) -> Value {
 /// Whether `gate` is evidence against NEW itself: a gate on NEW's own numbers (its failures,
 /// its latency, what it turned away), alone or compared with OLD under the same load.
 fn against_new(gate: &crate::plan::model::Gate) -> bool {
-    gate.metric.scope == Scope::New
+    // The copies of shadow traffic are NEW's own answers too.
+    matches!(gate.metric.scope, Scope::New | Scope::Mirror)
 }
 
 /// `demand above capacity: admission control is shedding on old 12/s, new 30/s` when an env

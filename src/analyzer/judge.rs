@@ -92,6 +92,8 @@ fn sample(snap: &WindowSnapshot, m: MetricRef) -> Option<(u64, &'static str)> {
         | MetricKind::P50Ms
         | MetricKind::P99Ms
         | MetricKind::DisplacedRate => Some((s.requests, "requests")),
+        MetricKind::DroppedRate => Some((s.requests + s.dropped, "copies")),
+        MetricKind::MismatchRate => Some((s.compared, "compared copies")),
     }
 }
 
@@ -117,7 +119,8 @@ fn lacking(snap: &WindowSnapshot, m: MetricRef, min_requests: u64, window: &str)
 ///
 /// Absence is evidence when the plan explains it: OLD has no users at 100 %, NEW none at 0 %,
 /// and FALLBACK only ever gets what an env could not answer, so with nothing displaced to it
-/// in the window its emptiness is the healthy case. `users` always carries traffic, and so do
+/// in the window its emptiness is the healthy case; `mirror` carries copies only during a step
+/// that mirrors, so with nothing chosen for copying it is empty by design too. `users` always carries traffic, and so do
 /// OLD and NEW at any weight in between: they still need `min_requests`. Only per-request
 /// metrics qualify; `share` and `probe_success` have samples of their own.
 pub fn empty_by_design(snap: &WindowSnapshot, m: MetricRef, weight: Weight) -> Option<String> {
@@ -125,7 +128,9 @@ pub fn empty_by_design(snap: &WindowSnapshot, m: MetricRef, weight: Weight) -> O
         MetricKind::ErrorRate
         | MetricKind::P50Ms
         | MetricKind::P99Ms
-        | MetricKind::DisplacedRate => {}
+        | MetricKind::DisplacedRate
+        | MetricKind::DroppedRate
+        | MetricKind::MismatchRate => {}
         _ => return None,
     }
     match m.scope {
@@ -138,6 +143,11 @@ pub fn empty_by_design(snap: &WindowSnapshot, m: MetricRef, weight: Weight) -> O
                 .sum();
             (displaced == 0 && snap.retries == 0)
                 .then(|| "nothing was displaced to fallback".to_string())
+        }
+        Scope::Mirror => {
+            let m = snap.scope(Scope::Mirror);
+            (m.requests + m.dropped + m.skipped == 0)
+                .then(|| "nothing was mirrored to new".to_string())
         }
         _ => None,
     }

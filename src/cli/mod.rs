@@ -130,7 +130,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// clean, connection-limit, half-capacity or herd
+    /// clean, connection-limit, half-capacity, herd or shadow
     #[arg(long, default_value = "connection-limit")]
     pub scenario: crate::demo::Scenario,
     /// Print a progress line per second and a summary instead of the console

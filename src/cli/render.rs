@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use crate::api::{EnvStats, Event, GateVerdict, PlanInfo, Status};
+use crate::api::{EnvStats, Event, GateVerdict, MirrorStatus, PlanInfo, Status};
 
 pub fn status(s: &Status, json: bool) -> String {
     if json {
@@ -40,6 +40,7 @@ pub fn status(s: &Status, json: bool) -> String {
     ] {
         let _ = writeln!(o, "{}", env_row(name, e));
     }
+    mirror(&mut o, &s.mirror);
     if s.displaced.to_fallback + s.displaced.failed > 0 {
         let _ = writeln!(
             o,
@@ -91,8 +92,7 @@ fn fleet(o: &mut String, f: &crate::api::FleetView) {
     let leader = f.leader.as_deref().unwrap_or("none");
     let _ = writeln!(
         o,
-        "
-fleet    {} instance(s), leader {leader}, this is {}",
+        "\nfleet    {} instance(s), leader {leader}, this is {}",
         f.instances.len(),
         f.instance
     );
@@ -109,6 +109,41 @@ fleet    {} instance(s), leader {leader}, this is {}",
             o,
             "  {:<24} {:<6} admin {:<21} proxy {:<21} {:>8.1} rps",
             i.id, mark, i.admin, i.proxy, i.rps
+        );
+    }
+}
+
+/// Shadow traffic: NEW's numbers on the copies as a row, what was not copied, and the latest
+/// mismatches; nothing when no copy was made or is being made.
+fn mirror(o: &mut String, m: &MirrorStatus) {
+    if m.percent == 0.0 && m.stats.requests + m.dropped + m.skipped == 0 {
+        return;
+    }
+    let _ = writeln!(o, "{}", env_row("mirror", &m.stats));
+    let mut line = format!(
+        "shadow   {}% of OLD's users copied to NEW, {} dropped, {} not copied",
+        fmt_num(m.percent),
+        m.dropped,
+        m.skipped
+    );
+    if m.compare || m.compared > 0 {
+        let _ = write!(
+            line,
+            "; {} compared, {} differed ({:.2}%)",
+            m.compared,
+            m.mismatches,
+            m.mismatch_rate * 100.0
+        );
+    }
+    let _ = writeln!(o, "{line}");
+    for x in &m.samples {
+        let new = x
+            .new_status
+            .map_or("no answer".to_owned(), |s| s.to_string());
+        let _ = writeln!(
+            o,
+            "  differs  {} {}  old {} new {}  ({})",
+            x.method, x.path, x.old_status, new, x.what
         );
     }
 }

@@ -8,7 +8,8 @@
 //! [`Config::parse`]); `check` the positioned checks every section uses; one file per section
 //! for the rest: `listen` (`[listen]`, `[admin]`, `[store]`), `envs` (`[envs.*]`, `[probes]`),
 //! `routing`, `proxy` (`[proxy]`, `[retry_budget]`), `limit_keys` (`[limits]`) and
-//! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`).
+//! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`) and `mirror`
+//! (`[mirror]`, shadow traffic).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ mod envs;
 mod limit_keys;
 mod limits;
 mod listen;
+mod mirror;
 mod protection;
 mod proxy;
 mod routing;
@@ -35,6 +37,7 @@ pub use check::{duration_max, DURATION_BOUNDS};
 pub use envs::{EnvConfig, Protocol, UpstreamConfig, DEFAULT_RESOLVE_INTERVAL};
 pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use listen::CertFiles;
+pub use mirror::MirrorConfig;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
 pub use store::{FleetConfig, DEFAULT_ETCD_TIMEOUT, DEFAULT_LEASE_TTL};
@@ -87,6 +90,8 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Admission control, new-session rates, tunnel drain and waiting room.
     pub protection: ProtectionConfig,
+    /// `[mirror]`: how shadow traffic is copied to NEW.
+    pub mirror: MirrorConfig,
 }
 
 impl Config {
@@ -169,6 +174,8 @@ struct RawConfig {
     tunnels: Option<protection::RawTunnels>,
     #[serde(default)]
     waiting_room: Option<protection::RawWaitingRoom>,
+    #[serde(default)]
+    mirror: Option<mirror::RawMirror>,
 }
 
 impl Config {
@@ -256,6 +263,7 @@ impl Config {
         let (probe_interval, probe_timeout) = c.probes(raw.probes.as_ref());
         let limits = c.limits(raw.limits.as_ref());
         let (store_path, fleet) = c.store(raw.store.as_ref(), base);
+        let mirror = c.mirror(raw.mirror.as_ref());
         let protection = c.protection(
             [
                 ("old", envs.old.as_ref()),
@@ -309,6 +317,7 @@ impl Config {
             limits,
             source: None,
             protection,
+            mirror,
         })
     }
 }

@@ -96,7 +96,7 @@ pub async fn run_with(
     let started_at_ms = now_ms();
     let t0 = Instant::now();
     let first = client
-        .start(setup::demo_plan(opts.speed))
+        .start(setup::plan_for(scenario, opts.speed))
         .await
         .map_err(DemoError::Client)?;
     let step_weights = first.step_weights.clone();

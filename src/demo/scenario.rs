@@ -29,6 +29,8 @@ pub enum Scenario {
     ConnectionLimit,
     HalfCapacity,
     Herd,
+    /// NEW fine on a few users, collapsing at 40 % of the load: found by shadow traffic.
+    Shadow,
 }
 
 /// What marks the start of a scenario's fault.
@@ -90,11 +92,12 @@ const FALLBACK: Profile = Profile {
 pub const BASE_USERS: usize = 200;
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::Clean,
         Scenario::ConnectionLimit,
         Scenario::HalfCapacity,
         Scenario::Herd,
+        Scenario::Shadow,
     ];
 
     pub fn name(self) -> &'static str {
@@ -103,6 +106,7 @@ impl Scenario {
             Scenario::ConnectionLimit => "connection-limit",
             Scenario::HalfCapacity => "half-capacity",
             Scenario::Herd => "herd",
+            Scenario::Shadow => "shadow",
         }
     }
 
@@ -124,6 +128,11 @@ impl Scenario {
                 "an outage drops every user, and all of them come back at the same instant: the \
                  proxy's admission control must keep OLD and NEW up"
             }
+            Scenario::Shadow => {
+                "NEW was never load-tested: it is fine with a few users but collapses at 40 % \
+                 of the load; the plan copies OLD's traffic to NEW before moving anyone, and \
+                 the mirror step must find the collapse before a single user moved"
+            }
         }
     }
 
@@ -136,6 +145,12 @@ impl Scenario {
             Scenario::HalfCapacity => {
                 new.capacity /= 2;
                 new.pool_size /= 2;
+            }
+            Scenario::Shadow => {
+                // Enough for a tenth of the load; past its capacity it thrashes.
+                new.capacity = 2;
+                new.pool_size = 2;
+                new.collapse_pct = 100;
             }
             Scenario::Clean | Scenario::Herd => {}
         }
@@ -159,7 +174,7 @@ impl Scenario {
         match self {
             Scenario::Clean => Fault::None,
             Scenario::ConnectionLimit => Fault::FirstReject(Env::New),
-            Scenario::HalfCapacity => Fault::Saturated(Env::New),
+            Scenario::HalfCapacity | Scenario::Shadow => Fault::Saturated(Env::New),
             Scenario::Herd => Fault::Herd,
         }
     }
@@ -169,7 +184,7 @@ impl Scenario {
         match self {
             Scenario::Clean => "",
             Scenario::ConnectionLimit => "NEW refused its first request at its connection limit",
-            Scenario::HalfCapacity => {
+            Scenario::HalfCapacity | Scenario::Shadow => {
                 "NEW is saturated: twice as many requests inside as it can serve"
             }
             Scenario::Herd => "the outage is over: every user reconnects at once",
@@ -188,6 +203,8 @@ impl Scenario {
             ],
             // Demand, not a fault of NEW: held (paused) or carried through, never rolled back.
             Scenario::Herd => vec![RunState::Paused, RunState::Completed, RunState::Running],
+            // Found at a mirror step: paused there, nobody to roll back.
+            Scenario::Shadow => vec![RunState::Paused],
         }
     }
 
@@ -200,6 +217,7 @@ impl Scenario {
                 "fallback taking traffic",
                 "users errors",
             ],
+            Scenario::Shadow => &["mirror errors", "mirror slower than old"],
             Scenario::Clean | Scenario::HalfCapacity | Scenario::Herd => &[],
         }
     }
@@ -254,7 +272,7 @@ impl fmt::Display for Scenario {
 
 /// An unknown scenario name, with the nearest known one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scenario `{given}`{}; scenarios: clean, connection-limit, half-capacity, herd",
+#[error("unknown scenario `{given}`{}; scenarios: clean, connection-limit, half-capacity, herd, shadow",
     .suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
 pub struct UnknownScenario {
     pub given: String,

@@ -18,12 +18,26 @@ use crate::router::Env;
 /// The plan `cutover demo` runs, as shipped.
 pub const DEMO_PLAN: &str = include_str!("../../plans/demo.toml");
 
+/// The steps the shadow scenario runs before the plan's own: every user stays on OLD while
+/// 10 %, then 40 % of them are copied to NEW.
+const MIRROR_STEPS: &str = "[[steps]]\nweight = 0\nmirror = 10\nhold = \"4s\"\n\n\
+                            [[steps]]\nweight = 0\nmirror = 40\nhold = \"6s\"\n";
+
 /// The demo plan with every step's `hold` and the rollback `ramp` divided by `speed`. The
 /// analysis interval and window stay: metrics move in whole seconds.
 pub fn demo_plan(speed: f64) -> String {
+    plan_for(Scenario::Clean, speed)
+}
+
+/// [`demo_plan`] as `scenario` runs it: the shadow scenario first copies traffic to NEW in
+/// steps of its own ([`MIRROR_STEPS`]).
+pub fn plan_for(scenario: Scenario, speed: f64) -> String {
     let Ok(mut doc) = DEMO_PLAN.parse::<DocumentMut>() else {
         return DEMO_PLAN.to_owned();
     };
+    if scenario == Scenario::Shadow {
+        prepend_mirror_steps(&mut doc);
+    }
     if let Some(steps) = doc.get_mut("steps").and_then(Item::as_array_of_tables_mut) {
         for step in steps.iter_mut() {
             if let Some(item) = step.get_mut("hold") {
@@ -35,6 +49,23 @@ pub fn demo_plan(speed: f64) -> String {
         scale_duration(item, speed);
     }
     doc.to_string()
+}
+
+fn prepend_mirror_steps(doc: &mut DocumentMut) {
+    let Ok(extra) = MIRROR_STEPS.parse::<DocumentMut>() else {
+        return;
+    };
+    let (Some(first), Some(steps)) = (
+        extra.get("steps").and_then(Item::as_array_of_tables),
+        doc.get_mut("steps").and_then(Item::as_array_of_tables_mut),
+    ) else {
+        return;
+    };
+    let mut all = first.clone();
+    for step in steps.iter() {
+        all.push(step.clone());
+    }
+    *steps = all;
 }
 
 fn scale_duration(item: &mut Item, speed: f64) {
@@ -137,6 +168,7 @@ pub fn scaled(d: Duration, speed: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Step;
 
     #[test]
     fn the_shipped_demo_plan_is_valid_at_any_speed() {
@@ -152,5 +184,28 @@ mod tests {
             assert_eq!(plan.rollback.ramp, scaled(original.rollback.ramp, speed));
             assert_eq!(plan.analysis, original.analysis);
         }
+    }
+
+    #[test]
+    fn the_shadow_scenario_mirrors_before_the_plan_moves_anyone() {
+        let plan = crate::plan::parse(&plan_for(Scenario::Shadow, 2.0)).expect("valid plan");
+        let original = crate::plan::parse(DEMO_PLAN).expect("demo.toml parses");
+        assert_eq!(plan.steps.len(), original.steps.len() + 2);
+        let mirrors: Vec<f64> = plan.steps[..2].iter().map(|s| s.mirror.percent()).collect();
+        assert_eq!(mirrors, [10.0, 40.0]);
+        assert!(plan.steps[..2]
+            .iter()
+            .all(|s| s.weight == crate::router::Weight::ZERO));
+        assert_eq!(plan.steps[1].hold, Duration::from_secs(3));
+        assert_eq!(
+            plan.steps[2..],
+            original.steps[..]
+                .iter()
+                .map(|s| Step {
+                    hold: scaled(s.hold, 2.0),
+                    ..s.clone()
+                })
+                .collect::<Vec<_>>()[..]
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Lock-free request metrics per scope (old, new, fallback, users).
+//! Lock-free request metrics per scope (old, new, fallback, users, and mirror: shadow traffic,
+//! whose own counts are in [`mirror`]).
 //!
 //! Owns: counters and latency histograms in one-second ring buckets, active-connection gauges,
 //! probe results, retry/shed/displacement counters, and the window snapshots the analyzer reads.
@@ -14,6 +15,7 @@
 
 pub mod faults;
 pub mod histogram;
+pub mod mirror;
 pub mod names;
 pub mod prometheus;
 pub mod ring;
@@ -23,6 +25,7 @@ mod window;
 use std::time::{Duration, Instant};
 
 pub use faults::{ClientFault, Handshake, ProxyFault};
+pub use mirror::MirrorCount;
 pub use names::{MetricKind, MetricRef, Scope};
 pub use prometheus::{render_prometheus, render_tunnels_to_move, GateGauge, RunGauges};
 pub use window::{HistoryPoint, RawScope, RawWindow, ScopeHistory};
@@ -84,13 +87,22 @@ pub struct ScopeWindow {
     /// Tunnels the drain closed on this env so their users reconnect to the other (for
     /// `users`: all envs).
     pub tunnels_drained: u64,
+    /// `mirror` only: copies dropped at the bound, requests of mirrored users not copied
+    /// (method or body), copies compared with OLD's answer and those that differed.
+    pub dropped: u64,
+    pub skipped: u64,
+    pub compared: u64,
+    pub mismatches: u64,
+    /// Dropped over chosen copies (sent + dropped), and mismatches over compared (0..1).
+    pub dropped_rate: f64,
+    pub mismatch_rate: f64,
 }
 
 /// All scopes over one window, the analyzer's input.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WindowSnapshot {
     pub window: Duration,
-    pub scopes: [ScopeWindow; 4],
+    pub scopes: [ScopeWindow; 5],
     /// Retries the proxy sent to FALLBACK in the window.
     pub retries: u64,
     /// Retries the retry budget refused in the window.
@@ -100,6 +112,8 @@ pub struct WindowSnapshot {
     /// Failed exchanges that were the proxy's own fault in the window, by
     /// [`ProxyFault::index`].
     pub proxy_errors: [u64; 1],
+    /// The latest copies whose answer differed from OLD's (newest last; [`mirror::SAMPLES`]).
+    pub mismatch_samples: Vec<mirror::Mismatch>,
 }
 
 impl WindowSnapshot {
@@ -120,6 +134,8 @@ impl WindowSnapshot {
             MetricKind::ProbeSuccess => return s.probe_success,
             MetricKind::ShedRate => s.shed_rate,
             MetricKind::DisplacedRate => s.displaced_rate,
+            MetricKind::DroppedRate => s.dropped_rate,
+            MetricKind::MismatchRate => s.mismatch_rate,
         })
     }
 }
@@ -198,9 +214,11 @@ impl WindowSnapshot {
 /// allocation. Reading (`window`, `history`, Prometheus) sums the slots and may allocate.
 pub struct Metrics {
     origin: Instant,
-    rings: [Ring; 4],
-    totals: [ScopeTotals; 4],
+    rings: [Ring; 5],
+    totals: [ScopeTotals; 5],
     global: GlobalTotals,
+    /// Shadow traffic's own counts and its sample of mismatches.
+    mirror: mirror::MirrorTotals,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -231,6 +249,7 @@ impl Metrics {
             rings: std::array::from_fn(|_| Ring::new()),
             totals: Default::default(),
             global: GlobalTotals::default(),
+            mirror: mirror::MirrorTotals::default(),
         }
     }
 

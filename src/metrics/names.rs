@@ -4,7 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::router::Env;
 
-/// Where a number is measured. `Users` is what users finally got, after any fallback.
+/// Where a number is measured. `Users` is what users finally got, after any fallback;
+/// `Mirror` is NEW's answers to the copies of OLD's users' requests (shadow traffic), which no
+/// user ever sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
@@ -12,11 +14,18 @@ pub enum Scope {
     New,
     Fallback,
     Users,
+    Mirror,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 4] = [Scope::Old, Scope::New, Scope::Fallback, Scope::Users];
-    pub const NAMES: [&'static str; 4] = ["old", "new", "fallback", "users"];
+    pub const ALL: [Scope; 5] = [
+        Scope::Old,
+        Scope::New,
+        Scope::Fallback,
+        Scope::Users,
+        Scope::Mirror,
+    ];
+    pub const NAMES: [&'static str; 5] = ["old", "new", "fallback", "users", "mirror"];
 
     pub fn as_str(self) -> &'static str {
         Self::NAMES[self.index()]
@@ -56,10 +65,14 @@ pub enum MetricKind {
     ShedRate,
     /// Requests this env could not answer (answered by FALLBACK or failed) over its requests.
     DisplacedRate,
+    /// `mirror` only: copies dropped (the per-worker bound was full) over copies chosen.
+    DroppedRate,
+    /// `mirror` only: compared copies whose answer differed from OLD's, over compared copies.
+    MismatchRate,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 9] = [
+    pub const ALL: [MetricKind; 11] = [
         MetricKind::Rps,
         MetricKind::ErrorRate,
         MetricKind::P50Ms,
@@ -69,8 +82,10 @@ impl MetricKind {
         MetricKind::ProbeSuccess,
         MetricKind::ShedRate,
         MetricKind::DisplacedRate,
+        MetricKind::DroppedRate,
+        MetricKind::MismatchRate,
     ];
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 11] = [
         "rps",
         "error_rate",
         "p50_ms",
@@ -80,6 +95,8 @@ impl MetricKind {
         "probe_success",
         "shed_rate",
         "displaced_rate",
+        "dropped_rate",
+        "mismatch_rate",
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,7 +115,14 @@ impl MetricKind {
                 | MetricKind::Share
                 | MetricKind::ProbeSuccess
                 | MetricKind::DisplacedRate
+                | MetricKind::DroppedRate
+                | MetricKind::MismatchRate
         )
+    }
+
+    /// Metrics only the `mirror` scope has.
+    pub fn mirror_only(self) -> bool {
+        matches!(self, MetricKind::DroppedRate | MetricKind::MismatchRate)
     }
 }
 

@@ -64,7 +64,11 @@ pub fn escape_label(s: &str) -> String {
     out
 }
 
-fn num(v: f64) -> String {
+/// The scopes of the `scope` label; shadow traffic has families of its own
+/// (`cutover_mirror_*`, [`super::mirror`]).
+const SCOPES: [Scope; 4] = [Scope::Old, Scope::New, Scope::Fallback, Scope::Users];
+
+pub(super) fn num(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
@@ -74,7 +78,7 @@ fn num(v: f64) -> String {
     }
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
@@ -90,7 +94,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "counter",
         "Requests (or attempts) finished, per scope; users is what users finally got.",
     );
-    for s in Scope::ALL {
+    for s in SCOPES {
         let _ = writeln!(
             o,
             "cutover_requests_total{{scope=\"{}\"}} {}",
@@ -105,7 +109,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "counter",
         "Failed requests per scope and kind (5xx, timeout, refused, reset, shed).",
     );
-    for s in Scope::ALL {
+    for s in SCOPES {
         for (k, kind) in ERROR_KINDS.iter().enumerate() {
             let v = t(s).errors(k);
             let _ = writeln!(
@@ -122,7 +126,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "histogram",
         "Latency of served requests per scope (shed requests are not timed).",
     );
-    for s in Scope::ALL {
+    for s in SCOPES {
         let mut cumulative = 0u64;
         for i in 0..=PROM_BUCKETS.len() {
             cumulative += t(s).latency_bucket(i);
@@ -153,7 +157,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "gauge",
         "Open connections and tunnels per scope.",
     );
-    for s in Scope::ALL {
+    for s in SCOPES {
         let _ = writeln!(
             o,
             "cutover_active_connections{{scope=\"{}\"}} {}",
@@ -168,7 +172,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "counter",
         "Requests refused by admission control, per scope.",
     );
-    for s in Scope::ALL {
+    for s in SCOPES {
         let _ = writeln!(
             o,
             "cutover_shed_total{{scope=\"{}\"}} {}",
@@ -327,6 +331,7 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "Percent of users routed to NEW.",
     );
     let _ = writeln!(o, "cutover_weight_percent {}", num(run.weight_percent));
+    super::mirror::render(&mut o, metrics);
     o
 }
 

@@ -90,9 +90,16 @@ pub enum Counter {
     ClientGone,
     /// Failed exchanges that were the proxy's own fault, by [`ProxyFault`] (`users`' ring).
     ProxyResources,
+    /// Copies not sent because the worker's bound on copies in flight was full (`mirror`).
+    MirrorDropped,
+    /// Requests of mirrored users not copied: a method not allowed, or a body (`mirror`).
+    MirrorSkipped,
+    /// Copies whose answer was compared with OLD's, and those that differed (`mirror`).
+    MirrorCompared,
+    MirrorMismatches,
 }
 
-const COUNTERS: usize = 20;
+const COUNTERS: usize = 24;
 
 impl Counter {
     pub fn client(kind: ClientFault) -> Counter {

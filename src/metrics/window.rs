@@ -34,6 +34,8 @@ pub struct ScopeHistory {
     pub new: Vec<HistoryPoint>,
     pub fallback: Vec<HistoryPoint>,
     pub users: Vec<HistoryPoint>,
+    #[serde(default)]
+    pub mirror: Vec<HistoryPoint>,
 }
 
 impl ScopeHistory {
@@ -43,6 +45,7 @@ impl ScopeHistory {
             Scope::New => &self.new,
             Scope::Fallback => &self.fallback,
             Scope::Users => &self.users,
+            Scope::Mirror => &self.mirror,
         }
     }
 
@@ -52,6 +55,7 @@ impl ScopeHistory {
             Scope::New => &mut self.new,
             Scope::Fallback => &mut self.fallback,
             Scope::Users => &mut self.users,
+            Scope::Mirror => &mut self.mirror,
         }
     }
 }
@@ -114,7 +118,7 @@ impl RawWindow {
 
     /// The analyzer's view of these counts.
     pub fn snapshot(&self) -> WindowSnapshot {
-        let sums: [Sum; 4] = std::array::from_fn(|i| {
+        let sums: [Sum; SCOPES] = std::array::from_fn(|i| {
             let mut sum = Sum::new();
             if let Some(raw) = self.scopes.get(i) {
                 for (slot, c) in sum.counters.iter_mut().zip(&raw.counters) {
@@ -134,9 +138,14 @@ impl RawWindow {
             self.span_s,
             &sums,
             active,
+            // Samples of mismatching requests stay with the instance that saw them.
+            Vec::new(),
         )
     }
 }
+
+/// The number of scopes, [`Scope::ALL`]'s length.
+const SCOPES: usize = Scope::ALL.len();
 
 fn sparse(dense: &[u64]) -> Vec<(u32, u64)> {
     dense
@@ -147,12 +156,31 @@ fn sparse(dense: &[u64]) -> Vec<(u32, u64)> {
         .collect()
 }
 
+/// The shadow traffic's own figures of a scope's window (zero for every scope but `mirror`).
+fn mirror_window(scope: Scope, s: &Sum, requests: u64) -> ScopeWindow {
+    if scope != Scope::Mirror {
+        return ScopeWindow::default();
+    }
+    let dropped = s.get(Counter::MirrorDropped);
+    let compared = s.get(Counter::MirrorCompared);
+    let mismatches = s.get(Counter::MirrorMismatches);
+    ScopeWindow {
+        dropped,
+        skipped: s.get(Counter::MirrorSkipped),
+        compared,
+        mismatches,
+        dropped_rate: ratio(dropped, requests + dropped),
+        mismatch_rate: ratio(mismatches, compared),
+        ..ScopeWindow::default()
+    }
+}
+
 impl Metrics {
     /// Every scope over the `window` ending at `now` (at most 126 s; longer is capped).
     pub fn window(&self, now: Instant, window: Duration) -> WindowSnapshot {
         let (span, sums) = self.sums(now, window);
         let active = std::array::from_fn(|i| self.active_now(Scope::ALL[i]));
-        derive(window, span, &sums, active)
+        derive(window, span, &sums, active, self.mismatch_samples())
     }
 
     /// [`Metrics::window`]'s counts before anything is derived, to publish and add up.
@@ -174,14 +202,14 @@ impl Metrics {
     }
 
     /// The span the window's seconds cover and each scope's sum over them.
-    fn sums(&self, now: Instant, window: Duration) -> (f64, [Sum; 4]) {
+    fn sums(&self, now: Instant, window: Duration) -> (f64, [Sum; SCOPES]) {
         let w = (window.as_secs_f64().ceil() as u64).clamp(1, MAX_WINDOW_SECONDS);
         let elapsed = now.saturating_duration_since(self.origin).as_secs_f64();
         let now_s = self.second(now);
         let frac = elapsed - now_s as f64;
         let span = ((w - 1) as f64 + frac).min(elapsed).max(1.0);
 
-        let sums: [Sum; 4] = std::array::from_fn(|i| {
+        let sums: [Sum; 5] = std::array::from_fn(|i| {
             let mut sum = Sum::new();
             for sec in now_s.saturating_sub(w - 1)..=now_s {
                 self.rings[i].read_into(sec, &mut sum);
@@ -221,7 +249,13 @@ impl Metrics {
 
 /// Rates, shares and percentiles of each scope from its sum over a window covering `span`
 /// seconds, and the active gauges.
-fn derive(window: Duration, span: f64, sums: &[Sum; 4], active: [u64; 4]) -> WindowSnapshot {
+fn derive(
+    window: Duration,
+    span: f64,
+    sums: &[Sum; SCOPES],
+    active: [u64; SCOPES],
+    mismatch_samples: Vec<super::mirror::Mismatch>,
+) -> WindowSnapshot {
     let env_requests: u64 = [Scope::Old, Scope::New, Scope::Fallback]
         .iter()
         .map(|s| sums[s.index()].get(Counter::Requests))
@@ -290,6 +324,7 @@ fn derive(window: Duration, span: f64, sums: &[Sum; 4], active: [u64; 4]) -> Win
             waiting_room: of(Counter::WaitingRoom),
             sessions_limited: of(Counter::SessionsLimited),
             tunnels_drained: of(Counter::TunnelsDrained),
+            ..mirror_window(scope, s, requests)
         }
     });
 
@@ -302,5 +337,6 @@ fn derive(window: Duration, span: f64, sums: &[Sum; 4], active: [u64; 4]) -> Win
         budget_exhausted: fallback.get(Counter::BudgetExhausted),
         client_errors: ClientFault::ALL.map(|k| users.get(Counter::client(k))),
         proxy_errors: ProxyFault::ALL.map(|k| users.get(Counter::proxy(k))),
+        mismatch_samples,
     }
 }

@@ -84,9 +84,10 @@ pub fn start(
     let salt = control
         .run()
         .map_or(parts.default_salt.clone(), |r| r.plan().salt.clone());
+    let (mirror, compare) = super::mirror::in_force(&control);
     parts
         .router
-        .publish(RoutingTable::new(control.weight(), &salt));
+        .publish(RoutingTable::new(control.weight(), &salt).with_mirror(mirror, compare));
     let (tx, rx) = mpsc::channel(64);
     let (status_tx, status_rx) = watch::channel(Status::default());
     let (events_tx, _) = broadcast::channel(1024);
@@ -306,6 +307,11 @@ impl Driver {
                 }
             }
         }
+        if let Some(t) = super::mirror::mismatch_event(&self.control, &self.parts.metrics) {
+            if let Err(e) = self.commit(t, "analyzer").await {
+                tracing::error!(error = %e, "could not record shadow traffic's mismatches");
+            }
+        }
     }
 
     /// Save progress (no event), e.g. the hold served so far.
@@ -502,10 +508,17 @@ impl Driver {
         let salt = control
             .run()
             .map_or(table.salt().to_owned(), |r| r.plan().salt.clone());
-        if table.weight() != control.weight() || table.salt() != salt {
-            self.parts
-                .router
-                .publish(table.with_salt(&salt).with_weight(control.weight()));
+        let (mirror, compare) = super::mirror::in_force(control);
+        if table.weight() != control.weight()
+            || table.salt() != salt
+            || (table.mirror(), table.compare()) != (mirror, compare)
+        {
+            self.parts.router.publish(
+                table
+                    .with_salt(&salt)
+                    .with_weight(control.weight())
+                    .with_mirror(mirror, compare),
+            );
         }
     }
 

@@ -46,6 +46,7 @@ pub fn build(
         },
         client_errors: snap.client_errors(),
         fleet: None,
+        mirror: super::mirror::status(control, snap),
     }
 }
 

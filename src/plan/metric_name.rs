@@ -8,6 +8,14 @@ use crate::metrics::{MetricKind, MetricRef, Scope};
 pub(super) fn read_metric(r: &mut Reader<'_>, f: &Field<'_>) -> Option<MetricRef> {
     let name = r.string(f)?;
     if let Some(m) = MetricRef::parse(name) {
+        if m.metric.mirror_only() && m.scope != Scope::Mirror {
+            r.error(
+                f.at,
+                format!("`{}` is a metric of shadow traffic only", m.metric.as_str()),
+                format!("write `mirror.{}`", m.metric.as_str()),
+            );
+            return None;
+        }
         return Some(m);
     }
     let hint = match suggest_metric(name) {

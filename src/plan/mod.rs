@@ -6,7 +6,7 @@
 //! store.
 //!
 //! Layout: [`model`] (the validated data), `parse` (top level, `[analysis]`, `[rollback]`),
-//! `steps` and `checks` (`[[steps]]`, `[[steps.checks]]`), `gates`, `condition` and `metric_name` (`[[gates]]`), `reader`
+//! `steps`, `checks` and `mirror` (`[[steps]]`, `[[steps.checks]]`, a step's shadow traffic), `gates`, `condition` and `metric_name` (`[[gates]]`), `reader`
 //! (typed access to a `toml_edit` document with spans), [`diagnostic`] (the error shape).
 //! The keys and their rules are documented for users in `docs/plans.md`.
 
@@ -15,6 +15,7 @@ mod condition;
 pub mod diagnostic;
 mod gates;
 mod metric_name;
+mod mirror;
 pub mod model;
 mod parse;
 mod reader;

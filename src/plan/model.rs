@@ -67,6 +67,13 @@ pub struct Step {
     pub approval: bool,
     /// Run before the step's weight is applied; a failure pauses the run.
     pub checks: Vec<Check>,
+    /// Share of OLD's users whose requests are also copied to NEW during the step (shadow
+    /// traffic, `src/proxy/mirror`); zero: none.
+    #[serde(default)]
+    pub mirror: Weight,
+    /// Compare NEW's answers to the copies with OLD's answers.
+    #[serde(default)]
+    pub compare: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

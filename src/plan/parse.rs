@@ -46,6 +46,7 @@ pub fn parse(text: &str) -> Result<Plan, Vec<Diagnostic>> {
     let rollback = read_rollback(&mut r, &root);
     let steps = steps::read(&mut r, &root);
     let gates = gates::read(&mut r, &root);
+    super::mirror::check_compared(&mut r, &root, &steps, &gates);
 
     if r.has_errors() {
         return Err(r.finish());

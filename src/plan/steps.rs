@@ -1,15 +1,17 @@
-//! `[[steps]]`: weights that rise strictly within (0, 100] %, holds, approvals, and the
-//! pre-flight checks of each step (read by [`super::checks`]).
+//! `[[steps]]`: weights that rise strictly within (0, 100] % (or stay, on a step that
+//! mirrors), holds, approvals, the pre-flight checks of each step (read by [`super::checks`])
+//! and its shadow traffic (read by [`super::mirror`]).
 
 use std::time::Duration;
 
 use super::checks;
+use super::mirror;
 use super::model::bounds::MAX_HOLD;
 use super::model::Step;
 use super::reader::{Reader, Section};
 use crate::router::Weight;
 
-const STEP_KEYS: &[&str] = &["weight", "hold", "approval", "checks"];
+const STEP_KEYS: &[&str] = &["weight", "hold", "approval", "checks", "mirror", "compare"];
 
 /// Every step of the plan; reports a missing or empty `steps`.
 pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
@@ -39,7 +41,8 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
         last_weight_at = section.field("weight").map(|f| f.at);
         section.check_keys(r, STEP_KEYS);
         let n = i + 1;
-        let weight = read_weight(r, section, n, &mut previous);
+        let (mirror, compare) = mirror::read(r, section, n);
+        let weight = read_weight(r, section, n, &mut previous, mirror > Weight::ZERO);
         let hold = section
             .field("hold")
             .and_then(|f| r.bounded_duration(&f, Duration::ZERO, MAX_HOLD, "10m"))
@@ -60,6 +63,8 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
             hold,
             approval,
             checks,
+            mirror,
+            compare,
         });
     }
     // `completed` means every user is on NEW: a plan that stops short could never say so.
@@ -81,6 +86,7 @@ fn read_weight(
     section: &Section<'_>,
     n: usize,
     previous: &mut Option<(f64, Weight)>,
+    mirrors: bool,
 ) -> Option<Weight> {
     let Some(f) = section.field("weight") else {
         r.error(
@@ -91,11 +97,16 @@ fn read_weight(
         return None;
     };
     let pct = r.number(&f, "10")?;
+    // A step that only mirrors moves no user: `weight = 0` with `mirror` above 0.
+    if mirrors && (pct == 0.0 || previous.is_some_and(|(p, _)| pct <= p)) {
+        return mirror::keep_weight(r, &f, n, pct, previous);
+    }
     if pct <= 0.0 || pct > 100.0 {
         r.error(
             f.at,
             format!("step {n}: `weight` {pct} is outside 0 < weight <= 100"),
-            "weights are percent of users on NEW: use a value above 0 and at most 100",
+            "weights are percent of users on NEW: use a value above 0 and at most 100 (or \
+             `weight = 0` on a step that only mirrors, with `mirror` above 0)",
         );
         return None;
     }

@@ -55,6 +55,12 @@ impl Router {
         self.bump();
     }
 
+    /// Publish the current table with a new mirror share and comparison (weight kept).
+    pub fn set_mirror(&self, mirror: Weight, compare: bool) {
+        self.table.rcu(|t| t.with_mirror(mirror, compare));
+        self.bump();
+    }
+
     /// Publish the current table with a new weight.
     pub fn set_weight(&self, weight: Weight) {
         self.table.rcu(|t| t.with_weight(weight));

@@ -87,6 +87,13 @@ pub struct RoutingTable {
     weight: Weight,
     salt: Arc<str>,
     seed: u64,
+    /// Share of OLD's users whose requests are also copied to NEW (shadow traffic).
+    mirror: Weight,
+    /// The first bucket past the mirrored users: OLD's users are buckets `weight..`, the
+    /// mirrored ones `weight..mirror_end` — the users the next weight step moves first.
+    mirror_end: u32,
+    /// Compare NEW's answers to the copies with OLD's (a step's `compare`).
+    compare: bool,
 }
 
 impl RoutingTable {
@@ -95,15 +102,42 @@ impl RoutingTable {
             weight,
             salt: Arc::from(salt),
             seed: salt_seed(salt),
+            mirror: Weight::ZERO,
+            mirror_end: weight.0,
+            compare: false,
         }
     }
 
-    /// The same table with another weight (salt kept).
+    /// The same table with another weight (salt and mirror kept).
     pub fn with_weight(&self, weight: Weight) -> Self {
         RoutingTable {
             weight,
             ..self.clone()
         }
+        .with_mirror(self.mirror, self.compare)
+    }
+
+    /// The same table copying `mirror` of OLD's users' requests to NEW, comparing the
+    /// answers when `compare` (weight and salt kept).
+    pub fn with_mirror(&self, mirror: Weight, compare: bool) -> Self {
+        let old_buckets = BUCKETS - self.weight.0;
+        let mirrored = u64::from(old_buckets) * u64::from(mirror.0) / u64::from(BUCKETS);
+        RoutingTable {
+            mirror,
+            mirror_end: self.weight.0 + mirrored as u32,
+            compare: compare && mirror > Weight::ZERO,
+            ..self.clone()
+        }
+    }
+
+    /// Share of OLD's users whose requests are copied to NEW.
+    pub fn mirror(&self) -> Weight {
+        self.mirror
+    }
+
+    /// Whether the copies' answers are compared with OLD's.
+    pub fn compare(&self) -> bool {
+        self.compare
     }
 
     /// The same table with another salt (reshuffles users; weight kept).
@@ -128,10 +162,18 @@ impl RoutingTable {
     /// way; docs/config.md.)
     #[inline]
     pub fn route(&self, key: &[u8]) -> Env {
-        if bucket(self.seed, key) < self.weight.0 {
-            Env::New
+        self.route_mirrored(key).0
+    }
+
+    /// [`RoutingTable::route`], and whether the request is also copied to NEW: a user on OLD
+    /// whose bucket is among the mirrored ones (whole users, by the same sticky bucket).
+    #[inline]
+    pub fn route_mirrored(&self, key: &[u8]) -> (Env, bool) {
+        let b = bucket(self.seed, key);
+        if b < self.weight.0 {
+            (Env::New, false)
         } else {
-            Env::Old
+            (Env::Old, b < self.mirror_end)
         }
     }
 }
@@ -147,6 +189,38 @@ mod tests {
         assert_eq!(Weight::from_percent(-1.0), Weight::ZERO);
         assert_eq!(Weight::from_percent(f64::NAN), Weight::ZERO);
         assert_eq!(Weight::from_bp(20_000), Weight::FULL);
+    }
+
+    #[test]
+    fn mirror_copies_whole_users_of_old_only() {
+        let t = RoutingTable::new(Weight::from_percent(20.0), "s")
+            .with_mirror(Weight::from_percent(50.0), true);
+        let (mut new, mut mirrored, mut old) = (0, 0, 0);
+        for i in 0..20_000 {
+            let k = format!("u{i}");
+            match t.route_mirrored(k.as_bytes()) {
+                (Env::New, m) => {
+                    assert!(!m, "a user on NEW is never mirrored");
+                    new += 1;
+                }
+                (_, true) => mirrored += 1,
+                _ => old += 1,
+            }
+            assert_eq!(t.route_mirrored(k.as_bytes()).0, t.route(k.as_bytes()));
+        }
+        assert!((3_600..4_400).contains(&new), "{new}");
+        // Half of OLD's 80 %: about 8,000 of 20,000.
+        assert!((7_400..8_600).contains(&mirrored), "{mirrored}");
+        assert!((7_400..8_600).contains(&old), "{old}");
+        // The weight moves, the mirror share of OLD stays.
+        let t2 = t.with_weight(Weight::from_percent(60.0));
+        assert_eq!(t2.mirror(), Weight::from_percent(50.0));
+        assert!(t2.compare());
+        assert!(!RoutingTable::new(Weight::ZERO, "s").compare());
+        let full = RoutingTable::new(Weight::ZERO, "s").with_mirror(Weight::FULL, false);
+        assert!(
+            (0..500).all(|i| full.route_mirrored(format!("u{i}").as_bytes()) == (Env::Old, true))
+        );
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn action_style(action: EventAction) -> Style {
         | A::AwaitApproval
         | A::Ramp
         | A::Reload
-        | A::ReloadRejected => s,
+        | A::ReloadRejected
+        | A::MirrorMismatch => s,
     }
 }

@@ -9,7 +9,8 @@
 //! 5. **record** ([`record`]): what the env and the user saw, once each.
 //!
 //! Upgrades take the same first two layers and are then handed over ([`upgrade`]); the
-//! proxy's own answers are worded in [`answer`].
+//! proxy's own answers are worded in [`answer`]. A mirrored user's request is also copied to
+//! NEW once it is answered ([`mirror`], compared by `compare`).
 //!
 //! Owns: [`Proxy`] (everything a request shares, rebuilt on a reload) and [`Session`] (what
 //! a connection's requests share). Must not touch: sockets or connections (the client room
@@ -19,9 +20,11 @@
 
 pub(crate) mod admit;
 pub(crate) mod answer;
+mod compare;
 pub(crate) mod fallback;
 pub(crate) mod forced;
 pub(crate) mod forward;
+pub(crate) mod mirror;
 pub(crate) mod record;
 pub(crate) mod route;
 pub(crate) mod shed;
@@ -62,6 +65,7 @@ pub struct Proxy {
     override_secret_header: HeaderName,
     override_secret: Option<Box<[u8]>>,
     trust_forwarded: bool,
+    mirror: mirror::Mirror,
 }
 
 impl Proxy {
@@ -90,6 +94,7 @@ impl Proxy {
                 .as_ref()
                 .map(|s| s.as_bytes().to_vec().into_boxed_slice()),
             trust_forwarded: cfg.trust_forwarded,
+            mirror: mirror::Mirror::new(&cfg.mirror, cfg.new.request_timeout),
         }
     }
 
@@ -115,7 +120,7 @@ impl Proxy {
             }
             return Box::pin(self.forced(req, client, conn, env, seen, start)).await;
         }
-        let (env, key) = self.route(&req, client, upgrade);
+        let (env, mirrored, key) = self.route(&req, client, upgrade);
         if let Some(shed) = self.open_session(env, upgrade, conn, &req, start) {
             return shed;
         }
@@ -130,19 +135,26 @@ impl Proxy {
         let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
         route::frame_unknown_length(&mut parts.headers, &body);
         let out = Outgoing::of(&parts, &path, false, seen);
+        // A mirrored user's request (never an upgrade): copied before the body goes.
+        let copy = mirrored.and_then(|compare| {
+            let has_body = body
+                .as_ref()
+                .is_some_and(|b| !hyper::body::Body::is_end_stream(b));
+            self.copy_of(&out, has_body, compare)
+        });
         let first = match permit {
             Ok(permit) => self.forward(env, &out, body, permit, start).await,
             Err(admission::Shed) => self.shed_unsent(env, &parts, body, start),
         };
         let (resp, users) = match first {
-            First::Done(resp) => return resp,
+            First::Done(resp) => return mirror::after(copy, resp),
             First::Answered(resp, users) => (resp, users),
             First::Fallback(failed, unsent) => {
                 Box::pin(self.fallback(env, start, &out, unsent, failed)).await
             }
         };
         self.record_users(users, start);
-        resp
+        mirror::after(copy, resp)
     }
 
     /// Tunnels moved per second by the drain after a weight change.

@@ -36,15 +36,16 @@ impl Proxy {
         (seen, forced)
     }
 
-    /// The env the routing table gives `req`'s user, and for an upgrade its user key (tunnels
-    /// remember their user so the drain can move them later).
+    /// The env the routing table gives `req`'s user; whether the request is also copied to
+    /// NEW (`Some(compare)`: a mirrored user, never for an upgrade); and for an upgrade its
+    /// user key (tunnels remember their user so the drain can move them later).
     #[inline]
     pub(super) fn route(
         &self,
         req: &Request<ClientBody>,
         client: SocketAddr,
         upgrade: bool,
-    ) -> (Env, Option<Box<[u8]>>) {
+    ) -> (Env, Option<bool>, Option<Box<[u8]>>) {
         let table = self.router.load();
         let user = key::extract(
             &self.key_sources,
@@ -52,8 +53,13 @@ impl Proxy {
             req.uri().query(),
             client.ip(),
         );
-        let env = table.route(user.as_bytes());
-        (env, upgrade.then(|| Box::<[u8]>::from(user.as_bytes())))
+        let (env, mirrored) = table.route_mirrored(user.as_bytes());
+        let copy = (mirrored && !upgrade).then(|| table.compare());
+        (
+            env,
+            copy,
+            upgrade.then(|| Box::<[u8]>::from(user.as_bytes())),
+        )
     }
 
     /// The env named by a valid override header, if the request carries the secret.

@@ -138,6 +138,14 @@ impl EnvGuard {
 #[derive(Debug)]
 pub(crate) struct Permit(Option<Arc<Limiter>>);
 
+impl Permit {
+    /// No slot of any limit: for a copy of shadow traffic, which NEW's admission never
+    /// counts (its own per-worker bound holds it instead).
+    pub(crate) fn unlimited() -> Permit {
+        Permit(None)
+    }
+}
+
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(l) = self.0.take() {

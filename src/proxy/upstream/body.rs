@@ -323,6 +323,8 @@ pub(crate) enum RespBody {
         _permit: Permit,
     },
     Own(Full<Bytes>),
+    /// An answer whose bytes are also kept for shadow traffic's comparison ([`super::tap`]).
+    Tapped(Box<super::tap::Tapped>),
 }
 
 impl RespBody {
@@ -393,6 +395,16 @@ impl Body for RespBody {
             RespBody::Own(full) => Pin::new(full)
                 .poll_frame(cx)
                 .map_err(|never| match never {}),
+            RespBody::Tapped(t) => {
+                let frame = Pin::new(&mut t.inner).poll_frame(cx);
+                if let Poll::Ready(Some(Ok(f))) = &frame {
+                    t.seen(f);
+                }
+                if matches!(frame, Poll::Ready(None)) || t.inner.is_end_stream() {
+                    t.ended();
+                }
+                frame
+            }
         }
     }
 
@@ -400,6 +412,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream { body, .. } => body.is_end_stream(),
             RespBody::Own(full) => full.is_end_stream(),
+            RespBody::Tapped(t) => t.inner.is_end_stream(),
         }
     }
 
@@ -407,6 +420,7 @@ impl Body for RespBody {
         match self {
             RespBody::Upstream { body, .. } => body.size_hint(),
             RespBody::Own(full) => full.size_hint(),
+            RespBody::Tapped(t) => t.inner.size_hint(),
         }
     }
 }

@@ -21,3 +21,4 @@ pub mod h1;
 pub(crate) mod h2;
 pub(crate) mod pool;
 pub(crate) mod rawconn;
+pub(crate) mod tap;
