@@ -49,6 +49,24 @@ pub struct Status {
     /// counted in an env's `error_rate` nor in `users`.
     #[serde(default)]
     pub client_errors: ClientErrors,
+    /// Could OLD take every user back now (rollback headroom, docs/analyzer.md)? Absent when
+    /// `[envs.old] capacity_rps` is not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<Headroom>,
+}
+
+/// Rollback headroom over the analysis window: what OLD would need after a rollback (the
+/// users' whole demand) against what it has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Headroom {
+    pub need_rps: f64,
+    pub old_capacity_rps: f64,
+    /// What FALLBACK could still take (0 without its declared capacity).
+    pub fallback_spare_rps: f64,
+    /// Capacity plus FALLBACK's spare less the need: below 0 a rollback would overload OLD.
+    pub headroom_rps: f64,
+    /// `OLD would need 1,840 rps, it has 1,200`.
+    pub text: String,
 }
 
 /// Failed exchanges that were the client's fault, over the analysis window, by kind (the

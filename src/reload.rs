@@ -340,6 +340,16 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.salt != new.salt {
         keys.push("routing.salt");
     }
+    // Read once by the driver's recorder and headroom estimate (crate::foresight).
+    if old.ticks_retention != new.ticks_retention {
+        keys.push("store.ticks_retention");
+    }
+    if old.old.capacity_rps != new.old.capacity_rps {
+        keys.push("envs.old.capacity_rps");
+    }
+    if old.fallback.capacity_rps != new.fallback.capacity_rps {
+        keys.push("envs.fallback.capacity_rps");
+    }
     keys
 }
 

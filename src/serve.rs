@@ -148,6 +148,7 @@ pub async fn run(
             tunnels_to_move: Arc::new(move || tunnels.misplaced()),
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
+            foresight: Arc::new(crate::orchestrator::recorder::Foresight::from_config(&cfg)),
         },
         stopped(),
     )?;

@@ -44,6 +44,7 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
                         } else {
                             Vec::new()
                         },
+                        headroom_check: true,
                     }
                 })
                 .collect();

@@ -55,6 +55,8 @@ pub(super) struct RawAdmin {
 pub(super) struct RawStore {
     /// Default `cutover-data`, beside the config file.
     pub(super) path: Option<String>,
+    /// How long recorded analysis ticks are kept (default 1 day; docs/config.md).
+    pub(super) ticks_retention: Option<toml::Spanned<String>>,
 }
 
 impl Checker<'_> {

@@ -21,6 +21,7 @@ use super::machine::{self, Command, Control, Effect, Tick, Transition};
 use super::status;
 use crate::analyzer::{self, GateReport, GateTracker};
 use crate::api::{NewEvent, Status};
+use crate::foresight::headroom::{self, estimate};
 use crate::metrics::Metrics;
 use crate::plan::Analysis;
 use crate::router::{Router, RoutingTable, Weight};
@@ -44,6 +45,8 @@ pub struct Parts {
     pub env_addrs: Arc<arc_swap::ArcSwap<EnvAddrs>>,
     /// Salt used while no run has set one.
     pub default_salt: String,
+    /// Tick recording and rollback headroom (`super::recorder`).
+    pub foresight: Arc<super::recorder::Foresight>,
 }
 
 struct CheckResult {
@@ -257,6 +260,15 @@ impl Driver {
             .duration_since(self.last_eval)
             .min(eval_interval(&self.analysis()).saturating_mul(3));
         self.last_eval = now;
+        // What the analyzer judges (or would), recorded every tick for `plan simulate`.
+        let snap = self
+            .parts
+            .metrics
+            .window(now.into_std(), self.analysis().window);
+        let weight = self.control.weight();
+        self.parts
+            .foresight
+            .record(&self.parts.store, now_ms(), weight, &snap);
         if !self.control.needs_ticks() {
             return;
         }
@@ -264,10 +276,6 @@ impl Driver {
         let observation = match self.control.run().filter(|_| self.control.is_active()) {
             Some(run) => {
                 let plan = run.plan().clone();
-                let snap = self
-                    .parts
-                    .metrics
-                    .window(now.into_std(), plan.analysis.window);
                 let evaluation =
                     analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
                 self.gates = evaluation.gates;
@@ -279,6 +287,8 @@ impl Driver {
                 notes: Vec::new(),
             },
         };
+        let headroom = estimate(&snap, self.parts.foresight.capacity());
+        let observation = headroom::guard(&self.control, dt, headroom.as_ref(), observation);
         match machine::tick(&self.control, dt, &observation) {
             Tick::Nothing => {}
             Tick::Progress(control) => {
@@ -414,13 +424,14 @@ impl Driver {
     fn publish_status(&self) {
         let window = self.analysis().window;
         let snap = self.parts.metrics.window(Instant::now().into_std(), window);
-        let s = status::build(
+        let mut s = status::build(
             &self.control,
             &snap,
             &self.gates,
             self.last_event_id,
             (self.parts.tunnels_to_move)(),
         );
+        s.headroom = self.parts.foresight.status_view(&snap);
         self.status_tx.send_replace(s);
     }
 }

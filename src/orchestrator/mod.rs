@@ -2,13 +2,15 @@
 //!
 //! Owns: [`machine`] (pure transitions, time passed in), [`driver`] (the one task that evaluates
 //! gates each interval, runs pre-step [`checks`], and applies transitions — store first,
-//! flushed; router second), the [`handle`] the control API talks to, and the [`status`] value.
+//! flushed; router second), the [`handle`] the control API talks to, the [`status`] value, and
+//! the [`recorder`] that keeps each analysis tick for `plan simulate`.
 //! Must not touch: the request path.
 
 pub mod checks;
 pub mod driver;
 pub mod handle;
 pub mod machine;
+pub mod recorder;
 pub mod status;
 
 pub use crate::vocab::RunState;

@@ -45,6 +45,7 @@ pub fn build(
             ..snap.protection()
         },
         client_errors: snap.client_errors(),
+        headroom: None,
     }
 }
 

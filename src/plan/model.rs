@@ -67,6 +67,15 @@ pub struct Step {
     pub approval: bool,
     /// Run before the step's weight is applied; a failure pauses the run.
     pub checks: Vec<Check>,
+    /// Hold before this step when a rollback from it could not be absorbed by OLD
+    /// (`crate::foresight::headroom`); `headroom_check = false` for an OLD being retired.
+    #[serde(default = "yes")]
+    pub headroom_check: bool,
+}
+
+/// Serde default of keys that are on unless a plan says otherwise.
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

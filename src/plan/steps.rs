@@ -9,7 +9,7 @@ use super::model::Step;
 use super::reader::{Reader, Section};
 use crate::router::Weight;
 
-const STEP_KEYS: &[&str] = &["weight", "hold", "approval", "checks"];
+const STEP_KEYS: &[&str] = &["weight", "hold", "approval", "checks", "headroom_check"];
 
 /// Every step of the plan; reports a missing or empty `steps`.
 pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
@@ -48,6 +48,10 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
             .field("approval")
             .and_then(|f| r.boolean(&f))
             .unwrap_or(false);
+        let headroom_check = section
+            .field("headroom_check")
+            .and_then(|f| r.boolean(&f))
+            .unwrap_or(true);
         let checks = match section.field("checks") {
             Some(f) => r
                 .tables(&f, "[[steps.checks]]")
@@ -60,6 +64,7 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
             hold,
             approval,
             checks,
+            headroom_check,
         });
     }
     // `completed` means every user is on NEW: a plan that stops short could never say so.

@@ -8,7 +8,9 @@
 //! - `runs`: run id (big-endian u64) → that run's latest orchestrator state (JSON);
 //! - `state`: `current` → the orchestrator's current state (JSON), what a restart resumes;
 //! - `events`: event id (big-endian u64, 1, 2, ...) → [`crate::api::Event`] (JSON);
-//! - `meta`: `format_version`, `last_event_id`, `last_run_id` (big-endian u64).
+//! - `meta`: `format_version`, `last_event_id`, `last_run_id` (big-endian u64);
+//! - `ticks`: a tick's time in ms (big-endian u64) → what the analyzer judged then
+//!   ([`crate::foresight::TickRecord`], JSON), pruned after `[store] ticks_retention`.
 //!
 //! Big-endian keys make sled's byte order the id order, so ranges over ids are ranges over keys.
 //! A state change and its event are written in one transaction across `state`, `runs`,
@@ -39,6 +41,7 @@ mod open;
 mod plans;
 #[cfg(test)]
 mod tests;
+mod ticks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

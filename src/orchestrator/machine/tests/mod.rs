@@ -30,6 +30,7 @@ pub(super) fn step(pct: f64, hold_s: u64, approval: bool, checks: bool) -> Step 
         } else {
             Vec::new()
         },
+        headroom_check: true,
     }
 }
 
