@@ -55,6 +55,14 @@ pub struct Status {
     pub headroom: Option<Headroom>,
 }
 
+/// `GET /v1/ticks`: recorded analysis ticks, oldest first; ask again from `next` (a tick
+/// time in ms) for the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TicksPage {
+    pub ticks: Vec<crate::foresight::TickRecord>,
+    pub next: Option<u64>,
+}
+
 /// Rollback headroom over the analysis window: what OLD would need after a rollback (the
 /// users' whole demand) against what it has.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

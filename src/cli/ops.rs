@@ -105,7 +105,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
 }
 
 /// Find the API URL and token: flags, then environment, then the server config.
-fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
+pub(super) fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
     let cfg_path = conn.config.clone().or_else(|| {
         Path::new("cutover.toml")
             .exists()
@@ -172,6 +172,7 @@ pub async fn operator(cmd: Command) -> ExitCode {
         Command::Serve { .. }
         | Command::Config { .. }
         | Command::Plan { .. }
+        | Command::Metrics { .. }
         | Command::Demo(_) => return ExitCode::FAILURE,
     };
     let actor = if matches!(cmd, Command::Console { .. }) {
@@ -218,6 +219,7 @@ pub async fn operator(cmd: Command) -> ExitCode {
         Command::Serve { .. }
         | Command::Config { .. }
         | Command::Plan { .. }
+        | Command::Metrics { .. }
         | Command::Demo(_) => return ExitCode::FAILURE,
     };
     match result {
@@ -271,7 +273,7 @@ async fn console(client: Client) -> ExitCode {
     }
 }
 
-fn report(e: &ClientError, json: bool) -> ExitCode {
+pub(super) fn report(e: &ClientError, json: bool) -> ExitCode {
     match e {
         ClientError::Api { status, body } => {
             if json {

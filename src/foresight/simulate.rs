@@ -12,7 +12,9 @@
 //! approvals are given (unless [`Approvals::None`]: then the run waits at the first one and the
 //! simulation ends there). The recorded figures are what was judged over the recording's own
 //! window: the plan's `window` is not re-applied, and ticks come at the recording's pace, not
-//! at the plan's `interval`.
+//! at the plan's `interval` (a gate's `after` counts lines). A line stands for at most three
+//! times the longer of the plan's interval and the line's window, so a file written at one
+//! line per 30 s window serves holds at its own pace.
 
 use std::time::Duration;
 
@@ -167,11 +169,14 @@ pub fn simulate(
             r.command(Command::Approve, "simulated approval", rec.t_ms);
         }
         ticks += 1;
+        // The driver caps a tick at three intervals; a line of a sparser file stands for the
+        // window it covers, so the cap is three of whichever is longer.
+        let pace = Duration::try_from_secs_f64(rec.window_s.max(0.0)).unwrap_or_default();
         let dt = match last {
             None => interval,
             Some(prev) => Duration::from_millis(rec.t_ms.saturating_sub(prev)),
         }
-        .min(interval.saturating_mul(3));
+        .min(interval.max(pace).saturating_mul(3));
         last = Some(rec.t_ms);
         let weight = r.control.weight();
         let snap = rec.snapshot_at(weight);
