@@ -26,6 +26,11 @@ pub struct TickRecord {
     pub t_ms: u64,
     /// Percent of users on NEW when the tick was judged.
     pub weight: f64,
+    /// The time the live driver let pass at this tick, in nanoseconds (its hold and ramp
+    /// progress); a replay uses it so a recorded run decides as it did. Left out of a
+    /// hand-written file, the time since the previous line is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dt_ns: Option<u64>,
     /// The window the figures cover, in seconds.
     #[serde(default = "default_window_s")]
     pub window_s: f64,
@@ -181,10 +186,16 @@ impl ScopeRecord {
 
 impl TickRecord {
     /// What the analyzer judged at `t_ms` with `weight` in effect.
-    pub fn from_snapshot(t_ms: u64, weight: Weight, snap: &WindowSnapshot) -> TickRecord {
+    pub fn from_snapshot(
+        t_ms: u64,
+        weight: Weight,
+        dt: Duration,
+        snap: &WindowSnapshot,
+    ) -> TickRecord {
         TickRecord {
             t_ms,
             weight: weight.percent(),
+            dt_ns: Some(u64::try_from(dt.as_nanos()).unwrap_or(u64::MAX)),
             window_s: snap.window.as_secs_f64(),
             scopes: Scope::ALL
                 .iter()
@@ -324,10 +335,12 @@ mod tests {
             probes: 5,
             ..ScopeWindow::default()
         };
-        let rec = TickRecord::from_snapshot(1_000, Weight::from_percent(10.0), &snap);
+        let dt = Duration::from_nanos(250_000_123);
+        let rec = TickRecord::from_snapshot(1_000, Weight::from_percent(10.0), dt, &snap);
         let text = serde_json::to_string(&rec).expect("json");
         let back: TickRecord = serde_json::from_str(&text).expect("parse");
         assert_eq!(back.snapshot(), snap);
+        assert_eq!(back.dt_ns, Some(250_000_123));
     }
 
     #[test]

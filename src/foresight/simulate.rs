@@ -6,8 +6,9 @@
 //!
 //! Each recorded tick is one analysis tick: its figures, scaled to the weight the simulated run
 //! is at ([`TickRecord::snapshot_at`]), go through [`analyzer::evaluate`] (the same gate
-//! streaks), the headroom [`guard`], and [`machine::tick`] with the time since the previous
-//! tick (capped at three intervals, as the driver caps it). Commands the driver or an operator
+//! streaks), the headroom [`guard`], and [`machine::tick`] with the time the live driver let
+//! pass at that tick when the line records it (`dt_ns`), else the time since the previous line
+//! (capped as below). Commands the driver or an operator
 //! would give are given at once: the run starts at the first tick, pre-step checks pass,
 //! approvals are given (unless [`Approvals::None`]: then the run waits at the first one and the
 //! simulation ends there). The recorded figures are what was judged over the recording's own
@@ -172,9 +173,10 @@ pub fn simulate(
         // The driver caps a tick at three intervals; a line of a sparser file stands for the
         // window it covers, so the cap is three of whichever is longer.
         let pace = Duration::try_from_secs_f64(rec.window_s.max(0.0)).unwrap_or_default();
-        let dt = match last {
-            None => interval,
-            Some(prev) => Duration::from_millis(rec.t_ms.saturating_sub(prev)),
+        let dt = match (rec.dt_ns, last) {
+            (Some(ns), _) => Duration::from_nanos(ns),
+            (None, None) => interval,
+            (None, Some(prev)) => Duration::from_millis(rec.t_ms.saturating_sub(prev)),
         }
         .min(interval.max(pace).saturating_mul(3));
         last = Some(rec.t_ms);

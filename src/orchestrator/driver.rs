@@ -268,7 +268,7 @@ impl Driver {
         let weight = self.control.weight();
         self.parts
             .foresight
-            .record(&self.parts.store, now_ms(), weight, &snap);
+            .record(&self.parts.store, now_ms(), weight, dt, &snap);
         if !self.control.needs_ticks() {
             return;
         }

@@ -93,12 +93,19 @@ impl Foresight {
 
     /// Record what the analyzer judged at `now_ms` (best effort, off the driver's thread).
     /// Must be called from within a tokio runtime.
-    pub fn record(&self, store: &Arc<Store>, now_ms: u64, weight: Weight, snap: &WindowSnapshot) {
+    pub fn record(
+        &self,
+        store: &Arc<Store>,
+        now_ms: u64,
+        weight: Weight,
+        dt: Duration,
+        snap: &WindowSnapshot,
+    ) {
         if self.busy.swap(true, Ordering::AcqRel) {
             self.skipped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let tick = TickRecord::from_snapshot(now_ms, weight, snap);
+        let tick = TickRecord::from_snapshot(now_ms, weight, dt, snap);
         let store = store.clone();
         let busy = self.busy.clone();
         let failures = self.failures.clone();
