@@ -501,7 +501,7 @@ mod tests {
             (Some(1200.0), None)
         );
         let p = problems("upstreams = [\"127.0.0.1:2\"]\ncapacity_rps = 0\n");
-        assert_eq!((p[0].key.as_str(), p[0].line), ("envs.new.capacity_rps", 8));
+        assert_eq!((p[0].key.as_str(), p[0].line), ("envs.new.capacity_rps", 9));
         assert!(p[0].message.contains("above 0"), "{}", p[0]);
     }
 }

@@ -201,6 +201,112 @@ mod tests {
         assert!(estimate(&snap(1.0, 1.0, 0.0), &Capacity::default()).is_none());
     }
 
+    fn running(steps: &str) -> Control {
+        let text = format!("name = \"h\"\n{steps}[rollback]\nramp = \"10s\"\n");
+        let plan = crate::plan::parse(&text).expect("plan");
+        let start = crate::orchestrator::machine::Command::Start {
+            plan,
+            plan_hash: "h".into(),
+            run_id: 1,
+        };
+        crate::orchestrator::machine::apply(&Control::default(), start, "t", None)
+            .expect("start")
+            .control
+    }
+
+    fn healthy() -> Observation {
+        Observation {
+            health: Health::Healthy,
+            old_degraded: None,
+            notes: Vec::new(),
+        }
+    }
+
+    const TWO_STEPS: &str = "[[steps]]\nweight = 25\nhold = \"1s\"\n[[steps]]\nweight = 100\n";
+
+    #[test]
+    fn the_step_a_rollback_could_not_survive_is_not_entered_and_the_wait_gives_the_numbers() {
+        let ctl = running(TWO_STEPS);
+        let h = estimate(
+            &snap(1380.0, 460.0, 0.0),
+            &Capacity {
+                old: Some(1200.0),
+                fallback: None,
+            },
+        );
+        let second = Duration::from_secs(1);
+        // Mid-hold nothing changes: the hold keeps growing.
+        let mid = guard(&ctl, second / 2, h.as_ref(), healthy());
+        assert_eq!(mid.health, Health::Healthy);
+        let Health::NotJudged { reason } = guard(&ctl, second, h.as_ref(), healthy()).health else {
+            panic!("the hold's end must wait");
+        };
+        assert!(
+            reason.contains(
+                "a rollback from step 2 (100%) would send every user back to OLD: OLD would \
+                 need 1,840 rps, it has 1,200; holding before step 2"
+            ),
+            "{reason}"
+        );
+        // The machine then stays at step 1.
+        let obs = guard(&ctl, second, h.as_ref(), healthy());
+        let crate::orchestrator::machine::Tick::Progress(next) =
+            crate::orchestrator::machine::tick(&ctl, second, &obs)
+        else {
+            panic!("no transition while held");
+        };
+        assert_eq!((next.step(), next.weight().percent()), (1, 25.0));
+        assert!(next
+            .reason()
+            .is_some_and(|r| r.contains("rollback headroom")));
+        // Opted out, or with room: the step goes ahead.
+        let opted =
+            running(&TWO_STEPS.replace("weight = 100\n", "weight = 100\nheadroom_check = false\n"));
+        assert_eq!(
+            guard(&opted, second, h.as_ref(), healthy()).health,
+            Health::Healthy
+        );
+        let room = estimate(
+            &snap(600.0, 200.0, 0.0),
+            &Capacity {
+                old: Some(1200.0),
+                fallback: None,
+            },
+        );
+        assert_eq!(
+            guard(&ctl, second, room.as_ref(), healthy()).health,
+            Health::Healthy
+        );
+    }
+
+    #[test]
+    fn a_full_old_holds_the_rollback_ramp() {
+        let ctl = running(TWO_STEPS);
+        let rollback = crate::orchestrator::machine::Command::Rollback;
+        let ctl = crate::orchestrator::machine::apply(&ctl, rollback, "t", None)
+            .expect("rollback")
+            .control;
+        let cap = Capacity {
+            old: Some(1000.0),
+            fallback: None,
+        };
+        let full = estimate(&snap(1000.0, 330.0, 0.0), &cap);
+        let obs = guard(&ctl, Duration::from_secs(1), full.as_ref(), healthy());
+        assert!(obs
+            .old_degraded
+            .as_deref()
+            .is_some_and(|d| d.contains("serving 1,000 of 1,000 rps")));
+        let crate::orchestrator::machine::Tick::Progress(next) =
+            crate::orchestrator::machine::tick(&ctl, Duration::from_secs(1), &obs)
+        else {
+            panic!("the ramp holds");
+        };
+        assert_eq!(next.weight().percent(), 25.0);
+        let room = estimate(&snap(700.0, 330.0, 0.0), &cap);
+        let obs = guard(&ctl, Duration::from_secs(1), room.as_ref(), healthy());
+        assert!(obs.old_degraded.is_none());
+    }
+
     #[test]
     fn rates_read_as_people_write_them() {
         assert_eq!(thousands(1840.0), "1,840");
