@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Scope, ScopeWindow, WindowSnapshot};
+use crate::metrics::{ratio, Scope, ScopeWindow, WindowSnapshot};
 use crate::router::Weight;
 
 /// One analysis tick as recorded: the time, the weight in effect, and every scope's figures
@@ -91,14 +91,6 @@ pub struct ScopeRecord {
     pub sessions_limited: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub tunnels_drained: u64,
-}
-
-fn ratio(num: u64, den: u64) -> f64 {
-    if den == 0 {
-        0.0
-    } else {
-        num as f64 / den as f64
-    }
 }
 
 impl ScopeRecord {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 pub use faults::{ClientFault, Handshake, ProxyFault};
 pub use names::{MetricKind, MetricRef, Scope};
 pub use prometheus::{render_prometheus, render_tunnels_to_move, GateGauge, RunGauges};
-pub use window::{HistoryPoint, ScopeHistory};
+pub use window::{ratio, HistoryPoint, ScopeHistory};
 
 use crate::router::Env;
 use ring::{Counter, Ring};
