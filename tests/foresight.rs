@@ -120,6 +120,11 @@ async fn a_recorded_run_replays_to_the_decisions_it_made_live() {
         "{live:?}"
     );
     assert_eq!(sim.end.state.as_str(), "rolled_back");
+    let metrics = s.metrics().await;
+    assert!(
+        metrics.contains("\ncutover_ticks_record_failures_total 0\n"),
+        "every tick recorded: {metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

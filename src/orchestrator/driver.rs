@@ -90,12 +90,15 @@ pub fn start(
     let (checks_tx, checks_rx) = mpsc::channel(16);
     let metrics = parts.metrics.clone();
     let status_for_metrics = status_rx.clone();
+    let foresight = parts.foresight.clone();
     let handle = Handle {
         tx,
         status: status_rx,
         events: events_tx.clone(),
         store: parts.store.clone(),
-        metrics_text: Arc::new(move || status::prometheus(&metrics, &status_for_metrics.borrow())),
+        metrics_text: Arc::new(move || {
+            status::prometheus(&metrics, &status_for_metrics.borrow()) + &foresight.prometheus()
+        }),
     };
     let driver = Driver {
         parts,

@@ -80,6 +80,22 @@ impl Foresight {
         self.skipped.load(Ordering::Relaxed)
     }
 
+    /// Prometheus text of the recorder's counters.
+    pub fn prometheus(&self) -> String {
+        format!(
+            "# HELP cutover_ticks_record_failures_total Analysis ticks that could not be recorded \
+             (store errors; the run goes on).\n\
+             # TYPE cutover_ticks_record_failures_total counter\n\
+             cutover_ticks_record_failures_total {}\n\
+             # HELP cutover_ticks_record_skipped_total Analysis ticks skipped because the \
+             previous write was still under way.\n\
+             # TYPE cutover_ticks_record_skipped_total counter\n\
+             cutover_ticks_record_skipped_total {}\n",
+            self.failures(),
+            self.skipped()
+        )
+    }
+
     /// The status' headroom over `snap`, when OLD declares a capacity.
     pub fn status_view(&self, snap: &WindowSnapshot) -> Option<api::Headroom> {
         estimate(snap, &self.capacity).map(|h| api::Headroom {
