@@ -140,6 +140,7 @@ pub async fn run(
     let proxy = Arc::new(Proxy::new(&cfg, router.clone(), metrics.clone()));
     let env_addrs = Arc::new(ArcSwap::from_pointee(check_upstreams(&cfg)));
     let tunnels = proxy.tunnels.clone();
+    let foresight = Arc::new(crate::orchestrator::recorder::Foresight::from_config(&cfg));
     let (handle, driver_task) = driver::start(
         Parts {
             store,
@@ -148,7 +149,7 @@ pub async fn run(
             tunnels_to_move: Arc::new(move || tunnels.misplaced()),
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
-            foresight: Arc::new(crate::orchestrator::recorder::Foresight::from_config(&cfg)),
+            foresight: foresight.clone(),
         },
         stopped(),
     )?;
@@ -160,6 +161,7 @@ pub async fn run(
     let reloader = Arc::new(
         Reloader::new(cfg, live.clone(), env_addrs, metrics, stop_rx.clone())
             .with_part(access.clone())
+            .with_foresight(foresight)
             .with_tls(listen_tls, admin_tls.clone()),
     );
 

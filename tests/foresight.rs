@@ -1,5 +1,6 @@
 //! Issue 23 through the real binary: a recorded run replays to the decisions it made live, and
-//! a run holds before a step whose rollback OLD could not absorb, saying so with the numbers.
+//! a run holds before a step whose rollback OLD could not absorb, saying so with the numbers,
+//! until a plan opts out or a reload gives OLD room.
 
 mod common;
 
@@ -191,6 +192,42 @@ async fn a_run_holds_before_a_step_old_could_not_take_back_and_says_why() {
         })
         .await;
     assert_eq!(done["weight"], 100.0);
+
+    // Held again; then OLD is given room by a config reload, and the run goes on by itself.
+    s.start_plan(PLAN).await;
+    s.wait_status("a headroom hold again", Duration::from_secs(20), |st| {
+        st["run_id"] == 3
+            && st["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("rollback headroom"))
+    })
+    .await;
+    write_config_envs(
+        dir.path(),
+        [envs[0].addr, envs[1].addr, envs[2].addr],
+        ["capacity_rps = 1000000", "", ""],
+        "",
+    );
+    let r = s
+        .api()
+        .post(s.url("/v1/reload"))
+        .send()
+        .await
+        .expect("reload");
+    let body: Value = r.json().await.expect("reload json");
+    assert_eq!(
+        body["changed"],
+        serde_json::json!(["envs.old.capacity_rps"]),
+        "{body}"
+    );
+    let done = s
+        .wait_status(
+            "completion after the reload",
+            Duration::from_secs(30),
+            |st| st["state"] == "completed",
+        )
+        .await;
+    assert_eq!(done["headroom"]["old_capacity_rps"], 1_000_000.0);
     load.stop().await;
     for env in &envs {
         env.stop();

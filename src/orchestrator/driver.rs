@@ -290,7 +290,7 @@ impl Driver {
                 notes: Vec::new(),
             },
         };
-        let headroom = estimate(&snap, self.parts.foresight.capacity());
+        let headroom = estimate(&snap, &self.parts.foresight.capacity());
         let observation = headroom::guard(&self.control, dt, headroom.as_ref(), observation);
         match machine::tick(&self.control, dt, &observation) {
             Tick::Nothing => {}

@@ -27,7 +27,8 @@ const EVERY_MS: u64 = 60_000;
 /// Capacities, retention and the recorder's counters; shared by the driver and its writers.
 #[derive(Debug)]
 pub struct Foresight {
-    capacity: Capacity,
+    /// Swapped by a config reload (`reload::Reloader::with_foresight`).
+    capacity: arc_swap::ArcSwap<Capacity>,
     retention: Duration,
     busy: Arc<AtomicBool>,
     failures: Arc<AtomicU64>,
@@ -45,7 +46,7 @@ impl Default for Foresight {
 impl Foresight {
     pub fn new(capacity: Capacity, retention: Duration) -> Foresight {
         Foresight {
-            capacity,
+            capacity: arc_swap::ArcSwap::from_pointee(capacity),
             retention,
             busy: Arc::default(),
             failures: Arc::default(),
@@ -57,17 +58,25 @@ impl Foresight {
 
     /// From the config: OLD's and FALLBACK's `capacity_rps`, `[store] ticks_retention`.
     pub fn from_config(cfg: &crate::config::Config) -> Foresight {
-        Foresight::new(
-            Capacity {
-                old: cfg.old.capacity_rps,
-                fallback: cfg.fallback.capacity_rps,
-            },
-            cfg.ticks_retention,
-        )
+        Foresight::new(Self::capacity_of(cfg), cfg.ticks_retention)
     }
 
-    pub fn capacity(&self) -> &Capacity {
-        &self.capacity
+    /// OLD's and FALLBACK's declared `capacity_rps`.
+    pub fn capacity_of(cfg: &crate::config::Config) -> Capacity {
+        Capacity {
+            old: cfg.old.capacity_rps,
+            fallback: cfg.fallback.capacity_rps,
+        }
+    }
+
+    /// The capacities in force.
+    pub fn capacity(&self) -> Capacity {
+        **self.capacity.load()
+    }
+
+    /// New capacities (a config reload); the next tick judges with them.
+    pub fn set_capacity(&self, capacity: Capacity) {
+        self.capacity.store(Arc::new(capacity));
     }
 
     /// Ticks that could not be recorded (store errors).
@@ -98,7 +107,7 @@ impl Foresight {
 
     /// The status' headroom over `snap`, when OLD declares a capacity.
     pub fn status_view(&self, snap: &WindowSnapshot) -> Option<api::Headroom> {
-        estimate(snap, &self.capacity).map(|h| api::Headroom {
+        estimate(snap, &self.capacity()).map(|h| api::Headroom {
             need_rps: h.need_rps,
             old_capacity_rps: h.old_capacity_rps,
             fallback_spare_rps: h.fallback_spare_rps,
