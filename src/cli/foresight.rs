@@ -241,3 +241,34 @@ pub fn render(sim: &Simulation, json: bool) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_ms_a_duration_back_or_a_time() {
+        assert_eq!(since_ms("1700000000000"), Ok(1_700_000_000_000));
+        assert_eq!(since_ms("2026-12-05T14:00:00Z"), Ok(1_796_479_200_000));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let two_hours_ago = since_ms("2h").expect("a duration");
+        assert!((now - 7_200_000 - 5_000..=now - 7_200_000 + 5_000).contains(&two_hours_ago));
+        let err = since_ms("yesterday").expect_err("not a time");
+        assert!(err.contains("`yesterday` is not a time"), "{err}");
+    }
+
+    #[test]
+    fn a_traffic_file_must_be_in_time_order_and_not_empty() {
+        let ok = "# comment\n\n{\"t_ms\": 1, \"weight\": 5}\n{\"t_ms\": 2, \"weight\": 5}\n";
+        assert_eq!(parse_traffic(ok).map(|t| t.len()), Ok(2));
+        let back = "{\"t_ms\": 2, \"weight\": 5}\n{\"t_ms\": 1, \"weight\": 5}\n";
+        let (line, why) = parse_traffic(back).expect_err("out of order");
+        assert_eq!(line, 2);
+        assert!(why.contains("ticks go in time order"), "{why}");
+        assert!(parse_traffic("# nothing\n").is_err());
+        let (_, why) = parse_traffic("{\"t_ms\": 1, \"weight\": 150}\n").expect_err("weight");
+        assert!(why.contains("not a percentage"), "{why}");
+    }
+}
