@@ -56,6 +56,10 @@ pub struct Status {
     /// Shadow traffic: copies of OLD's users' requests sent to NEW (docs/plans.md).
     #[serde(default)]
     pub mirror: MirrorStatus,
+    /// Could OLD take every user back now (rollback headroom, docs/analyzer.md)? Absent when
+    /// `[envs.old] capacity_rps` is not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headroom: Option<Headroom>,
 }
 
 /// The fleet as one instance sees it (docs/fleet.md).
@@ -90,6 +94,28 @@ pub struct InstanceView {
     pub leader: bool,
     /// Users' requests per second it served over the window.
     pub rps: f64,
+}
+
+/// `GET /v1/ticks`: recorded analysis ticks, oldest first; ask again from `next` (a tick
+/// time in ms) for the rest.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TicksPage {
+    pub ticks: Vec<crate::foresight::TickRecord>,
+    pub next: Option<u64>,
+}
+
+/// Rollback headroom over the analysis window: what OLD would need after a rollback (the
+/// users' whole demand) against what it has.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Headroom {
+    pub need_rps: f64,
+    pub old_capacity_rps: f64,
+    /// What FALLBACK could still take (0 without its declared capacity).
+    pub fallback_spare_rps: f64,
+    /// Capacity plus FALLBACK's spare less the need: below 0 a rollback would overload OLD.
+    pub headroom_rps: f64,
+    /// `OLD would need 1,840 rps, it has 1,200`.
+    pub text: String,
 }
 
 /// Failed exchanges that were the client's fault, over the analysis window, by kind (the

@@ -18,7 +18,7 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use crate::api::{
-    ActionRequest, ApiError, Event, PlanInfo, Status, Verb, WeightRequest, ACTOR_HEADER,
+    ActionRequest, ApiError, Event, PlanInfo, Status, TicksPage, Verb, WeightRequest, ACTOR_HEADER,
 };
 
 #[derive(Debug, Error)]
@@ -168,6 +168,16 @@ impl Client {
     pub async fn events(&self, since: u64) -> Result<Vec<Event>, ClientError> {
         self.call(Method::GET, &format!("/v1/events?since={since}"), None)
             .await
+    }
+
+    /// `GET /v1/ticks?from=&to=`: one page of recorded analysis ticks.
+    pub async fn ticks(&self, from_ms: u64, to_ms: u64) -> Result<TicksPage, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/v1/ticks?from={from_ms}&to={to_ms}"),
+            None,
+        )
+        .await
     }
 
     pub async fn plans(&self) -> Result<Vec<PlanInfo>, ClientError> {

@@ -20,6 +20,8 @@
 //! - [`analyzer`]: pure gate evaluation over window snapshots from [`metrics`], returning
 //!   domain reports; plus the synthetic probe task.
 //! - `orchestrator::machine`: the run's pure state machine.
+//! - [`foresight`]: recorded ticks, rollback headroom, and `plan simulate`'s replay of a plan
+//!   through the analyzer and the machine in virtual time.
 //!
 //! Above the core:
 //!
@@ -61,6 +63,7 @@ pub mod control;
 pub mod demo;
 pub mod diag;
 pub mod fleet;
+pub mod foresight;
 pub mod metrics;
 pub mod orchestrator;
 pub mod plan;

@@ -30,6 +30,7 @@ use crate::analyzer::{run_probes, ProbeTarget};
 use crate::config::{Config, ConfigError, ConfigProblem};
 use crate::metrics::Metrics;
 use crate::orchestrator::checks::{CheckUpstream, EnvAddrs};
+use crate::orchestrator::recorder::Foresight;
 use crate::orchestrator::Handle;
 use crate::proxy::upstream::direct::Direct;
 use crate::proxy::Live;
@@ -98,6 +99,8 @@ pub struct Reloader {
     stop: tokio::sync::watch::Receiver<bool>,
     parts: Vec<Arc<dyn ReloadPart>>,
     state: Mutex<State>,
+    /// Where OLD's and FALLBACK's `capacity_rps` go (the driver's rollback headroom).
+    foresight: Option<Arc<Foresight>>,
     /// The users' and the admin listener's certificates, when they speak TLS.
     listen_tls: Option<Arc<ServerTls>>,
     admin_tls: Option<Arc<ServerTls>>,
@@ -128,9 +131,16 @@ impl Reloader {
                 running: cfg,
                 probes,
             }),
+            foresight: None,
             listen_tls: None,
             admin_tls: None,
         }
+    }
+
+    /// Give OLD's and FALLBACK's `capacity_rps` to `foresight` on every reload.
+    pub fn with_foresight(mut self, foresight: Arc<Foresight>) -> Reloader {
+        self.foresight = Some(foresight);
+        self
     }
 
     /// Also read `part` again on every reload.
@@ -222,6 +232,9 @@ impl Reloader {
             old.abort();
         }
         state.probes = spawn_probes(&new, &self.metrics, &self.stop);
+        if let Some(f) = &self.foresight {
+            f.set_capacity(Foresight::capacity_of(&new));
+        }
         state.running = new;
         for part in staged {
             changed.extend(part.changed);
@@ -344,6 +357,10 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.salt != new.salt {
         keys.push("routing.salt");
     }
+    // Read once, at start, by the driver's tick recorder.
+    if old.ticks_retention != new.ticks_retention {
+        keys.push("store.ticks_retention");
+    }
     keys
 }
 
@@ -366,6 +383,7 @@ fn changes(old: &Config, new: &Config) -> Vec<String> {
         diff("host_header", a.host_header != b.host_header);
         diff("sni", a.sni != b.sni);
         diff("ca_file", a.tls != b.tls);
+        diff("capacity_rps", a.capacity_rps != b.capacity_rps);
     }
     let mut diff = |key: &str, differs: bool| {
         if differs {

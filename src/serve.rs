@@ -142,6 +142,7 @@ pub async fn run(
     let env_addrs = Arc::new(ArcSwap::from_pointee(check_upstreams(&cfg)));
     let tunnels = proxy.tunnels.clone();
     let fleet = join_fleet(&cfg, &store, &bound, &metrics, &stop_rx);
+    let foresight = Arc::new(crate::orchestrator::recorder::Foresight::from_config(&cfg));
     let (handle, driver_task) = driver::start(
         Parts {
             store,
@@ -151,6 +152,7 @@ pub async fn run(
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
             fleet,
+            foresight: foresight.clone(),
         },
         stopped(),
     )?;
@@ -162,6 +164,7 @@ pub async fn run(
     let reloader = Arc::new(
         Reloader::new(cfg, live.clone(), env_addrs, metrics, stop_rx.clone())
             .with_part(access.clone())
+            .with_foresight(foresight)
             .with_tls(listen_tls, admin_tls.clone()),
     );
 

@@ -24,6 +24,7 @@ fn driver(dir: &tempfile::TempDir) -> (Handle, Arc<Router>) {
         env_addrs: Default::default(),
         default_salt: "salt".into(),
         fleet: None,
+        foresight: Default::default(),
     };
     let (handle, _task) = driver::start(parts, std::future::pending()).expect("driver");
     (handle, router)

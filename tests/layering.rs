@@ -130,6 +130,20 @@ fn cores() -> Vec<Core> {
             ],
         },
         Core {
+            name: "foresight",
+            files: rust_files(&src().join("foresight")),
+            // The recorded figures are metrics' window; the replay drives the machine.
+            may_import: &[
+                "foresight",
+                "orchestrator::machine",
+                "analyzer",
+                "metrics",
+                "plan",
+                "router",
+                "vocab",
+            ],
+        },
+        Core {
             name: "vocab",
             files: files(&["vocab.rs"]),
             may_import: &[],

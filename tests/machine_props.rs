@@ -46,6 +46,7 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
                         },
                         mirror: Weight::ZERO,
                         compare: false,
+                        headroom_check: true,
                     }
                 })
                 .collect();

@@ -5,6 +5,7 @@
 //! through [`crate::client`] like any other client.
 
 pub mod config_check;
+pub mod foresight;
 mod ops;
 pub mod plan_check;
 mod render;
@@ -118,6 +119,11 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Recorded metrics: `metrics export` for `plan simulate`.
+    Metrics {
+        #[command(subcommand)]
+        command: MetricsCommand,
+    },
     /// The terminal dashboard.
     Console {
         #[command(flatten)]
@@ -170,6 +176,52 @@ pub enum PlanCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Replay PLAN on a recorded (or written) traffic file through the real analyzer and
+    /// state machine, in virtual time, and print each decision.
+    Simulate {
+        plan: PathBuf,
+        /// The traffic: one JSON tick a line (`cutover metrics export` writes it)
+        #[arg(long)]
+        traffic: PathBuf,
+        /// Approvals given at once (all) or never (none)
+        #[arg(long, value_enum, default_value = "all")]
+        approvals: ApprovalsArg,
+        /// OLD's capacity in requests per second, for the headroom check ([envs.old]
+        /// capacity_rps)
+        #[arg(long, value_name = "RPS")]
+        old_capacity: Option<f64>,
+        /// FALLBACK's capacity in requests per second ([envs.fallback] capacity_rps)
+        #[arg(long, value_name = "RPS")]
+        fallback_capacity: Option<f64>,
+        /// Machine-readable JSON output
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetricsCommand {
+    /// Write the recorded analysis ticks as JSON lines (a traffic file for `plan simulate`).
+    Export {
+        /// Only the ticks of run N (from its start to its end)
+        #[arg(long, conflicts_with = "since")]
+        run: Option<u64>,
+        /// Only ticks since T: a duration back from now (`2h`), a time
+        /// (`2026-12-05T14:00:00Z`) or ms since the epoch
+        #[arg(long)]
+        since: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// `--approvals`: what `plan simulate` does when a step asks for an approval.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ApprovalsArg {
+    /// Approve at once, as an operator would
+    All,
+    /// Never approve: the simulation stops at the first approval
+    None,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,6 +304,32 @@ pub fn main() -> ExitCode {
                 }
             }
         }),
+        Command::Plan {
+            command:
+                PlanCommand::Simulate {
+                    plan,
+                    traffic,
+                    approvals,
+                    old_capacity,
+                    fallback_capacity,
+                    json,
+                },
+        } => foresight::simulate_files(&foresight::SimulateArgs {
+            plan: &plan,
+            traffic: &traffic,
+            approvals: match approvals {
+                ApprovalsArg::All => crate::foresight::Approvals::All,
+                ApprovalsArg::None => crate::foresight::Approvals::None,
+            },
+            capacity: crate::foresight::Capacity {
+                old: old_capacity,
+                fallback: fallback_capacity,
+            },
+            json,
+        }),
+        Command::Metrics {
+            command: MetricsCommand::Export { run, since, conn },
+        } => runtime(async move { foresight::export(&conn, run, since.as_deref()).await }),
         Command::Serve { config } => runtime(ops::serve(config)),
         Command::Demo(args) => runtime(ops::demo(args)),
         other => runtime(ops::operator(other)),

@@ -105,7 +105,7 @@ pub async fn demo(args: DemoArgs) -> ExitCode {
 }
 
 /// Find the API URL and token: flags, then environment, then the server config.
-fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
+pub(super) fn connect(conn: &Conn, actor: &str) -> Result<Client, String> {
     let cfg_path = conn.config.clone().or_else(|| {
         Path::new("cutover.toml")
             .exists()
@@ -173,6 +173,7 @@ pub async fn operator(cmd: Command) -> ExitCode {
         | Command::Config { .. }
         | Command::Store { .. }
         | Command::Plan { .. }
+        | Command::Metrics { .. }
         | Command::Demo(_) => return ExitCode::FAILURE,
     };
     let actor = if matches!(cmd, Command::Console { .. }) {
@@ -220,6 +221,7 @@ pub async fn operator(cmd: Command) -> ExitCode {
         | Command::Config { .. }
         | Command::Store { .. }
         | Command::Plan { .. }
+        | Command::Metrics { .. }
         | Command::Demo(_) => return ExitCode::FAILURE,
     };
     match result {
@@ -273,7 +275,7 @@ async fn console(client: Client) -> ExitCode {
     }
 }
 
-fn report(e: &ClientError, json: bool) -> ExitCode {
+pub(super) fn report(e: &ClientError, json: bool) -> ExitCode {
     match e {
         ClientError::Api { status, body } => {
             if json {

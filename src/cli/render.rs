@@ -41,6 +41,14 @@ pub fn status(s: &Status, json: bool) -> String {
         let _ = writeln!(o, "{}", env_row(name, e));
     }
     mirror(&mut o, &s.mirror);
+    if let Some(h) = &s.headroom {
+        let verdict = if h.headroom_rps >= 0.0 {
+            "a rollback now would fit"
+        } else {
+            "a rollback now would overload OLD"
+        };
+        let _ = writeln!(o, "headroom {}: {verdict}", h.text);
+    }
     if s.displaced.to_fallback + s.displaced.failed > 0 {
         let _ = writeln!(
             o,

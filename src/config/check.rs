@@ -28,6 +28,7 @@ pub const DURATION_BOUNDS: &[(&str, Duration)] = &[
     ("interval", Duration::from_secs(3600)),
     ("timeout", Duration::from_secs(5 * 60)),
     ("lease_ttl", Duration::from_secs(60)),
+    ("ticks_retention", Duration::from_secs(30 * 24 * 3600)),
 ];
 
 /// The longest value `key` takes (see [`DURATION_BOUNDS`]); one hour for a key not listed.

@@ -44,6 +44,8 @@ pub struct EnvConfig {
     pub tls: Option<ClientTls>,
     /// What the env's upstreams are spoken to in (`protocol`, default HTTP/1.1).
     pub protocol: Protocol,
+    /// Requests per second the env can serve (`capacity_rps`), for rollback headroom.
+    pub capacity_rps: Option<f64>,
 }
 
 /// `[envs.X] protocol`: the HTTP version spoken to the env's upstreams.
@@ -88,6 +90,7 @@ impl EnvConfig {
             sni: None,
             tls: None,
             protocol: Protocol::default(),
+            capacity_rps: None,
         }
     }
 
@@ -140,6 +143,8 @@ pub(super) struct RawEnv {
     pub(super) queue_timeout: Option<Spanned<String>>,
     pub(super) new_sessions_per_sec: Option<Spanned<f64>>,
     pub(super) new_sessions_burst: Option<Spanned<i64>>,
+    // Rollback headroom (docs/analyzer.md).
+    pub(super) capacity_rps: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -255,7 +260,20 @@ impl Checker<'_> {
         });
         let protocol = self.protocol(raw.protocol.as_ref(), &format!("{key}.protocol"));
         let tls = self.env_tls(raw, &key, &upstreams, base, protocol);
+        let capacity_rps = raw.capacity_rps.as_ref().and_then(|c| {
+            let v = *c.get_ref();
+            if v.is_finite() && v > 0.0 {
+                return Some(v);
+            }
+            self.problem(
+                c.span().start,
+                &format!("{key}.capacity_rps"),
+                "must be the requests per second the env can serve, above 0 (e.g. 1200)",
+            );
+            None
+        });
         EnvConfig {
+            capacity_rps,
             upstreams,
             connect_timeout: self.duration(
                 raw.connect_timeout.as_ref(),
@@ -472,5 +490,18 @@ mod tests {
         );
         assert_eq!(key(&p), ["resolve.hosts_file"]);
         assert!(p[0].message.contains("/nonexistent/hosts"), "{}", p[0]);
+    }
+
+    #[test]
+    fn capacity_is_a_positive_rate() {
+        let text = format!("{ENVS}upstreams = [\"127.0.0.1:2\"]\ncapacity_rps = 1200\n");
+        let c = Config::parse(&text, "c.toml").expect("valid");
+        assert_eq!(
+            (c.new.capacity_rps, c.old.capacity_rps),
+            (Some(1200.0), None)
+        );
+        let p = problems("upstreams = [\"127.0.0.1:2\"]\ncapacity_rps = 0\n");
+        assert_eq!((p[0].key.as_str(), p[0].line), ("envs.new.capacity_rps", 9));
+        assert!(p[0].message.contains("above 0"), "{}", p[0]);
     }
 }

@@ -42,6 +42,9 @@ pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
 pub use store::{FleetConfig, DEFAULT_ETCD_TIMEOUT, DEFAULT_LEASE_TTL};
 
+/// How long recorded analysis ticks are kept when `[store] ticks_retention` is not set.
+pub const DEFAULT_TICKS_RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -63,6 +66,8 @@ pub struct Config {
     pub store_path: PathBuf,
     /// `[store] backend = "etcd"`: one fleet of instances shares the store (docs/fleet.md).
     pub fleet: Option<FleetConfig>,
+    /// `[store] ticks_retention`: how long recorded analysis ticks are kept (default 1 day).
+    pub ticks_retention: std::time::Duration,
     pub old: EnvConfig,
     pub new: EnvConfig,
     pub fallback: EnvConfig,
@@ -258,6 +263,11 @@ impl Config {
         let new = c.env(envs.new.as_ref(), "new", envs_at, hosts, base);
         let fallback = c.env(envs.fallback.as_ref(), "fallback", envs_at, hosts, base);
         let routing = c.routing(raw.routing.as_ref());
+        let ticks_retention = c.duration(
+            raw.store.as_ref().and_then(|s| s.ticks_retention.as_ref()),
+            "store.ticks_retention",
+            DEFAULT_TICKS_RETENTION,
+        );
         let proxy = c.proxy(raw.proxy.as_ref());
         let retry_budget = c.retry_budget(raw.retry_budget.as_ref());
         let (probe_interval, probe_timeout) = c.probes(raw.probes.as_ref());
@@ -299,6 +309,7 @@ impl Config {
                 .map(PathBuf::from),
             store_path,
             fleet,
+            ticks_retention,
             old,
             new,
             fallback,

@@ -19,6 +19,8 @@ use crate::diag::did_you_mean;
 pub(super) struct RawStore {
     /// Default `cutover-data`, beside the config file.
     pub(super) path: Option<String>,
+    /// How long recorded analysis ticks are kept (default 1 day; docs/config.md).
+    pub(super) ticks_retention: Option<toml::Spanned<String>>,
     pub(super) backend: Option<Spanned<String>>,
     pub(super) endpoints: Option<Spanned<Vec<String>>>,
     pub(super) prefix: Option<Spanned<String>>,

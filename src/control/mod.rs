@@ -10,6 +10,7 @@ pub mod access;
 pub mod auth;
 pub mod routes;
 pub mod sse;
+pub mod ticks;
 pub mod tokens;
 
 use std::future::Future;

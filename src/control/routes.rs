@@ -54,6 +54,7 @@ pub const ACCESS: &[(&str, &str, Role)] = &[
     ("GET", "/v1/status", Role::Viewer),
     ("GET", "/v1/events", Role::Viewer),
     ("GET", "/v1/plans", Role::Viewer),
+    ("GET", "/v1/ticks", Role::Viewer),
     ("POST", "/v1/pause", Role::Operator),
     ("POST", "/v1/resume", Role::Operator),
     ("POST", "/v1/approve", Role::Operator),
@@ -93,6 +94,7 @@ pub async fn route(control: &Admin, req: Request<Incoming>) -> Response<Body> {
             Ok(plans) => json(StatusCode::OK, &plans),
             Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string(), "check the store directory and the server log"),
         },
+        ("/v1/ticks", Method::GET) => super::ticks::ticks(control, &req).await,
         ("/v1/start", Method::POST) => start(control, req, &actor).await,
         ("/v1/reload", Method::POST) => reload(control, &actor).await,
         ("/v1/weight", Method::POST) => {
@@ -133,12 +135,12 @@ pub async fn route(control: &Admin, req: Request<Incoming>) -> Response<Body> {
             };
             command(control, verb_cmd(verb), &actor, body.reason).await
         }
-        ("/v1/status" | "/v1/events" | "/v1/plans", _) => method_not_allowed("GET"),
+        ("/v1/status" | "/v1/events" | "/v1/plans" | "/v1/ticks", _) => method_not_allowed("GET"),
         (p, _) if p == "/v1/start" || p == "/v1/weight" || p == "/v1/reload" || Verb::from_path(p).is_some() => method_not_allowed("POST"),
         _ => error(
             StatusCode::NOT_FOUND,
             &format!("no route {path}"),
-            "routes: /v1/status, /v1/start, /v1/{pause,resume,approve,rollback,abort}, /v1/weight, /v1/reload, /v1/events, /v1/plans, /metrics",
+            "routes: /v1/status, /v1/start, /v1/{pause,resume,approve,rollback,abort}, /v1/weight, /v1/reload, /v1/events, /v1/plans, /v1/ticks, /metrics",
         ),
     }
 }

@@ -28,6 +28,7 @@ pub use faults::{ClientFault, Handshake, ProxyFault};
 pub use mirror::MirrorCount;
 pub use names::{MetricKind, MetricRef, Scope};
 pub use prometheus::{render_prometheus, render_tunnels_to_move, GateGauge, RunGauges};
+pub use window::ratio;
 pub use window::{HistoryPoint, RawScope, RawWindow, ScopeHistory};
 
 use crate::router::Env;

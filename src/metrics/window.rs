@@ -60,7 +60,8 @@ impl ScopeHistory {
     }
 }
 
-fn ratio(num: u64, den: u64) -> f64 {
+/// `num / den`, 0 for an empty denominator (the rates of a window; recorded ticks too).
+pub fn ratio(num: u64, den: u64) -> f64 {
     if den == 0 {
         0.0
     } else {

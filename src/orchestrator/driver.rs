@@ -22,6 +22,7 @@ use super::status;
 use crate::analyzer::{self, GateReport, GateTracker};
 use crate::api::{NewEvent, Status};
 use crate::fleet::{Fleet, Notice};
+use crate::foresight::headroom::{self, estimate};
 use crate::metrics::{Metrics, WindowSnapshot};
 use crate::plan::Analysis;
 use crate::router::{Router, RoutingTable, Weight};
@@ -48,6 +49,8 @@ pub struct Parts {
     /// Fleet mode: the other instances, and the notices of what they committed. Without it
     /// this instance decides alone.
     pub fleet: Option<(Fleet, mpsc::Receiver<Notice>)>,
+    /// Tick recording and rollback headroom (`super::recorder`).
+    pub foresight: Arc<super::recorder::Foresight>,
 }
 
 struct CheckResult {
@@ -94,12 +97,15 @@ pub fn start(
     let (checks_tx, checks_rx) = mpsc::channel(16);
     let metrics = parts.metrics.clone();
     let status_for_metrics = status_rx.clone();
+    let foresight = parts.foresight.clone();
     let handle = Handle {
         tx,
         status: status_rx,
         events: events_tx.clone(),
         store: parts.store.clone(),
-        metrics_text: Arc::new(move || status::prometheus(&metrics, &status_for_metrics.borrow())),
+        metrics_text: Arc::new(move || {
+            status::prometheus(&metrics, &status_for_metrics.borrow()) + &foresight.prometheus()
+        }),
     };
     let driver = Driver {
         parts,
@@ -272,6 +278,12 @@ impl Driver {
             .duration_since(self.last_eval)
             .min(eval_interval(&self.analysis()).saturating_mul(3));
         self.last_eval = now;
+        // What the analyzer judges (or would), recorded every tick for `plan simulate`.
+        let snap = self.window(now, self.analysis().window);
+        let weight = self.control.weight();
+        self.parts
+            .foresight
+            .record(&self.parts.store, now_ms(), weight, dt, &snap);
         if !self.control.needs_ticks() || self.fleet.as_ref().is_some_and(|f| !f.is_leader()) {
             return;
         }
@@ -279,7 +291,6 @@ impl Driver {
         let observation = match self.control.run().filter(|_| self.control.is_active()) {
             Some(run) => {
                 let plan = run.plan().clone();
-                let snap = self.window(now, plan.analysis.window);
                 let evaluation =
                     analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
                 self.gates = evaluation.gates;
@@ -291,6 +302,8 @@ impl Driver {
                 notes: Vec::new(),
             },
         };
+        let headroom = estimate(&snap, &self.parts.foresight.capacity());
+        let observation = headroom::guard(&self.control, dt, headroom.as_ref(), observation);
         match machine::tick(&self.control, dt, &observation) {
             Tick::Nothing => {}
             Tick::Progress(control) => {
@@ -545,6 +558,7 @@ impl Driver {
             f.set_window(window);
             s.fleet = Some(f.view(now.into_std(), now_ms()));
         }
+        s.headroom = self.parts.foresight.status_view(&snap);
         self.status_tx.send_replace(s);
     }
 }

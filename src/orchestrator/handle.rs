@@ -124,6 +124,16 @@ impl Handle {
         self.store.events_since(since, limit)
     }
 
+    /// Recorded analysis ticks with `from_ms <= t_ms < to_ms`, oldest first (blocking).
+    pub fn ticks(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::foresight::TickRecord>, StoreError> {
+        self.store.ticks(from_ms, to_ms, limit)
+    }
+
     pub fn plans(&self) -> Result<Vec<PlanInfo>, StoreError> {
         self.store.plans()
     }

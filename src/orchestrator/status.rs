@@ -47,6 +47,7 @@ pub fn build(
         client_errors: snap.client_errors(),
         fleet: None,
         mirror: super::mirror::status(control, snap),
+        headroom: None,
     }
 }
 

@@ -74,6 +74,15 @@ pub struct Step {
     /// Compare NEW's answers to the copies with OLD's answers.
     #[serde(default)]
     pub compare: bool,
+    /// Hold before this step when a rollback from it could not be absorbed by OLD
+    /// (`crate::foresight::headroom`); `headroom_check = false` for an OLD being retired.
+    #[serde(default = "yes")]
+    pub headroom_check: bool,
+}
+
+/// Serde default of keys that are on unless a plan says otherwise.
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

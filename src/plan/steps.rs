@@ -11,7 +11,15 @@ use super::model::Step;
 use super::reader::{Reader, Section};
 use crate::router::Weight;
 
-const STEP_KEYS: &[&str] = &["weight", "hold", "approval", "checks", "mirror", "compare"];
+const STEP_KEYS: &[&str] = &[
+    "weight",
+    "hold",
+    "approval",
+    "checks",
+    "mirror",
+    "compare",
+    "headroom_check",
+];
 
 /// Every step of the plan; reports a missing or empty `steps`.
 pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
@@ -51,6 +59,10 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
             .field("approval")
             .and_then(|f| r.boolean(&f))
             .unwrap_or(false);
+        let headroom_check = section
+            .field("headroom_check")
+            .and_then(|f| r.boolean(&f))
+            .unwrap_or(true);
         let checks = match section.field("checks") {
             Some(f) => r
                 .tables(&f, "[[steps.checks]]")
@@ -65,6 +77,7 @@ pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Step> {
             checks,
             mirror,
             compare,
+            headroom_check,
         });
     }
     // `completed` means every user is on NEW: a plan that stops short could never say so.

@@ -8,7 +8,9 @@
 //! - `runs`: run id (big-endian u64) → that run's latest orchestrator state (JSON);
 //! - `state`: `current` → the orchestrator's current state (JSON), what a restart resumes;
 //! - `events`: event id (big-endian u64, 1, 2, ...) → [`crate::api::Event`] (JSON);
-//! - `meta`: `format_version`, `last_event_id`, `last_run_id` (big-endian u64).
+//! - `meta`: `format_version`, `last_event_id`, `last_run_id` (big-endian u64);
+//! - `ticks`: a tick's time in ms (big-endian u64) → what the analyzer judged then
+//!   ([`crate::foresight::TickRecord`], JSON), pruned after `[store] ticks_retention`.
 //!
 //! Big-endian keys make sled's byte order the id order, so ranges over ids are ranges over keys.
 //! A state change and its event are written in one transaction across `state`, `runs`,
@@ -42,6 +44,7 @@ mod open;
 mod plans;
 #[cfg(test)]
 mod tests;
+mod ticks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -245,6 +248,39 @@ impl Store {
     /// Id of the newest event, 0 when the log is empty.
     pub fn last_event_id(&self) -> Result<u64, StoreError> {
         each_backend!(self, s => s.last_event_id())
+    }
+
+    /// Record one analysis tick (`plan simulate`'s input). A fleet's store in etcd records
+    /// none: a second's write per instance into etcd is not worth what it buys (docs/fleet.md).
+    pub fn put_tick(&self, tick: &crate::foresight::TickRecord) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.put_tick(tick),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => Ok(()),
+        }
+    }
+
+    /// Recorded ticks with `from_ms <= t_ms < to_ms`, oldest first, at most `limit`.
+    pub fn ticks(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::foresight::TickRecord>, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.ticks(from_ms, to_ms, limit),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Drop every recorded tick older than `before_ms`; returns how many went.
+    pub fn prune_ticks(&self, before_ms: u64) -> Result<usize, StoreError> {
+        match &self.backend {
+            Backend::Sled(s) => s.prune_ticks(before_ms),
+            #[cfg(feature = "etcd")]
+            Backend::Etcd(_) => Ok(0),
+        }
     }
 
     /// Every record of a sled store, to move it into a fleet (`cutover store migrate`).

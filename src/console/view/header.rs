@@ -93,6 +93,10 @@ fn title_line(status: &Status) -> Line<'static> {
         spans.push(Span::raw("  │ "));
         spans.extend(fleet_spans(f));
     }
+    if let Some(h) = &status.headroom {
+        spans.push(Span::raw("  │ "));
+        spans.push(headroom_span(h));
+    }
     Line::from(spans)
 }
 
@@ -114,6 +118,20 @@ fn fleet_spans(f: &crate::api::FleetView) -> Vec<Span<'static>> {
             ""
         }
     ))]
+}
+
+/// `rollback headroom +320 rps` (green), or `-640 rps` (red) when a rollback now would
+/// overload OLD (docs/analyzer.md, "Rollback headroom").
+fn headroom_span(h: &crate::api::Headroom) -> Span<'static> {
+    let color = if h.headroom_rps >= 0.0 {
+        Color::Green
+    } else {
+        Color::Red
+    };
+    Span::styled(
+        format!("rollback headroom {:+.0} rps", h.headroom_rps),
+        Style::new().fg(color),
+    )
 }
 
 /// `NEW 30% ██████░░░░░░░░░ 70% OLD`: the filled part is the share of users on NEW; each step
@@ -155,4 +173,31 @@ fn render_gauge(status: &Status, area: Rect, buf: &mut Buffer) {
         &right,
         OLD_STYLE.add_modifier(Modifier::BOLD),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_title_shows_rollback_headroom_when_old_declares_a_capacity() {
+        let text = |s: &Status| {
+            title_line(s)
+                .spans
+                .iter()
+                .map(|s| s.content.to_string())
+                .collect::<String>()
+        };
+        let mut s = Status::default();
+        assert!(!text(&s).contains("headroom"));
+        s.headroom = Some(crate::api::Headroom {
+            headroom_rps: -640.0,
+            ..Default::default()
+        });
+        assert!(
+            text(&s).contains("rollback headroom -640 rps"),
+            "{}",
+            text(&s)
+        );
+    }
 }

@@ -223,3 +223,16 @@ fn a_plan_that_stops_short_of_100_is_refused_and_says_why() {
         "a run completes only when every user is on NEW",
     );
 }
+
+#[test]
+fn headroom_check_is_on_unless_a_step_turns_it_off() {
+    let plan = ok(&format!(
+        "{HEAD}[[steps]]\nweight = 50\n[[steps]]\nweight = 100\nheadroom_check = false\n"
+    ));
+    assert!(plan.steps[0].headroom_check);
+    assert!(!plan.steps[1].headroom_check);
+    let d = one(&format!(
+        "{HEAD}[[steps]]\nweight = 100\nheadroom_check = \"no\"\n"
+    ));
+    assert_diag(&d, 4, 18, "true or false", "headroom_check = true");
+}

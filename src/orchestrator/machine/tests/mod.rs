@@ -32,6 +32,7 @@ pub(super) fn step(pct: f64, hold_s: u64, approval: bool, checks: bool) -> Step 
         },
         mirror: Weight::ZERO,
         compare: false,
+        headroom_check: true,
     }
 }
 
