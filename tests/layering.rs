@@ -305,6 +305,21 @@ fn imports_run_downward() {
         &mut broken,
     );
     must_not_import(
+        &rust_files(&src().join("fleet")),
+        &[
+            "orchestrator",
+            "proxy",
+            "serve",
+            "control",
+            "reload",
+            "cli",
+            "console",
+            "demo",
+        ],
+        "the fleet tells the driver what it sees; it never reaches above the engines",
+        &mut broken,
+    );
+    must_not_import(
         &rust_files(&src().join("control")),
         &["serve", "cli", "console", "demo"],
         "control sits below serve, cli, console and demo",

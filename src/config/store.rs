@@ -270,3 +270,77 @@ impl Checker<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ConfigError, ConfigProblem};
+
+    fn with_store(store: &str) -> String {
+        format!(
+            "[listen]\naddr = \"127.0.0.1:8080\"\n[admin]\naddr = \"127.0.0.1:9900\"\n[store]\n{store}\n\
+             [envs.old]\nupstreams = [\"127.0.0.1:1\"]\n[envs.new]\nupstreams = [\"127.0.0.1:2\"]\n\
+             [envs.fallback]\nupstreams = [\"127.0.0.1:3\"]\n"
+        )
+    }
+
+    fn problems(store: &str) -> Vec<ConfigProblem> {
+        match Config::parse(&with_store(store), "c.toml") {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("expected problems, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_misspelt_backend_is_named_with_the_nearest() {
+        let p = problems("backend = \"etdc\"");
+        assert_eq!((p[0].line, p[0].key.as_str()), (6, "store.backend"));
+        assert!(
+            p[0].to_string().contains("did you mean \"etcd\"?"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn fleet_keys_without_the_etcd_backend_are_refused() {
+        let p = problems("endpoints = [\"http://127.0.0.1:2379\"]\nlease_ttl = \"5s\"");
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["store.endpoints", "store.lease_ttl"]);
+        assert!(
+            p[0].to_string().contains("only used with backend"),
+            "{}",
+            p[0]
+        );
+    }
+
+    #[test]
+    fn the_etcd_backend_needs_endpoints_and_a_prefix_and_checks_them() {
+        let p = problems("backend = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]\nprefix = \"cutover\"\nlease_ttl = \"1s\"");
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        let mut expected = vec!["store.endpoints", "store.prefix", "store.lease_ttl"];
+        if !cfg!(feature = "etcd") {
+            expected.insert(0, "store.backend");
+        }
+        assert_eq!(keys, expected, "{p:?}");
+        let p = problems("backend = \"etcd\"");
+        let keys: Vec<&str> = p.iter().map(|p| p.key.as_str()).collect();
+        assert!(
+            keys.contains(&"store.endpoints") && keys.contains(&"store.prefix"),
+            "{keys:?}"
+        );
+    }
+
+    #[cfg(feature = "etcd")]
+    #[test]
+    fn a_good_fleet_section_reads_with_its_defaults() {
+        let cfg = Config::parse(
+            &with_store("backend = \"etcd\"\nendpoints = [\"http://10.0.0.7:2379\"]\nprefix = \"/cutover/shop/\""),
+            "c.toml",
+        )
+        .expect("valid");
+        let f = cfg.fleet.expect("fleet");
+        assert_eq!(f.prefix, "/cutover/shop");
+        assert_eq!(f.lease_ttl, super::DEFAULT_LEASE_TTL);
+        assert_eq!(f.instance, None);
+    }
+}

@@ -287,9 +287,9 @@ impl TickRecord {
         let window = Duration::try_from_secs_f64(self.window_s.max(0.0)).unwrap_or_default();
         let span = self.window_s.max(1.0);
         let get = |s: Scope| scopes.get(s.as_str()).cloned().unwrap_or_default();
-        let env_requests: u64 = Scope::ALL
+        // Users' requests are shared between the three envs; copies to NEW are not users'.
+        let env_requests: u64 = [Scope::Old, Scope::New, Scope::Fallback]
             .iter()
-            .filter(|s| **s != Scope::Users)
             .map(|s| get(*s).requests)
             .sum();
         WindowSnapshot {
