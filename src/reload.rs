@@ -340,6 +340,9 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.salt != new.salt {
         keys.push("routing.salt");
     }
+    if old.prometheus != new.prometheus {
+        keys.push("prometheus");
+    }
     keys
 }
 

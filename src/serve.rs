@@ -48,6 +48,8 @@ pub enum ServeError {
     Driver(#[from] DriverError),
     #[error("cannot start the data-plane worker threads: {0}")]
     Workers(std::io::Error),
+    #[error(transparent)]
+    Prometheus(#[from] crate::prometheus::PrometheusError),
 }
 
 /// Addresses actually bound (useful with port 0).
@@ -148,6 +150,10 @@ pub async fn run(
             tunnels_to_move: Arc::new(move || tunnels.misplaced()),
             env_addrs: env_addrs.clone(),
             default_salt: cfg.salt.clone(),
+            prometheus: match &cfg.prometheus {
+                Some(p) => Some(Arc::new(crate::prometheus::Prometheus::new(p)?)),
+                None => None,
+            },
         },
         stopped(),
     )?;

@@ -47,6 +47,7 @@ fn plan(gates: Vec<Gate>) -> Plan {
         steps: vec![],
         gates,
         rollback: Rollback::default(),
+        queries: Vec::new(),
     }
 }
 

@@ -23,6 +23,7 @@ fn driver(dir: &tempfile::TempDir) -> (Handle, Arc<Router>) {
         tunnels_to_move: Arc::new(|| 0),
         env_addrs: Default::default(),
         default_salt: "salt".into(),
+        prometheus: None,
     };
     let (handle, _task) = driver::start(parts, std::future::pending()).expect("driver");
     (handle, router)

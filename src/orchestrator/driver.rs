@@ -44,6 +44,8 @@ pub struct Parts {
     pub env_addrs: Arc<arc_swap::ArcSwap<EnvAddrs>>,
     /// Salt used while no run has set one.
     pub default_salt: String,
+    /// Where query gates ask (`[prometheus]`); a plan with query gates needs it to start.
+    pub prometheus: Option<Arc<crate::prometheus::Prometheus>>,
 }
 
 struct CheckResult {
@@ -177,6 +179,11 @@ impl Driver {
                         self.control.state()
                     )));
                 }
+                if !plan.queries.is_empty() && self.parts.prometheus.is_none() {
+                    return Err(CommandError::Rejected(
+                        "the plan has query gates but this server has no [prometheus] url in its config: add one and restart".into(),
+                    ));
+                }
                 let store = self.parts.store.clone();
                 let name = plan.name.clone();
                 let now = now_ms();
@@ -268,8 +275,18 @@ impl Driver {
                     .parts
                     .metrics
                     .window(now.into_std(), plan.analysis.window);
-                let evaluation =
-                    analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
+                // The queries' I/O comes before the pure evaluation, which gets the answers.
+                let queries = match &self.parts.prometheus {
+                    Some(p) if !plan.queries.is_empty() => p.ask_all(&plan.queries).await,
+                    _ => analyzer::QueryResults::default(),
+                };
+                let evaluation = analyzer::evaluate_with(
+                    &plan,
+                    &snap,
+                    self.control.weight(),
+                    &mut self.tracker,
+                    &queries,
+                );
                 self.gates = evaluation.gates;
                 evaluation.observation
             }

@@ -6,7 +6,7 @@
 //! store.
 //!
 //! Layout: [`model`] (the validated data), `parse` (top level, `[analysis]`, `[rollback]`),
-//! `steps` and `checks` (`[[steps]]`, `[[steps.checks]]`), `gates`, `condition` and `metric_name` (`[[gates]]`), `reader`
+//! `steps` and `checks` (`[[steps]]`, `[[steps.checks]]`), `gates`, `condition`, `metric_name` and `query` (`[[gates]]`), `reader`
 //! (typed access to a `toml_edit` document with spans), [`diagnostic`] (the error shape).
 //! The keys and their rules are documented for users in `docs/plans.md`.
 
@@ -17,6 +17,7 @@ mod gates;
 mod metric_name;
 pub mod model;
 mod parse;
+mod query;
 mod reader;
 mod steps;
 
@@ -31,7 +32,7 @@ pub use parse::parse;
 pub fn summary(plan: &Plan) -> String {
     let last = plan.steps.last().map_or(0.0, |s| s.weight.percent());
     let steps = plural(plan.steps.len(), "step");
-    let gates = plural(plan.gates.len(), "gate");
+    let gates = plural(plan.gates.len() + plan.queries.len(), "gate");
     format!("{steps} to {last}%, {gates}")
 }
 

@@ -45,7 +45,7 @@ pub fn parse(text: &str) -> Result<Plan, Vec<Diagnostic>> {
     let analysis = read_analysis(&mut r, &root);
     let rollback = read_rollback(&mut r, &root);
     let steps = steps::read(&mut r, &root);
-    let gates = gates::read(&mut r, &root);
+    let (gates, queries) = gates::read(&mut r, &root);
 
     if r.has_errors() {
         return Err(r.finish());
@@ -58,6 +58,7 @@ pub fn parse(text: &str) -> Result<Plan, Vec<Diagnostic>> {
         steps,
         gates,
         rollback,
+        queries,
     })
 }
 
