@@ -19,8 +19,8 @@ pub mod stats;
 use serde::{Deserialize, Serialize};
 
 pub use gates::{evaluate, evaluate_with, Evaluation, GateReport, GateTracker, Reads};
-pub use query::{QueryOutcome, QueryResults};
 pub use probe::{run_probes, ProbeTarget};
+pub use query::{QueryOutcome, QueryResults};
 
 /// The analyzer's verdict on one evaluation, the state machine's input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

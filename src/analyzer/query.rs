@@ -140,14 +140,20 @@ pub fn judge_query(
             data.insert("condition".into(), json!("min"));
             data.insert("threshold".into(), json!(t));
             let op = if v < t { "<" } else { ">=" };
-            (v < t, format!("query `{q}` = {} {op} min {}", num(v), num(t)))
+            (
+                v < t,
+                format!("query `{q}` = {} {op} min {}", num(v), num(t)),
+            )
         }
         // The plan allows only `max` or `min`; a ratio (from a hand-made plan) reads as `max`.
         Condition::Max(t) | Condition::RatioOf { ratio: t, .. } => {
             data.insert("condition".into(), json!("max"));
             data.insert("threshold".into(), json!(t));
             let op = if v > t { ">" } else { "<=" };
-            (v > t, format!("query `{q}` = {} {op} max {}", num(v), num(t)))
+            (
+                v > t,
+                format!("query `{q}` = {} {op} max {}", num(v), num(t)),
+            )
         }
     };
     let kind = if fails {
@@ -173,14 +179,16 @@ mod tests {
     use super::*;
     use crate::plan::model::OnFail;
 
-    const SCALAR: &str = r#"{"status":"success","data":{"resultType":"scalar","result":[1733400000.123,"0.25"]}}"#;
+    const SCALAR: &str =
+        r#"{"status":"success","data":{"resultType":"scalar","result":[1733400000.123,"0.25"]}}"#;
     const ONE: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pool":"new"},"value":[1733400000,"0.75"]}]}}"#;
     const MANY: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"pool":"a"},"value":[1,"1"]},{"metric":{"pool":"b"},"value":[1,"2"]}]}}"#;
     const NONE: &str = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
     const ERROR: &str = r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected end of input"}"#;
     const NAN: &str = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#;
     const INF: &str = r#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#;
-    const STRING: &str = r#"{"status":"success","data":{"resultType":"string","result":[1,"hello"]}}"#;
+    const STRING: &str =
+        r#"{"status":"success","data":{"resultType":"string","result":[1,"hello"]}}"#;
     const MATRIX: &str = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"1"],[2,"2"]]}]}}"#;
 
     #[test]
@@ -194,7 +202,10 @@ mod tests {
     fn every_other_shape_is_an_error_that_says_what_came_back() {
         let e = |s: &str| read_answer(s.as_bytes()).unwrap_err();
         let many = e(MANY);
-        assert!(many.contains("2 series") && many.contains("\"pool\":\"b\""), "{many}");
+        assert!(
+            many.contains("2 series") && many.contains("\"pool\":\"b\""),
+            "{many}"
+        );
         assert!(e(NONE).contains("no series"));
         assert_eq!(
             e(ERROR),

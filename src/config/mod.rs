@@ -487,14 +487,20 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
 
     #[test]
     fn prometheus_is_optional_and_checked_with_positions() {
-        assert_eq!(Config::parse(GOOD, "c.toml").expect("valid").prometheus, None);
+        assert_eq!(
+            Config::parse(GOOD, "c.toml").expect("valid").prometheus,
+            None
+        );
         let c = Config::parse(
             &format!("{GOOD}[prometheus]\nurl = \"http://prom:9090\"\ntimeout = \"2s\"\n"),
             "c.toml",
         )
         .expect("valid");
         let p = c.prometheus.expect("set");
-        assert_eq!((p.url.as_str(), p.timeout), ("http://prom:9090", Duration::from_secs(2)));
+        assert_eq!(
+            (p.url.as_str(), p.timeout),
+            ("http://prom:9090", Duration::from_secs(2))
+        );
         assert_eq!(p.pause_after, Duration::from_secs(60));
         let p = problems(&format!(
             "{GOOD}[prometheus]\nurl = \"prom:9090\"\npause_after = \"soon\"\n"
@@ -502,7 +508,10 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
         let seen: Vec<_> = p.iter().map(|p| (p.line, p.col, p.key.as_str())).collect();
         assert_eq!(
             seen,
-            [(18, 7, "prometheus.url"), (19, 15, "prometheus.pause_after")]
+            [
+                (18, 7, "prometheus.url"),
+                (19, 15, "prometheus.pause_after")
+            ]
         );
         let p = problems(&format!("{GOOD}[prometheus]\ntimeout = \"2s\"\n"));
         assert_eq!((p[0].line, p[0].key.as_str()), (17, "prometheus.url"));

@@ -77,7 +77,11 @@ mod tests {
         let d = parse(&format!("{HEAD}query = \"sum(rate(x[1m])\"\nmax = 1\n")).unwrap_err();
         assert_eq!(d.len(), 1, "{d:#?}");
         assert_eq!((d[0].line, d[0].col), (6, 9));
-        assert!(d[0].message.contains("not valid PromQL"), "{}", d[0].message);
+        assert!(
+            d[0].message.contains("not valid PromQL"),
+            "{}",
+            d[0].message
+        );
     }
 
     #[test]

@@ -127,17 +127,22 @@ impl Prometheus {
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(path) = &self.token_file {
             let token = tokio::fs::read_to_string(path).await.map_err(|e| {
-                format!("cannot read [prometheus] bearer_token_file {}: {e}", path.display())
+                format!(
+                    "cannot read [prometheus] bearer_token_file {}: {e}",
+                    path.display()
+                )
             })?;
             req = req.header(header::AUTHORIZATION, format!("Bearer {}", token.trim()));
         }
         let body = Full::new(Bytes::from(format!("query={}", form_encode(query))));
         let req = req.body(body).map_err(|e| e.to_string())?;
-        let resp = self
-            .http
-            .request(req)
-            .await
-            .map_err(|e| format!("cannot reach Prometheus at {}: {}", self.endpoint, cause(&e)))?;
+        let resp = self.http.request(req).await.map_err(|e| {
+            format!(
+                "cannot reach Prometheus at {}: {}",
+                self.endpoint,
+                cause(&e)
+            )
+        })?;
         let status = resp.status();
         let bytes = resp
             .into_body()
