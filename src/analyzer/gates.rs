@@ -172,6 +172,28 @@ pub fn demand_above_capacity(snap: &WindowSnapshot, weight: Weight) -> Option<St
     })
 }
 
+/// Applies `v` to gate `name`'s streak in `tracker`, and reports the gate.
+fn report(
+    tracker: &mut GateTracker,
+    name: &str,
+    reads: Reads,
+    condition: Condition,
+    after: u32,
+    on_fail: OnFail,
+    v: &Verdict,
+) -> GateReport {
+    GateReport {
+        name: name.to_owned(),
+        reads,
+        condition,
+        value: v.value,
+        verdict: v.kind,
+        failing_for: tracker.apply(name, v.kind),
+        after: after.max(1),
+        on_fail,
+    }
+}
+
 /// Judges every gate of `plan` over `snap`, advancing `tracker`'s streaks; query gates, if
 /// the plan has any, cannot judge (no answers: see [`evaluate_with`]).
 ///
@@ -206,25 +228,26 @@ pub fn evaluate_with(
     let mut notes: Vec<String> = Vec::new();
 
     for gate in &plan.gates {
+        let verdict = judge(gate, snap, plan.analysis.min_requests, weight, &window);
+        let reads = Reads::Metric(gate.metric);
+        let view = report(
+            tracker,
+            &gate.name,
+            reads,
+            gate.condition,
+            gate.after,
+            gate.on_fail,
+            &verdict,
+        );
+        let (streak, after) = (view.failing_for, view.after);
+        views.push(view);
         let Verdict {
             kind,
             by_design,
-            value,
             text,
             mut data,
-        } = judge(gate, snap, plan.analysis.min_requests, weight, &window);
-        let streak = tracker.apply(&gate.name, kind);
-        let after = gate.after.max(1);
-        views.push(GateReport {
-            name: gate.name.clone(),
-            reads: Reads::Metric(gate.metric),
-            condition: gate.condition,
-            value,
-            verdict: kind,
-            failing_for: streak,
-            after,
-            on_fail: gate.on_fail,
-        });
+            ..
+        } = verdict;
         match kind {
             GateVerdict::Ok if by_design => notes.push(format!("gate \"{}\" {text}", gate.name)),
             GateVerdict::Ok => {}
@@ -271,25 +294,24 @@ pub fn evaluate_with(
     let mut gave_up = None;
     for gate in &plan.queries {
         let judged = judge_query(gate, queries.outcomes.get(&gate.name), queries.pause_after);
+        let reads = Reads::Query(gate.query.clone());
+        let view = report(
+            tracker,
+            &gate.name,
+            reads,
+            gate.condition,
+            gate.after,
+            gate.on_fail,
+            &judged.verdict,
+        );
+        let (streak, after) = (view.failing_for, view.after);
+        views.push(view);
         let Verdict {
             kind,
-            value,
             text,
             mut data,
             ..
         } = judged.verdict;
-        let streak = tracker.apply(&gate.name, kind);
-        let after = gate.after.max(1);
-        views.push(GateReport {
-            name: gate.name.clone(),
-            reads: Reads::Query(gate.query.clone()),
-            condition: gate.condition,
-            value,
-            verdict: kind,
-            failing_for: streak,
-            after,
-            on_fail: gate.on_fail,
-        });
         match kind {
             GateVerdict::Ok => {}
             GateVerdict::NotEnoughTraffic => {
