@@ -203,7 +203,11 @@ pub struct Displaced {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GateView {
     pub name: String,
+    /// `<scope>.<metric>`, or a query gate's PromQL text.
     pub metric: String,
+    /// Whether `metric` is a PromQL query judged on Prometheus's answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub query: bool,
     /// Human form of the threshold, e.g. `<= 0.02` or `<= 2.0 x old.p99_ms`.
     pub threshold: String,
     pub value: Option<f64>,

@@ -361,6 +361,9 @@ fn fixed_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.ticks_retention != new.ticks_retention {
         keys.push("store.ticks_retention");
     }
+    if old.prometheus != new.prometheus {
+        keys.push("prometheus");
+    }
     keys
 }
 

@@ -53,6 +53,8 @@ pub enum ServeError {
          `cargo build --release --features etcd` (docs/fleet.md)"
     )]
     NoFleet(String),
+    #[error(transparent)]
+    Prometheus(#[from] crate::prometheus::PrometheusError),
 }
 
 /// Addresses actually bound (useful with port 0).
@@ -153,6 +155,10 @@ pub async fn run(
             default_salt: cfg.salt.clone(),
             fleet,
             foresight: foresight.clone(),
+            prometheus: match &cfg.prometheus {
+                Some(p) => Some(Arc::new(crate::prometheus::Prometheus::new(p)?)),
+                None => None,
+            },
         },
         stopped(),
     )?;

@@ -47,6 +47,7 @@ fn plan(gates: Vec<Gate>) -> Plan {
         steps: vec![],
         gates,
         rollback: Rollback::default(),
+        queries: Vec::new(),
     }
 }
 
@@ -469,24 +470,18 @@ fn prometheus_text_parses_and_holds_the_numbers() {
             v => panic!("{v:?}"),
         }
     };
-    assert_eq!(get("cutover_requests_total", &[("scope", "new")]), 6.0);
-    assert_eq!(get("cutover_requests_total", &[("scope", "old")]), 0.0);
+    assert_eq!(get("cutover_requests_total", &[("env", "new")]), 6.0);
+    assert_eq!(get("cutover_requests_total", &[("env", "old")]), 0.0);
     assert_eq!(
         get(
             "cutover_errors_total",
-            &[("scope", "new"), ("kind", "timeout")]
+            &[("env", "new"), ("kind", "timeout")]
         ),
         1.0
     );
-    assert_eq!(
-        get(
-            "cutover_errors_total",
-            &[("scope", "users"), ("kind", "shed")]
-        ),
-        1.0
-    );
-    assert_eq!(get("cutover_shed_total", &[("scope", "users")]), 1.0);
-    assert_eq!(get("cutover_active_connections", &[("scope", "old")]), 1.0);
+    assert_eq!(get("cutover_user_errors_total", &[("kind", "shed")]), 1.0);
+    assert_eq!(get("cutover_user_shed_total", &[]), 1.0);
+    assert_eq!(get("cutover_active_connections", &[("env", "old")]), 1.0);
     assert_eq!(get("cutover_fallback_retries_total", &[]), 1.0);
     assert_eq!(get("cutover_retry_budget_exhausted_total", &[]), 2.0);
     assert_eq!(
@@ -524,20 +519,17 @@ fn prometheus_text_parses_and_holds_the_numbers() {
     assert_eq!(get("cutover_run_step", &[]), 2.0);
     assert_eq!(get("cutover_weight_percent", &[]), 12.5);
     assert_eq!(
-        get(
-            "cutover_request_duration_seconds_count",
-            &[("scope", "new")]
-        ),
+        get("cutover_request_duration_seconds_count", &[("env", "new")]),
         6.0
     );
-    let sum = get("cutover_request_duration_seconds_sum", &[("scope", "new")]);
+    let sum = get("cutover_request_duration_seconds_sum", &[("env", "new")]);
     assert!((sum - 23.03).abs() < 1e-6, "{sum}");
 
     let hist = scrape
         .samples
         .iter()
         .find(|s| {
-            s.metric == "cutover_request_duration_seconds" && s.labels.get("scope") == Some("new")
+            s.metric == "cutover_request_duration_seconds" && s.labels.get("env") == Some("new")
         })
         .expect("histogram");
     let prometheus_parse::Value::Histogram(buckets) = &hist.value else {

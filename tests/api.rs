@@ -260,9 +260,7 @@ async fn metrics_parse_as_prometheus_text() {
         let users: f64 = scrape
             .samples
             .iter()
-            .filter(|s| {
-                s.metric == "cutover_requests_total" && s.labels.get("scope") == Some("users")
-            })
+            .filter(|s| s.metric == "cutover_user_requests_total")
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v)
                 | prometheus_parse::Value::Untyped(v)

@@ -27,7 +27,10 @@ fn sample(text: &str, name: &str) -> Option<f64> {
 
 /// Every `cutover_errors_total` sample of `scope`, summed.
 fn errors_of(text: &str, scope: &str) -> f64 {
-    let prefix = format!("cutover_errors_total{{scope=\"{scope}\",");
+    let prefix = match scope {
+        "users" => "cutover_user_errors_total{".to_owned(),
+        env => format!("cutover_errors_total{{env=\"{env}\","),
+    };
     text.lines()
         .filter(|l| l.starts_with(&prefix))
         .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())

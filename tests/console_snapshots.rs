@@ -97,6 +97,7 @@ fn gate(name: &str, metric: &str, threshold: &str, value: f64, verdict: &str, n:
     GateView {
         name: name.into(),
         metric: metric.into(),
+        query: false,
         threshold: threshold.into(),
         value: Some(value),
         verdict: wire(verdict),

@@ -25,6 +25,7 @@ fn driver(dir: &tempfile::TempDir) -> (Handle, Arc<Router>) {
         default_salt: "salt".into(),
         fleet: None,
         foresight: Default::default(),
+        prometheus: None,
     };
     let (handle, _task) = driver::start(parts, std::future::pending()).expect("driver");
     (handle, router)

@@ -163,7 +163,7 @@ async fn a_unary_call_and_its_error_status_pass_through_an_h2_env() {
     assert_eq!(status.message(), "the env is going down");
     // UNAVAILABLE is the env's failure, NOT_FOUND the caller's (docs/operations.md).
     let metrics = server.metrics().await;
-    let line = "cutover_errors_total{scope=\"old\",kind=\"server_error\"} ";
+    let line = "cutover_errors_total{env=\"old\",kind=\"server_error\"} ";
     let errors = metrics.lines().find_map(|l| l.strip_prefix(line));
     assert_eq!(errors, Some("1"), "{metrics}");
 

@@ -114,6 +114,9 @@ fn cores() -> Vec<Core> {
                 "analyzer/gates.rs",
                 "analyzer/judge.rs",
                 "analyzer/stats.rs",
+                // Query gates judged on Prometheus's answers, passed in as data; the client
+                // that asks is `src/prometheus`, outside the core.
+                "analyzer/query.rs",
             ]),
             // `metrics` for the window snapshot it judges; never `api`: the edge builds that.
             may_import: &["analyzer", "metrics", "plan", "router", "vocab"],
@@ -338,6 +341,22 @@ fn imports_run_downward() {
             "proxy",
         ],
         "metrics and the API's wire types sit below the orchestrator",
+        &mut broken,
+    );
+    must_not_import(
+        &rust_files(&src().join("prometheus")),
+        &[
+            "proxy",
+            "orchestrator",
+            "store",
+            "serve",
+            "control",
+            "reload",
+            "cli",
+            "console",
+            "demo",
+        ],
+        "the Prometheus client only asks; the driver decides, and the data path never waits on it",
         &mut broken,
     );
     must_not_import(

@@ -59,6 +59,7 @@ fn plan_strategy() -> impl Strategy<Value = Plan> {
                 rollback: Rollback {
                     ramp: Duration::from_millis(ramp_ms),
                 },
+                queries: Vec::new(),
             }
         },
     )

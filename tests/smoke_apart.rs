@@ -101,8 +101,8 @@ async fn a_forced_websocket_is_counted_apart_too() {
         .expect("text");
     for counted in [
         "cutover_override_requests_total{env=\"new\",result=\"ok\"} 1",
-        "cutover_requests_total{scope=\"new\"} 0",
-        "cutover_requests_total{scope=\"users\"} 0",
+        "cutover_requests_total{env=\"new\"} 0",
+        "cutover_user_requests_total 0",
     ] {
         assert!(metrics.contains(counted), "{counted} missing in\n{metrics}");
     }

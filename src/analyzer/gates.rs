@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::judge::{judge, num, pct, threshold_text, Verdict};
+use super::query::{judge_query, QueryResults};
 use super::{Health, Observation};
 use crate::metrics::{MetricRef, Scope, WindowSnapshot};
 use crate::plan::model::{Condition, OnFail, Plan};
@@ -65,7 +66,7 @@ impl GateTracker {
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateReport {
     pub name: String,
-    pub metric: MetricRef,
+    pub reads: Reads,
     pub condition: Condition,
     pub value: Option<f64>,
     pub verdict: GateVerdict,
@@ -73,6 +74,23 @@ pub struct GateReport {
     pub failing_for: u32,
     pub after: u32,
     pub on_fail: OnFail,
+}
+
+/// What a gate reads: one of cutover's own metrics, or a PromQL query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reads {
+    Metric(MetricRef),
+    Query(String),
+}
+
+impl std::fmt::Display for Reads {
+    /// `new.error_rate`, or the query's text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reads::Metric(m) => m.fmt(f),
+            Reads::Query(q) => f.write_str(q),
+        }
+    }
 }
 
 impl GateReport {
@@ -155,7 +173,30 @@ pub fn demand_above_capacity(snap: &WindowSnapshot, weight: Weight) -> Option<St
     })
 }
 
-/// Judges every gate of `plan` over `snap`, advancing `tracker`'s streaks.
+/// Applies `v` to gate `name`'s streak in `tracker`, and reports the gate.
+fn report(
+    tracker: &mut GateTracker,
+    name: &str,
+    reads: Reads,
+    condition: Condition,
+    after: u32,
+    on_fail: OnFail,
+    v: &Verdict,
+) -> GateReport {
+    GateReport {
+        name: name.to_owned(),
+        reads,
+        condition,
+        value: v.value,
+        verdict: v.kind,
+        failing_for: tracker.apply(name, v.kind),
+        after: after.max(1),
+        on_fail,
+    }
+}
+
+/// Judges every gate of `plan` over `snap`, advancing `tracker`'s streaks; query gates, if
+/// the plan has any, cannot judge (no answers: see [`evaluate_with`]).
 ///
 /// `weight` is the share of users on NEW in effect, which says where the plan expects traffic.
 pub fn evaluate(
@@ -164,10 +205,21 @@ pub fn evaluate(
     weight: Weight,
     tracker: &mut GateTracker,
 ) -> Evaluation {
+    evaluate_with(plan, snap, weight, tracker, &QueryResults::default())
+}
+
+/// [`evaluate`], with Prometheus's answers to the plan's query gates.
+pub fn evaluate_with(
+    plan: &Plan,
+    snap: &WindowSnapshot,
+    weight: Weight,
+    tracker: &mut GateTracker,
+    queries: &QueryResults,
+) -> Evaluation {
     let window = window_text(snap);
-    tracker
-        .streaks
-        .retain(|name, _| plan.gates.iter().any(|g| &g.name == name));
+    tracker.streaks.retain(|name, _| {
+        plan.gates.iter().any(|g| &g.name == name) || plan.queries.iter().any(|q| &q.name == name)
+    });
 
     let mut views = Vec::with_capacity(plan.gates.len());
     // [rollback with evidence against NEW itself, rollback on anything else, pause]
@@ -177,25 +229,26 @@ pub fn evaluate(
     let mut notes: Vec<String> = Vec::new();
 
     for gate in &plan.gates {
+        let verdict = judge(gate, snap, plan.analysis.min_requests, weight, &window);
+        let reads = Reads::Metric(gate.metric);
+        let view = report(
+            tracker,
+            &gate.name,
+            reads,
+            gate.condition,
+            gate.after,
+            gate.on_fail,
+            &verdict,
+        );
+        let (streak, after) = (view.failing_for, view.after);
+        views.push(view);
         let Verdict {
             kind,
             by_design,
-            value,
             text,
             mut data,
-        } = judge(gate, snap, plan.analysis.min_requests, weight, &window);
-        let streak = tracker.apply(&gate.name, kind);
-        let after = gate.after.max(1);
-        views.push(GateReport {
-            name: gate.name.clone(),
-            metric: gate.metric,
-            condition: gate.condition,
-            value,
-            verdict: kind,
-            failing_for: streak,
-            after,
-            on_fail: gate.on_fail,
-        });
+            ..
+        } = verdict;
         match kind {
             GateVerdict::Ok if by_design => notes.push(format!("gate \"{}\" {text}", gate.name)),
             GateVerdict::Ok => {}
@@ -235,6 +288,60 @@ pub fn evaluate(
                 }
             }
         }
+    }
+
+    // Query gates: never evidence against NEW by itself (a rollback is held back in a herd, as
+    // for any other scope), never a reason to call OLD degraded.
+    let mut gave_up = None;
+    for gate in &plan.queries {
+        let judged = judge_query(gate, queries.outcomes.get(&gate.name), queries.pause_after);
+        let reads = Reads::Query(gate.query.clone());
+        let view = report(
+            tracker,
+            &gate.name,
+            reads,
+            gate.condition,
+            gate.after,
+            gate.on_fail,
+            &judged.verdict,
+        );
+        let (streak, after) = (view.failing_for, view.after);
+        views.push(view);
+        let Verdict {
+            kind,
+            text,
+            mut data,
+            ..
+        } = judged.verdict;
+        match kind {
+            GateVerdict::Ok => {}
+            GateVerdict::NotEnoughTraffic => {
+                if gave_up.is_none() {
+                    gave_up = judged.give_up.map(|why| (why, Value::Object(data.clone())));
+                }
+                unjudged.push(format!("gate \"{}\": {text}", gate.name))
+            }
+            GateVerdict::Failing if streak < after => unjudged.push(format!(
+                "gate \"{}\" failing {streak} of {after} before it acts: {text}",
+                gate.name
+            )),
+            GateVerdict::Failing => {
+                let slot = match gate.on_fail {
+                    OnFail::Rollback => &mut acting[1],
+                    OnFail::Pause => &mut acting[2],
+                };
+                if slot.is_none() {
+                    let reason = format!("gate \"{}\" failed {streak}x: {text}", gate.name);
+                    data.insert("after".into(), json!(after));
+                    data.insert("failed_for".into(), json!(streak));
+                    data.insert("on_fail".into(), json!(gate.on_fail));
+                    *slot = Some((reason, Value::Object(data)));
+                }
+            }
+        }
+    }
+    if acting[2].is_none() {
+        acting[2] = gave_up;
     }
 
     let [rollback_new, rollback_other, pause] = acting;

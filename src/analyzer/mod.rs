@@ -6,17 +6,21 @@
 //!
 //! Layout: [`judge`] judges one gate over one window (sample sizes, conditions, the words of
 //! a verdict), [`stats`] holds the significance test of `confidence` ratio gates, [`gates`]
-//! keeps failure streaks and turns verdicts into [`Health`], [`probe`] is the probe task.
+//! keeps failure streaks and turns verdicts into [`Health`], [`probe`] is the probe task,
+//! [`query`] reads Prometheus's answers for query gates and judges them (the answers are
+//! fetched by [`crate::prometheus`] and passed in as data).
 
 pub mod gates;
 pub mod judge;
 pub mod probe;
+pub mod query;
 pub mod stats;
 
 use serde::{Deserialize, Serialize};
 
-pub use gates::{evaluate, Evaluation, GateReport, GateTracker};
+pub use gates::{evaluate, evaluate_with, Evaluation, GateReport, GateTracker, Reads};
 pub use probe::{run_probes, ProbeTarget};
+pub use query::{QueryOutcome, QueryResults};
 
 /// The analyzer's verdict on one evaluation, the state machine's input.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,8 @@
 //! `routing`, `proxy` (`[proxy]`, `[retry_budget]`), `limit_keys` (`[limits]`) and
 //! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`) and `mirror`
 //! (`[mirror]`, shadow traffic).
+//! `protection` (admission, session rates, `[tunnels]`, `[waiting_room]`) and `prometheus`
+//! (`[prometheus]`, where query gates ask).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ mod limit_keys;
 mod limits;
 mod listen;
 mod mirror;
+mod prometheus;
 mod protection;
 mod proxy;
 mod routing;
@@ -38,6 +41,7 @@ pub use envs::{EnvConfig, Protocol, UpstreamConfig, DEFAULT_RESOLVE_INTERVAL};
 pub use limits::{Limits, MIN_HEADER_BYTES};
 pub use listen::CertFiles;
 pub use mirror::MirrorConfig;
+pub use prometheus::PrometheusConfig;
 pub use protection::{EnvProtection, ProtectionConfig, SessionRate};
 pub use proxy::RetryBudgetConfig;
 pub use store::{FleetConfig, DEFAULT_ETCD_TIMEOUT, DEFAULT_LEASE_TTL};
@@ -97,6 +101,8 @@ pub struct Config {
     pub protection: ProtectionConfig,
     /// `[mirror]`: how shadow traffic is copied to NEW.
     pub mirror: MirrorConfig,
+    /// `[prometheus]`: where query gates ask; `None` without the section.
+    pub prometheus: Option<PrometheusConfig>,
 }
 
 impl Config {
@@ -181,6 +187,7 @@ struct RawConfig {
     waiting_room: Option<protection::RawWaitingRoom>,
     #[serde(default)]
     mirror: Option<mirror::RawMirror>,
+    prometheus: Option<prometheus::RawPrometheus>,
 }
 
 impl Config {
@@ -284,6 +291,11 @@ impl Config {
             raw.waiting_room.as_ref(),
             base,
         );
+        let prometheus = c.prometheus(
+            raw.prometheus.as_ref(),
+            text.find("[prometheus]").unwrap_or(0),
+            base,
+        );
         if !c.problems.is_empty() {
             c.problems.sort_by_key(|p| (p.line, p.col));
             return Err(ConfigError::Invalid(c.problems));
@@ -329,6 +341,7 @@ impl Config {
             source: None,
             protection,
             mirror,
+            prometheus,
         })
     }
 }
@@ -495,6 +508,38 @@ user_key = ["header:x-user-id", "cookie:uid", "client_ip"]
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!((p[0].key.as_str(), p[0].line), ("envs.new.protocol", 12));
         assert!(p[0].message.contains("\"h2\""), "{}", p[0]);
+    }
+
+    #[test]
+    fn prometheus_is_optional_and_checked_with_positions() {
+        assert_eq!(
+            Config::parse(GOOD, "c.toml").expect("valid").prometheus,
+            None
+        );
+        let c = Config::parse(
+            &format!("{GOOD}[prometheus]\nurl = \"http://prom:9090\"\ntimeout = \"2s\"\n"),
+            "c.toml",
+        )
+        .expect("valid");
+        let p = c.prometheus.expect("set");
+        assert_eq!(
+            (p.url.as_str(), p.timeout),
+            ("http://prom:9090", Duration::from_secs(2))
+        );
+        assert_eq!(p.pause_after, Duration::from_secs(60));
+        let p = problems(&format!(
+            "{GOOD}[prometheus]\nurl = \"prom:9090\"\npause_after = \"soon\"\n"
+        ));
+        let seen: Vec<_> = p.iter().map(|p| (p.line, p.col, p.key.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                (18, 7, "prometheus.url"),
+                (19, 15, "prometheus.pause_after")
+            ]
+        );
+        let p = problems(&format!("{GOOD}[prometheus]\ntimeout = \"2s\"\n"));
+        assert_eq!((p[0].line, p[0].key.as_str()), (17, "prometheus.url"));
     }
 
     #[test]

@@ -64,10 +64,6 @@ pub fn escape_label(s: &str) -> String {
     out
 }
 
-/// The scopes of the `scope` label; shadow traffic has families of its own
-/// (`cutover_mirror_*`, [`super::mirror`]).
-const SCOPES: [Scope; 4] = [Scope::Old, Scope::New, Scope::Fallback, Scope::Users];
-
 pub(super) fn num(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
@@ -84,102 +80,103 @@ pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
 }
 
 /// The whole exposition.
+/// A family per env (`cutover_<base>{env="old"}`, ...) and the users' own
+/// (`cutover_user_<base>`): what users finally got is never a series of the envs' family, so
+/// `sum(rate(cutover_requests_total[1m]))` counts each request once.
+fn per_scope(
+    o: &mut String,
+    base: &str,
+    kind: &str,
+    help: &str,
+    mut series: impl FnMut(&mut String, &str, Scope, &[String]),
+) {
+    let name = format!("cutover_{base}");
+    header(o, &name, kind, &format!("{help}, per env."));
+    for env in Env::ALL {
+        let label = format!("env=\"{}\"", env.as_str());
+        series(o, &name, Scope::from(env), &[label]);
+    }
+    let name = format!("cutover_user_{base}");
+    header(
+        o,
+        &name,
+        kind,
+        &format!("{help}, as users finally got them (after any fallback)."),
+    );
+    series(o, &name, Scope::Users, &[]);
+}
+
+/// `{a="1",b="2"}`, or nothing without labels.
+fn labels(first: &[String], more: &[String]) -> String {
+    let all: Vec<&str> = first.iter().chain(more).map(String::as_str).collect();
+    if all.is_empty() {
+        String::new()
+    } else {
+        format!("{{{}}}", all.join(","))
+    }
+}
+
 pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
     let mut o = String::with_capacity(8 * 1024);
     let t = |s: Scope| &metrics.totals[s.index()];
 
-    header(
+    per_scope(
         &mut o,
-        "cutover_requests_total",
+        "requests_total",
         "counter",
-        "Requests (or attempts) finished, per scope; users is what users finally got.",
+        "Requests (or attempts) finished",
+        |o, name, s, l| {
+            let _ = writeln!(o, "{name}{} {}", labels(l, &[]), t(s).requests());
+        },
     );
-    for s in SCOPES {
-        let _ = writeln!(
-            o,
-            "cutover_requests_total{{scope=\"{}\"}} {}",
-            s.as_str(),
-            t(s).requests()
-        );
-    }
-
-    header(
+    per_scope(
         &mut o,
-        "cutover_errors_total",
+        "errors_total",
         "counter",
-        "Failed requests per scope and kind (5xx, timeout, refused, reset, shed).",
+        "Failed requests by kind (5xx, timeout, refused, reset, shed)",
+        |o, name, s, l| {
+            for (k, kind) in ERROR_KINDS.iter().enumerate() {
+                let kind = format!("kind=\"{kind}\"");
+                let _ = writeln!(o, "{name}{} {}", labels(l, &[kind]), t(s).errors(k));
+            }
+        },
     );
-    for s in SCOPES {
-        for (k, kind) in ERROR_KINDS.iter().enumerate() {
-            let v = t(s).errors(k);
-            let _ = writeln!(
-                o,
-                "cutover_errors_total{{scope=\"{}\",kind=\"{kind}\"}} {v}",
-                s.as_str()
-            );
-        }
-    }
-
-    header(
+    per_scope(
         &mut o,
-        "cutover_request_duration_seconds",
+        "request_duration_seconds",
         "histogram",
-        "Latency of served requests per scope (shed requests are not timed).",
+        "Latency of served requests (shed requests are not timed)",
+        |o, name, s, l| {
+            let mut cumulative = 0u64;
+            for i in 0..=PROM_BUCKETS.len() {
+                cumulative += t(s).latency_bucket(i);
+                let le = PROM_BUCKETS.get(i).map_or("+Inf".to_string(), |v| num(*v));
+                let le = format!("le=\"{le}\"");
+                let _ = writeln!(o, "{name}_bucket{} {cumulative}", labels(l, &[le]));
+            }
+            let sum = num(t(s).latency_sum_us() as f64 / 1e6);
+            let _ = writeln!(o, "{name}_sum{} {sum}", labels(l, &[]));
+            let _ = writeln!(o, "{name}_count{} {cumulative}", labels(l, &[]));
+        },
     );
-    for s in SCOPES {
-        let mut cumulative = 0u64;
-        for i in 0..=PROM_BUCKETS.len() {
-            cumulative += t(s).latency_bucket(i);
-            let le = PROM_BUCKETS.get(i).map_or("+Inf".to_string(), |v| num(*v));
-            let _ = writeln!(
-                o,
-                "cutover_request_duration_seconds_bucket{{scope=\"{}\",le=\"{le}\"}} {cumulative}",
-                s.as_str()
-            );
-        }
-        let sum = t(s).latency_sum_us() as f64 / 1e6;
-        let _ = writeln!(
-            o,
-            "cutover_request_duration_seconds_sum{{scope=\"{}\"}} {}",
-            s.as_str(),
-            num(sum)
-        );
-        let _ = writeln!(
-            o,
-            "cutover_request_duration_seconds_count{{scope=\"{}\"}} {cumulative}",
-            s.as_str()
-        );
-    }
-
-    header(
+    per_scope(
         &mut o,
-        "cutover_active_connections",
+        "active_connections",
         "gauge",
-        "Open connections and tunnels per scope.",
+        "Open connections and tunnels",
+        |o, name, s, l| {
+            let _ = writeln!(o, "{name}{} {}", labels(l, &[]), t(s).active_now());
+        },
     );
-    for s in SCOPES {
-        let _ = writeln!(
-            o,
-            "cutover_active_connections{{scope=\"{}\"}} {}",
-            s.as_str(),
-            t(s).active_now()
-        );
-    }
-
-    header(
+    per_scope(
         &mut o,
-        "cutover_shed_total",
+        "shed_total",
         "counter",
-        "Requests refused by admission control, per scope.",
+        "Requests refused by admission control",
+        |o, name, s, l| {
+            let _ = writeln!(o, "{name}{} {}", labels(l, &[]), t(s).errors(4));
+        },
     );
-    for s in SCOPES {
-        let _ = writeln!(
-            o,
-            "cutover_shed_total{{scope=\"{}\"}} {}",
-            s.as_str(),
-            t(s).errors(4)
-        );
-    }
 
     header(
         &mut o,
@@ -187,7 +184,8 @@ pub fn render_prometheus(metrics: &Metrics, run: &RunGauges) -> String {
         "counter",
         "Requests an env could not answer, by where they went (fallback answered, or failed).",
     );
-    for env in Env::ALL {
+    // FALLBACK is where displaced requests go; nothing is displaced from it.
+    for env in [Env::Old, Env::New] {
         let tt = t(Scope::from(env));
         let _ = writeln!(
             o,

@@ -372,7 +372,7 @@ fn totals_and_gauges_add_up_over_the_workers() {
     assert_eq!(t.latency_sum_us(), 66_000);
     let text = render_prometheus(&m, &RunGauges::default());
     assert!(
-        text.contains("cutover_requests_total{scope=\"old\"} 4"),
+        text.contains("cutover_requests_total{env=\"old\"} 4"),
         "{text}"
     );
 }
@@ -410,5 +410,5 @@ fn client_and_proxy_faults_are_counted_apart_from_every_scope() {
     );
     assert!(text.contains("cutover_client_errors_total{kind=\"body_timeout\"} 0\n"));
     assert!(text.contains("cutover_proxy_errors_total{kind=\"resources\"} 1\n"));
-    assert!(text.contains("cutover_errors_total{scope=\"users\",kind=\"server_error\"} 0\n"));
+    assert!(text.contains("cutover_user_errors_total{kind=\"server_error\"} 0\n"));
 }

@@ -51,6 +51,8 @@ pub struct Parts {
     pub fleet: Option<(Fleet, mpsc::Receiver<Notice>)>,
     /// Tick recording and rollback headroom (`super::recorder`).
     pub foresight: Arc<super::recorder::Foresight>,
+    /// Where query gates ask (`[prometheus]`); a plan with query gates needs it to start.
+    pub prometheus: Option<Arc<crate::prometheus::Prometheus>>,
 }
 
 struct CheckResult {
@@ -198,6 +200,11 @@ impl Driver {
                         self.control.state()
                     )));
                 }
+                if !plan.queries.is_empty() && self.parts.prometheus.is_none() {
+                    return Err(CommandError::Rejected(
+                        "the plan has query gates but this server has no [prometheus] url in its config: add one and restart".into(),
+                    ));
+                }
                 let store = self.parts.store.clone();
                 let name = plan.name.clone();
                 let now = now_ms();
@@ -291,8 +298,18 @@ impl Driver {
         let observation = match self.control.run().filter(|_| self.control.is_active()) {
             Some(run) => {
                 let plan = run.plan().clone();
-                let evaluation =
-                    analyzer::evaluate(&plan, &snap, self.control.weight(), &mut self.tracker);
+                // The queries' I/O comes before the pure evaluation, which gets the answers.
+                let queries = match &self.parts.prometheus {
+                    Some(p) if !plan.queries.is_empty() => p.ask_all(&plan.queries).await,
+                    _ => analyzer::QueryResults::default(),
+                };
+                let evaluation = analyzer::evaluate_with(
+                    &plan,
+                    &snap,
+                    self.control.weight(),
+                    &mut self.tracker,
+                    &queries,
+                );
                 self.gates = evaluation.gates;
                 evaluation.observation
             }

@@ -55,7 +55,8 @@ pub fn build(
 pub fn gate_view(r: &GateReport) -> GateView {
     GateView {
         name: r.name.clone(),
-        metric: r.metric.to_string(),
+        metric: r.reads.to_string(),
+        query: matches!(r.reads, crate::analyzer::Reads::Query(_)),
         threshold: r.threshold(),
         value: r.value,
         verdict: r.verdict,

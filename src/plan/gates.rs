@@ -1,18 +1,21 @@
 //! `[[gates]]`: named health conditions on `<scope>.<metric>` values — an absolute `max` or
 //! `min`, or `max_ratio_of` the same metric in another scope (optionally with a significance
 //! `confidence` for error rates) — plus how long to wait (`after`) and what to do (`on_fail`).
+//! A gate with `query` instead of `metric` reads a PromQL value (see `query`).
 
 use std::collections::HashMap;
 
 use super::condition::read_condition;
 use super::metric_name::read_metric;
-use super::model::{Gate, OnFail};
+use super::model::{Gate, OnFail, QueryGate};
+use super::query::read_query;
 use super::reader::{Field, Reader, Section};
 use crate::diag::did_you_mean;
 
 const GATE_KEYS: &[&str] = &[
     "name",
     "metric",
+    "query",
     "max",
     "min",
     "max_ratio_of",
@@ -22,17 +25,28 @@ const GATE_KEYS: &[&str] = &[
     "on_fail",
 ];
 
-/// Every gate of the plan (none is fine: the plan then advances on time alone).
-pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> Vec<Gate> {
+/// A gate as read: on one of cutover's metrics, or on a PromQL query.
+enum Read {
+    Metric(Gate),
+    Query(QueryGate),
+}
+
+/// Every gate of the plan, metric gates then query gates (none is fine: the plan then advances
+/// on time alone).
+pub(super) fn read(r: &mut Reader<'_>, root: &Section<'_>) -> (Vec<Gate>, Vec<QueryGate>) {
+    let (mut gates, mut queries) = (Vec::new(), Vec::new());
     let Some(sections) = root.field("gates").and_then(|f| r.tables(&f, "[[gates]]")) else {
-        return Vec::new();
+        return (gates, queries);
     };
     let mut seen = HashMap::new();
-    sections
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| read_gate(r, s, i + 1, &mut seen))
-        .collect()
+    for (i, s) in sections.iter().enumerate() {
+        match read_gate(r, s, i + 1, &mut seen) {
+            Some(Read::Metric(g)) => gates.push(g),
+            Some(Read::Query(q)) => queries.push(q),
+            None => {}
+        }
+    }
+    (gates, queries)
 }
 
 fn read_gate(
@@ -40,7 +54,7 @@ fn read_gate(
     s: &Section<'_>,
     n: usize,
     seen: &mut HashMap<String, usize>,
-) -> Option<Gate> {
+) -> Option<Read> {
     s.check_keys(r, GATE_KEYS);
     let name = match s.field("name") {
         Some(f) => r.nonempty_string(&f, "new errors").and_then(|name| {
@@ -65,7 +79,9 @@ fn read_gate(
         }
     };
     let label = name.map_or_else(|| format!("gate {n}"), |x| format!("gate \"{x}\""));
+    let query = s.field("query").map(|f| read_query(r, s, &f, &label));
     let metric = match s.field("metric") {
+        _ if query.is_some() => None,
         Some(f) => read_metric(r, &f),
         None => {
             r.error(
@@ -76,7 +92,10 @@ fn read_gate(
             None
         }
     };
-    let condition = read_condition(r, s, &label, metric);
+    let condition = match &query {
+        Some(_) => None,
+        None => read_condition(r, s, &label, metric),
+    };
     let after = match s.field("after") {
         Some(f) => r.integer(&f, "2").and_then(|a| match u32::try_from(a) {
             Ok(a) if a >= 1 => Some(a),
@@ -95,14 +114,26 @@ fn read_gate(
         Some(f) => read_on_fail(r, &f),
         None => Some(OnFail::Pause),
     };
-    Some(Gate {
-        name: name?.to_owned(),
+    let (name, after, on_fail) = (name?.to_owned(), after?, on_fail?);
+    if let Some(q) = query {
+        let (query, condition) = q?;
+        return Some(Read::Query(QueryGate {
+            name,
+            query,
+            condition,
+            after,
+            on_fail,
+        }));
+    }
+    Some(Read::Metric(Gate {
+        name,
         metric: metric?,
         condition: condition?,
-        after: after?,
-        on_fail: on_fail?,
-    })
+        after,
+        on_fail,
+    }))
 }
+
 fn read_on_fail(r: &mut Reader<'_>, f: &Field<'_>) -> Option<OnFail> {
     let word = r.string(f)?;
     if let Some(on_fail) = OnFail::ALL.into_iter().find(|o| o.as_str() == word) {

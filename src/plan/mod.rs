@@ -7,6 +7,7 @@
 //!
 //! Layout: [`model`] (the validated data), `parse` (top level, `[analysis]`, `[rollback]`),
 //! `steps`, `checks` and `mirror` (`[[steps]]`, `[[steps.checks]]`, a step's shadow traffic), `gates`, `condition` and `metric_name` (`[[gates]]`), `reader`
+//! `steps` and `checks` (`[[steps]]`, `[[steps.checks]]`), `gates`, `condition`, `metric_name` and `query` (`[[gates]]`), `reader`
 //! (typed access to a `toml_edit` document with spans), [`diagnostic`] (the error shape).
 //! The keys and their rules are documented for users in `docs/plans.md`.
 
@@ -18,6 +19,7 @@ mod metric_name;
 mod mirror;
 pub mod model;
 mod parse;
+mod query;
 mod reader;
 mod steps;
 
@@ -32,7 +34,7 @@ pub use parse::parse;
 pub fn summary(plan: &Plan) -> String {
     let last = plan.steps.last().map_or(0.0, |s| s.weight.percent());
     let steps = plural(plan.steps.len(), "step");
-    let gates = plural(plan.gates.len(), "gate");
+    let gates = plural(plan.gates.len() + plan.queries.len(), "gate");
     format!("{steps} to {last}%, {gates}")
 }
 

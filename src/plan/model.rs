@@ -18,6 +18,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub gates: Vec<Gate>,
     pub rollback: Rollback,
+    /// Gates on a PromQL query (`[[gates]]` with `query`), judged with Prometheus's answers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queries: Vec<QueryGate>,
 }
 
 /// Ranges of a plan's durations, checked by `plan check` (docs/plans.md lists them).
@@ -112,6 +115,18 @@ pub struct Gate {
     pub metric: MetricRef,
     pub condition: Condition,
     /// Consecutive failing evaluations before acting (>= 1).
+    pub after: u32,
+    pub on_fail: OnFail,
+}
+
+/// A gate on a PromQL query's value (`query = "..."` instead of `metric`): `max` or `min`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryGate {
+    pub name: String,
+    /// The PromQL expression; its instant value must be one number.
+    pub query: String,
+    /// `Max` or `Min` (never a ratio).
+    pub condition: Condition,
     pub after: u32,
     pub on_fail: OnFail,
 }

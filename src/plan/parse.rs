@@ -45,7 +45,7 @@ pub fn parse(text: &str) -> Result<Plan, Vec<Diagnostic>> {
     let analysis = read_analysis(&mut r, &root);
     let rollback = read_rollback(&mut r, &root);
     let steps = steps::read(&mut r, &root);
-    let gates = gates::read(&mut r, &root);
+    let (gates, queries) = gates::read(&mut r, &root);
     super::mirror::check_compared(&mut r, &root, &steps, &gates);
 
     if r.has_errors() {
@@ -59,6 +59,7 @@ pub fn parse(text: &str) -> Result<Plan, Vec<Diagnostic>> {
         steps,
         gates,
         rollback,
+        queries,
     })
 }
 

@@ -44,6 +44,7 @@ pub(super) fn plan(steps: Vec<Step>, ramp_s: u64) -> Plan {
         steps,
         gates: Vec::new(),
         rollback: Rollback { ramp: secs(ramp_s) },
+        queries: Vec::new(),
     }
 }
 
