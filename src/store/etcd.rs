@@ -40,7 +40,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::codec::{decode_json, encode_json};
-use super::plans::{plan_hash, PlanRecord};
+use super::plans::PlanRecord;
 use super::{StoreError, FORMAT_VERSION};
 use crate::api::{Event, NewEvent, PlanInfo};
 
@@ -389,13 +389,7 @@ impl EtcdStore {
         text: &str,
         now_ms: u64,
     ) -> Result<String, StoreError> {
-        let hash = plan_hash(text);
-        let record = PlanRecord {
-            name: name.to_owned(),
-            text: text.to_owned(),
-            stored_at_ms: now_ms,
-        };
-        let bytes = encode_json(self.path(), "a plan record", &record)?;
+        let (hash, bytes) = PlanRecord::encode(self.path(), name, text, now_ms)?;
         let key = self.key(&format!("plans/{hash}"));
         self.block(|| async {
             let txn = Txn::new()

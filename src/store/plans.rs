@@ -17,6 +17,26 @@ pub(crate) struct PlanRecord {
     pub(crate) stored_at_ms: u64,
 }
 
+impl PlanRecord {
+    /// The hash a plan text is stored under, and its record as stored (JSON).
+    pub(crate) fn encode(
+        path: &std::path::Path,
+        name: &str,
+        text: &str,
+        now_ms: u64,
+    ) -> Result<(String, Vec<u8>), StoreError> {
+        let record = PlanRecord {
+            name: name.to_owned(),
+            text: text.to_owned(),
+            stored_at_ms: now_ms,
+        };
+        Ok((
+            plan_hash(text),
+            encode_json(path, "a plan record", &record)?,
+        ))
+    }
+}
+
 /// Lower-case hex sha256 of `text`.
 pub fn plan_hash(text: &str) -> String {
     Sha256::digest(text.as_bytes())
@@ -35,13 +55,7 @@ impl Sled {
         text: &str,
         now_ms: u64,
     ) -> Result<String, StoreError> {
-        let hash = plan_hash(text);
-        let record = PlanRecord {
-            name: name.to_owned(),
-            text: text.to_owned(),
-            stored_at_ms: now_ms,
-        };
-        let bytes = encode_json(self.path(), "a plan record", &record)?;
+        let (hash, bytes) = PlanRecord::encode(self.path(), name, text, now_ms)?;
         let swapped = self
             .inner
             .plans
