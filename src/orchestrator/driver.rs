@@ -410,11 +410,7 @@ impl Driver {
         let store = self.parts.store.clone();
         let to_store = control.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            if fenced {
-                store.commit_fenced(&to_store, run_id, new_event)
-            } else {
-                store.commit(&to_store, run_id, new_event)
-            }
+            store.commit_as(&to_store, run_id, new_event, fenced)
         })
         .await
         .map_err(|e| CommandError::Store(e.to_string()))?

@@ -173,11 +173,7 @@ impl Store {
         run_id: Option<u64>,
         event: crate::api::NewEvent,
     ) -> Result<crate::api::Event, StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.commit(state, run_id, event),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(s) => s.commit(state, run_id, event, false),
-        }
+        self.commit_as(state, run_id, event, false)
     }
 
     /// [`Store::commit`] for a decision of the leader's analyzer: on etcd the transaction also
@@ -188,10 +184,24 @@ impl Store {
         run_id: Option<u64>,
         event: crate::api::NewEvent,
     ) -> Result<crate::api::Event, StoreError> {
+        self.commit_as(state, run_id, event, true)
+    }
+
+    /// [`Store::commit`], or [`Store::commit_fenced`] when `fenced` (sled has no fence).
+    pub fn commit_as<S: serde::Serialize>(
+        &self,
+        state: &S,
+        run_id: Option<u64>,
+        event: crate::api::NewEvent,
+        fenced: bool,
+    ) -> Result<crate::api::Event, StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.commit(state, run_id, event),
+            Backend::Sled(s) => {
+                let _ = fenced;
+                s.commit(state, run_id, event)
+            }
             #[cfg(feature = "etcd")]
-            Backend::Etcd(s) => s.commit(state, run_id, event, true),
+            Backend::Etcd(s) => s.commit(state, run_id, event, fenced),
         }
     }
 
@@ -202,11 +212,7 @@ impl Store {
         state: &S,
         run_id: Option<u64>,
     ) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sled(s) => s.save_state(state, run_id),
-            #[cfg(feature = "etcd")]
-            Backend::Etcd(s) => s.save_state(state, run_id, false),
-        }
+        self.save_state_as(state, run_id, false)
     }
 
     /// [`Store::save_state`] for the leader's hold progress, fenced as
@@ -216,10 +222,22 @@ impl Store {
         state: &S,
         run_id: Option<u64>,
     ) -> Result<(), StoreError> {
+        self.save_state_as(state, run_id, true)
+    }
+
+    fn save_state_as<S: serde::Serialize>(
+        &self,
+        state: &S,
+        run_id: Option<u64>,
+        fenced: bool,
+    ) -> Result<(), StoreError> {
         match &self.backend {
-            Backend::Sled(s) => s.save_state(state, run_id),
+            Backend::Sled(s) => {
+                let _ = fenced;
+                s.save_state(state, run_id)
+            }
             #[cfg(feature = "etcd")]
-            Backend::Etcd(s) => s.save_state(state, run_id, true),
+            Backend::Etcd(s) => s.save_state(state, run_id, fenced),
         }
     }
 
