@@ -40,6 +40,20 @@ cpu_busy() {
         busy = y[1] - x[1]; idle = y[2] - x[2]; printf "%.2f", busy / (busy + idle + 1e-9) }'
 }
 
+# Clock ticks used so far by the given processes, threads included: the awk expression $1 of
+# /proc/PID/stat's fields (14: user, 15: system) summed over the processes $2...
+proc_ticks() {
+    local expr=$1 total=0 p
+    shift
+    for p in "$@"; do
+        total=$((total + $(awk "{print $expr}" "/proc/$p/stat")))
+    done
+    echo $total
+}
+# CPU time (user + system) and user time alone, in clock ticks.
+cpu_ticks() { proc_ticks '$14 + $15' "$@"; }
+user_ticks() { proc_ticks '$14' "$@"; }
+
 # Wait (up to $IDLE_WAIT seconds, default 300) until other processes leave the cores mostly
 # idle: busy share below $1 over 2 s (with nothing of ours running, that is everybody else:
 # compilers, tests). Prints the last busy share measured.

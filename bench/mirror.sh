@@ -47,7 +47,8 @@ bench_config $P_CUTOVER $P_ADMIN store "$BASE" >"$WORK/cutover.toml"
 printf '[mirror]\nmax_inflight = 4096\n' >>"$WORK/cutover.toml"
 CUTOVER_LOG=${CUTOVER_LOG:-warn} "$WORK/bin/cutover" serve --config "$WORK/cutover.toml" \
     >"$WORK/cutover.out" 2>"$WORK/cutover.err" &
-PIDS+=($!)
+CUTOVER_PID=$!
+PIDS+=($CUTOVER_PID)
 wait_port $P_ADMIN; wait_port $P_CUTOVER
 
 api() {
@@ -76,24 +77,30 @@ for round in $(seq 1 "$ROUNDS"); do
         wait_idle "$MAX_BUSY" >/dev/null
         wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$WORK/users.lua" "$url" >/dev/null
         out="$RESULTS/mirror-$pct-round$round.txt"
+        c0=$(cpu_ticks "$CUTOVER_PID")
         wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$WORK/users.lua" "$url" >"$out"
+        c1=$(cpu_ticks "$CUTOVER_PID")
         rps=$(awk '/^Requests\/sec:/ {print $2}' "$out")
+        reqs=$(awk '/requests in/ {print $1}' "$out")
         p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$out")")
         non2xx=$(awk '/Non-2xx/ {print $NF}' "$out")
-        echo "$pct $round $rps $p99 ${non2xx:-0}" >>"$WORK/rows"
-        log "mirror $pct % round $round: $rps rps, p99 $p99 ms, non-2xx ${non2xx:-0}"
+        # cutover's CPU per user request, in µs (clock ticks are 1/100 s).
+        cpu_us=$(awk -v t=$((c1 - c0)) -v n="$reqs" 'BEGIN { printf "%.1f", t * 10000 / n }')
+        echo "$pct $round $rps $p99 ${non2xx:-0} $cpu_us" >>"$WORK/rows"
+        log "mirror $pct % round $round: $rps rps, p99 $p99 ms, non-2xx ${non2xx:-0}, cutover CPU $cpu_us µs/request"
     done
 done
 copies=$(api GET /metrics | awk '$1 == "cutover_mirror_requests_total{env=\"new\"}" {print $2}')
 dropped=$(api GET /metrics | awk '$1 == "cutover_mirror_dropped_total{env=\"new\"}" {print $2}')
 
 {
-    echo "| mirror | rounds | users' rps (median) | users' p99 ms (median) |"
-    echo "| --- | --- | --- | --- |"
+    echo "| mirror | rounds | users' rps (median) | users' p99 ms (median) | cutover CPU µs per user request (median) |"
+    echo "| --- | --- | --- | --- | --- |"
     for pct in 0 100; do
         rps=$(awk -v p="$pct" '$1 == p {print $3}' "$WORK/rows" | sort -n | median)
         p99=$(awk -v p="$pct" '$1 == p {print $4}' "$WORK/rows" | sort -n | median)
-        echo "| $pct % | $ROUNDS | $rps | $p99 |"
+        cpu=$(awk -v p="$pct" '$1 == p {print $6}' "$WORK/rows" | sort -n | median)
+        echo "| $pct % | $ROUNDS | $rps | $p99 | $cpu |"
     done
     echo
     echo "Copies sent to NEW: ${copies:-?}, dropped: ${dropped:-?}; $CONNS connections, $THREADS wrk thread(s), $DURATION per round."

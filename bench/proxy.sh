@@ -166,19 +166,6 @@ pids_of() {
         haproxy) echo "$HAPROXY_PID" ;;
     esac
 }
-# Clock ticks used so far by the given processes, threads included: the awk expression $1 of
-# /proc/PID/stat's fields (14: user, 15: system) summed over the processes $2...
-proc_ticks() {
-    local expr=$1 total=0 p
-    shift
-    for p in "$@"; do
-        total=$((total + $(awk "{print $expr}" "/proc/$p/stat")))
-    done
-    echo $total
-}
-# CPU time (user + system) and user time alone, in clock ticks.
-cpu_ticks() { proc_ticks '$14 + $15' "$@"; }
-user_ticks() { proc_ticks '$14' "$@"; }
 
 # Which env 200 users land on through each proxy (the split really is 50/50 and sticky).
 split_check() {

@@ -150,11 +150,6 @@ pids_of() {
         haproxy) echo "$HAPROXY_PID" ;;
     esac
 }
-cpu_ticks() {
-    local total=0 p
-    for p in "$@"; do total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
-    echo $total
-}
 
 # Every target answers over HTTPS with the one certificate, trusted through the test CA.
 for t in $TARGETS; do

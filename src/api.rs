@@ -364,7 +364,8 @@ pub struct MirrorStatus {
     pub stats: EnvStats,
     /// Copies dropped because a worker's bound on copies in flight was full.
     pub dropped: u64,
-    /// Requests of mirrored users not copied: a method not allowed, or a body.
+    /// Requests of mirrored users not copied: a method not allowed, or a body over
+    /// `[mirror] max_body`, broken off or never read by OLD.
     pub skipped: u64,
     pub compared: u64,
     pub mismatches: u64,

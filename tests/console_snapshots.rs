@@ -314,6 +314,67 @@ fn paused_by_a_gate_shows_its_reason_and_highlights_the_value() {
     assert_snapshot("paused_by_gate", &buf);
 }
 
+/// A `weight = 0` step copying 25 % of OLD's users to NEW, paused by a gate on the copies.
+fn mirror_paused_status() -> Status {
+    let mut s = paused_status();
+    s.weight = 0.0;
+    s.envs.new = EnvStats::default();
+    s.mirror.percent = 25.0;
+    s.mirror.compare = true;
+    s.mirror.stats = stats(310.0, 0.0, 40.0, 2400.0, 0, 0.0);
+    s.mirror.dropped = 12;
+    s.mirror.skipped = 3;
+    s.mirror.compared = 900;
+    s.mirror.mismatches = 2;
+    s.reason = Some("gate `mirror p99` failing: mirror.p99_ms 2400ms > 135ms (2 of 2)".into());
+    s.gates[0] = GateView {
+        on_fail: wire("pause"),
+        ..gate(
+            "mirror p99",
+            "mirror.p99_ms",
+            "<= 1.5 x old",
+            2400.0,
+            "failing",
+            2,
+        )
+    };
+    s
+}
+
+#[test]
+fn shadow_traffic_has_a_row_of_its_own_while_users_are_copied() {
+    let mut statuses: Vec<Status> = (0..30).map(|_| healthy_status()).collect();
+    statuses.extend((0..5).map(|_| mirror_paused_status()));
+    let app = app_with(statuses);
+    let buf = render(&app, 100, 30);
+    let screen = text(&buf);
+    for want in [
+        "shadow 25.0% (12 dropped, 3 not copied)",
+        "2 of 900 compared differed",
+        "│mirror ",
+    ] {
+        assert!(screen.contains(want), "missing `{want}` in\n{screen}");
+    }
+    // The gate judges the mirror's p99: that cell is highlighted, NEW's is not.
+    let mirror_row = find(&buf, "│mirror ").unwrap().1;
+    let new_row = find(&buf, "│new ").unwrap().1;
+    let (px, _) = find(&buf, " p99 ").unwrap();
+    let highlighted = |row: u16| (px..px + 6).any(|x| buf[(x, row)].bg == Color::Red);
+    assert!(
+        highlighted(mirror_row),
+        "mirror.p99_ms not highlighted\n{screen}"
+    );
+    assert!(
+        !highlighted(new_row),
+        "new.p99_ms wrongly highlighted\n{screen}"
+    );
+    assert_snapshot("mirror_paused", &buf);
+
+    // With no shadow traffic the table keeps its four rows.
+    let quiet = render(&app_with(vec![healthy_status()]), 100, 30);
+    assert!(find(&quiet, "│mirror ").is_none(), "{}", text(&quiet));
+}
+
 #[test]
 fn rolling_back_is_red() {
     let mut s = paused_status();

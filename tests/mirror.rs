@@ -1,7 +1,8 @@
 //! Shadow traffic through real sockets: copies of mirrored users' requests reach NEW marked
 //! `x-cutover-mirror: 1`, users are answered by OLD even when NEW hangs or refuses, unsafe
-//! methods and bodies are not copied, mismatches are counted and sampled, and a mirror gate
-//! pauses a run of the real binary.
+//! methods are not copied unless the config allows them, request bodies are copied whole up to
+//! a limit, mismatches are counted and sampled, and a mirror gate pauses a run of the real
+//! binary.
 
 mod common;
 
@@ -17,7 +18,7 @@ use cutover::demo::upstream::SimEnv;
 use cutover::metrics::{Metrics, MirrorCount, Scope};
 use cutover::proxy::{Live, Proxy};
 use cutover::router::{Router, RoutingTable, Weight};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use tokio::sync::oneshot;
 
@@ -30,6 +31,8 @@ struct Counts {
     gets: AtomicU64,
     others: AtomicU64,
     status: AtomicU32,
+    /// Each request's method, content-length header and body, in arrival order.
+    bodies: std::sync::Mutex<Vec<(String, Option<String>, Bytes)>>,
 }
 
 struct Shadow {
@@ -76,7 +79,19 @@ impl Shadow {
                             {
                                 c.marked.fetch_add(1, SeqCst);
                             }
-                            if req.method() == http::Method::GET {
+                            let method = req.method().to_string();
+                            let length = req
+                                .headers()
+                                .get("content-length")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            if let Ok(body) = body {
+                                if let Ok(mut seen) = c.bodies.lock() {
+                                    seen.push((method.clone(), length, body));
+                                }
+                            }
+                            if method == "GET" {
                                 c.gets.fetch_add(1, SeqCst);
                             } else {
                                 c.others.fetch_add(1, SeqCst);
@@ -215,7 +230,7 @@ async fn copies_reach_new_marked_while_old_answers_users() {
 }
 
 #[tokio::test]
-async fn unsafe_methods_and_bodies_are_not_copied() {
+async fn unsafe_methods_are_not_copied_unless_allowed() {
     let new = Shadow::start(200).await;
     let front = Front::start(new.addr, "", false).await;
     let c = client();
@@ -245,7 +260,7 @@ async fn unsafe_methods_and_bodies_are_not_copied() {
     assert_eq!(front.mirror().skipped, 2);
     assert_eq!(front.metrics.mirror_total(MirrorCount::Skipped), 2);
 
-    // Widened in the config: a DELETE (no body) is copied; a POST with a body still is not.
+    // Widened in the config: a DELETE is copied.
     let new = Shadow::start(200).await;
     let front = Front::start(
         new.addr,
@@ -260,6 +275,58 @@ async fn unsafe_methods_and_bodies_are_not_copied() {
         .expect("delete");
     new.wait("the DELETE's copy at NEW", |c| c.others.load(SeqCst) == 1)
         .await;
+}
+
+#[tokio::test]
+async fn request_bodies_are_copied_whole_up_to_the_limit() {
+    let new = Shadow::start(200).await;
+    let extra = "[mirror]\nmethods = [\"GET\", \"POST\"]\nmax_body = 32\n";
+    let front = Front::start(new.addr, extra, false).await;
+    let c = client();
+    let post = |body: reqwest::Body| {
+        c.post(front.url("/orders"))
+            .header("x-user-id", "alice")
+            .body(body)
+            .send()
+    };
+    // A body of known length, one sent in chunks (no length), and one over the limit.
+    let known = post(reqwest::Body::from("{\"buy\":1}"))
+        .await
+        .expect("post");
+    assert_eq!(known.status(), 200);
+    let parts: Vec<Result<&'static str, std::io::Error>> = vec![Ok("{\"buy\":"), Ok("2}")];
+    let chunked = post(reqwest::Body::wrap_stream(futures_util::stream::iter(
+        parts,
+    )))
+    .await
+    .expect("chunked post");
+    assert_eq!(chunked.status(), 200);
+    let long = post(reqwest::Body::from("x".repeat(100)))
+        .await
+        .expect("post");
+    assert_eq!(long.status(), 200);
+    assert_eq!(long.headers()["x-cutover-served-by"], "old");
+
+    new.wait("two POST copies at NEW", |c| c.others.load(SeqCst) == 2)
+        .await;
+    front
+        .wait_mirror("the long body counted as not copied", |w| w.skipped == 1)
+        .await;
+    let seen = new.counts.bodies.lock().expect("bodies").clone();
+    let mut bodies: Vec<_> = seen
+        .iter()
+        .map(|(m, len, b)| (m.as_str(), len.as_deref(), b.as_ref()))
+        .collect();
+    bodies.sort();
+    assert_eq!(
+        bodies,
+        [
+            ("POST", Some("9"), &b"{\"buy\":1}"[..]),
+            ("POST", Some("9"), &b"{\"buy\":2}"[..]),
+        ],
+        "each copy carries the user's whole body, framed by its length"
+    );
+    assert_eq!(front.old.behaviour.served.load(SeqCst), 3);
 }
 
 #[tokio::test]

@@ -95,6 +95,13 @@ pub(super) fn collect<T: DeserializeOwned>(text: &str) -> Collected<T> {
     out
 }
 
+/// Keys people write where they are not, and where they belong.
+const ELSEWHERE: [(&str, &str); 1] = [(
+    "mirror_methods",
+    "the methods shadow traffic may copy are a key of the [mirror] table: write \
+     `[mirror]` and under it `methods = [\"GET\", \"HEAD\", \"OPTIONS\", ...]`",
+)];
+
 /// The problem serde reported, in the words the rest of the config uses.
 fn explain(message: &str, entry: &Entry) -> Found {
     let message = message.trim();
@@ -111,7 +118,9 @@ fn explain(message: &str, entry: &Entry) -> Found {
         } else {
             format!("[{table}]")
         };
+        let moved = ELSEWHERE.iter().find(|(n, _)| *n == name);
         let hint = match did_you_mean(name, &allowed) {
+            _ if moved.is_some() => moved.map_or(String::new(), |(_, h)| (*h).to_owned()),
             Some(near) => format!("did you mean `{near}`?"),
             None if allowed.is_empty() => "remove it (docs/config.md lists every key)".into(),
             None => format!("keys allowed here: {}", allowed.join(", ")),

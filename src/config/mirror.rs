@@ -36,6 +36,9 @@ pub struct MirrorConfig {
     pub methods: Vec<Method>,
     /// Copies in flight per data-plane worker; beyond it, copies are dropped and counted.
     pub max_inflight: u32,
+    /// Request bodies up to this many bytes are copied (kept while they go to OLD); a request
+    /// with a longer body is not copied (skipped and counted).
+    pub max_body: usize,
     /// Answer headers a comparison ignores, besides [`ALWAYS_IGNORED`] (lower case).
     pub ignore_headers: Vec<HeaderName>,
     /// Bodies up to this many bytes are compared (both answers'); 0: bodies never are.
@@ -49,6 +52,7 @@ impl Default for MirrorConfig {
         MirrorConfig {
             methods: SAFE_METHODS.to_vec(),
             max_inflight: 256,
+            max_body: 64 * 1024,
             ignore_headers: ALWAYS_IGNORED
                 .iter()
                 .map(|h| HeaderName::from_static(h))
@@ -64,6 +68,7 @@ impl Default for MirrorConfig {
 pub(super) struct RawMirror {
     methods: Option<Vec<Spanned<String>>>,
     max_inflight: Option<Spanned<i64>>,
+    max_body: Option<Spanned<i64>>,
     ignore_headers: Option<Vec<Spanned<String>>>,
     compare_max_body: Option<Spanned<i64>>,
     ignore_json_fields: Option<Vec<Spanned<String>>>,
@@ -83,6 +88,13 @@ impl Checker<'_> {
             100_000,
             u64::from(cfg.max_inflight),
         ) as u32;
+        cfg.max_body = self.count(
+            raw.max_body.as_ref(),
+            "mirror.max_body",
+            0,
+            16 * 1024 * 1024,
+            cfg.max_body as u64,
+        ) as usize;
         for h in raw.ignore_headers.iter().flatten() {
             match HeaderName::from_bytes(h.get_ref().trim().to_ascii_lowercase().as_bytes()) {
                 Ok(name) => cfg.ignore_headers.push(name),
@@ -196,5 +208,23 @@ mod tests {
         assert!(p[0].contains("\"/at\""), "{p:?}");
         let p = problems("[mirror]\nmethod = [\"GET\"]\n");
         assert!(p[0].contains("did you mean `methods`"), "{p:?}");
+        let p = problems("[mirror]\nmax_body = -1\n");
+        assert!(
+            p[0].contains("`mirror.max_body`: -1 is out of range"),
+            "{p:?}"
+        );
+        // The name a reader of the shadow-traffic docs may guess, at the top or in [mirror].
+        for at in [
+            "mirror_methods = [\"POST\"]\n",
+            "[mirror]\nmirror_methods = [\"POST\"]\n",
+        ] {
+            let text = format!("{at}{ENVS}");
+            let p = match Config::parse(&text, "c.toml") {
+                Err(ConfigError::Invalid(p)) => p.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+                other => panic!("expected problems, got {other:?}"),
+            };
+            assert!(p[0].contains("unknown key `mirror_methods`"), "{p:?}");
+            assert!(p[0].contains("`methods = [\"GET\""), "{p:?}");
+        }
     }
 }

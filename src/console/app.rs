@@ -195,7 +195,7 @@ impl App {
     }
 
     fn set_status(&mut self, status: Status) {
-        self.history.record(self.now_ms, &status.envs);
+        self.history.record(self.now_ms, &status);
         self.status = Some(status);
         self.conn = Conn::Live;
     }

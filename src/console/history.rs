@@ -7,25 +7,34 @@
 
 use std::collections::VecDeque;
 
-use crate::api::{EnvStats, Envs};
+use crate::api::{EnvStats, Status};
 
 /// How far back the sparklines reach.
 pub const HISTORY_SPAN_MS: u64 = 180_000;
 /// Upper bound on kept history samples (polling twice a second fills the span with ~360).
 const HISTORY_MAX_SAMPLES: usize = 2_000;
 
-/// The four rows of the env table (old, new, fallback, users) in the order it shows them; the
-/// console's own name for what the metrics call a scope.
+/// The rows of the env table (old, new, fallback, users, and the mirror while shadow traffic
+/// is copied) in the order it shows them; the console's own name for what the metrics call a
+/// scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnvRow {
     Old,
     New,
     Fallback,
     Users,
+    /// NEW's answers to shadow traffic.
+    Mirror,
 }
 
 impl EnvRow {
-    pub const ALL: [EnvRow; 4] = [EnvRow::Old, EnvRow::New, EnvRow::Fallback, EnvRow::Users];
+    pub const ALL: [EnvRow; 5] = [
+        EnvRow::Old,
+        EnvRow::New,
+        EnvRow::Fallback,
+        EnvRow::Users,
+        EnvRow::Mirror,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -33,16 +42,28 @@ impl EnvRow {
             EnvRow::New => "new",
             EnvRow::Fallback => "fallback",
             EnvRow::Users => "users",
+            EnvRow::Mirror => "mirror",
         }
     }
 
-    pub fn stats(self, envs: &Envs) -> &EnvStats {
+    pub fn stats(self, status: &Status) -> &EnvStats {
+        let envs = &status.envs;
         match self {
             EnvRow::Old => &envs.old,
             EnvRow::New => &envs.new,
             EnvRow::Fallback => &envs.fallback,
             EnvRow::Users => &envs.users,
+            EnvRow::Mirror => &status.mirror.stats,
         }
+    }
+
+    /// The rows `status` calls for: the mirror's only while users are, or were, copied.
+    pub fn shown(status: &Status) -> impl Iterator<Item = EnvRow> + '_ {
+        let m = &status.mirror;
+        let mirror = m.percent > 0.0 || m.stats.requests + m.dropped + m.skipped > 0;
+        EnvRow::ALL
+            .into_iter()
+            .filter(move |r| *r != EnvRow::Mirror || mirror)
     }
 
     fn index(self) -> usize {
@@ -54,8 +75,8 @@ impl EnvRow {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Sample {
     at_ms: u64,
-    error_rate: [f64; 4],
-    p99_ms: [f64; 4],
+    error_rate: [f64; EnvRow::ALL.len()],
+    p99_ms: [f64; EnvRow::ALL.len()],
 }
 
 /// Error rate and p99 per scope over the last [`HISTORY_SPAN_MS`], kept from successive statuses.
@@ -72,14 +93,14 @@ pub enum Series {
 }
 
 impl History {
-    pub fn record(&mut self, at_ms: u64, envs: &Envs) {
+    pub fn record(&mut self, at_ms: u64, status: &Status) {
         let mut s = Sample {
             at_ms,
-            error_rate: [0.0; 4],
-            p99_ms: [0.0; 4],
+            error_rate: [0.0; EnvRow::ALL.len()],
+            p99_ms: [0.0; EnvRow::ALL.len()],
         };
         for scope in EnvRow::ALL {
-            let st = scope.stats(envs);
+            let st = scope.stats(status);
             s.error_rate[scope.index()] = st.error_rate;
             s.p99_ms[scope.index()] = st.p99_ms;
         }

@@ -1,6 +1,8 @@
-//! The environments table: one row per scope (old, new, fallback, users) with the window's
-//! numbers and sparklines of error rate and p99 over the last minutes (each row scaled to its
-//! own peak). A value a failing gate judges (`<scope>.<metric>`) is highlighted.
+//! The environments table: one row per scope (old, new, fallback, users, and the mirror while
+//! shadow traffic is copied) with the window's numbers and sparklines of error rate and p99
+//! over the last minutes (each row scaled to its own peak). A value a failing gate judges
+//! (`<scope>.<metric>`) is highlighted; the title says what shadow traffic was not copied and
+//! how many compared answers differed.
 //!
 //! On a narrow terminal whole columns are left out (least important first) rather than cut:
 //! a right-aligned `120ms` cut to `20ms` would be a lie.
@@ -15,8 +17,11 @@ use super::format::{breach_style, ms, pct, rate, spark};
 use crate::api::{EnvStats, GateVerdict, Status};
 use crate::console::app::{App, EnvRow, Series};
 
-/// Borders, a header row and four scopes.
-pub const ROWS: u16 = 7;
+/// Borders, a header row and one row per shown scope.
+pub fn rows(app: &App) -> u16 {
+    let scopes = app.status.as_ref().map_or(4, |s| EnvRow::shown(s).count());
+    3 + scopes as u16
+}
 
 /// A numeric column: header, width, and the metric name gates use for it.
 struct Col {
@@ -83,8 +88,7 @@ pub fn render(app: &App, area: Rect, buf: &mut Buffer) {
 
     let rows: Vec<Row> = match &app.status {
         None => Vec::new(),
-        Some(status) => EnvRow::ALL
-            .into_iter()
+        Some(status) => EnvRow::shown(status)
             .map(|scope| row(app, status, scope, &cols, spark_w))
             .collect(),
     };
@@ -129,6 +133,22 @@ fn title(status: Option<&Status>) -> Line<'static> {
                 p.budget_exhausted
             ));
         }
+        let m = &s.mirror;
+        if m.percent > 0.0 || m.dropped + m.skipped > 0 {
+            t.push_str(&format!("· shadow {} ", pct(m.percent / 100.0)));
+            if m.dropped + m.skipped > 0 {
+                t.push_str(&format!(
+                    "({} dropped, {} not copied) ",
+                    m.dropped, m.skipped
+                ));
+            }
+        }
+        if m.compared > 0 {
+            t.push_str(&format!(
+                "· {} of {} compared differed ",
+                m.mismatches, m.compared
+            ));
+        }
     }
     Line::from(t)
 }
@@ -147,7 +167,7 @@ fn value(metric: &str, st: &EnvStats) -> String {
 }
 
 fn row(app: &App, status: &Status, scope: EnvRow, cols: &[&Col], spark_w: u16) -> Row<'static> {
-    let st = scope.stats(&status.envs);
+    let st = scope.stats(status);
     let breach = |metric: &str| {
         let full = format!("{}.{metric}", scope.name());
         status
@@ -188,6 +208,7 @@ fn scope_style(scope: EnvRow) -> Style {
         EnvRow::New => s.fg(Color::Green),
         EnvRow::Fallback => s.fg(Color::Magenta),
         EnvRow::Users => s,
+        EnvRow::Mirror => s.fg(Color::Yellow),
     }
 }
 

@@ -29,7 +29,7 @@ impl Widget for &App {
         let [banner, header, envs, rest, flash, footer] = Layout::vertical([
             Constraint::Length(banner_rows),
             Constraint::Length(header::ROWS),
-            Constraint::Length(envs::ROWS),
+            Constraint::Length(envs::rows(self)),
             Constraint::Fill(1),
             Constraint::Length(flash_rows),
             Constraint::Length(1),

@@ -70,7 +70,7 @@ impl Proxy {
         let path = self.prepare(&mut parts, client, conn.forwarding(), seen, false);
         route::frame_unknown_length(&mut parts.headers, &body);
         let out = Outgoing::of(&parts, &path, false, seen);
-        let (body, unsent) = ReqBody::new(body, &self.metrics);
+        let (body, unsent) = ReqBody::new(body, &self.metrics, None);
         let first = attempt::send(self.pool(env), &out, body, unsent).await;
         match first.result {
             Ok(resp) => {

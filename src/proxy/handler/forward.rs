@@ -23,6 +23,7 @@ use crate::proxy::upstream::attempt::{self, Failure, Outgoing};
 use crate::proxy::upstream::body::{ClientBody, ReqBody, RespBody, UpBody};
 use crate::proxy::upstream::conns::Pooled;
 use crate::proxy::upstream::pool::{InflightGuard, Upstream};
+use crate::proxy::upstream::tap::Keep;
 use crate::router::Env;
 
 /// What the first attempt on the routed env (or its admission) came to.
@@ -37,17 +38,19 @@ pub(super) enum First {
 }
 
 impl Proxy {
-    /// Send the request to `env` holding its admission slot `permit`.
+    /// Send the request to `env` holding its admission slot `permit` (its body also handed
+    /// to `keep` for a mirrored user's copy).
     pub(super) async fn forward(
         self: &Arc<Self>,
         env: Env,
         out: &Outgoing<'_>,
         body: ClientBody,
+        keep: Option<Box<Keep>>,
         permit: Permit,
         start: Instant,
     ) -> First {
         let guard = self.guard(env);
-        let (body, unsent) = ReqBody::new(body, &self.metrics);
+        let (body, unsent) = ReqBody::new(body, &self.metrics, keep);
         let body_empty = unsent.is_none();
         // The adaptive limit wants the env's own latency, without the wait for a slot; nothing
         // else needs a second reading of the clock.

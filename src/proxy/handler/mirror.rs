@@ -7,8 +7,10 @@
 //! most `[mirror] max_inflight` copies in flight: beyond it a copy is dropped and counted
 //! (`mirror.dropped_rate`), so a NEW that hangs or refuses holds at most that many slots and
 //! never slows OLD's users. Only methods in `[mirror] methods` (GET, HEAD, OPTIONS by default)
-//! are copied, and only requests without a body; the others of a mirrored user are skipped
-//! and counted. A copy carries `x-cutover-mirror: 1`. With a step's `compare`, OLD's answer
+//! are copied; the others of a mirrored user are skipped and counted. A request body is kept
+//! as it streams to OLD (up to `[mirror] max_body`, [`crate::proxy::upstream::tap`]) and the
+//! copy sends it whole; a body that is longer, fails, or that OLD never read (a fallback) is
+//! not copied (skipped and counted). A copy carries `x-cutover-mirror: 1`. With a step's `compare`, OLD's answer
 //! body is kept (up to `[mirror] compare_max_body`) as it streams to the user
 //! (`crate::proxy::upstream::tap`) and compared with NEW's once both have ended.
 //!
@@ -20,9 +22,12 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::header::{HeaderName, HeaderValue};
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
+use hyper::body::Body;
+use tokio::sync::oneshot;
 
 use super::answer::{ENV_HEADER_NAME, ERROR_HEADER};
 use super::compare::{compare, same_body, sample, Old};
@@ -32,9 +37,9 @@ use crate::config::MirrorConfig;
 use crate::metrics::{MirrorCount, Scope};
 use crate::proxy::protect::admission::Permit;
 use crate::proxy::upstream::attempt::{self, Failure, Outgoing};
-use crate::proxy::upstream::body::{ReqBody, RespBody};
+use crate::proxy::upstream::body::{is_empty, ClientBody, ReqBody, RespBody};
 use crate::proxy::upstream::pool::InflightGuard;
-use crate::proxy::upstream::tap::Tapped;
+use crate::proxy::upstream::tap::{Keep, Tapped};
 use crate::router::Env;
 use crate::shard::{self, Sharded};
 
@@ -46,6 +51,8 @@ pub const MIRROR_HEADER: HeaderName = HeaderName::from_static("x-cutover-mirror"
 pub(crate) struct Mirror {
     methods: Box<[Method]>,
     max_inflight: u32,
+    /// Request bodies up to this size are copied.
+    max_body: usize,
     inflight: Sharded<AtomicU32>,
     pub(super) ignore_headers: Box<[HeaderName]>,
     /// Bodies up to this size are compared; 0: never.
@@ -61,6 +68,7 @@ impl Mirror {
         Mirror {
             methods: cfg.methods.clone().into_boxed_slice(),
             max_inflight: cfg.max_inflight,
+            max_body: cfg.max_body,
             inflight: Sharded::new(|| AtomicU32::new(0)),
             ignore_headers: cfg.ignore_headers.clone().into_boxed_slice(),
             compare_max_body: cfg.compare_max_body,
@@ -76,6 +84,8 @@ pub(super) struct Copy {
     method: Method,
     path: http::uri::PathAndQuery,
     headers: HeaderMap,
+    /// The request's body, once it has gone to OLD whole (`None`: it had none).
+    body: Option<oneshot::Receiver<Bytes>>,
     compare: bool,
     shard: usize,
 }
@@ -91,16 +101,22 @@ impl Drop for Copy {
 }
 
 impl Proxy {
-    /// A copy of `out` for NEW, if its method may be copied, it has no body and its worker
-    /// has room; else `None`, counted as skipped or dropped.
+    /// A copy of `out` for NEW, if its method may be copied, its body (if any) is not known
+    /// to be too long, and its worker has room; else `None`, counted as skipped or dropped.
+    /// With a body, also what keeps it as it goes to OLD.
     pub(super) fn copy_of(
         self: &Arc<Self>,
         out: &Outgoing<'_>,
-        has_body: bool,
+        body: &ClientBody,
         compare: bool,
-    ) -> Option<Copy> {
+    ) -> Option<(Copy, Option<Box<Keep>>)> {
         let m = &self.mirror;
-        if has_body || !m.methods.contains(out.method) {
+        let has_body = !is_empty(body);
+        let too_long = body
+            .as_ref()
+            .and_then(|b| b.size_hint().exact())
+            .is_some_and(|len| len > m.max_body as u64);
+        if !m.methods.contains(out.method) || (has_body && too_long) {
             self.metrics
                 .record_mirror(MirrorCount::Skipped, Instant::now());
             return None;
@@ -115,14 +131,24 @@ impl Proxy {
         }
         let mut headers = out.headers.clone();
         headers.insert(MIRROR_HEADER, HeaderValue::from_static("1"));
-        Some(Copy {
+        let (keep, body) = if has_body {
+            // Sent whole, so framed by its length.
+            headers.remove(TRANSFER_ENCODING);
+            let (keep, kept) = Keep::new(m.max_body);
+            (Some(Box::new(keep)), Some(kept))
+        } else {
+            (None, None)
+        };
+        let copy = Copy {
             proxy: self.clone(),
             method: out.method.clone(),
             path: out.path.clone(),
             headers,
+            body,
             compare,
             shard,
-        })
+        };
+        Some((copy, keep))
     }
 }
 
@@ -161,8 +187,25 @@ pub(super) fn after(copy: Option<Copy>, resp: Response<RespBody>) -> Response<Re
 impl Copy {
     /// Send the copy to NEW, record what NEW made of it, compare, and read its answer to the
     /// end so the connection goes back to the pool.
-    async fn send(self, old: Option<Old>) {
-        let proxy = &self.proxy;
+    async fn send(mut self, old: Option<Old>) {
+        let proxy = self.proxy.clone();
+        let proxy = &proxy;
+        let body = match self.body.take() {
+            None => ReqBody::Empty,
+            Some(kept) => match tokio::time::timeout(proxy.mirror.body_timeout, kept).await {
+                Ok(Ok(bytes)) => {
+                    self.headers
+                        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                    ReqBody::Whole(Some(bytes))
+                }
+                // Longer than `max_body`, failed, or never read by OLD: not copied.
+                _ => {
+                    let now = Instant::now();
+                    proxy.metrics.record_mirror(MirrorCount::Skipped, now);
+                    return;
+                }
+            },
+        };
         let out = Outgoing {
             method: &self.method,
             path: &self.path,
@@ -171,7 +214,7 @@ impl Copy {
             trailers: false,
         };
         let start = Instant::now();
-        let sent = attempt::send(proxy.pool(Env::New), &out, ReqBody::Empty, None).await;
+        let sent = attempt::send(proxy.pool(Env::New), &out, body, None).await;
         let now = Instant::now();
         let metrics = &proxy.metrics;
         let resp = match sent.result {

@@ -136,14 +136,12 @@ impl Proxy {
         route::frame_unknown_length(&mut parts.headers, &body);
         let out = Outgoing::of(&parts, &path, false, seen);
         // A mirrored user's request (never an upgrade): copied before the body goes.
-        let copy = mirrored.and_then(|compare| {
-            let has_body = body
-                .as_ref()
-                .is_some_and(|b| !hyper::body::Body::is_end_stream(b));
-            self.copy_of(&out, has_body, compare)
-        });
+        let (copy, keep) = match mirrored.and_then(|c| self.copy_of(&out, &body, c)) {
+            Some((copy, keep)) => (Some(copy), keep),
+            None => (None, None),
+        };
         let first = match permit {
-            Ok(permit) => self.forward(env, &out, body, permit, start).await,
+            Ok(permit) => self.forward(env, &out, body, keep, permit, start).await,
             Err(admission::Shed) => self.shed_unsent(env, &parts, body, start),
         };
         let (resp, users) = match first {

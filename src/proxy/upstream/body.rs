@@ -9,7 +9,9 @@
 //!   passed) is counted once, here, as the client's fault
 //!   ([`crate::metrics::Metrics::record_client_error`]) and comes out typed
 //!   ([`ClientBodyError`], [`super::body_watch::BodyTimeout`]), so that
-//!   [`super::attempt::classify`] never takes it for the env's.
+//!   [`super::attempt::classify`] never takes it for the env's. A mirrored user's body is also
+//!   kept (up to a limit, [`super::tap`]) as it goes, and its copy to NEW is sent whole
+//!   ([`ReqBody::Whole`]).
 //! - [`RespBody`]: what the client gets — an upstream's streamed body (holding the in-flight
 //!   and active-connection gauges and the admission slot until it ends) or a small answer of
 //!   the proxy's own.
@@ -28,6 +30,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use super::body_watch::{BodyFault, BodyTimeout, BodyWatch, BODY_WATCH};
 use super::pool::InflightGuard;
 use super::rawconn::RawBody;
+use super::tap::Keep;
 use crate::metrics::{ClientFault, Metrics};
 use crate::proxy::clock;
 use crate::proxy::protect::admission::Permit;
@@ -44,7 +47,11 @@ pub(crate) enum ReqBody {
         deadline: Deadline,
         /// Where a failure of the client's body is counted.
         metrics: Arc<Metrics>,
+        /// A mirrored user's body is also kept for the copy to NEW ([`super::tap`]).
+        keep: Option<Box<Keep>>,
     },
+    /// A body known whole: a mirrored request's copy (`None` once sent).
+    Whole(Option<Bytes>),
 }
 
 /// The client's request body failed: its framing was broken or its connection ended before
@@ -154,11 +161,19 @@ impl ReqBody {
     /// Wrap a client's body. Returns the body and, for a non-empty body, the handle through
     /// which it can be taken back while unsent.
     /// A failure of the client's body is counted in `metrics`.
-    pub(crate) fn new(body: ClientBody, metrics: &Arc<Metrics>) -> (ReqBody, Option<Unsent>) {
+    /// A mirrored user's body is also handed to `keep` as it goes.
+    pub(crate) fn new(
+        body: ClientBody,
+        metrics: &Arc<Metrics>,
+        keep: Option<Box<Keep>>,
+    ) -> (ReqBody, Option<Unsent>) {
         let Some(body) = body.filter(|b| !b.is_end_stream()) else {
             return (ReqBody::Empty, None);
         };
-        let (body, unsent) = ReqBody::replay(body, metrics);
+        let (mut body, unsent) = ReqBody::replay(body, metrics);
+        if let ReqBody::Stream { keep: k, .. } = &mut body {
+            *k = keep;
+        }
         (body, Some(unsent))
     }
 
@@ -171,6 +186,7 @@ impl ReqBody {
                 sending: None,
                 deadline: Deadline::current(),
                 metrics: metrics.clone(),
+                keep: None,
             },
             Unsent(unsent),
         )
@@ -198,11 +214,13 @@ impl Body for ReqBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Whole(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ReqBody::Stream {
                 unsent,
                 sending,
                 deadline,
                 metrics,
+                keep,
             } => {
                 if sending.is_none() {
                     // First poll: from now on the body counts as sent. The lock is taken once
@@ -212,7 +230,7 @@ impl Body for ReqBody {
                 let Some(body) = sending else {
                     return Poll::Ready(None);
                 };
-                match Pin::new(body).poll_frame(cx) {
+                match Pin::new(&mut *body).poll_frame(cx) {
                     Poll::Pending if deadline.expired(cx) => {
                         metrics.record_client_error(ClientFault::BodyTimeout, Instant::now());
                         let limit = deadline.watch.as_ref().map(|w| w.timeout);
@@ -225,6 +243,9 @@ impl Body for ReqBody {
                         // that the attempt's failure is not taken for the env's.
                         let e = ClientBodyError::new(e);
                         metrics.record_client_error(e.fault, Instant::now());
+                        if let Some(k) = keep {
+                            k.failed();
+                        }
                         Poll::Ready(Some(Err(Box::new(e))))
                     }
                     Poll::Ready(frame) => {
@@ -237,6 +258,15 @@ impl Body for ReqBody {
                             let floor = deadline.watch.as_ref().map_or(0, |w| w.min_rate);
                             return Poll::Ready(Some(Err(BodyTimeout::TooSlow(floor).into())));
                         }
+                        if let Some(k) = keep {
+                            match &frame {
+                                Some(Ok(f)) => k.seen(f),
+                                _ => k.ended(),
+                            }
+                            if body.is_end_stream() {
+                                k.ended();
+                            }
+                        }
                         Poll::Ready(frame.map(|f| f.map_err(Into::into)))
                     }
                 }
@@ -245,12 +275,13 @@ impl Body for ReqBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        matches!(self, ReqBody::Empty)
+        matches!(self, ReqBody::Empty | ReqBody::Whole(None))
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
             ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Whole(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ReqBody::Stream {
                 unsent, sending, ..
             } => match sending {
@@ -398,10 +429,10 @@ impl Body for RespBody {
             RespBody::Tapped(t) => {
                 let frame = Pin::new(&mut t.inner).poll_frame(cx);
                 if let Poll::Ready(Some(Ok(f))) = &frame {
-                    t.seen(f);
+                    t.keep.seen(f);
                 }
                 if matches!(frame, Poll::Ready(None)) || t.inner.is_end_stream() {
-                    t.ended();
+                    t.keep.ended();
                 }
                 frame
             }
