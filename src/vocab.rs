@@ -158,6 +158,9 @@ pub enum GateVerdict {
     Failing,
     /// Too little evidence to judge.
     NotEnoughTraffic,
+    /// A query gate that Prometheus did not answer (unreachable, slow, an error, a wrong
+    /// shape): it cannot judge either, and the run holds, then pauses.
+    NoAnswer,
 }
 
 impl GateVerdict {
@@ -166,6 +169,7 @@ impl GateVerdict {
             GateVerdict::Ok => "ok",
             GateVerdict::Failing => "failing",
             GateVerdict::NotEnoughTraffic => "not_enough_traffic",
+            GateVerdict::NoAnswer => "no_answer",
         }
     }
 }
@@ -218,6 +222,7 @@ mod tests {
                 GateVerdict::Ok,
                 GateVerdict::Failing,
                 GateVerdict::NotEnoughTraffic,
+                GateVerdict::NoAnswer,
             ],
             |v| v.as_str(),
         );

@@ -275,6 +275,15 @@ async fn without_prometheus_the_run_holds_then_pauses() {
             .contains("cannot reach Prometheus"),
         "{st:#}"
     );
+    // The gate says Prometheus did not answer, not that users were too few.
+    let gate = st["gates"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["query"] == true))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(gate["verdict"], "no_answer", "{st:#}");
+    let (code, shown, _) = s.server.cli(&["status"]);
+    assert!(code == 0 && shown.contains("NO ANSWER"), "{shown}");
     let st = s
         .server
         .wait_for_state("paused", Duration::from_secs(20))

@@ -167,12 +167,19 @@ async fn plain_http_on_the_tls_listener_gets_400_and_a_silent_client_is_closed()
         "closed after {:?}; header_read_timeout is 1s",
         start.elapsed()
     );
-    let metrics = s.metrics().await;
-    for line in [
+    // The worker counts a handshake's end after it closed the connection: wait for both.
+    let lines = [
         "cutover_tls_handshakes_total{result=\"plain_http\"} 1\n",
         "cutover_tls_handshakes_total{result=\"timeout\"} 1\n",
-    ] {
-        assert!(metrics.contains(line), "{line} in {metrics}");
+    ];
+    let counted = common::eventually(common::WAIT, || async {
+        let metrics = s.metrics().await;
+        lines.iter().all(|l| metrics.contains(l))
+    })
+    .await;
+    let metrics = s.metrics().await;
+    for line in lines {
+        assert!(counted && metrics.contains(line), "{line} in {metrics}");
     }
 }
 

@@ -55,7 +55,7 @@ impl GateTracker {
         match kind {
             GateVerdict::Failing => *s = s.saturating_add(1),
             GateVerdict::Ok => *s = 0,
-            GateVerdict::NotEnoughTraffic => {}
+            GateVerdict::NotEnoughTraffic | GateVerdict::NoAnswer => {}
         }
         *s
     }
@@ -252,7 +252,7 @@ pub fn evaluate_with(
         match kind {
             GateVerdict::Ok if by_design => notes.push(format!("gate \"{}\" {text}", gate.name)),
             GateVerdict::Ok => {}
-            GateVerdict::NotEnoughTraffic => {
+            GateVerdict::NotEnoughTraffic | GateVerdict::NoAnswer => {
                 unjudged.push(format!("gate \"{}\": {text}", gate.name))
             }
             GateVerdict::Failing => {
@@ -315,7 +315,7 @@ pub fn evaluate_with(
         } = judged.verdict;
         match kind {
             GateVerdict::Ok => {}
-            GateVerdict::NotEnoughTraffic => {
+            GateVerdict::NotEnoughTraffic | GateVerdict::NoAnswer => {
                 if gave_up.is_none() {
                     gave_up = judged.give_up.map(|why| (why, Value::Object(data.clone())));
                 }

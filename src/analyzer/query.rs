@@ -8,8 +8,9 @@
 //!
 //! Rules. The result must be a scalar or a vector of exactly one sample; several series, none,
 //! a string, a matrix, `NaN` or an error status is an error naming what came back. An error
-//! cannot judge: the gate holds the run, as with too little traffic — never advancing blind —
-//! and once asking has failed for [`QueryResults::pause_after`] the run pauses.
+//! cannot judge (verdict `no_answer`): the gate holds the run, as with too little traffic —
+//! never advancing blind — and once asking has failed for [`QueryResults::pause_after`] the
+//! run pauses.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -125,7 +126,7 @@ pub fn judge_query(
                 )
             });
             let verdict = Verdict {
-                kind: GateVerdict::NotEnoughTraffic,
+                kind: GateVerdict::NoAnswer,
                 by_design: false,
                 value: None,
                 text,
@@ -254,7 +255,7 @@ mod tests {
         };
         let pause_after = Duration::from_secs(30);
         let early = judge_query(&g, Some(&failing(5)), pause_after);
-        assert_eq!(early.verdict.kind, GateVerdict::NotEnoughTraffic);
+        assert_eq!(early.verdict.kind, GateVerdict::NoAnswer);
         assert_eq!(
             early.verdict.text,
             "cannot judge query `max(pool)`: connection refused"

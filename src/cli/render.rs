@@ -80,6 +80,7 @@ pub fn status(s: &Status, json: bool) -> String {
             let verdict = match g.verdict {
                 GateVerdict::Failing => format!("FAILING {}/{}", g.failing_for, g.after),
                 GateVerdict::NotEnoughTraffic => "not enough traffic".to_owned(),
+                GateVerdict::NoAnswer => "NO ANSWER".to_owned(),
                 GateVerdict::Ok => g.verdict.as_str().to_owned(),
             };
             let _ = writeln!(

@@ -88,5 +88,10 @@ fn verdict(g: &GateView) -> (String, Style) {
             "not enough traffic".to_owned(),
             Style::new().fg(Color::Yellow),
         ),
+        // Prometheus did not answer: the run holds, then pauses; not the service's fault.
+        GateVerdict::NoAnswer => (
+            "no answer".to_owned(),
+            Style::new().fg(Color::Yellow).add_modifier(Modifier::BOLD),
+        ),
     }
 }
