@@ -11,8 +11,15 @@ pub fn progress_line(t: f64, st: &Status) -> String {
     let scope =
         |name: &str, s: &EnvStats| format!("{name} {:>3.0}/s {:>4}%", s.rps, pct(s.error_rate));
     let reason = st.reason.as_deref().unwrap_or("");
+    // Shadow traffic gets a scope of its own while users are, or were, copied.
+    let m = &st.mirror;
+    let mirror = if m.percent > 0.0 || m.stats.requests > 0 {
+        format!("  {}", scope("mirror", &m.stats))
+    } else {
+        String::new()
+    };
     format!(
-        "[{t:>5.1}s] {:<12} {}/{} {:>4}% │ {}  {}  {}  {} │ {}",
+        "[{t:>5.1}s] {:<12} {}/{} {:>4}% │ {}  {}  {}  {}{mirror} │ {}",
         st.state.as_str(),
         st.step,
         st.steps,
@@ -87,6 +94,12 @@ mod tests {
             assert!(line.contains(part), "{part:?} missing in {line}");
         }
         assert!(!line.contains('\n'));
+        assert!(!line.contains("mirror"), "{line}");
+        st.mirror.percent = 40.0;
+        st.mirror.stats.rps = 170.0;
+        st.mirror.stats.error_rate = 0.5;
+        let line = progress_line(12.04, &st);
+        assert!(line.contains("mirror 170/s   50%"), "{line}");
     }
 
     #[test]
