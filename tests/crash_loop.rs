@@ -115,10 +115,13 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
             (1..=ids.len() as u64).collect::<Vec<_>>(),
             "{ctx}: event ids"
         );
-        assert!(
-            after.len() >= log.len() && after[..log.len()] == log[..],
-            "{ctx}: an event seen before the crash was lost or changed"
-        );
+        if let Some(i) = (0..log.len()).find(|&i| after.get(i) != Some(&log[i])) {
+            panic!(
+                "{ctx}: an event seen before the crash was lost or changed: before {:#}, after {:?}",
+                log[i],
+                after.get(i)
+            );
+        }
         assert!(
             after.starts_with(&before),
             "{ctx}: events changed while reading"

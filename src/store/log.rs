@@ -3,6 +3,8 @@
 //! Transaction closures may be re-run by sled on conflict, so they only read and write the
 //! transactional trees: encoding happens before, flushing and logging after.
 
+use std::sync::atomic::Ordering::SeqCst;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
@@ -66,6 +68,8 @@ impl Sled {
             })
             .map_err(|e| self.tx_error("committing a state change and its event", e))?;
         self.flush("flushing a state change and its event")?;
+        // Only now may readers see it.
+        self.inner.durable_event.fetch_max(stored.id, SeqCst);
         Ok(stored)
     }
 
@@ -111,18 +115,20 @@ impl Sled {
             .transpose()
     }
 
-    /// Up to `limit` events with an id greater than `after_id`, oldest first.
+    /// Up to `limit` events with an id greater than `after_id`, oldest first: only durable
+    /// ones (an event committed but not yet flushed is not shown until it is).
     pub(super) fn events_since(
         &self,
         after_id: u64,
         limit: usize,
     ) -> Result<Vec<Event>, StoreError> {
-        let Some(first) = after_id.checked_add(1) else {
+        let durable = self.inner.durable_event.load(SeqCst);
+        let Some(first) = after_id.checked_add(1).filter(|f| *f <= durable) else {
             return Ok(Vec::new());
         };
         self.inner
             .events
-            .range(id_key(first)..)
+            .range(id_key(first)..=id_key(durable))
             .take(limit)
             .map(|entry| {
                 let (key, value) = entry.map_err(|e| self.sled_error("reading events", e))?;

@@ -329,6 +329,9 @@ struct Inner {
     state: sled::Tree,
     events: sled::Tree,
     meta: sled::Tree,
+    /// The newest event known durable (flushed): readers never see past it, so an event a
+    /// client saw cannot be lost by a crash between a commit's transaction and its flush.
+    durable_event: std::sync::atomic::AtomicU64,
     /// Marks the directory open in this process (see `lock.rs`); dropped last.
     _open_here: lock::OpenHere,
 }
@@ -358,12 +361,23 @@ impl Sled {
             meta: tree(META)?,
             dir: dir.to_path_buf(),
             db,
+            durable_event: std::sync::atomic::AtomicU64::new(0),
             _open_here: open_here,
         };
-        tracing::debug!(path = %dir.display(), "plan store open");
-        Ok(Sled {
+        let sled = Sled {
             inner: Arc::new(inner),
-        })
+        };
+        // What is on disk at open is durable by definition: up to the log's newest event.
+        let newest =
+            (sled.inner.events.last()).map_err(|e| sled.sled_error("reading events", e))?;
+        let last = newest.map_or(0, |(key, _)| {
+            <[u8; 8]>::try_from(key.as_ref()).map_or(u64::MAX, u64::from_be_bytes)
+        });
+        sled.inner
+            .durable_event
+            .store(last, std::sync::atomic::Ordering::SeqCst);
+        tracing::debug!(path = %dir.display(), "plan store open");
+        Ok(sled)
     }
 
     fn dir(&self) -> &Path {

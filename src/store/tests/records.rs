@@ -252,3 +252,28 @@ fn reopen_right_after_close_succeeds() {
         assert_eq!(again.load_state::<TestState>().unwrap(), Some(state(n)));
     }
 }
+
+#[test]
+// Refutable only with the `etcd` feature.
+#[allow(irrefutable_let_patterns)]
+fn readers_never_see_an_event_before_it_is_flushed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    let first = store
+        .commit(&state(1), None, event(EventAction::Start, 1))
+        .unwrap();
+    // An event in the log that no commit has flushed yet: as a reader sees the tree between
+    // a commit's transaction and its flush.
+    let crate::store::Backend::Sled(sled) = &store.backend else {
+        panic!("a sled store")
+    };
+    let pending = crate::store::codec::id_key(2);
+    sled.inner.events.insert(pending, b"{}".to_vec()).unwrap();
+    assert_eq!(store.events_since(0, 10).unwrap(), vec![first.clone()]);
+    assert_eq!(store.events_since(1, 10).unwrap(), vec![]);
+    // Reopened: what is on disk is durable, and shown.
+    sled.inner.events.remove(pending).unwrap();
+    drop(store);
+    let store = open(tmp.path());
+    assert_eq!(store.events_since(0, 10).unwrap(), vec![first]);
+}
