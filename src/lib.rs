@@ -40,7 +40,7 @@
 //!   WebSocket tunnels, graceful drain. Reads one routing snapshot per request.
 //! - [`reload`]: applies a changed config whole or not at all, and records it as an event.
 //! - [`control`]: the admin HTTP API (token auth, routes, event stream).
-//! - [`prometheus`]: the client query gates ask, run by the driver once per interval.
+//! - [`prometheus`]: the client query gates ask, from a task of its own once per interval.
 //! - [`rlimit`]: the process's open-file limit, raised at start.
 //! - [`resolve`]: upstream addresses as written (`https://host:port`), host names resolved
 //!   again every interval.

@@ -298,3 +298,80 @@ async fn without_prometheus_the_run_holds_then_pauses() {
         "a query that cannot be asked never rolls back: {st:#}"
     );
 }
+
+/// A "Prometheus" that accepts connections and never answers (a hung server, a black-holed
+/// route behind a live socket).
+async fn silent_prometheus() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_prometheus_never_delays_a_command_or_the_other_gates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (addr, silent) = silent_prometheus().await;
+    let envs = sim_envs().await;
+    // Each ask waits 30 s for an answer that never comes.
+    let extra =
+        format!("[prometheus]\nurl = \"http://{addr}\"\ntimeout = \"30s\"\npause_after = \"5m\"\n");
+    let cfg = write_config(dir.path(), envs[0].addr, envs[1].addr, envs[2].addr, &extra);
+    let server = Server::start(&cfg);
+    let plan = format!(
+        "name = \"db\"\n[analysis]\ninterval = \"100ms\"\nwindow = \"1s\"\nmin_requests = 5\n\
+         [[steps]]\nweight = 50\nhold = \"1h\"\n[[steps]]\nweight = 100\n\
+         [[gates]]\nname = \"db pool\"\nquery = '{QUERY}'\nmax = 0.8\n\
+         [[gates]]\nname = \"new errors\"\nmetric = \"new.error_rate\"\nmax = 0.05\nafter = 2\n\
+         on_fail = \"rollback\"\n"
+    );
+    server.start_plan(&plan).await;
+    // The first ask is under way by now, and will be for 30 s.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = std::time::Instant::now();
+    let (code, out, err) = server.cli(&["pause", "--reason", "looking at the pool"]);
+    let took = asked.elapsed();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        took < Duration::from_secs(10),
+        "a pause took {took:?} while Prometheus was silent"
+    );
+    let st = server.status().await;
+    assert_eq!(st["state"], "paused", "{st:#}");
+
+    // The other gates are judged every interval all the same: a failing NEW is rolled back
+    // long before one ask could have ended.
+    let (code, out, err) = server.cli(&["resume", "--reason", "go on"]);
+    assert_eq!(code, 0, "{out}{err}");
+    envs[1]
+        .behaviour
+        .error_permille
+        .store(1000, Ordering::Relaxed);
+    let load = common::load::Load::start(
+        server.proxy_url("/"),
+        4,
+        200,
+        Duration::from_millis(5),
+        Duration::from_secs(20),
+    );
+    let st = server
+        .wait_status(
+            "the new-errors gate to roll back",
+            Duration::from_secs(15),
+            |st| matches!(st["state"].as_str(), Some("rolling_back" | "rolled_back")),
+        )
+        .await;
+    let db = st["gates"]
+        .as_array()
+        .and_then(|g| g.iter().find(|g| g["name"] == "db pool"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(db["verdict"], "no_answer", "{st:#}");
+    load.stop().await;
+    silent.abort();
+}

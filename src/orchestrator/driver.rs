@@ -63,6 +63,8 @@ struct CheckResult {
 
 struct Driver {
     parts: Parts,
+    /// Query gates' answers, asked off this loop (`crate::prometheus::poll`).
+    queries: Option<crate::prometheus::poll::Poller>,
     fleet: Option<Fleet>,
     control: Control,
     tracker: GateTracker,
@@ -109,7 +111,12 @@ pub fn start(
             status::prometheus(&metrics, &status_for_metrics.borrow()) + &foresight.prometheus()
         }),
     };
+    let queries = parts
+        .prometheus
+        .clone()
+        .map(crate::prometheus::poll::Poller::start);
     let driver = Driver {
+        queries,
         parts,
         fleet,
         control,
@@ -291,16 +298,30 @@ impl Driver {
         self.parts
             .foresight
             .record(&self.parts.store, now_ms(), weight, dt, &snap);
-        if !self.control.needs_ticks() || self.fleet.as_ref().is_some_and(|f| !f.is_leader()) {
+        let deciding =
+            self.control.needs_ticks() && self.fleet.as_ref().is_none_or(|f| f.is_leader());
+        // Prometheus is asked, off this loop, only while this instance judges a run.
+        if let Some(poller) = &self.queries {
+            match self
+                .control
+                .run()
+                .filter(|_| deciding && self.control.is_active())
+            {
+                Some(run) => poller.want(&run.plan().queries, eval_interval(&self.analysis())),
+                None => poller.want(&[], Duration::ZERO),
+            }
+        }
+        if !deciding {
             return;
         }
         // Gates judge an active run; a weight move after the run ended only needs time.
         let observation = match self.control.run().filter(|_| self.control.is_active()) {
             Some(run) => {
                 let plan = run.plan().clone();
-                // The queries' I/O comes before the pure evaluation, which gets the answers.
-                let queries = match &self.parts.prometheus {
-                    Some(p) if !plan.queries.is_empty() => p.ask_all(&plan.queries).await,
+                // The latest answers, asked by the poller: the tick never waits on Prometheus.
+                let every = eval_interval(&self.analysis());
+                let queries = match &self.queries {
+                    Some(q) if !plan.queries.is_empty() => q.latest(&plan.queries, every, now),
                     _ => analyzer::QueryResults::default(),
                 };
                 let evaluation = analyzer::evaluate_with(

@@ -1,11 +1,14 @@
 //! The Prometheus client of query gates: asks `[prometheus] url`'s instant-query API for every
-//! query gate of the run, concurrently, each bounded by `timeout`.
+//! query gate of the run, concurrently, each bounded by `timeout`, from a task of its own
+//! ([`poll`]) so that the driver's tick reads the latest answers and never waits.
 //!
 //! Owns: the HTTP calls (`POST /api/v1/query`, a bearer token read from its file on every call
 //! so a rotated token is picked up, `https://` trusting the system's roots plus `ca_file`), and
 //! how long each gate's query has been failing. Must not touch: judging — the answers go to
 //! [`crate::analyzer::evaluate_with`] as data ([`crate::analyzer::query`] reads them) — nor the
-//! data path: only the driver calls this, once per analysis interval.
+//! data path: only the driver's poller calls this, once per analysis interval.
+
+pub mod poll;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
