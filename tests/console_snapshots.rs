@@ -74,6 +74,25 @@ fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
     None
 }
 
+/// In the env table's column headed `head`, the row of scope `hot` is highlighted as a breach
+/// and the row of scope `cold` is not.
+fn assert_highlighted(buf: &Buffer, head: &str, hot: &str, cold: &str) {
+    let (col, _) = find(buf, head).unwrap();
+    let highlighted = |scope: &str| {
+        let row = find(buf, &format!("│{scope} ")).unwrap().1;
+        (col..col + 6).any(|x| buf[(x, row)].bg == Color::Red)
+    };
+    let screen = text(buf);
+    assert!(
+        highlighted(hot),
+        "{hot} not highlighted under{head}\n{screen}"
+    );
+    assert!(
+        !highlighted(cold),
+        "{cold} wrongly highlighted under{head}\n{screen}"
+    );
+}
+
 fn stats(rps: f64, err: f64, p50: f64, p99: f64, active: u64, share: f64) -> EnvStats {
     EnvStats {
         rps,
@@ -299,18 +318,7 @@ fn paused_by_a_gate_shows_its_reason_and_highlights_the_value() {
     let (x, y) = find(&buf, "● PAUSED").unwrap();
     assert_eq!(buf[(x, y)].fg, Color::Yellow);
     // NEW's error rate in the env table is highlighted; OLD's is not.
-    let new_row = find(&buf, "│new ").unwrap().1;
-    let old_row = find(&buf, "│old ").unwrap().1;
-    let (ex, _) = find(&buf, " err ").unwrap();
-    let highlighted = |row: u16| (ex..ex + 6).any(|x| buf[(x, row)].bg == Color::Red);
-    assert!(
-        highlighted(new_row),
-        "new.error_rate not highlighted\n{screen}"
-    );
-    assert!(
-        !highlighted(old_row),
-        "old.error_rate wrongly highlighted\n{screen}"
-    );
+    assert_highlighted(&buf, " err ", "new", "old");
     assert_snapshot("paused_by_gate", &buf);
 }
 
@@ -356,18 +364,7 @@ fn shadow_traffic_has_a_row_of_its_own_while_users_are_copied() {
         assert!(screen.contains(want), "missing `{want}` in\n{screen}");
     }
     // The gate judges the mirror's p99: that cell is highlighted, NEW's is not.
-    let mirror_row = find(&buf, "│mirror ").unwrap().1;
-    let new_row = find(&buf, "│new ").unwrap().1;
-    let (px, _) = find(&buf, " p99 ").unwrap();
-    let highlighted = |row: u16| (px..px + 6).any(|x| buf[(x, row)].bg == Color::Red);
-    assert!(
-        highlighted(mirror_row),
-        "mirror.p99_ms not highlighted\n{screen}"
-    );
-    assert!(
-        !highlighted(new_row),
-        "new.p99_ms wrongly highlighted\n{screen}"
-    );
+    assert_highlighted(&buf, " p99 ", "mirror", "new");
     assert_snapshot("mirror_paused", &buf);
 
     // With no shadow traffic the table keeps its four rows.

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, EXPECT, TRANSFER_ENCODING};
 use http::{HeaderMap, Method, Response};
 use http_body_util::BodyExt;
 use hyper::body::Body;
@@ -132,8 +132,9 @@ impl Proxy {
         let mut headers = out.headers.clone();
         headers.insert(MIRROR_HEADER, HeaderValue::from_static("1"));
         let (keep, body) = if has_body {
-            // Sent whole, so framed by its length.
+            // Sent whole, so framed by its length, and with nothing to wait for.
             headers.remove(TRANSFER_ENCODING);
+            headers.remove(EXPECT);
             let (keep, kept) = Keep::new(m.max_body);
             (Some(Box::new(keep)), Some(kept))
         } else {
