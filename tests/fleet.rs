@@ -1,13 +1,16 @@
 //! Fleet mode end to end: real etcd servers and three real `cutover serve` instances sharing
-//! one migration (`[store] backend = "etcd"`). Built with `--features etcd` (`.ci/run` does).
+//! one migration (`[store] backend = "etcd"`), also over mutual TLS with etcd's authentication
+//! on. Built with `--features etcd` (`.ci/run` does).
 #![cfg(feature = "etcd")]
 
 mod common;
+#[path = "common/testca.rs"]
+mod testca;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::etcd::Etcd;
+use common::etcd::{Etcd, Tls};
 use common::server::Server;
 use common::{client, get_as, sim_envs, WAIT};
 use cutover::demo::upstream::SimEnv;
@@ -48,6 +51,11 @@ struct Fleet {
 
 /// `n` instances named a, b, c... on the etcd `endpoints`, under one prefix.
 async fn fleet(n: usize, endpoints: &str, prefix: &str) -> Fleet {
+    fleet_with(n, endpoints, prefix, "").await
+}
+
+/// [`fleet`] with more `[store]` lines (TLS, a user).
+async fn fleet_with(n: usize, endpoints: &str, prefix: &str, store: &str) -> Fleet {
     let envs = sim_envs().await;
     let mut servers = Vec::new();
     let mut dirs = Vec::new();
@@ -71,6 +79,7 @@ prefix = "{prefix}"
 instance = "{name}"
 lease_ttl = "{TTL_S}s"
 timeout = "1s"
+{store}
 [envs.old]
 upstreams = ["{}"]
 [envs.new]
@@ -374,4 +383,138 @@ async fn store_migrate_moves_a_single_instance_into_a_fleet() {
     let st = f.servers[0].wait_for_state("paused", WAIT).await;
     assert_eq!(st["run_id"], 1);
     assert_eq!(events(&f.servers[0]).await, before);
+}
+
+/// Turn on etcd's authentication with a `root` user and a `cutover` user that may read and
+/// write `prefix` only, speaking mutual TLS as `tls.client`.
+async fn enable_auth(etcd: &Etcd, tls: &Tls, prefix: &str, password: &str) {
+    use etcd_client::{Certificate, ConnectOptions, Identity, Permission, TlsOptions};
+    let read = |p: &std::path::Path| std::fs::read(p).expect("read a TLS file");
+    let tls = TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(read(&tls.ca)))
+        .identity(Identity::from_pem(read(&tls.client.0), read(&tls.client.1)));
+    let mut c =
+        etcd_client::Client::connect(etcd.endpoints(), Some(ConnectOptions::new().with_tls(tls)))
+            .await
+            .expect("an etcd client over TLS");
+    c.user_add("root", "root-secret", None)
+        .await
+        .expect("root user");
+    let _ = c.role_add("root").await;
+    c.user_grant_role("root", "root").await.expect("root role");
+    c.role_add("cutover").await.expect("cutover role");
+    c.role_grant_permission("cutover", Permission::read_write(prefix).with_prefix())
+        .await
+        .expect("permission on the prefix");
+    c.user_add("cutover", password, None)
+        .await
+        .expect("cutover user");
+    c.user_grant_role("cutover", "cutover")
+        .await
+        .expect("grant");
+    c.auth_enable().await.expect("auth enable");
+}
+
+/// `cutover serve` on `cfg` must exit by itself (it cannot reach its store); its stderr.
+fn serve_fails(cfg: &std::path::Path) -> String {
+    let mut child = std::process::Command::new(common::server::bin())
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cutover");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("cutover serve kept running on a store it cannot use");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().expect("output");
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_reaches_etcd_over_mutual_tls_as_a_user_of_its_own() {
+    let ca = testca::TestCa::new("etcd CA");
+    let member = ca.leaf("etcd", &["localhost"]);
+    let client = ca.client("cutover", "cutover");
+    let tls = Tls {
+        ca: ca.cert.clone(),
+        server: (member.cert.clone(), member.key.clone()),
+        client: (client.cert.clone(), client.key.clone()),
+    };
+    let etcd = Etcd::single_tls(tls.clone());
+    let prefix = "/cutover/secure";
+    let secrets = tempfile::tempdir().expect("tempdir");
+    let password = secrets.path().join("etcd-password");
+    std::fs::write(&password, "s3cret-pass\n").expect("password file");
+    let tls_lines = format!(
+        "ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        ca.cert.display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let store = format!(
+        "{tls_lines}user = \"cutover\"\npassword_file = \"{}\"\n",
+        password.display()
+    );
+    enable_auth(&etcd, &tls, prefix, "s3cret-pass").await;
+
+    // Two instances on the secured etcd act as one: a start through one moves the other.
+    let f = fleet_with(2, &etcd.endpoints_toml(), prefix, &store).await;
+    f.servers[0].start_plan(PLAN).await;
+    let st = f.servers[1]
+        .wait_status("the run to reach the other instance", WAIT, |st| {
+            st["weight"] == 10.0
+        })
+        .await;
+    assert_eq!(st["fleet"]["etcd_ok"], true, "{st:#}");
+
+    // Without a client certificate, or with a wrong password, serve stops with the reason.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let write = |name: &str, store: &str| {
+        let cfg = dir.path().join(name);
+        std::fs::write(
+            &cfg,
+            format!(
+                "[listen]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+                 [store]\npath = \"store\"\nbackend = \"etcd\"\nendpoints = {}\n\
+                 prefix = \"{prefix}\"\ninstance = \"x\"\ntimeout = \"1s\"\n{store}\n\
+                 [envs.old]\nupstreams = [\"127.0.0.1:1\"]\n[envs.new]\nupstreams = [\"127.0.0.1:2\"]\n\
+                 [envs.fallback]\nupstreams = [\"127.0.0.1:3\"]\n",
+                etcd.endpoints_toml()
+            ),
+        )
+        .expect("config");
+        cfg
+    };
+    let wrong = secrets.path().join("wrong-password");
+    std::fs::write(&wrong, "guess\n").expect("password file");
+    let err = serve_fails(&write(
+        "wrong-password.toml",
+        &format!(
+            "{tls_lines}user = \"cutover\"\npassword_file = \"{}\"\n",
+            wrong.display()
+        ),
+    ));
+    assert!(
+        err.contains("etcd") && err.to_lowercase().contains("auth"),
+        "{err}"
+    );
+    let err = serve_fails(&write(
+        "no-client-cert.toml",
+        &format!(
+            "ca_file = \"{}\"\nuser = \"cutover\"\npassword_file = \"{}\"\n",
+            ca.cert.display(),
+            password.display()
+        ),
+    ));
+    assert!(
+        err.contains("etcd") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
 }

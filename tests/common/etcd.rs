@@ -18,7 +18,18 @@ struct Member {
 pub struct Etcd {
     members: Vec<Member>,
     cluster: String,
+    /// Clients must speak TLS and show a certificate from this CA.
+    tls: Option<Tls>,
     _dir: tempfile::TempDir,
+}
+
+/// The files of a member that takes clients over mutual TLS.
+#[derive(Clone)]
+pub struct Tls {
+    pub ca: PathBuf,
+    pub server: (PathBuf, PathBuf),
+    /// A client certificate and key the member accepts (for its health check).
+    pub client: (PathBuf, PathBuf),
 }
 
 fn free_port() -> u16 {
@@ -31,8 +42,17 @@ impl Etcd {
         Etcd::cluster(1)
     }
 
+    /// One member whose clients must speak TLS and show a certificate signed by `tls.ca`.
+    pub fn single_tls(tls: Tls) -> Etcd {
+        Etcd::start(1, Some(tls))
+    }
+
     /// `n` members forming one cluster, all started and healthy.
     pub fn cluster(n: usize) -> Etcd {
+        Etcd::start(n, None)
+    }
+
+    fn start(n: usize, tls: Option<Tls>) -> Etcd {
         let dir = tempfile::tempdir().expect("tempdir");
         let members: Vec<Member> = (0..n)
             .map(|i| Member {
@@ -51,6 +71,7 @@ impl Etcd {
         let mut etcd = Etcd {
             members,
             cluster,
+            tls,
             _dir: dir,
         };
         for i in 0..n {
@@ -64,10 +85,21 @@ impl Etcd {
 
     fn spawn(&mut self, i: usize) {
         let cluster = self.cluster.clone();
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         let m = &mut self.members[i];
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let client = format!("{scheme}://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.server.0)
+                .arg("--key-file")
+                .arg(&t.server.1)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .args(["--name", &m.name, "--data-dir"])
             .arg(&m.data)
             .args([
@@ -103,7 +135,11 @@ impl Etcd {
         let port = self.members[i].client;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if health(port) {
+            let healthy = match &self.tls {
+                None => health(port),
+                Some(t) => health_tls(port, t),
+            };
+            if healthy {
                 return;
             }
             assert!(
@@ -116,9 +152,10 @@ impl Etcd {
 
     /// Every member's client URL.
     pub fn endpoints(&self) -> Vec<String> {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
         self.members
             .iter()
-            .map(|m| format!("http://127.0.0.1:{}", m.client))
+            .map(|m| format!("{scheme}://127.0.0.1:{}", m.client))
             .collect()
     }
 
@@ -162,6 +199,21 @@ fn health(port: u16) -> bool {
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out.contains("\"health\":\"true\"")
+}
+
+/// `GET /health` over mutual TLS (curl, which `.ci/run` installs) answers `"health":"true"`.
+fn health_tls(port: u16, t: &Tls) -> bool {
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "2", "--cacert"])
+        .arg(&t.ca)
+        .arg("--cert")
+        .arg(&t.client.0)
+        .arg("--key")
+        .arg(&t.client.1)
+        .arg(format!("https://127.0.0.1:{port}/health"))
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).contains("\"health\":\"true\"")
 }
 
 impl Drop for Etcd {

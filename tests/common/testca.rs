@@ -62,6 +62,16 @@ impl TestCa {
     /// A leaf certificate named `file` for `names` (DNS names; `127.0.0.1` is always added as
     /// an IP name), signed by this CA.
     pub fn leaf(&self, file: &str, names: &[&str]) -> Leaf {
+        self.signed(file, names, "serverAuth")
+    }
+
+    /// A client certificate named `file` for `name`, signed by this CA (mutual TLS).
+    #[allow(dead_code)]
+    pub fn client(&self, file: &str, name: &str) -> Leaf {
+        self.signed(file, &[name], "clientAuth")
+    }
+
+    fn signed(&self, file: &str, names: &[&str], usage: &str) -> Leaf {
         let d = self.dir.path();
         let mut san: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
         san.push("IP:127.0.0.1".into());
@@ -69,7 +79,7 @@ impl TestCa {
         std::fs::write(
             &ext,
             format!(
-                "subjectAltName={}\nextendedKeyUsage=serverAuth\n",
+                "subjectAltName={}\nextendedKeyUsage={usage}\n",
                 san.join(",")
             ),
         )
