@@ -304,3 +304,60 @@ fn the_binary_prints_decisions_and_names_a_bad_traffic_line() {
         "{err}"
     );
 }
+
+#[test]
+fn what_recorded_traffic_cannot_tell_is_said_not_guessed() {
+    // The staging plan with a shadow-traffic step first and a query gate.
+    let text = std::fs::read_to_string(root().join("plans/staging.toml")).expect("plan");
+    let text = text.replacen(
+        "[[steps]]\nweight = 10",
+        "[[steps]]\nweight = 0\nmirror = 25\nhold = \"1m\"\n\n[[steps]]\nweight = 10",
+        1,
+    );
+    let text = format!(
+        "{text}\n[[gates]]\nname = \"db pool\"\nquery = 'max(db_pool_saturation)'\nmax = 0.8\n"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plan = dir.path().join("shadow-first.toml");
+    std::fs::write(&plan, text).expect("write");
+    let traffic = root().join("examples/traffic/healthy-day.jsonl");
+    let s = run_simulation(&SimulateArgs {
+        plan: &plan,
+        traffic: &traffic,
+        approvals: Approvals::All,
+        capacity: Capacity::default(),
+        json: false,
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The query gate does not hold the replay, and the run goes on as staging's does.
+    assert_eq!(
+        summary(&s).last().map(String::as_str),
+        Some("end completed step 4 weight 100"),
+        "{:?}",
+        summary(&s)
+    );
+    assert_eq!(s.caveats.len(), 2, "{:?}", s.caveats);
+    assert!(s.caveats[0].contains("query gates \"db pool\" were left out"));
+    assert!(s.caveats[1].starts_with("step(s) 1 copy users to NEW"));
+    // The binary says so under the end line.
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["plan", "simulate"])
+        .arg(&plan)
+        .arg("--traffic")
+        .arg(&traffic)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches("\nnot simulated: ").count(), 2, "{text}");
+    // The shipped plans replay without a caveat on the shipped traffic.
+    for plan in names(&root().join("plans"), ".toml") {
+        let s = sim(
+            &plan,
+            "healthy-day.jsonl",
+            Approvals::All,
+            Capacity::default(),
+        );
+        assert!(s.caveats.is_empty(), "{plan}: {:?}", s.caveats);
+    }
+}

@@ -239,6 +239,9 @@ pub fn render(sim: &Simulation, json: bool) -> String {
     if let Some(h) = &e.headroom {
         let _ = writeln!(o, "headroom: {}", h.text());
     }
+    for c in &sim.caveats {
+        let _ = writeln!(o, "not simulated: {c}");
+    }
     o
 }
 

@@ -16,6 +16,11 @@
 //! at the plan's `interval` (a gate's `after` counts lines). A line stands for at most three
 //! times the longer of the plan's interval and the line's window, so a file written at one
 //! line per 30 s window serves holds at its own pace.
+//!
+//! What recorded traffic cannot tell is said, not guessed ([`Simulation::caveats`]): query
+//! gates are left out (no Prometheus answers were recorded: judged, they would hold the run at
+//! its first step), and mirror steps on traffic that holds no shadow traffic pass their mirror
+//! gates without evidence, as a live run with nothing copied would.
 
 use std::time::Duration;
 
@@ -83,6 +88,9 @@ pub struct Simulation {
     pub plan: String,
     pub decisions: Vec<Decision>,
     pub end: EndState,
+    /// What this replay could not judge on this traffic, in words for the operator.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub caveats: Vec<String>,
 }
 
 struct Replay<'a> {
@@ -138,6 +146,17 @@ pub fn simulate(
     capacity: &Capacity,
 ) -> Simulation {
     let t0 = traffic.first().map_or(0, |t| t.t_ms);
+    let caveats = caveats(plan, traffic);
+    // Query gates cannot be judged on recorded traffic (see `caveats`): left out.
+    let without_queries;
+    let plan = if plan.queries.is_empty() {
+        plan
+    } else {
+        let mut p = plan.clone();
+        p.queries.clear();
+        without_queries = p;
+        &without_queries
+    };
     let mut r = Replay {
         plan,
         control: Control::default(),
@@ -214,5 +233,39 @@ pub fn simulate(
             headroom,
         },
         decisions: r.decisions,
+        caveats,
     }
+}
+
+/// What the replay of `plan` cannot judge on `traffic`.
+fn caveats(plan: &Plan, traffic: &[TickRecord]) -> Vec<String> {
+    let mut out = Vec::new();
+    if !plan.queries.is_empty() {
+        let names: Vec<String> = plan
+            .queries
+            .iter()
+            .map(|q| format!("\"{}\"", q.name))
+            .collect();
+        out.push(format!(
+            "query gates {} were left out: recorded traffic holds no Prometheus answers, so \
+             this replay says nothing of them (a live run judges them every interval)",
+            names.join(", ")
+        ));
+    }
+    let mirroring: Vec<String> = (plan.steps.iter().enumerate())
+        .filter(|(_, s)| s.mirror > crate::router::Weight::ZERO)
+        .map(|(i, _)| (i + 1).to_string())
+        .collect();
+    let copied = traffic
+        .iter()
+        .any(|t| t.scopes.get("mirror").is_some_and(|m| m.requests > 0));
+    if !mirroring.is_empty() && !copied {
+        out.push(format!(
+            "step(s) {} copy users to NEW (`mirror`), but this traffic holds no shadow traffic: \
+             their mirror gates passed without evidence and say nothing of how NEW would take \
+             the copies; record traffic while a mirror step runs to replay them",
+            mirroring.join(", ")
+        ));
+    }
+    out
 }
