@@ -136,7 +136,17 @@ impl EtcdStore {
             }
         }
         let Some(first) = first else {
-            return Err(fail("connecting", errors.join("; ")));
+            let mut detail = errors.join("; ");
+            // TLS 1.3 refuses a missing client certificate after the handshake: the client
+            // sees a closed connection rather than the member's reason.
+            let https = opts.endpoints.iter().any(|e| e.starts_with("https://"));
+            if https && opts.cert_file.is_none() && !detail.contains("authentication failed") {
+                detail.push_str(
+                    " (if the members take clients with --client-cert-auth, set [store] \
+                     cert_file and key_file to a client certificate their CA signed)",
+                );
+            }
+            return Err(fail("connecting", detail));
         };
         let store = EtcdStore {
             current: Mutex::new(first),
