@@ -28,6 +28,10 @@ use crate::plan::Analysis;
 use crate::router::{Router, RoutingTable, Weight};
 use crate::store::{Store, StoreError};
 
+/// How often a command is decided when other instances keep committing first (fleet mode);
+/// past it the command answers 409 with nothing changed.
+const COMMAND_ATTEMPTS: usize = 3;
+
 #[derive(Debug, Error)]
 pub enum DriverError {
     #[error("cannot load the run state from the store: {0}")]
@@ -162,10 +166,14 @@ impl Driver {
             tokio::select! {
                 Some(req) = rx.recv() => {
                     let mut answer = self.command(req.cmd.clone(), &req.actor, req.reason.clone()).await;
-                    if matches!(answer, Err(CommandError::Conflict(_))) {
-                        // Another instance committed first: decide again on what it committed.
+                    // Another instance committed first: decide again on what it committed, a
+                    // few times (each attempt judged afresh by the machine), then say so.
+                    for _ in 1..COMMAND_ATTEMPTS {
+                        if !matches!(answer, Err(CommandError::Conflict(_))) {
+                            break;
+                        }
                         self.adopt().await;
-                        answer = self.command(req.cmd, &req.actor, req.reason).await;
+                        answer = self.command(req.cmd.clone(), &req.actor, req.reason.clone()).await;
                     }
                     let _ = req.reply.send(answer);
                 }
