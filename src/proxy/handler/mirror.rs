@@ -10,9 +10,9 @@
 //! are copied; the others of a mirrored user are skipped and counted. A request body is kept
 //! as it streams to OLD (up to `[mirror] max_body`, [`crate::proxy::upstream::tap`]) and the
 //! copy sends it whole; a body that is longer, fails, or that OLD never read (a fallback) is
-//! not copied (skipped and counted). A copy carries `x-cutover-mirror: 1`. With a step's `compare`, OLD's answer
-//! body is kept (up to `[mirror] compare_max_body`) as it streams to the user
-//! (`crate::proxy::upstream::tap`) and compared with NEW's once both have ended.
+//! not copied (skipped and counted). A copy carries `x-cutover-mirror: 1`. With a step's
+//! `compare`, OLD's answer body is kept (up to `[mirror] compare_max_body`) as it streams to the
+//! user (`crate::proxy::upstream::tap`) and compared with NEW's once both have ended.
 //!
 //! Owns: [`Mirror`] (the per-worker bound and the settings), [`Copy`] and its task. Must not
 //! touch: the user's request or answer (it reads OLD's status and headers, nothing more), the
