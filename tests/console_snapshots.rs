@@ -250,6 +250,13 @@ fn healthy_app() -> App {
     app_with(statuses)
 }
 
+/// 30 seconds healthy, then 5 of `then`.
+fn healthy_then(then: fn() -> Status) -> App {
+    let mut statuses: Vec<Status> = (0..30).map(|_| healthy_status()).collect();
+    statuses.extend((0..5).map(|_| then()));
+    app_with(statuses)
+}
+
 fn paused_status() -> Status {
     let mut s = healthy_status();
     s.state = RunState::Paused;
@@ -303,9 +310,7 @@ fn running_and_healthy() {
 
 #[test]
 fn paused_by_a_gate_shows_its_reason_and_highlights_the_value() {
-    let mut statuses: Vec<Status> = (0..30).map(|_| healthy_status()).collect();
-    statuses.extend((0..5).map(|_| paused_status()));
-    let app = app_with(statuses);
+    let app = healthy_then(paused_status);
     let buf = render(&app, 100, 30);
     let screen = text(&buf);
     assert!(screen.contains("● PAUSED"), "{screen}");
@@ -351,9 +356,7 @@ fn mirror_paused_status() -> Status {
 
 #[test]
 fn shadow_traffic_has_a_row_of_its_own_while_users_are_copied() {
-    let mut statuses: Vec<Status> = (0..30).map(|_| healthy_status()).collect();
-    statuses.extend((0..5).map(|_| mirror_paused_status()));
-    let app = app_with(statuses);
+    let app = healthy_then(mirror_paused_status);
     let buf = render(&app, 100, 30);
     let screen = text(&buf);
     for want in [
