@@ -134,11 +134,15 @@ async fn kill_9_at_random_moments_always_restarts_into_the_last_durable_state() 
             status["weight"]
         );
         if status["state"] == "running" {
+            // At its step's weight, or on the way there: a run started after one that
+            // completed at 100 % walks down to its first step at the plan's pace.
             let w = status["weight"].as_f64().unwrap_or(0.0);
-            assert_eq!(
-                status["step"].as_f64(),
-                Some(w / 5.0),
-                "{ctx}: step vs weight"
+            let at_step = status["step"].as_f64() == Some(w / 5.0);
+            let reason = status["reason"].as_str().unwrap_or_default();
+            assert!(
+                at_step || reason.contains("ramping"),
+                "{ctx}: running at step {} with weight {w}, not ramping: {reason}",
+                status["step"]
             );
         }
         log = after;
