@@ -189,24 +189,10 @@ impl Copy {
     /// Send the copy to NEW, record what NEW made of it, compare, and read its answer to the
     /// end so the connection goes back to the pool.
     async fn send(mut self, old: Option<Old>) {
-        let proxy = self.proxy.clone();
-        let proxy = &proxy;
-        let body = match self.body.take() {
-            None => ReqBody::Empty,
-            Some(kept) => match tokio::time::timeout(proxy.mirror.body_timeout, kept).await {
-                Ok(Ok(bytes)) => {
-                    self.headers
-                        .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-                    ReqBody::Whole(Some(bytes))
-                }
-                // Longer than `max_body`, failed, or never read by OLD: not copied.
-                _ => {
-                    let now = Instant::now();
-                    proxy.metrics.record_mirror(MirrorCount::Skipped, now);
-                    return;
-                }
-            },
+        let Some(body) = self.whole_body().await else {
+            return;
         };
+        let proxy = &self.proxy;
         let out = Outgoing {
             method: &self.method,
             path: &self.path,
@@ -268,6 +254,27 @@ impl Copy {
             }
         }
         metrics.record_comparison(differs, Instant::now());
+    }
+
+    /// The body to send: none, or the user's whole once OLD has read it (framed by its
+    /// length). `None` when it cannot be copied — longer than `max_body`, failed, or never
+    /// read by OLD — counted as skipped.
+    async fn whole_body(&mut self) -> Option<ReqBody> {
+        let Some(kept) = self.body.take() else {
+            return Some(ReqBody::Empty);
+        };
+        match tokio::time::timeout(self.proxy.mirror.body_timeout, kept).await {
+            Ok(Ok(bytes)) => {
+                self.headers
+                    .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                Some(ReqBody::Whole(Some(bytes)))
+            }
+            _ => {
+                let now = Instant::now();
+                self.proxy.metrics.record_mirror(MirrorCount::Skipped, now);
+                None
+            }
+        }
     }
 
     pub(super) fn method(&self) -> &Method {

@@ -170,15 +170,20 @@ impl ReqBody {
         let Some(body) = body.filter(|b| !b.is_end_stream()) else {
             return (ReqBody::Empty, None);
         };
-        let (mut body, unsent) = ReqBody::replay(body, metrics);
-        if let ReqBody::Stream { keep: k, .. } = &mut body {
-            *k = keep;
-        }
+        let (body, unsent) = ReqBody::stream(body, metrics, keep);
         (body, Some(unsent))
     }
 
     /// A body for a replay of what `Unsent` took back.
     pub(crate) fn replay(body: Incoming, metrics: &Arc<Metrics>) -> (ReqBody, Unsent) {
+        ReqBody::stream(body, metrics, None)
+    }
+
+    fn stream(
+        body: Incoming,
+        metrics: &Arc<Metrics>,
+        keep: Option<Box<Keep>>,
+    ) -> (ReqBody, Unsent) {
         let unsent = Arc::new(Mutex::new(Some(body)));
         (
             ReqBody::Stream {
@@ -186,7 +191,7 @@ impl ReqBody {
                 sending: None,
                 deadline: Deadline::current(),
                 metrics: metrics.clone(),
-                keep: None,
+                keep,
             },
             Unsent(unsent),
         )
