@@ -375,6 +375,14 @@ pub struct MirrorStatus {
     pub samples: Vec<MismatchSample>,
 }
 
+impl MirrorStatus {
+    /// Whether shadow traffic is, or was in the window, part of the picture: users are being
+    /// copied, or copies were sent, dropped or skipped.
+    pub fn in_play(&self) -> bool {
+        self.percent > 0.0 || self.stats.requests + self.dropped + self.skipped > 0
+    }
+}
+
 /// One copy whose answer differed from OLD's.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MismatchSample {

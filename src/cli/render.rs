@@ -125,7 +125,7 @@ fn fleet(o: &mut String, f: &crate::api::FleetView) {
 /// Shadow traffic: NEW's numbers on the copies as a row, what was not copied, and the latest
 /// mismatches; nothing when no copy was made or is being made.
 fn mirror(o: &mut String, m: &MirrorStatus) {
-    if m.percent == 0.0 && m.stats.requests + m.dropped + m.skipped == 0 {
+    if !m.in_play() {
         return;
     }
     let _ = writeln!(o, "{}", env_row("mirror", &m.stats));

@@ -59,8 +59,7 @@ impl EnvRow {
 
     /// The rows `status` calls for: the mirror's only while users are, or were, copied.
     pub fn shown(status: &Status) -> impl Iterator<Item = EnvRow> + '_ {
-        let m = &status.mirror;
-        let mirror = m.percent > 0.0 || m.stats.requests + m.dropped + m.skipped > 0;
+        let mirror = status.mirror.in_play();
         EnvRow::ALL
             .into_iter()
             .filter(move |r| *r != EnvRow::Mirror || mirror)

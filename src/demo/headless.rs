@@ -12,9 +12,8 @@ pub fn progress_line(t: f64, st: &Status) -> String {
         |name: &str, s: &EnvStats| format!("{name} {:>3.0}/s {:>4}%", s.rps, pct(s.error_rate));
     let reason = st.reason.as_deref().unwrap_or("");
     // Shadow traffic gets a scope of its own while users are, or were, copied.
-    let m = &st.mirror;
-    let mirror = if m.percent > 0.0 || m.stats.requests > 0 {
-        format!("  {}", scope("mirror", &m.stats))
+    let mirror = if st.mirror.in_play() {
+        format!("  {}", scope("mirror", &st.mirror.stats))
     } else {
         String::new()
     };
