@@ -296,12 +296,14 @@ impl Driver {
 
     async fn evaluate(&mut self) {
         let now = Instant::now();
+        let analysis = self.analysis();
+        let every = eval_interval(&analysis);
         let dt = now
             .duration_since(self.last_eval)
-            .min(eval_interval(&self.analysis()).saturating_mul(3));
+            .min(every.saturating_mul(3));
         self.last_eval = now;
         // What the analyzer judges (or would), recorded every tick for `plan simulate`.
-        let snap = self.window(now, self.analysis().window);
+        let snap = self.window(now, analysis.window);
         let weight = self.control.weight();
         self.parts
             .foresight
@@ -315,7 +317,7 @@ impl Driver {
                 .run()
                 .filter(|_| deciding && self.control.is_active())
             {
-                Some(run) => poller.want(&run.plan().queries, eval_interval(&self.analysis())),
+                Some(run) => poller.want(&run.plan().queries, every),
                 None => poller.want(&[], Duration::ZERO),
             }
         }
@@ -327,7 +329,6 @@ impl Driver {
             Some(run) => {
                 let plan = run.plan().clone();
                 // The latest answers, asked by the poller: the tick never waits on Prometheus.
-                let every = eval_interval(&self.analysis());
                 let queries = match &self.queries {
                     Some(q) if !plan.queries.is_empty() => q.latest(&plan.queries, every, now),
                     _ => analyzer::QueryResults::default(),
