@@ -14,12 +14,15 @@ pub(crate) fn id_key(id: u64) -> [u8; 8] {
     id.to_be_bytes()
 }
 
+/// The id an [`id_key`] holds; `None` for a key of another length.
+pub(crate) fn key_id(key: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(key).ok().map(u64::from_be_bytes)
+}
+
 /// A key as an operator should read it in an error: the id for 8-byte keys, else the text.
 pub(crate) fn show_key(key: &[u8]) -> String {
-    match <[u8; 8]>::try_from(key) {
-        Ok(bytes) if !key.iter().all(|b| b.is_ascii_graphic()) => {
-            u64::from_be_bytes(bytes).to_string()
-        }
+    match key_id(key) {
+        Some(id) if !key.iter().all(|b| b.is_ascii_graphic()) => id.to_string(),
         _ => String::from_utf8_lossy(key).into_owned(),
     }
 }

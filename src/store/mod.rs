@@ -47,6 +47,7 @@ mod tests;
 mod ticks;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::sync::Arc;
 
 pub use dump::Dump;
@@ -331,7 +332,7 @@ struct Inner {
     meta: sled::Tree,
     /// The newest event known durable (flushed): readers never see past it, so an event a
     /// client saw cannot be lost by a crash between a commit's transaction and its flush.
-    durable_event: std::sync::atomic::AtomicU64,
+    durable_event: AtomicU64,
     /// Marks the directory open in this process (see `lock.rs`); dropped last.
     _open_here: lock::OpenHere,
 }
@@ -361,7 +362,7 @@ impl Sled {
             meta: tree(META)?,
             dir: dir.to_path_buf(),
             db,
-            durable_event: std::sync::atomic::AtomicU64::new(0),
+            durable_event: AtomicU64::new(0),
             _open_here: open_here,
         };
         let sled = Sled {
@@ -370,12 +371,8 @@ impl Sled {
         // What is on disk at open is durable by definition: up to the log's newest event.
         let newest =
             (sled.inner.events.last()).map_err(|e| sled.sled_error("reading events", e))?;
-        let last = newest.map_or(0, |(key, _)| {
-            <[u8; 8]>::try_from(key.as_ref()).map_or(u64::MAX, u64::from_be_bytes)
-        });
-        sled.inner
-            .durable_event
-            .store(last, std::sync::atomic::Ordering::SeqCst);
+        let last = newest.map_or(0, |(key, _)| codec::key_id(&key).unwrap_or(u64::MAX));
+        sled.inner.durable_event.store(last, SeqCst);
         tracing::debug!(path = %dir.display(), "plan store open");
         Ok(sled)
     }
